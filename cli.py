@@ -1,0 +1,170 @@
+"""``mim``: the command line of the major incident connector.
+
+Commands parse options and call the library; exit codes mean 0 ok, 1 findings or failure, 2 usage.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from connector.config import ConfigurationError, Settings, load_settings
+
+
+def _settings(ctx: click.Context) -> Settings:
+    try:
+        return load_settings(ctx.obj.get("config") if ctx.obj else None)
+    except ConfigurationError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--config", "config", type=click.Path(dir_okay=False), default=None,
+              help="TOML configuration file (default: $MIM_CONFIG, else ./mim.toml if present).")
+@click.version_option("0.1.0", prog_name="mim")
+@click.pass_context
+def main(ctx: click.Context, config: str | None) -> None:
+    """Major incident connector for ServiceNow and Jira Service Management."""
+    ctx.ensure_object(dict)
+    ctx.obj["config"] = config
+
+
+@main.group()
+def rules() -> None:
+    """Validate and test rule, process and mapping files."""
+
+
+@rules.command("check")
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@click.pass_context
+def rules_check(ctx: click.Context, paths: tuple[Path, ...]) -> None:
+    """Validate rule, process, mapping and rule-test files (default: the configured rules and mappings).
+
+    Prints one `file:line:col: message` line per error, all files at once; exit 1 on any error.
+    """
+    from connector.checks import check_paths
+
+    settings = _settings(ctx)
+    targets = list(paths) or [settings.rules_path(), settings.mappings_path()]
+    errors, counts = check_paths(targets, settings.platform, settings.mappings_path())
+    for error in errors:
+        click.echo(str(error))
+    summary = ", ".join(f"{n} {k} file{'s' if n != 1 else ''}" for k, n in counts.items() if n)
+    if errors:
+        click.echo(f"{len(errors)} error{'s' if len(errors) != 1 else ''} in {summary or 'no files'}", err=True)
+        sys.exit(1)
+    click.echo(f"ok: {summary or 'no files'}")
+
+
+@rules.command("test")
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--rules", "rules_dir", type=click.Path(path_type=Path), default=None,
+              help="Rules to test (default: the configured rules).")
+@click.pass_context
+def rules_test(ctx: click.Context, paths: tuple[Path, ...], rules_dir: Path | None) -> None:
+    """Run rule test cases (default: <rules>/tests/*.yaml); exit 1 on a failing case, with a diff."""
+    from connector.rules import load_rules
+    from connector.ruletest import run_tests
+
+    settings = _settings(ctx)
+    rules_path = rules_dir or settings.rules_path()
+    ruleset = load_rules([rules_path])
+    if ruleset.errors:
+        for error in ruleset.errors:
+            click.echo(str(error))
+        raise click.ClickException("the rules do not load; fix them first (mim rules check)")
+    targets = list(paths) or [rules_path if rules_path.is_dir() else rules_path.parent]
+    results, errors = run_tests(targets, ruleset.rules)
+    for error in errors:
+        click.echo(str(error))
+    failed = [r for r in results if not r.passed]
+    for result in results:
+        click.echo(f"{'PASS' if result.passed else 'FAIL'} {result.file}: {result.name}")
+        for line in result.diff:
+            click.echo(f"    {line}")
+    click.echo(f"{len(results) - len(failed)} passed, {len(failed)} failed")
+    if failed or errors or not results:
+        if not results and not errors:
+            click.echo("no test cases found", err=True)
+        sys.exit(1)
+
+
+@main.command()
+@click.option("--tickets", "tickets_path", required=True, type=click.Path(path_type=Path),
+              help="History: canonical JSONL, or a ServiceNow CSV/JSON or Jira JSON export (.zip/.gz ok).")
+@click.option("--rules", "rules_dir", type=click.Path(path_type=Path), default=None, help="Rules directory or file.")
+@click.option("--platform", type=click.Choice(["servicenow", "jira"]), default=None,
+              help="Read the file as this platform's export through its mapping (default: by format).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
+@click.option("--progress/--no-progress", default=None, help="Progress on stderr (default: on a terminal).")
+@click.pass_context
+def backtest(ctx: click.Context, tickets_path: Path, rules_dir: Path | None, platform: str | None,
+             as_json: bool, progress: bool | None) -> None:
+    """Replay history and report the major incidents the rules would have declared."""
+    from connector.backtest import render_table, run_backtest
+    from connector.history import HistoryError
+    from connector.mapping import load_mapping
+    from connector.rules import load_rules
+
+    settings = _settings(ctx)
+    ruleset = load_rules([rules_dir or settings.rules_path()])
+    if ruleset.errors:
+        for error in ruleset.errors:
+            click.echo(str(error), err=True)
+        raise click.ClickException("the rules do not load; fix them first (mim rules check)")
+    show = sys.stderr.isatty() if progress is None else progress
+    started = time.monotonic()
+
+    def report(rows: int) -> None:
+        if show:
+            click.echo(f"\r  read {rows:,} rows ({time.monotonic() - started:.1f}s)", err=True, nl=False)
+
+    def mapping_for(name: str) -> Any:
+        mapping, errors = load_mapping(settings.mappings_path() / f"{name}.yaml")
+        if mapping is None:
+            raise click.ClickException("; ".join(str(e) for e in errors))
+        return mapping
+
+    try:
+        result = run_backtest(tickets_path, ruleset.rules, mapping_for, platform, report)
+    except HistoryError as exc:
+        raise click.ClickException(str(exc)) from None
+    if show:
+        click.echo("", err=True)
+    if as_json:
+        click.echo(json.dumps(result.to_dict(), indent=None))
+    else:
+        click.echo(render_table(result))
+    if result.skipped:
+        click.echo(f"{result.skipped} rows skipped; first: {result.skipped_examples[0]}", err=True)
+
+
+@main.command()
+@click.argument("platform", type=click.Choice(["servicenow", "jira"]))
+@click.option("--port", type=int, default=8080, show_default=True, help="Port on 127.0.0.1 (0 = any free port).")
+@click.option("--user", default="admin", show_default=True, help="ServiceNow user name the simulator accepts.")
+@click.option("--password", envvar="MIM_SIM_PASSWORD", default="admin", show_default=True,
+              help="ServiceNow password the simulator accepts (a throwaway test credential; or MIM_SIM_PASSWORD).")
+@click.option("--email", default="admin@example.com", show_default=True, help="Jira account email the simulator accepts.")
+@click.option("--token", envvar="MIM_SIM_TOKEN", default="token", show_default=True,
+              help="Jira API token the simulator accepts (a throwaway test credential; or MIM_SIM_TOKEN).")
+@click.option("--flavour", type=click.Choice(["cloud", "dc"]), default="cloud", show_default=True, help="Jira flavour.")
+def simulate(platform: str, port: int, user: str, password: str, email: str, token: str, flavour: str) -> None:
+    """Run a local simulator of the platform's API on 127.0.0.1 until interrupted."""
+    if platform == "servicenow":
+        from connector.sim.servicenow import serve as serve_sn
+
+        serve_sn(port, user, password)
+    else:
+        from connector.sim.jira import serve as serve_jira
+
+        serve_jira(port, email, token, flavour)
+
+
+if __name__ == "__main__":
+    main()

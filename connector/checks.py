@@ -1,0 +1,78 @@
+"""``mim rules check``: validate rule, process, mapping and rule-test files, all errors at once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .mapping import Mapping, check_rules_against_mapping, load_mapping
+from .process import load_process
+from .rules import RuleSet, load_rules
+from .ruletest import load_cases
+from .yamlfile import ConfigError, load_yaml
+
+
+def classify(path: Path) -> str:
+    """``rules``, ``process``, ``mapping``, ``tests`` or ``unknown`` from a file's place and top-level keys."""
+    if path.parent.name == "tests":
+        return "tests"
+    if path.name.startswith("process"):
+        return "process"
+    located, _ = load_yaml(path)
+    data = located.data if located is not None else None
+    if isinstance(data, dict):
+        if "platform" in data and "fields" in data:
+            return "mapping"
+        if "cases" in data:
+            return "tests"
+        if "rules" in data:
+            return "rules"
+        if {"team", "business_hours", "communications", "review", "costs", "managers"} & set(data):
+            return "process"
+    return "rules"
+
+
+def _yaml_files(path: Path) -> list[Path]:
+    if path.is_dir():
+        found = sorted(p for p in path.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file())
+        return found
+    return [path]
+
+
+def check_paths(paths: list[Path], platform: str | None, default_mappings: Path | None) -> tuple[list[ConfigError], dict[str, int]]:
+    """Check every file under ``paths``. Rules are also checked against the mapping of ``platform`` (or
+    every mapping found when no platform is configured). Returns errors and counts per kind."""
+    errors: list[ConfigError] = []
+    counts = {"rules": 0, "process": 0, "mapping": 0, "tests": 0}
+    rule_paths: list[Path] = []
+    mappings: dict[str, Mapping] = {}
+    for root in paths:
+        if not root.exists():
+            errors.append(ConfigError(str(root), 1, 1, "no such file or directory"))
+            continue
+        for path in _yaml_files(root):
+            kind = classify(path)
+            counts[kind] = counts.get(kind, 0) + 1
+            if kind == "rules":
+                rule_paths.append(path)
+            elif kind == "process":
+                errors += load_process(path)[1]
+            elif kind == "mapping":
+                mapping, merrs = load_mapping(path)
+                errors += merrs
+                if mapping is not None:
+                    mappings[mapping.platform] = mapping
+            elif kind == "tests":
+                errors += load_cases(path)[1]
+    ruleset = load_rules(rule_paths) if rule_paths else RuleSet()
+    errors += ruleset.errors
+    if default_mappings is not None and default_mappings.is_dir():
+        for path in sorted(default_mappings.glob("*.yaml")):
+            mapping, merrs = load_mapping(path)
+            if mapping is not None and mapping.platform not in mappings:
+                mappings[mapping.platform] = mapping
+            elif mapping is None and not any(e.path == str(path) for e in errors):
+                errors += merrs
+    targets = [mappings[platform]] if platform in mappings else list(mappings.values()) if platform is None else []
+    for mapping in targets:
+        errors += check_rules_against_mapping(ruleset, mapping)
+    return sorted(set(errors)), counts

@@ -1,0 +1,169 @@
+"""Configuration: a TOML file (``mim.toml``, ``--config`` or ``MIM_CONFIG``) plus environment variables
+``MIM_<SECTION>_<KEY>`` (``MIM_PLATFORM``, ``MIM_SERVICENOW_URL``, ``MIM_JIRA_TOKEN``...), the
+environment winning. Secrets come from the environment or a file (``password_file``/``token_file``), never
+from the command line, and are held as :class:`pydantic.SecretStr` so they never print.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal, Mapping
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+SECTIONS = ("servicenow", "jira", "webhooks")
+
+
+class ConfigurationError(Exception):
+    """The configuration is unusable; the message says what to fix (and never contains a secret)."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+def _read_secret_file(path: str | None) -> SecretStr | None:
+    if not path:
+        return None
+    try:
+        return SecretStr(Path(path).read_text(encoding="utf-8").strip())
+    except OSError as exc:
+        raise ConfigurationError(f"cannot read secret file {path}: {exc.strerror}") from None
+
+
+class ServiceNowSettings(_Section):
+    """``[servicenow]``: instance URL and credentials (basic, or OAuth password grant with client id)."""
+
+    url: str | None = None
+    username: str | None = None
+    password: SecretStr | None = None
+    password_file: str | None = None
+    client_id: str | None = None
+    client_secret: SecretStr | None = None
+    verify: bool | str = True
+    timeout: float = 30.0
+
+    def secret(self) -> SecretStr | None:
+        """The password, from the setting or its file."""
+        return self.password or _read_secret_file(self.password_file)
+
+
+class JiraSettings(_Section):
+    """``[jira]``: site URL, email + API token (Cloud) or a personal access token (Data Center)."""
+
+    url: str | None = None
+    email: str | None = None
+    token: SecretStr | None = None
+    token_file: str | None = None
+    project: str = "ITSM"
+    flavour: Literal["auto", "cloud", "dc"] = "auto"
+    verify: bool | str = True
+    timeout: float = 30.0
+
+    def secret(self) -> SecretStr | None:
+        """The API token, from the setting or its file."""
+        return self.token or _read_secret_file(self.token_file)
+
+
+class Settings(BaseModel):
+    """Everything the job needs."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    platform: Literal["servicenow", "jira"] | None = None
+    rules: str | None = None
+    mappings: str | None = None
+    process: str | None = None
+    state: str = "mim-state.sqlite"
+    log_format: Literal["text", "json"] = "text"
+    interval: str = "60s"
+    servicenow: ServiceNowSettings = Field(default_factory=ServiceNowSettings)
+    jira: JiraSettings = Field(default_factory=JiraSettings)
+    webhooks: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("platform", mode="before")
+    @classmethod
+    def _lower(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    def rules_path(self) -> Path:
+        """Directory (or file) of rule files: configured, else the shipped defaults."""
+        return Path(self.rules) if self.rules else default_dir("rules")
+
+    def mappings_path(self) -> Path:
+        """Directory of mapping files."""
+        return Path(self.mappings) if self.mappings else default_dir("mappings")
+
+    def process_path(self) -> Path:
+        """The process file: configured, else ``process.yaml`` beside the rules."""
+        if self.process:
+            return Path(self.process)
+        rules = self.rules_path()
+        return (rules if rules.is_dir() else rules.parent) / "process.yaml"
+
+
+def default_dir(name: str) -> Path:
+    """The shipped ``rules``/``mappings`` directory, in an installed package or in the source tree."""
+    source = Path(__file__).resolve().parent.parent / name
+    if source.is_dir():
+        return source
+    try:
+        return Path(str(resources.files(f"connector.defaults.{name}")))
+    except ModuleNotFoundError:
+        return source
+
+
+def _env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, value in env.items():
+        if not name.startswith("MIM_") or name == "MIM_CONFIG":
+            continue
+        rest = name[4:].lower()
+        for section in SECTIONS:
+            if rest.startswith(section + "_"):
+                out.setdefault(section, {})[rest[len(section) + 1:]] = value
+                break
+        else:
+            out[rest] = value
+    return out
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def load_settings(config: str | Path | None = None, env: Mapping[str, str] | None = None) -> Settings:
+    """Settings from the TOML file (explicit, ``MIM_CONFIG``, or ``./mim.toml`` if present) and the
+    environment. Raises :class:`ConfigurationError` with a readable message."""
+    env = os.environ if env is None else env
+    path = Path(config) if config else Path(env["MIM_CONFIG"]) if env.get("MIM_CONFIG") else None
+    data: dict[str, Any] = {}
+    if path is None and Path("mim.toml").is_file():
+        path = Path("mim.toml")
+    if path is not None:
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigurationError(f"{path}: configuration file not found") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigurationError(f"{path}: invalid TOML: {exc}") from None
+    data = _merge(data, _env_overrides(env))
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors(include_url=False):
+            where = ".".join(str(p) for p in err["loc"])
+            env_name = "MIM_" + "_".join(str(p) for p in err["loc"]).upper()
+            # never echo the offending input: it may be a secret
+            problems.append(f"{where} (or {env_name}): {err['msg']}")
+        raise ConfigurationError("invalid configuration: " + "; ".join(problems)) from None

@@ -1,0 +1,255 @@
+"""Reading ticket history for backtests: canonical JSONL, or a platform export read through its mapping
+(ServiceNow CSV/JSON, Jira JSON), from plain, ``.gz`` or ``.zip`` files."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import json
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from itertools import groupby
+from operator import itemgetter
+from typing import IO, Any, Callable, Iterable, Iterator
+
+from pydantic import ValidationError
+
+from .mapping import Mapping, MappingError
+from .model import CANONICAL_FIELDS, Ticket
+
+
+class HistoryError(Exception):
+    """The history file cannot be read at all (missing, not an archive we understand, wrong format)."""
+
+
+@dataclass
+class Skipped:
+    """Rows that were reported and skipped."""
+
+    count: int = 0
+    examples: list[str] = field(default_factory=list)
+
+    def add(self, message: str) -> None:
+        self.count += 1
+        if len(self.examples) < 20:
+            self.examples.append(message)
+
+
+def _member_name(names: list[str]) -> str:
+    data = [n for n in names if not n.startswith("__MACOSX/") and not n.endswith("/")
+            and n.rsplit(".", 1)[-1].lower() in ("csv", "json", "jsonl", "ndjson")]
+    if not data:
+        raise HistoryError("the zip archive holds no .csv, .json or .jsonl file")
+    return data[0]
+
+
+def open_text(path: Path, encoding: str = "utf-8-sig") -> tuple[IO[str], str]:
+    """Open ``path`` for text reading, looking inside ``.zip``/``.gz``; returns the stream and the inner
+    file name (whose extension tells the format)."""
+    if not path.exists():
+        raise HistoryError(f"{path}: no such file")
+    try:
+        if path.suffix.lower() == ".zip":
+            archive = zipfile.ZipFile(path)
+            name = _member_name(archive.namelist())
+            raw = archive.open(name)
+            return io.TextIOWrapper(raw, encoding=encoding, errors="replace", newline=""), name
+        if path.suffix.lower() == ".gz":
+            return io.TextIOWrapper(gzip.open(path), encoding=encoding, errors="replace", newline=""), path.stem
+        return open(path, encoding=encoding, errors="replace", newline=""), path.name
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise HistoryError(f"{path}: cannot open: {exc}") from None
+
+
+def detect_format(inner_name: str) -> str:
+    """``jsonl``, ``json`` or ``csv`` from a file name."""
+    ext = inner_name.rsplit(".", 1)[-1].lower()
+    if ext in ("jsonl", "ndjson"):
+        return "jsonl"
+    if ext in ("json", "csv"):
+        return ext
+    raise HistoryError(f"{inner_name}: unknown format (expected .jsonl, .json or .csv, optionally .gz or .zip)")
+
+
+def read_canonical_jsonl(stream: IO[str], skipped: Skipped, label: str = "input") -> Iterator[Ticket]:
+    """Tickets from canonical JSONL (``id`` and ``opened_at`` required). Unknown keys go to ``raw``."""
+    known = set(CANONICAL_FIELDS)
+    for line_no, line in enumerate(stream, start=1):
+        line = line.strip()
+        if not line:
+            continue
+        try:
+            obj = json.loads(line)
+            if not isinstance(obj, dict):
+                raise ValueError("a line must be a JSON object")
+            data = {k: v for k, v in obj.items() if k in known}
+            extra = {k: v for k, v in obj.items() if k not in known and k != "raw"}
+            data["raw"] = {**(obj.get("raw") or {}), **extra} if isinstance(obj.get("raw", {}), dict) else extra
+            yield Ticket(**data)
+        except json.JSONDecodeError as exc:
+            skipped.add(f"{label}:{line_no}: invalid JSON: {exc.msg}")
+        except ValidationError as exc:
+            err = exc.errors(include_url=False)[0]
+            skipped.add(f"{label}:{line_no}: {'.'.join(map(str, err['loc']))}: {err['msg']}")
+        except ValueError as exc:
+            skipped.add(f"{label}:{line_no}: {exc}")
+
+
+def _records_from_json(stream: IO[str], label: str) -> list[dict[str, Any]]:
+    try:
+        data = json.load(stream)
+    except json.JSONDecodeError as exc:
+        raise HistoryError(f"{label}:{exc.lineno}:{exc.colno}: invalid JSON: {exc.msg}") from None
+    if isinstance(data, dict):
+        for key in ("records", "result", "issues", "tickets"):
+            if isinstance(data.get(key), list):
+                return data[key]
+        raise HistoryError(f"{label}: expected a list, or an object with 'records', 'result' or 'issues'")
+    if isinstance(data, list):
+        return data
+    raise HistoryError(f"{label}: expected a JSON list of records")
+
+
+def _sort_key(value: str | None) -> tuple[int, Any]:
+    if value is None:
+        return (0, 0)
+    try:
+        return (1, float(value))
+    except ValueError:
+        return (2, value)
+
+
+def _first_last(chunk: list[list[str]], order_at: int, version: Callable[[list[str]], Any]) -> tuple[list[str], list[str]]:
+    """The lowest and highest version in a ticket's rows. Equal-length digit strings (the usual case)
+    compare as text, which keeps the work in C."""
+    try:
+        versions = list(map(itemgetter(order_at), chunk))
+    except IndexError:
+        return min(chunk, key=version), max(chunk, key=version)
+    if "".join(versions).isdigit():
+        numbers = list(map(int, versions))
+        return chunk[numbers.index(min(numbers))], chunk[len(numbers) - 1 - numbers[::-1].index(max(numbers))]
+    return min(chunk, key=version), max(chunk, key=version)
+
+
+def collapse_rows(header: list[str], rows: Iterable[list[str]], mapping: Mapping,
+                  progress: Callable[[int], None] | None = None) -> Iterator[tuple[int, dict[str, Any]]]:
+    """An export with one row per update becomes one record per ticket: the first version (by the
+    export's ``order_by``) supplies the fields, the last version the resolution fields. Yields the line
+    number of each ticket's first row (exact for files without line breaks inside fields) and the record.
+
+    Consecutive rows of one ticket are taken as a group by ``itertools.groupby`` so that the per-row cost
+    stays in C; a ticket whose rows are scattered through the file is merged all the same.
+    """
+    export = mapping.spec.export
+    if export is None or export.key not in header:
+        for line_no, row in enumerate(rows, start=2):
+            yield line_no, dict(zip(header, row))
+        return
+    key_at = header.index(export.key)
+    order_at = header.index(export.order_by) if export.order_by in header else None
+    missing = set(export.missing)
+    groups: dict[str, list[Any]] = {}
+    line = 2
+    seen = 0
+
+    def key_of(row: list[str]) -> str | None:
+        return row[key_at] if len(row) > key_at else None
+
+    def version(row: list[str]) -> Any:
+        if order_at is None or len(row) <= order_at:
+            return -1
+        raw = row[order_at]
+        return (0, int(raw), "") if raw.isdigit() else (1, 0, raw)
+
+    for key, grouped in groupby(rows, key_of):
+        chunk = list(grouped)
+        first_line = line
+        line += len(chunk)
+        if key is None or key in missing:
+            for offset, row in enumerate(chunk):
+                groups[f"\x00line{first_line + offset}"] = [first_line + offset, row, row]
+            continue
+        if len(chunk) == 1:
+            first = last = chunk[0]
+        elif order_at is None:
+            first, last = chunk[0], chunk[-1]
+        else:
+            first, last = _first_last(chunk, order_at, version)
+        slot = groups.get(key)
+        if slot is None:
+            groups[key] = [first_line, first, last]
+        else:
+            if version(first) < version(slot[1]):
+                slot[0], slot[1] = first_line, first
+            if version(last) >= version(slot[2]):
+                slot[2] = last
+        if progress is not None and len(groups) - seen >= 5000:
+            seen = len(groups)
+            progress(line - 2)
+    last_at = []
+    for canonical in export.resolved_from_last:
+        source = export.fields.get(canonical) or mapping.spec.fields.get(canonical)
+        for name in [source] if isinstance(source, str) else (source or []):
+            if name in header:
+                last_at.append(header.index(name))
+    for line_no, first, last in groups.values():
+        if export.keep == "last":
+            yield line_no, dict(zip(header, last))
+            continue
+        if last is not first and last_at:
+            merged = list(first)
+            for i in last_at:
+                if i < len(last) and i < len(merged):
+                    merged[i] = last[i]
+            yield line_no, dict(zip(header, merged))
+        else:
+            yield line_no, dict(zip(header, first))
+
+
+def read_export(stream: IO[str], fmt: str, mapping: Mapping, skipped: Skipped, label: str = "input",
+                progress: Callable[[int], None] | None = None) -> Iterator[Ticket]:
+    """Tickets from a platform export (CSV or JSON) read through ``mapping``; bad rows are skipped with
+    their line number."""
+    export = mapping.spec.export
+    if fmt == "csv":
+        reader = csv.reader(stream, delimiter=export.delimiter if export else ",")
+        try:
+            header = next(reader)
+        except StopIteration:
+            return
+        records = collapse_rows(header, reader, mapping, progress)
+    else:
+        records = enumerate(_records_from_json(stream, label), start=1)
+    where = "line" if fmt == "csv" else "record"
+    for line_no, record in records:
+        try:
+            yield mapping.to_ticket(record, export=True)
+        except MappingError as exc:
+            skipped.add(f"{label}: {where} {line_no}: {exc}")
+
+
+def read_history(path: Path, mapping_for: Callable[[str], Mapping], platform: str | None, skipped: Skipped,
+                 progress: Callable[[int], None] | None = None) -> Iterator[Ticket]:
+    """Every ticket in ``path``. Canonical JSONL needs no mapping; CSV/JSON exports are read through the
+    mapping of ``platform`` (default: servicenow for CSV, detected for JSON)."""
+    encoding = "utf-8-sig"
+    stream, inner = open_text(path, encoding)
+    fmt = detect_format(inner)
+    label = str(path) if inner == path.name else f"{path}!{inner}"
+    with stream:
+        if fmt == "jsonl" and platform is None:
+            yield from read_canonical_jsonl(stream, skipped, label)
+            return
+        chosen = platform or "servicenow"
+        if fmt == "json" and platform is None:
+            head = stream.read(4096)
+            chosen = "jira" if '"issues"' in head or '"fields"' in head else "servicenow"
+            stream = io.StringIO(head + stream.read())
+        if fmt == "jsonl":
+            records = (json.loads(line) for line in stream if line.strip())
+            stream = io.StringIO(json.dumps(list(records)))
+            fmt = "json"
+        yield from read_export(stream, fmt, mapping_for(chosen), skipped, label, progress)

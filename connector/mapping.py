@@ -1,0 +1,441 @@
+"""Mappings: each platform's dialect (field names, value maps, time formats, write settings).
+
+``mappings/<platform>.yaml`` says where each canonical field comes from in a platform record, as a
+path (``short_description``, ``fields.components[0].name``) or a list of paths tried in order, and how
+platform values translate (``values:``). The ``export:`` section does the same for history exports read
+by ``mim backtest`` (ServiceNow CSV: one row per update, ``?`` as missing, ``d/m/Y H:M`` dates).
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timezone
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from .model import CANONICAL_FIELDS, INT_FIELDS, TIME_FIELDS, Major, Stage, State, Ticket
+from .rules import Rule, RuleSet
+from .yamlfile import ConfigError, Located, load_yaml, validate
+
+_ENUM_VALUES = {"state": frozenset(m.value for m in State), "major": frozenset(m.value for m in Major),
+                "stage": frozenset(m.value for m in Stage)}
+_UNSET = object()
+_STEP = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
+
+
+class MappingError(ValueError):
+    """A platform record that cannot be read through the mapping (reported and skipped by callers)."""
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _compile_path(path: str) -> tuple[str | int, ...]:
+    steps: list[str | int] = []
+    pos = 0
+    for match in _STEP.finditer(path):
+        if match.start() != pos and path[pos] != ".":
+            raise ValueError(f"invalid field path {path!r}")
+        steps.append(match.group(1) if match.group(1) is not None else int(match.group(2)))
+        pos = match.end()
+        if pos < len(path) and path[pos] == ".":
+            pos += 1
+    if pos != len(path) or not steps:
+        raise ValueError(f"invalid field path {path!r}")
+    return tuple(steps)
+
+
+def extract(record: Any, steps: tuple[str | int, ...]) -> Any:
+    """Follow ``steps`` into nested dicts/lists; None when any step is missing."""
+    value = record
+    for step in steps:
+        if isinstance(step, int):
+            if not isinstance(value, list) or step >= len(value):
+                return None
+            value = value[step]
+        else:
+            if not isinstance(value, dict):
+                return None
+            value = value.get(step)
+        if value is None:
+            return None
+    if isinstance(value, dict) and "value" in value and "link" in value:
+        return value["value"]  # a ServiceNow reference object
+    return value
+
+
+class TimeFormat(Strict):
+    """How times are written: strptime formats tried in order (ISO 8601 always works), and the zone of
+    naive values."""
+
+    formats: list[str] = Field(default_factory=list)
+    zone: str = "UTC"
+
+    @field_validator("zone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r}") from exc
+        return value
+
+
+FieldSource = str | list[str]
+
+
+def _check_fields(value: dict[str, FieldSource]) -> dict[str, FieldSource]:
+    for name, source in value.items():
+        if name not in CANONICAL_FIELDS:
+            raise ValueError(f"{name!r} is not a canonical field (known: {', '.join(CANONICAL_FIELDS)})")
+        for path in [source] if isinstance(source, str) else source:
+            _compile_path(path)
+    return value
+
+
+def _check_values(value: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    enums: dict[str, Any] = {"state": State, "major": Major, "stage": Stage}
+    for name, table in value.items():
+        if name not in CANONICAL_FIELDS:
+            raise ValueError(f"{name!r} is not a canonical field")
+        for raw, canonical in table.items():
+            if name in enums and canonical not in {m.value for m in enums[name]}:
+                raise ValueError(f"{name}: {raw!r} maps to {canonical!r}, which is not a valid {name}")
+            if name in INT_FIELDS and (not isinstance(canonical, int) or not 1 <= canonical <= 5):
+                raise ValueError(f"{name}: {raw!r} must map to an integer 1..5")
+    return value
+
+
+class ExportFormat(Strict):
+    """How history exports of this platform are read (``mim backtest``)."""
+
+    key: str = "number"
+    order_by: str | None = None
+    keep: Literal["first", "last"] = "first"
+    missing: list[str] = Field(default_factory=lambda: [""])
+    delimiter: str = ","
+    encoding: str = "utf-8-sig"
+    times: TimeFormat = Field(default_factory=TimeFormat)
+    fields: dict[str, FieldSource] = Field(default_factory=dict)
+    values: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    resolved_from_last: list[str] = Field(default_factory=lambda: ["resolved_at"])
+
+    @field_validator("fields")
+    @classmethod
+    def _fields_known(cls, value: dict[str, FieldSource]) -> dict[str, FieldSource]:
+        return _check_fields(value)
+
+    @field_validator("values")
+    @classmethod
+    def _values_known(cls, value: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        return _check_values(value)
+
+
+class MappingFile(Strict):
+    """The top level of ``mappings/<platform>.yaml``."""
+
+    version: Literal[1]
+    platform: Literal["servicenow", "jira"]
+    fields: dict[str, FieldSource]
+    values: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    times: TimeFormat = Field(default_factory=TimeFormat)
+    url: str | None = None
+    write: dict[str, Any] = Field(default_factory=dict)
+    export: ExportFormat | None = None
+
+    @field_validator("fields")
+    @classmethod
+    def _fields_known(cls, value: dict[str, FieldSource]) -> dict[str, FieldSource]:
+        return _check_fields(value)
+
+    @field_validator("values")
+    @classmethod
+    def _values_known(cls, value: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        return _check_values(value)
+
+    @field_validator("fields", mode="after")
+    @classmethod
+    def _required(cls, value: dict[str, FieldSource]) -> dict[str, FieldSource]:
+        for name in ("id", "opened_at"):
+            if name not in value:
+                raise ValueError(f"fields must map {name!r}")
+        return value
+
+
+class Mapping:
+    """A loaded mapping: converts platform records into :class:`Ticket` and canonical values back."""
+
+    def __init__(self, spec: MappingFile, path: str = "<mapping>") -> None:
+        self.spec = spec
+        self.path = path
+        self.platform = spec.platform
+        self._fields = {name: self._paths(src) for name, src in spec.fields.items()}
+        self._values = {name: {str(k): v for k, v in table.items()} for name, table in spec.values.items()}
+        self._reverse = {name: _reverse(table) for name, table in spec.values.items()}
+        self._missing = {""}
+        self._export_missing = set(spec.export.missing) if spec.export else {""}
+        self._export_fields = dict(self._fields)
+        self._export_values = dict(self._values)
+        if spec.export is not None:
+            self._export_fields.update({n: self._paths(s) for n, s in spec.export.fields.items()})
+            self._export_values.update({n: {str(k): v for k, v in t.items()} for n, t in spec.export.values.items()})
+        self._plan = self._compile_plan(self._fields, self._values, spec.times)
+        self._export_plan = self._compile_plan(self._export_fields, self._export_values,
+                                               spec.export.times if spec.export else spec.times)
+
+    def _compile_plan(self, fields: dict[str, list[tuple[str | int, ...]]], values: dict[str, dict[str, Any]],
+                      times: TimeFormat) -> list[tuple[str, list[tuple[str | int, ...]], tuple[str, ...] | None, Any, dict[str, Any]]]:
+        plan = []
+        for name, paths in fields.items():
+            # flat paths (a plain column name) are read with one dict lookup each
+            flats = tuple(str(p[0]) for p in paths) if all(len(p) == 1 for p in paths) else None
+            table = values.get(name)
+            needs = table is not None or name in TIME_FIELDS or name in INT_FIELDS or name in _ENUM_VALUES
+            convert = (lambda raw, n=name, t=table: self._convert(n, raw, t, times)) if needs else None
+            # converted values are memoised per field: exports repeat the same few values endlessly
+            plan.append((name, paths, flats, convert, {}))
+        return plan
+
+    @staticmethod
+    def _paths(source: FieldSource) -> list[tuple[str | int, ...]]:
+        return [_compile_path(p) for p in ([source] if isinstance(source, str) else source)]
+
+    def restricted(self, fields: set[str]) -> "Mapping":
+        """A copy that reads only ``fields`` (plus id, key, opened_at and the lifecycle fields): a backtest
+        of a large export needs a handful of columns, and each one read costs time."""
+        keep = set(fields) | {"id", "key", "opened_at", "state", "parent", "major", "marker"}
+        copy = Mapping.__new__(Mapping)
+        copy.__dict__.update(self.__dict__)
+        copy._plan = [entry for entry in self._plan if entry[0] in keep]
+        copy._export_plan = [entry for entry in self._export_plan if entry[0] in keep]
+        return copy
+
+    @property
+    def provided(self) -> set[str]:
+        """Canonical fields this mapping can fill."""
+        return set(self._fields)
+
+    def source(self, canonical: str) -> str | None:
+        """The first platform path for ``canonical`` (e.g. ``business_service``), or None."""
+        src = self.spec.fields.get(canonical)
+        if src is None:
+            return None
+        return src if isinstance(src, str) else src[0]
+
+    def platform_fields(self) -> list[str]:
+        """Top-level platform fields to request (``sysparm_fields`` / Jira ``fields``)."""
+        out: list[str] = []
+        for paths in self._fields.values():
+            for steps in paths:
+                top = str(steps[0]) if steps[0] != "fields" or len(steps) < 2 else str(steps[1])
+                if not top.startswith("_") and top not in out:
+                    out.append(top)
+        return out
+
+    def to_ticket(self, record: dict[str, Any], base_url: str | None = None, export: bool = False) -> Ticket:
+        """Convert a platform record; raises :class:`MappingError` naming the field when it is malformed."""
+        plan = self._export_plan if export else self._plan
+        missing = self._export_missing if export else self._missing
+        data: dict[str, Any] = {}
+        for name, paths, flats, convert, memo in plan:
+            raw = None
+            if flats is not None:
+                for flat in flats:
+                    raw = record.get(flat)
+                    if raw is not None and raw not in missing:
+                        break
+                    raw = None
+                if raw is None:
+                    continue
+                if convert is None and type(raw) is str:
+                    data[name] = raw
+                    continue
+            else:
+                for steps in paths:
+                    raw = extract(record, steps)
+                    if raw is not None and raw not in missing:
+                        break
+                    raw = None
+                if raw is None:
+                    continue
+            if isinstance(raw, dict) and "value" in raw and "link" in raw:
+                raw = raw["value"]
+            hashable = type(raw) is str
+            converted = memo.get(raw, _UNSET) if hashable else _UNSET
+            if converted is _UNSET:
+                try:
+                    converted = convert(raw) if convert is not None else self._convert(name, raw, None, self.spec.times)
+                except (ValueError, TypeError) as exc:
+                    raise MappingError(f"field {name!r} (from {self._describe(paths)}): {exc}") from None
+                if hashable:
+                    if len(memo) > 50_000:
+                        memo.clear()
+                    memo[raw] = converted
+            if converted is not None:
+                data[name] = converted
+        fields = self._export_fields if export else self._fields
+        if "id" not in data:
+            raise MappingError(f"record has no id (from {self._describe(fields['id'])})")
+        if "opened_at" not in data:
+            raise MappingError(f"record {data['id']} has no opened_at (from {self._describe(fields['opened_at'])})")
+        if self.spec.url and base_url is not None and "url" not in data:
+            data["url"] = self.spec.url.format(base=base_url.rstrip("/"), id=data["id"], key=data.get("key", ""))
+        # Every value was converted and checked above, so skip a second validation pass (it doubles the
+        # cost of reading a large export).
+        return Ticket.trusted(**data, raw=record)
+
+    @staticmethod
+    def _describe(paths: list[tuple[str | int, ...]]) -> str:
+        return " or ".join(".".join(str(s) for s in steps) for steps in paths)
+
+    @staticmethod
+    def _convert(name: str, raw: Any, table: dict[str, Any] | None, times: TimeFormat) -> Any:
+        if isinstance(raw, dict):
+            raw = raw.get("name") or raw.get("value") or raw.get("key") or raw.get("displayName")
+            if raw is None:
+                return None
+        if table is not None:
+            text = raw if isinstance(raw, str) else str(raw)
+            if text in table:
+                return table[text]
+            if name in _ENUM_VALUES or (name in INT_FIELDS and not text.strip().isdigit()):
+                raise ValueError(f"unknown value {text!r} (mapped values: {', '.join(table) or 'none'})")
+        if name in TIME_FIELDS:
+            return parse_time(str(raw), times)
+        if name in INT_FIELDS:
+            number = int(str(raw).strip())
+            if not 1 <= number <= 5:
+                raise ValueError(f"{number} is outside 1..5")
+            return number
+        if name in _ENUM_VALUES:
+            text = str(raw)
+            if text not in _ENUM_VALUES[name]:
+                raise ValueError(f"{text!r} is not a valid {name}")
+            return text
+        if isinstance(raw, (list, tuple)):
+            raw = raw[0] if raw else None
+        if raw is None:
+            return None
+        text = raw if isinstance(raw, str) else str(raw)
+        return text if text.strip() else None
+
+    def to_platform(self, canonical: str, value: Any) -> Any:
+        """A canonical value in the platform's terms (through the reverse value map)."""
+        table = self._reverse.get(canonical)
+        key = value.value if hasattr(value, "value") else value
+        if table is not None and key in table:
+            return table[key]
+        return value
+
+    def write_setting(self, name: str, default: Any = None) -> Any:
+        """A setting from the mapping's ``write:`` section."""
+        return self.spec.write.get(name, default)
+
+
+def _reverse(table: dict[str, Any]) -> dict[Any, str]:
+    out: dict[Any, str] = {}
+    for raw, canonical in table.items():
+        out.setdefault(canonical, str(raw))
+    return out
+
+
+_FAST = {"%d": r"(?P<d>\d{1,2})", "%m": r"(?P<m>\d{1,2})", "%Y": r"(?P<Y>\d{4})", "%H": r"(?P<H>\d{1,2})",
+         "%M": r"(?P<M>\d{2})", "%S": r"(?P<S>\d{2})"}
+
+
+@lru_cache(maxsize=64)
+def _fast_pattern(pattern: str) -> re.Pattern[str] | None:
+    """A regex for strptime patterns made only of %d %m %Y %H %M %S and literals (strptime is slow)."""
+    out = []
+    i = 0
+    while i < len(pattern):
+        if pattern[i] == "%":
+            token = pattern[i:i + 2]
+            if token not in _FAST:
+                return None
+            out.append(_FAST[token])
+            i += 2
+        else:
+            out.append(re.escape(pattern[i]))
+            i += 1
+    return re.compile("".join(out) + r"\Z")
+
+
+@lru_cache(maxsize=65536)
+def _parse_time_cached(text: str, formats: tuple[str, ...], zone: str) -> datetime:
+    value: datetime | None = None
+    for pattern in formats:
+        fast = _fast_pattern(pattern)
+        if fast is not None:
+            match = fast.match(text)
+            if match is None:
+                continue
+            g = match.groupdict()
+            try:
+                value = datetime(int(g["Y"]), int(g["m"]), int(g["d"]), int(g.get("H") or 0),
+                                 int(g.get("M") or 0), int(g.get("S") or 0),
+                                 tzinfo=timezone.utc if zone == "UTC" else None)
+            except ValueError:
+                continue
+            if value.tzinfo is not None:
+                return value
+            break
+        try:
+            value = datetime.strptime(text, pattern)
+            break
+        except ValueError:
+            continue
+    if value is None:
+        iso = text.replace("Z", "+00:00")
+        if re.search(r"[+-]\d{4}$", iso):
+            iso = iso[:-2] + ":" + iso[-2:]
+        try:
+            value = datetime.fromisoformat(iso)
+        except ValueError:
+            raise ValueError(f"cannot read time {text!r} (formats: {', '.join(formats + ('ISO 8601',))})") from None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=ZoneInfo(zone))
+    return value.astimezone(timezone.utc)
+
+
+def parse_time(text: str, fmt: TimeFormat) -> datetime:
+    """Parse a time with the mapping's formats (then ISO 8601); naive times are in ``fmt.zone``."""
+    return _parse_time_cached(text.strip(), tuple(fmt.formats), fmt.zone)
+
+
+def load_mapping(path: Path) -> tuple[Mapping | None, list[ConfigError]]:
+    """Load and validate one mapping file."""
+    located, errors = load_yaml(path)
+    if located is None:
+        return None, errors
+    model, verrors = validate(MappingFile, located)
+    errors.extend(verrors)
+    if model is None:
+        return None, errors
+    return Mapping(model, str(path)), errors
+
+
+def check_rules_against_mapping(ruleset: RuleSet, mapping: Mapping) -> list[ConfigError]:
+    """A rule that uses a canonical field the mapping does not provide is an error at load time."""
+    errors: list[ConfigError] = []
+    provided = mapping.provided
+    for rule in ruleset.rules:
+        for name in sorted(rule.fields_used() - provided):
+            loc: tuple[object, ...] = ("when", name) if name in rule.when else ("surge",) if rule.surge else ()
+            errors.append(ruleset.error(rule.id, loc, f"rule {rule.id!r} uses field {name!r}, which mappings/{mapping.platform}.yaml "
+                                                      f"({mapping.path}) does not map"))
+    return errors
+
+
+def located_mapping(path: Path) -> Located | None:
+    """The mapping file's located data (for tools that point at lines in it)."""
+    located, _ = load_yaml(path)
+    return located
+
+
+__all__ = ["Mapping", "MappingError", "MappingFile", "load_mapping", "check_rules_against_mapping", "parse_time", "Rule"]

@@ -1,0 +1,234 @@
+"""The process file (``rules/process.yaml``): how a declared major incident is run.
+
+Team and manager rota, business hours, out-of-hours routing, stakeholders and update cadence, message
+templates, the change template, review tasks and downtime cost per service. Validated like rule files:
+unknown and duplicate keys are errors, durations carry units, every error is located.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date, time, timedelta
+from pathlib import Path
+from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from .durations import Duration
+from .yamlfile import ConfigError, load_yaml, validate
+
+DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+MESSAGES = ("declared", "update", "resolved", "closed")
+TEMPLATE_VALUES = (
+    "key", "title", "rule", "stage", "service", "group", "children", "manager", "team", "declared_at",
+    "since_declared", "url", "triggered_by", "resolution", "change", "updates_sent", "impact_minutes", "cost",
+)
+"""The only names a message template may use."""
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _parse_time(value: object) -> object:
+    if isinstance(value, int) and not isinstance(value, bool):
+        # YAML reads 08:00 as a sexagesimal integer (480); take it back as minutes after midnight
+        return time(value // 60 % 24, value % 60)
+    if isinstance(value, str) and re.fullmatch(r"\d{1,2}:\d{2}", value.strip()):
+        hours, minutes = value.strip().split(":")
+        return time(int(hours), int(minutes))
+    return value
+
+
+class Person(Strict):
+    """A major incident manager in the rota."""
+
+    id: str
+    name: str = ""
+    available: bool = True
+
+
+class OnCallEntry(Strict):
+    """Who is on call out of hours: local days and times (an end before the start runs past midnight)."""
+
+    days: list[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]] = Field(min_length=1)
+    start: time
+    end: time
+    person: str
+    group: str | None = None
+
+    @field_validator("start", "end", mode="before")
+    @classmethod
+    def _times(cls, value: object) -> object:
+        return _parse_time(value)
+
+
+class Team(Strict):
+    """The major incident team (assignment group) and what changes when it takes over."""
+
+    group: str
+    raise_priority: int | None = Field(default=None, ge=1, le=5)
+
+
+class Managers(Strict):
+    """Manager selection: round-robin rota in hours, on-call out of hours."""
+
+    rota: list[Person] = Field(default_factory=list)
+    on_call: list[OnCallEntry] = Field(default_factory=list)
+
+    @field_validator("rota")
+    @classmethod
+    def _unique(cls, value: list[Person]) -> list[Person]:
+        ids = [p.id for p in value]
+        if len(ids) != len(set(ids)):
+            raise ValueError("a person appears twice in the rota")
+        return value
+
+
+class BusinessHours(Strict):
+    """The business calendar: IANA time zone, working days, hours, holidays (dates or a country)."""
+
+    time_zone: str = "UTC"
+    days: list[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]] = Field(
+        default_factory=lambda: ["mon", "tue", "wed", "thu", "fri"])
+    start: time = time(8, 0)
+    end: time = time(18, 0)
+    holidays: list[date] = Field(default_factory=list)
+    country: str | None = None
+    subdivision: str | None = None
+
+    @field_validator("start", "end", mode="before")
+    @classmethod
+    def _times(cls, value: object) -> object:
+        return _parse_time(value)
+
+    @field_validator("time_zone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r} (use an IANA name such as Europe/Berlin)") from None
+        return value
+
+    @model_validator(mode="after")
+    def _order(self) -> "BusinessHours":
+        if self.start >= self.end:
+            raise ValueError("business hours must start before they end")
+        return self
+
+
+class OutOfHours(Strict):
+    """What happens to major incident tickets that arrive out of hours."""
+
+    group: str
+    urgency: int | None = Field(default=1, ge=1, le=3)
+    note: str = "Arrived out of hours: routed to {team} with raised urgency."
+
+
+class Stakeholder(Strict):
+    """Who is informed, and how: a platform note (internal or public) and/or a named webhook."""
+
+    name: str
+    audience: Literal["internal", "public"] = "internal"
+    webhook: str | None = None
+    format: Literal["generic", "slack", "teams"] = "generic"
+
+
+class Communications(Strict):
+    """Stakeholders, update cadence and message templates."""
+
+    update_every: Duration | None = None
+    stakeholders: list[Stakeholder] = Field(default_factory=list)
+    templates: dict[Literal["declared", "update", "resolved", "closed"], str] = Field(default_factory=dict)
+
+    @field_validator("templates")
+    @classmethod
+    def _templates(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, text in value.items():
+            problems = check_template(text)
+            if problems:
+                raise ValueError(f"template {name!r}: " + "; ".join(problems))
+        return value
+
+
+class ChangeTemplate(Strict):
+    """The change created for the resolution plan."""
+
+    type: str = "normal"
+    title: str = "Resolution plan for {key}: {title}"
+    description: str = "Implements the resolution of major incident {key} ({service})."
+    assign_to_team: bool = True
+
+
+class ReviewTask(Strict):
+    """A post-implementation review task; ``due`` counts business days (``5d``)."""
+
+    title: str
+    owner: str | None = None
+    due: Duration = timedelta(days=5)
+    description: str = ""
+
+
+class Review(Strict):
+    """Review tasks created when the major incident is resolved."""
+
+    tasks: list[ReviewTask] = Field(default_factory=list)
+
+
+class Costs(Strict):
+    """Estimated downtime cost per hour of impact, per service."""
+
+    currency: str = "USD"
+    default_per_hour: float = Field(default=100_000, ge=0)
+    per_service: dict[str, float] = Field(default_factory=dict)
+
+    def per_hour(self, service: str | None) -> float:
+        """Cost per hour for ``service``."""
+        return self.per_service.get(service or "", self.default_per_hour)
+
+
+class ProcessFile(Strict):
+    """The top level of the process file."""
+
+    version: Literal[1]
+    team: Team | None = None
+    managers: Managers = Field(default_factory=Managers)
+    business_hours: BusinessHours = Field(default_factory=BusinessHours)
+    out_of_hours: OutOfHours | None = None
+    communications: Communications = Field(default_factory=Communications)
+    change: ChangeTemplate = Field(default_factory=ChangeTemplate)
+    review: Review = Field(default_factory=Review)
+    costs: Costs = Field(default_factory=Costs)
+
+
+_PLACEHOLDER = re.compile(r"\{\{|\}\}|\{([^{}]*)\}|[{}]")
+
+
+def check_template(text: str) -> list[str]:
+    """Problems with a message template: placeholders must be plain names from :data:`TEMPLATE_VALUES`."""
+    problems = []
+    for match in _PLACEHOLDER.finditer(text):
+        token = match.group(0)
+        if token in ("{{", "}}"):
+            continue
+        name = match.group(1)
+        if name is None:
+            problems.append(f"unmatched {token!r} at column {match.start() + 1} (write {{{{ or }}}} for a literal brace)")
+        elif not re.fullmatch(r"[a-z_]+", name):
+            problems.append(f"placeholder {{{name}}} at column {match.start() + 1} must be a plain name")
+        elif name not in TEMPLATE_VALUES:
+            problems.append(f"unknown placeholder {{{name}}} (known: {', '.join(TEMPLATE_VALUES)})")
+    return problems
+
+
+def load_process(path: Path) -> tuple[ProcessFile | None, list[ConfigError]]:
+    """Load and validate a process file; a missing file gives the defaults."""
+    if not path.exists():
+        return ProcessFile(version=1), []
+    located, errors = load_yaml(path)
+    if located is None:
+        return None, errors
+    model, verrors = validate(ProcessFile, located)
+    return model, errors + verrors

@@ -1,0 +1,347 @@
+"""Rule files: what the organisation considers a major incident, in canonical field names only.
+
+A rule file looks like::
+
+    version: 1
+    rules:
+      - id: service-surge
+        description: Five callers or more on one service within 15 minutes
+        when: {state: {in: [new, in_progress]}, priority: {lte: 4}}
+        surge: {group_by: [service], window: 15m, threshold: 5, distinct: caller}
+        declare: {mode: propose, parent: earliest}
+        late_children: 4h
+
+Conditions in ``when`` are ANDed; each is a value (equality), a list (membership) or a mapping of
+operators: ``eq ne in not_in lt lte gt gte exists contains matches``.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from enum import Enum
+from pathlib import Path
+from typing import Any, Callable, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from .durations import Duration
+from .model import CANONICAL_FIELDS, INT_FIELDS, TIME_FIELDS, Major, Stage, State, Ticket
+from .yamlfile import ConfigError, Located, load_yaml, validate
+
+RULE_FIELDS = tuple(f for f in CANONICAL_FIELDS if f not in ("id", "url", "raw"))
+_ENUMS: dict[str, type[Enum]] = {"state": State, "major": Major, "stage": Stage}
+_OPS = ("eq", "ne", "in", "not_in", "lt", "lte", "gt", "gte", "exists", "contains", "matches")
+
+
+class Strict(BaseModel):
+    """Base for configuration models: unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Condition(Strict):
+    """Operators on one canonical field; all given operators must hold."""
+
+    eq: Any = None
+    ne: Any = None
+    in_: list[Any] | None = Field(default=None, alias="in")
+    not_in: list[Any] | None = None
+    lt: Any = None
+    lte: Any = None
+    gt: Any = None
+    gte: Any = None
+    exists: bool | None = None
+    contains: str | None = None
+    matches: str | None = None
+
+    @field_validator("matches")
+    @classmethod
+    def _regex(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"invalid regular expression: {exc}") from exc
+        return value
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> "Condition":
+        if not self.model_fields_set:
+            raise ValueError(f"a condition needs at least one operator ({', '.join(_OPS)})")
+        return self
+
+
+def _coerce_condition(value: Any) -> Any:
+    if isinstance(value, dict):
+        return value
+    if isinstance(value, list):
+        return {"in": value}
+    return {"eq": value}
+
+
+class Surge(Strict):
+    """Many tickets sharing ``group_by`` values within ``window``."""
+
+    group_by: list[str] = Field(min_length=1)
+    window: Duration
+    threshold: int = Field(ge=1)
+    distinct: str | None = None
+
+    @field_validator("group_by")
+    @classmethod
+    def _fields(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if name not in RULE_FIELDS:
+                raise ValueError(f"unknown canonical field {name!r} in group_by")
+        if len(set(value)) != len(value):
+            raise ValueError("group_by lists a field twice")
+        return value
+
+    @field_validator("distinct")
+    @classmethod
+    def _distinct(cls, value: str | None) -> str | None:
+        if value is not None and value not in RULE_FIELDS:
+            raise ValueError(f"unknown canonical field {value!r} for distinct")
+        return value
+
+    @field_validator("window")
+    @classmethod
+    def _positive(cls, value: timedelta) -> timedelta:
+        if value <= timedelta(0):
+            raise ValueError("window must be longer than 0s")
+        return value
+
+
+SETTABLE = ("priority", "impact", "urgency", "assignment_group", "assignee", "category", "subcategory")
+
+
+class Declare(Strict):
+    """How a match is declared: ``mode`` (propose for a human to accept, or accept) and the parent."""
+
+    mode: Literal["propose", "accept"] = "propose"
+    parent: Literal["earliest", "highest_priority", "self", "new"] = "earliest"
+    set: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("set")
+    @classmethod
+    def _settable(cls, value: dict[str, Any]) -> dict[str, Any]:
+        for name, item in value.items():
+            if name not in SETTABLE:
+                raise ValueError(f"field {name!r} cannot be set on declaration (settable: {', '.join(SETTABLE)})")
+            if name in INT_FIELDS and (not isinstance(item, int) or isinstance(item, bool) or not 1 <= item <= 5):
+                raise ValueError(f"{name} must be an integer from 1 to 5")
+        return value
+
+
+class Rule(Strict):
+    """One detection rule."""
+
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,62}$")
+    description: str = ""
+    enabled: bool = True
+    order: int | None = None
+    when: dict[str, Condition] = Field(default_factory=dict)
+    surge: Surge | None = None
+    declare: Declare = Field(default_factory=Declare)
+    late_children: Duration | None = None
+    join_by: list[str] | None = None
+
+    @field_validator("when", mode="before")
+    @classmethod
+    def _shorthand(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: _coerce_condition(v) for k, v in value.items()}
+        return value
+
+    @field_validator("when")
+    @classmethod
+    def _known(cls, value: dict[str, Condition]) -> dict[str, Condition]:
+        for name, cond in value.items():
+            if name not in RULE_FIELDS:
+                raise ValueError(f"unknown canonical field {name!r} (known: {', '.join(RULE_FIELDS)})")
+            _check_condition_values(name, cond)
+        return value
+
+    @field_validator("join_by")
+    @classmethod
+    def _join(cls, value: list[str] | None) -> list[str] | None:
+        for name in value or []:
+            if name not in RULE_FIELDS:
+                raise ValueError(f"unknown canonical field {name!r} in join_by")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "Rule":
+        if self.surge is not None and self.declare.parent == "self":
+            raise ValueError("declare.parent 'self' is for single-ticket rules; a surge needs earliest, highest_priority or new")
+        if self.surge is not None and self.join_by is not None:
+            raise ValueError("join_by is for single-ticket rules; a surge's late children join by its group_by")
+        if self.join_by and self.late_children is None:
+            raise ValueError("join_by needs late_children (how long late tickets may join)")
+        return self
+
+    def fields_used(self) -> set[str]:
+        """Canonical fields this rule reads."""
+        used = set(self.when)
+        if self.surge:
+            used.update(self.surge.group_by)
+            if self.surge.distinct:
+                used.add(self.surge.distinct)
+        used.update(self.join_by or [])
+        return used
+
+    @property
+    def group_by(self) -> list[str]:
+        """The fields a late ticket must share with the major incident."""
+        if self.surge is not None:
+            return self.surge.group_by
+        return self.join_by or []
+
+
+def _check_condition_values(name: str, cond: Condition) -> None:
+    enum = _ENUMS.get(name)
+    values: list[Any] = []
+    for op in ("eq", "ne", "lt", "lte", "gt", "gte"):
+        if op in cond.model_fields_set:
+            values.append(getattr(cond, op))
+    values.extend(cond.in_ or [])
+    values.extend(cond.not_in or [])
+    for value in values:
+        if enum is not None and value not in {m.value for m in enum}:
+            raise ValueError(f"{value!r} is not a valid {name} (expected one of {', '.join(m.value for m in enum)})")
+        if name in INT_FIELDS and (not isinstance(value, int) or isinstance(value, bool)):
+            raise ValueError(f"{name} values are integers 1..5, not {value!r}")
+        if name in TIME_FIELDS:
+            raise ValueError(f"{name} cannot be compared in a rule; use surge windows for time")
+    if name in INT_FIELDS and (cond.contains is not None or cond.matches is not None):
+        raise ValueError(f"contains/matches apply to text fields, not {name}")
+
+
+class RuleFile(Strict):
+    """The top level of a rule file."""
+
+    version: Literal[1]
+    rules: list[Rule] = Field(default_factory=list)
+
+
+# -- compiled predicates -------------------------------------------------------------------------
+
+Predicate = Callable[[Ticket], bool]
+
+
+def compile_condition(name: str, cond: Condition) -> Predicate:
+    """A predicate for one field's condition. Missing values fail every operator but ``exists: false``
+    and ``ne``/``not_in``."""
+    checks: list[Callable[[Any], bool]] = []
+    fields = cond.model_fields_set
+    if "eq" in fields:
+        checks.append(lambda v, x=cond.eq: v == x)
+    if "ne" in fields:
+        checks.append(lambda v, x=cond.ne: v != x)
+    if cond.in_ is not None:
+        allowed = frozenset(cond.in_)
+        checks.append(lambda v: v in allowed)
+    if cond.not_in is not None:
+        denied = frozenset(cond.not_in)
+        checks.append(lambda v: v not in denied)
+    for op, fn in (("lt", lambda a, b: a < b), ("lte", lambda a, b: a <= b),
+                   ("gt", lambda a, b: a > b), ("gte", lambda a, b: a >= b)):
+        if op in fields:
+            bound = getattr(cond, op)
+            checks.append(lambda v, b=bound, f=fn: v is not None and f(v, b))
+    if cond.exists is not None:
+        want = cond.exists
+        checks.append(lambda v: (v is not None and v != "") == want)
+    if cond.contains is not None:
+        needle = cond.contains.casefold()
+        checks.append(lambda v: isinstance(v, str) and needle in v.casefold())
+    if cond.matches is not None:
+        pattern = re.compile(cond.matches)
+        checks.append(lambda v: isinstance(v, str) and pattern.search(v) is not None)
+
+    def predicate(ticket: Ticket) -> bool:
+        value = ticket.value(name)
+        return all(check(value) for check in checks)
+
+    return predicate
+
+
+def compile_when(when: dict[str, Condition]) -> Predicate:
+    """All conditions of a rule's ``when`` as one predicate."""
+    predicates = [compile_condition(name, cond) for name, cond in when.items()]
+    return lambda ticket: all(p(ticket) for p in predicates)
+
+
+# -- loading -------------------------------------------------------------------------------------
+
+
+def rule_files(paths: list[Path]) -> list[Path]:
+    """Expand directories into the rule files they hold (``*.yaml``/``*.yml``, not tests or the process
+    file), sorted by name so rule order is stable."""
+    out: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            out.extend(sorted(p for p in path.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file()
+                              and not p.name.startswith("process")))
+        else:
+            out.append(path)
+    return out
+
+
+def load_rule_file(path: Path) -> tuple[list[Rule], list[ConfigError], Located | None]:
+    """Load and validate one rule file; returns its rules, every error, and the located data."""
+    located, errors = load_yaml(path)
+    if located is None:
+        return [], errors, None
+    if located.data is None:
+        return [], errors + [located.error((), "file is empty; expected 'version: 1' and 'rules:'")], located
+    model, verrors = validate(RuleFile, located)
+    errors.extend(verrors)
+    if model is None:
+        return [], errors, located
+    return model.rules, errors, located
+
+
+class RuleSet:
+    """Rules loaded from files, in evaluation order, with every error and where each rule stands."""
+
+    def __init__(self) -> None:
+        self.rules: list[Rule] = []
+        self.errors: list[ConfigError] = []
+        self._where: dict[str, tuple[Located, int]] = {}
+
+    def error(self, rule_id: str, loc: tuple[object, ...], message: str) -> ConfigError:
+        """A located error about ``loc`` inside rule ``rule_id``."""
+        located, index = self._where[rule_id]
+        return located.error(("rules", index, *loc), message)
+
+
+def load_rules(paths: list[Path]) -> RuleSet:
+    """Load every rule file under ``paths``; all errors of all files, including ids used twice."""
+    ruleset = RuleSet()
+    files = rule_files(paths)
+    seen: dict[str, str] = {}
+    loaded: list[Rule] = []
+    for path in files:
+        file_rules, file_errors, located = load_rule_file(path)
+        ruleset.errors.extend(file_errors)
+        for index, rule in enumerate(file_rules):
+            assert located is not None
+            if rule.id in seen:
+                ruleset.errors.append(located.error(("rules", index, "id"), f"rule id {rule.id!r} already defined in {seen[rule.id]}"))
+                continue
+            seen[rule.id] = str(path)
+            ruleset._where[rule.id] = (located, index)
+            loaded.append(rule)
+    if not files and not ruleset.errors:
+        ruleset.errors.append(ConfigError(str(paths[0]) if paths else "rules", 1, 1, "no rule files found"))
+    ruleset.rules = ordered(loaded)
+    return ruleset
+
+
+def ordered(rules: list[Rule]) -> list[Rule]:
+    """Rules in evaluation order: by ``order`` (rules without one keep their place after those with
+    one of the same or lower value), then by file order. Disabled rules are dropped."""
+    indexed = [(rule.order if rule.order is not None else 1000, i, rule) for i, rule in enumerate(rules)]
+    return [rule for _, _, rule in sorted(indexed, key=lambda t: (t[0], t[1])) if rule.enabled]

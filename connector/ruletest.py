@@ -1,0 +1,192 @@
+"""Rule tests as data (``rules/tests/*.yaml``): input tickets, an evaluation time, expected decisions.
+
+::
+
+    version: 1
+    cases:
+      - name: six callers on one service within ten minutes
+        now: 2026-03-02T10:30:00Z
+        defaults: {service: web-shop, state: new}
+        tickets:
+          - {id: t1, opened_at: 2026-03-02T10:00:00Z, caller: ann}
+          ...
+        expect:
+          major_incidents:
+            - {parent: t1, rule: service-surge, children: [t2, t3, t4, t5, t6]}
+
+``children`` lists every ticket linked to the parent (at declaration and late). An empty
+``major_incidents`` list expects no declaration. ``rules`` restricts a case to some rule ids;
+``major_incidents_known`` feeds major incidents declared earlier (open or rejected).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .engine import MajorIncident, decide
+from .model import CANONICAL_FIELDS, Ticket
+from .rules import Rule
+from .yamlfile import ConfigError, Located, load_yaml, validate
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ExpectedIncident(Strict):
+    parent: str
+    rule: str | None = None
+    children: list[str] | None = None
+
+
+class KnownIncident(Strict):
+    id: str
+    rule: str
+    group: list[str]
+    started_at: datetime
+    declared_at: datetime
+    status: Literal["open", "rejected", "closed"] = "open"
+
+
+class Expect(Strict):
+    major_incidents: list[ExpectedIncident] = Field(default_factory=list)
+
+
+class Case(Strict):
+    name: str
+    now: datetime
+    rules: list[str] | None = None
+    defaults: dict[str, Any] = Field(default_factory=dict)
+    tickets: list[dict[str, Any]] = Field(default_factory=list)
+    major_incidents_known: list[KnownIncident] = Field(default_factory=list)
+    expect: Expect
+
+
+class CaseFile(Strict):
+    version: Literal[1]
+    cases: list[Case] = Field(min_length=1)
+
+
+@dataclass
+class CaseResult:
+    """The outcome of one case."""
+
+    file: str
+    name: str
+    passed: bool
+    diff: list[str] = field(default_factory=list)
+
+
+def _actual(case: Case, rules: list[Rule]) -> list[dict[str, Any]]:
+    tickets = []
+    for raw in case.tickets:
+        data = {**case.defaults, **raw}
+        tickets.append(Ticket(**data))
+    known = [MajorIncident(k.id, k.rule, tuple(k.group), k.started_at, k.declared_at, k.status) for k in case.major_incidents_known]
+    decisions = decide(tickets, known, rules, case.now)
+    found: dict[str, dict[str, Any]] = {}
+    for d in decisions.declarations:
+        found[d.mi_id] = {"parent": d.mi_id, "rule": d.rule, "children": [t.id for t in d.children]}
+    for link in decisions.late_links:
+        entry = found.setdefault(link.mi_id, {"parent": link.mi_id, "rule": link.rule, "children": [], "known": True})
+        entry["children"].append(link.ticket.id)
+    return list(found.values())
+
+
+def _fmt(item: dict[str, Any]) -> str:
+    children = item.get("children")
+    kids = "" if children is None else f" children=[{', '.join(sorted(children))}]"
+    rule = f" rule={item['rule']}" if item.get("rule") else ""
+    return f"parent={item['parent']}{rule}{kids}"
+
+
+def run_case(path: str, case: Case, rules: list[Rule]) -> CaseResult:
+    """Evaluate one case and compare with its expectation."""
+    selected = rules if case.rules is None else [r for r in rules if r.id in case.rules]
+    try:
+        actual = _actual(case, selected)
+    except (ValidationError, ValueError) as exc:
+        return CaseResult(path, case.name, False, [f"  error: cannot build the case's tickets: {exc}"])
+    expected = [e.model_dump() for e in case.expect.major_incidents]
+    diff: list[str] = []
+    by_parent = {a["parent"]: a for a in actual}
+    matched: set[str] = set()
+    for exp in expected:
+        act = by_parent.get(exp["parent"])
+        if act is None:
+            diff.append(f"- expected: {_fmt(exp)}")
+            continue
+        matched.add(exp["parent"])
+        problems = []
+        if exp["rule"] is not None and exp["rule"] != act["rule"]:
+            problems.append(f"rule {act['rule']} instead of {exp['rule']}")
+        if exp["children"] is not None and sorted(exp["children"]) != sorted(act["children"]):
+            missing = sorted(set(exp["children"]) - set(act["children"]))
+            extra = sorted(set(act["children"]) - set(exp["children"]))
+            if missing:
+                problems.append(f"missing children {missing}")
+            if extra:
+                problems.append(f"unexpected children {extra}")
+        if problems:
+            diff.append(f"- expected: {_fmt(exp)}")
+            diff.append(f"+ actual:   {_fmt(act)}   ({'; '.join(problems)})")
+    for act in actual:
+        if act["parent"] not in matched:
+            diff.append(f"+ unexpected: {_fmt(act)}")
+    return CaseResult(path, case.name, not diff, diff)
+
+
+def case_files(paths: list[Path]) -> list[Path]:
+    """Test files under ``paths`` (a rules directory's ``tests/`` folder, or files)."""
+    out: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            folder = path / "tests" if (path / "tests").is_dir() else path
+            out.extend(sorted(p for p in folder.iterdir() if p.suffix in (".yaml", ".yml")))
+        else:
+            out.append(path)
+    return out
+
+
+def load_cases(path: Path) -> tuple[list[Case], list[ConfigError]]:
+    """Load one case file with located errors."""
+    located, errors = load_yaml(path)
+    if located is None:
+        return [], errors
+    model, verrors = validate(CaseFile, located)
+    errors += verrors
+    if model is None:
+        return [], errors
+    errors += _check_tickets(model, located)
+    return model.cases, errors
+
+
+def _check_tickets(model: CaseFile, located: Located) -> list[ConfigError]:
+    errors = []
+    known = set(CANONICAL_FIELDS)
+    for ci, case in enumerate(model.cases):
+        for ti, raw in enumerate(case.tickets):
+            for name in {**case.defaults, **raw}:
+                if name not in known:
+                    loc = ("cases", ci, "tickets", ti, name) if name in raw else ("cases", ci, "defaults", name)
+                    errors.append(located.error(loc, f"unknown ticket field {name!r}", key=True))
+    return errors
+
+
+def run_tests(paths: list[Path], rules: list[Rule]) -> tuple[list[CaseResult], list[ConfigError]]:
+    """Run every case of every file; returns results and any file errors."""
+    results: list[CaseResult] = []
+    errors: list[ConfigError] = []
+    for path in case_files(paths):
+        cases, file_errors = load_cases(path)
+        errors += file_errors
+        if file_errors:
+            continue
+        for case in cases:
+            results.append(run_case(str(path), case, rules))
+    return results, errors
