@@ -130,3 +130,13 @@ KINDS: dict[type, str] = {
     ResolveChild: "resolve_child",
     Notify: "notify",
 }
+
+
+def action_from_dict(data: dict[str, Any]) -> Action:
+    """Rebuild an action from :meth:`Action.to_dict` (the ledger re-drives pending actions this way)."""
+    by_kind = {kind: cls for cls, kind in KINDS.items()}
+    payload = dict(data)
+    cls = by_kind[payload.pop("kind")]
+    if "due" in payload and isinstance(payload["due"], str):
+        payload["due"] = datetime.fromisoformat(payload["due"])
+    return cls(**payload)
