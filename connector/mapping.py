@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from .model import CANONICAL_FIELDS, INT_FIELDS, TIME_FIELDS, Major, Stage, State, Ticket
 from .rules import Rule, RuleSet
-from .yamlfile import ConfigError, Located, load_yaml, validate
+from .yamlfile import ConfigError, Located, Problem, load_yaml, problems, validate
 
 _ENUM_VALUES = {"state": frozenset(m.value for m in State), "major": frozenset(m.value for m in Major),
                 "stage": frozenset(m.value for m in Stage)}
@@ -90,24 +90,35 @@ FieldSource = str | list[str]
 
 
 def _check_fields(value: dict[str, FieldSource]) -> dict[str, FieldSource]:
+    found: list[Problem] = []
     for name, source in value.items():
         if name not in CANONICAL_FIELDS:
-            raise ValueError(f"{name!r} is not a canonical field (known: {', '.join(CANONICAL_FIELDS)})")
+            found.append(((name,), f"{name!r} is not a canonical field (known: {', '.join(CANONICAL_FIELDS)})", True))
+            continue
         for path in [source] if isinstance(source, str) else source:
-            _compile_path(path)
+            try:
+                _compile_path(path)
+            except ValueError as exc:
+                found.append(((name,), str(exc), False))
+    if found:
+        raise problems(found)
     return value
 
 
 def _check_values(value: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
     enums: dict[str, Any] = {"state": State, "major": Major, "stage": Stage}
+    found: list[Problem] = []
     for name, table in value.items():
         if name not in CANONICAL_FIELDS:
-            raise ValueError(f"{name!r} is not a canonical field")
+            found.append(((name,), f"{name!r} is not a canonical field", True))
+            continue
         for raw, canonical in table.items():
             if name in enums and canonical not in {m.value for m in enums[name]}:
-                raise ValueError(f"{name}: {raw!r} maps to {canonical!r}, which is not a valid {name}")
+                found.append(((name, raw), f"{raw!r} maps to {canonical!r}, which is not a valid {name}", False))
             if name in INT_FIELDS and (not isinstance(canonical, int) or not 1 <= canonical <= 5):
-                raise ValueError(f"{name}: {raw!r} must map to an integer 1..5")
+                found.append(((name, raw), f"{raw!r} must map to an integer 1..5", False))
+    if found:
+        raise problems(found)
     return value
 
 

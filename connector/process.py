@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from .durations import Duration
-from .yamlfile import ConfigError, load_yaml, validate
+from .yamlfile import ConfigError, Problem, load_yaml, problems, validate
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 MESSAGES = ("declared", "update", "resolved", "closed")
@@ -146,10 +146,11 @@ class Communications(Strict):
     @field_validator("templates")
     @classmethod
     def _templates(cls, value: dict[str, str]) -> dict[str, str]:
+        found: list[Problem] = []
         for name, text in value.items():
-            problems = check_template(text)
-            if problems:
-                raise ValueError(f"template {name!r}: " + "; ".join(problems))
+            found += [((name,), f"template {name!r}: {problem}", False) for problem in check_template(text)]
+        if found:
+            raise problems(found)
         return value
 
 

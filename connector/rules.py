@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from .durations import Duration
 from .model import CANONICAL_FIELDS, INT_FIELDS, TIME_FIELDS, Major, Stage, State, Ticket
-from .yamlfile import ConfigError, Located, load_yaml, validate
+from .yamlfile import ConfigError, Located, Problem, load_yaml, problems, validate
 
 RULE_FIELDS = tuple(f for f in CANONICAL_FIELDS if f not in ("id", "url", "raw"))
 _ENUMS: dict[str, type[Enum]] = {"state": State, "major": Major, "stage": Stage}
@@ -91,9 +91,7 @@ class Surge(Strict):
     @field_validator("group_by")
     @classmethod
     def _fields(cls, value: list[str]) -> list[str]:
-        for name in value:
-            if name not in RULE_FIELDS:
-                raise ValueError(f"unknown canonical field {name!r} in group_by")
+        _known_fields(value, "group_by")
         if len(set(value)) != len(value):
             raise ValueError("group_by lists a field twice")
         return value
@@ -126,11 +124,14 @@ class Declare(Strict):
     @field_validator("set")
     @classmethod
     def _settable(cls, value: dict[str, Any]) -> dict[str, Any]:
+        found: list[Problem] = []
         for name, item in value.items():
             if name not in SETTABLE:
-                raise ValueError(f"field {name!r} cannot be set on declaration (settable: {', '.join(SETTABLE)})")
-            if name in INT_FIELDS and (not isinstance(item, int) or isinstance(item, bool) or not 1 <= item <= 5):
-                raise ValueError(f"{name} must be an integer from 1 to 5")
+                found.append(((name,), f"field {name!r} cannot be set on declaration (settable: {', '.join(SETTABLE)})", True))
+            elif name in INT_FIELDS and (not isinstance(item, int) or isinstance(item, bool) or not 1 <= item <= 5):
+                found.append(((name,), f"{name} must be an integer from 1 to 5", False))
+        if found:
+            raise problems(found)
         return value
 
 
@@ -157,18 +158,24 @@ class Rule(Strict):
     @field_validator("when")
     @classmethod
     def _known(cls, value: dict[str, Condition]) -> dict[str, Condition]:
+        # every field's problem is reported at that field, so an unknown field does not hide a bad value
+        found: list[Problem] = []
         for name, cond in value.items():
             if name not in RULE_FIELDS:
-                raise ValueError(f"unknown canonical field {name!r} (known: {', '.join(RULE_FIELDS)})")
-            _check_condition_values(name, cond)
+                found.append(((name,), f"unknown canonical field {name!r} (known: {', '.join(RULE_FIELDS)})", True))
+                continue
+            try:
+                _check_condition_values(name, cond)
+            except ValueError as exc:
+                found.append(((name,), str(exc), False))
+        if found:
+            raise problems(found)
         return value
 
     @field_validator("join_by")
     @classmethod
     def _join(cls, value: list[str] | None) -> list[str] | None:
-        for name in value or []:
-            if name not in RULE_FIELDS:
-                raise ValueError(f"unknown canonical field {name!r} in join_by")
+        _known_fields(value or [], "join_by")
         return value
 
     @model_validator(mode="after")
@@ -197,6 +204,14 @@ class Rule(Strict):
         if self.surge is not None:
             return self.surge.group_by
         return self.join_by or []
+
+
+def _known_fields(names: list[str], where: str) -> None:
+    """Raise one located problem per name in ``names`` that is not a canonical field."""
+    found: list[Problem] = [((i,), f"unknown canonical field {name!r} in {where}", False)
+                            for i, name in enumerate(names) if name not in RULE_FIELDS]
+    if found:
+        raise problems(found)
 
 
 def _check_condition_values(name: str, cond: Condition) -> None:

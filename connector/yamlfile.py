@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 
 import yaml
 from pydantic import BaseModel, ValidationError
+from pydantic_core import PydanticCustomError
 
 M = TypeVar("M", bound=BaseModel)
 Loc = tuple[Any, ...]
@@ -142,6 +143,18 @@ def _message(err: dict[str, Any]) -> str:
     return f"{where}: {msg}" if where else msg
 
 
+Problem = tuple[Loc, str, bool]
+"""One problem inside a validated value: where (relative to the value), what, and whether to point at the key."""
+
+
+def problems(found: list[Problem]) -> PydanticCustomError:
+    """An error a validator raises for several problems inside its value (each field of a rule's ``when``,
+    each template...): :func:`validate` reports each one at its own key or value, so no problem hides
+    another and none is pinned to the start of the enclosing mapping."""
+    return PydanticCustomError("located_problems", "; ".join(message for _, message, _ in found),
+                               {"located_problems": found})
+
+
 def validate(model: type[M], located: Located, base: Loc = ()) -> tuple[M | None, list[ConfigError]]:
     """Validate ``located.data`` (or the part at ``base``) against ``model``; located errors on failure."""
     data = located.data
@@ -153,5 +166,11 @@ def validate(model: type[M], located: Located, base: Loc = ()) -> tuple[M | None
         errors = []
         for err in exc.errors(include_url=False):
             loc = base + tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+            parts = (err.get("ctx") or {}).get("located_problems")
+            if err["type"] == "located_problems" and parts:
+                for sub, message, key in parts:
+                    where = loc + tuple(sub)
+                    errors.append(located.error(where, f"{'.'.join(map(str, where))}: {message}", key=key))
+                continue
             errors.append(located.error(loc, _message(err), key=err["type"] == "extra_forbidden"))
         return None, errors
