@@ -144,6 +144,94 @@ def backtest(ctx: click.Context, tickets_path: Path, rules_dir: Path | None, pla
         click.echo(f"{result.skipped} rows skipped; first: {result.skipped_examples[0]}", err=True)
 
 
+def _describe_action(item: dict[str, Any]) -> str:
+    kind = item["kind"]
+    target = item.get("target_label") or item["target"]
+    details = {
+        "declare": lambda: f"mark {target} as major incident ({item.get('mode')}), marker {item.get('marker')}",
+        "create_parent": lambda: f"create a new major incident ({item.get('mode')}): {item.get('fields', {}).get('title')}",
+        "link": lambda: f"link {target} as child of {item.get('parent_label') or item.get('parent')}",
+        "note": lambda: f"{'work note' if item.get('internal', True) else 'public comment'} on {target}: "
+                        f"{str(item.get('text', '')).splitlines()[0][:90]}",
+        "set_fields": lambda: f"set {', '.join(f'{k}={v}' for k, v in item.get('fields', {}).items())} on {target}",
+        "set_stage": lambda: f"set stage {item.get('stage')} on {target}",
+        "create_task": lambda: f"create review task on {target}: {item.get('title')} (due {item.get('due')})",
+        "create_change": lambda: f"create change for {target}: {item.get('title')}",
+        "resolve_child": lambda: f"resolve child {target}",
+        "notify": lambda: f"notify {item.get('channel')}",
+    }.get(kind, lambda: f"{kind} {target}")()
+    reason = item.get("reason")
+    return f"{details}" + (f"  [why: rule {item.get('rule')}: {reason}]" if reason and item.get("rule") else
+                           f"  [why: {reason}]" if reason else "")
+
+
+def _print_report(report: Any, as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps({**report.summary(), "declarations": report.declarations, "planned": report.planned,
+                               "failures": report.failures, "skipped": report.skipped_records}, default=str))
+        return
+    verb = "would write" if report.dry_run else "planned"
+    click.echo(f"{report.tickets_read} tickets read, {len(report.declarations)} major incidents declared, "
+               f"{report.late_links} late links, {len(report.planned)} actions {verb}, {report.requests} requests"
+               + ("" if report.dry_run else f", results {report.results or {}}"))
+    for decl in report.declarations:
+        group = ", ".join(f"{k}={v}" for k, v in decl["group"].items())
+        click.echo(f"  declared {decl['parent_key'] or decl['parent']} by {decl['rule']} ({group}): "
+                   f"{len(decl['children'])} children")
+    if report.dry_run:
+        for item in report.planned:
+            click.echo(f"  - {_describe_action(item)}")
+    for line in report.skipped_records:
+        click.echo(f"  skipped malformed record {line}", err=True)
+    for line in report.failures:
+        click.echo(f"  failed {line}", err=True)
+
+
+@main.command()
+@click.option("--once", is_flag=True, required=True, help="Run one cycle and exit (use `mim run` for a loop).")
+@click.option("--dry-run", is_flag=True, help="Print the plan (what would be written where, and why); write nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Print the cycle report as JSON.")
+@click.pass_context
+def sync(ctx: click.Context, once: bool, dry_run: bool, as_json: bool) -> None:
+    """One poll-decide-apply cycle against the configured platform."""
+    from datetime import datetime, timezone
+
+    from connector.job import open_job
+    from connector.platforms.errors import PlatformError
+    from connector.state import LockHeld
+    from connector.sync import run_cycle
+    from connector.yamlfile import ConfigErrors
+
+    settings = _settings(ctx)
+    try:
+        job = open_job(settings, lock=True)
+    except ConfigErrors as exc:
+        for error in exc.errors:
+            click.echo(str(error), err=True)
+        raise click.ClickException("configuration files have errors (see above)") from None
+    except (ConfigurationError, LockHeld) as exc:
+        raise click.ClickException(str(exc)) from None
+    try:
+        report = run_cycle(job.platform, job.store, job.rules, job.process, datetime.now(timezone.utc),
+                           dry_run=dry_run, planners=_planners())
+    except PlatformError as exc:
+        raise click.ClickException(f"{settings.platform}: {exc}") from None
+    finally:
+        job.close()
+    _print_report(report, as_json)
+    if report.failures:
+        sys.exit(1)
+
+
+def _planners() -> list[Any]:
+    """The process planners run after identification (stages, team, comms, review)."""
+    try:
+        from connector.stages import plan_process
+    except ImportError:
+        return []
+    return [plan_process]
+
+
 @main.command()
 @click.argument("platform", type=click.Choice(["servicenow", "jira"]))
 @click.option("--port", type=int, default=8080, show_default=True, help="Port on 127.0.0.1 (0 = any free port).")

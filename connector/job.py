@@ -1,0 +1,62 @@
+"""Everything a job run needs, loaded once: settings, rules, process, mapping, platform and state."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from .config import ConfigurationError, Settings
+from .mapping import Mapping, check_rules_against_mapping, load_mapping
+from .platforms import Platform, make_platform
+from .process import ProcessFile, load_process
+from .rules import Rule, load_rules
+from .state import StateStore
+from .yamlfile import ConfigErrors
+
+
+@dataclass
+class Job:
+    """A configured connector: rules, process, mapping, platform adapter and state store."""
+
+    settings: Settings
+    rules: list[Rule]
+    process: ProcessFile
+    mapping: Mapping
+    platform: Platform
+    store: StateStore
+
+    def close(self) -> None:
+        """Close the platform session and the state (releasing the runner lock)."""
+        self.platform.close()
+        self.store.close()
+
+
+def load_config_files(settings: Settings) -> tuple[list[Rule], ProcessFile, Mapping]:
+    """Rules, process and the platform's mapping; every error of every file at once as :class:`ConfigErrors`."""
+    if settings.platform is None:
+        raise ConfigurationError("no platform configured: set MIM_PLATFORM (servicenow or jira) or `platform` in mim.toml")
+    ruleset = load_rules([settings.rules_path()])
+    process, perrors = load_process(settings.process_path())
+    mapping, merrors = load_mapping(settings.mappings_path() / f"{settings.platform}.yaml")
+    errors = ruleset.errors + perrors + merrors
+    if mapping is not None and not ruleset.errors:
+        errors += check_rules_against_mapping(ruleset, mapping)
+    if errors or process is None or mapping is None:
+        raise ConfigErrors(errors)
+    return ruleset.rules, process, mapping
+
+
+def open_job(settings: Settings, lock: bool = True) -> Job:
+    """Load everything and open the state; with ``lock`` become the single runner (raises LockHeld)."""
+    rules, process, mapping = load_config_files(settings)
+    platform = make_platform(settings, mapping)
+    assert settings.platform is not None
+    store = StateStore(Path(settings.state), settings.platform)
+    try:
+        if lock:
+            store.acquire_lock()
+    except Exception:
+        store.close()
+        platform.close()
+        raise
+    return Job(settings, rules, process, mapping, platform, store)

@@ -1,0 +1,327 @@
+"""The state store: SQLite (WAL) holding the watermark, the discovery cache, a window of recent tickets,
+the action ledger, the major incident registry and small counters (rota position, comms cadence).
+
+The platform is the source of truth; this is a cache and a ledger. Deleting it is safe: the next cycle
+rebuilds what it needs from the markers the connector left on the platform.
+
+A single runner is enforced with an advisory ``flock`` on ``<state>.lock``: the kernel releases it when the
+holder dies, so a lock left by a killed process is taken over without any staleness heuristics.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import sqlite3
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+from .engine import MajorIncident
+from .model import Ticket
+from .plan import Action
+from .platforms.base import ApplyResult, Watermark
+
+SCHEMA_VERSION = 1
+
+MIGRATIONS: dict[int, list[str]] = {
+    1: [
+        "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+        "CREATE TABLE watermark (platform TEXT PRIMARY KEY, updated_at TEXT NOT NULL, id TEXT NOT NULL)",
+        "CREATE TABLE discovery (platform TEXT PRIMARY KEY, data TEXT NOT NULL, expires_at TEXT NOT NULL)",
+        "CREATE TABLE tickets (platform TEXT NOT NULL, id TEXT NOT NULL, opened_at TEXT NOT NULL, "
+        "updated_at TEXT, data TEXT NOT NULL, PRIMARY KEY (platform, id))",
+        "CREATE INDEX tickets_opened ON tickets (platform, opened_at)",
+        "CREATE TABLE ledger (key TEXT PRIMARY KEY, platform TEXT NOT NULL, kind TEXT NOT NULL, target TEXT NOT NULL, "
+        "status TEXT NOT NULL, created_id TEXT, created_key TEXT, detail TEXT, attempts INTEGER NOT NULL DEFAULT 0, "
+        "action TEXT NOT NULL, planned_at TEXT NOT NULL, updated_at TEXT NOT NULL)",
+        "CREATE INDEX ledger_status ON ledger (platform, status)",
+        "CREATE TABLE major_incidents (platform TEXT NOT NULL, id TEXT NOT NULL, data TEXT NOT NULL, "
+        "PRIMARY KEY (platform, id))",
+        "CREATE TABLE counters (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
+        "CREATE TABLE cycles (id INTEGER PRIMARY KEY AUTOINCREMENT, platform TEXT NOT NULL, started_at TEXT NOT NULL, "
+        "summary TEXT NOT NULL)",
+    ],
+}
+
+
+class LockHeld(Exception):
+    """Another ``mim sync``/``mim run`` holds the state; the message names it."""
+
+
+def _iso(value: datetime) -> str:
+    return value.astimezone(timezone.utc).isoformat()
+
+
+def _dt(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+@dataclass
+class MIRecord:
+    """A major incident as the connector tracks it (the engine's view plus process bookkeeping)."""
+
+    id: str
+    rule: str
+    group: list[str]
+    started_at: datetime
+    declared_at: datetime
+    status: str = "open"
+    key: str | None = None
+    synthetic_id: str | None = None
+    stage: str | None = None
+    children: list[str] = field(default_factory=list)
+    facts: dict[str, Any] = field(default_factory=dict)
+
+    def to_engine(self) -> MajorIncident:
+        """The engine's view of this record."""
+        status = self.status if self.status in ("open", "rejected", "closed") else "closed"
+        return MajorIncident(self.id, self.rule, tuple(self.group), self.started_at, self.declared_at,
+                             status, key=self.key, children=set(self.children))  # type: ignore[arg-type]
+
+    def to_json(self) -> str:
+        data = asdict(self)
+        data["started_at"] = _iso(self.started_at)
+        data["declared_at"] = _iso(self.declared_at)
+        return json.dumps(data, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "MIRecord":
+        data = json.loads(text)
+        data["started_at"] = datetime.fromisoformat(data["started_at"])
+        data["declared_at"] = datetime.fromisoformat(data["declared_at"])
+        return cls(**data)
+
+
+class StateStore:
+    """SQLite state for one platform. Use as a context manager or call :meth:`close`."""
+
+    def __init__(self, path: str | Path, platform: str) -> None:
+        self.path = Path(path)
+        self.platform = platform
+        if self.path.parent and not self.path.parent.exists():
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(str(self.path), timeout=30, isolation_level=None)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.execute("PRAGMA busy_timeout=30000")
+        self._lock_fd: int | None = None
+        self._migrate()
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+
+    def _migrate(self) -> None:
+        with self.transaction():
+            self.db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+            row = self.db.execute("SELECT version FROM schema_version").fetchone()
+            current = row[0] if row else 0
+            if current > SCHEMA_VERSION:
+                raise RuntimeError(f"{self.path}: state schema {current} is newer than this version of mim ({SCHEMA_VERSION})")
+            for version in range(current + 1, SCHEMA_VERSION + 1):
+                for statement in MIGRATIONS[version]:
+                    self.db.execute(statement)
+            if row is None:
+                self.db.execute("INSERT INTO schema_version VALUES (?)", (SCHEMA_VERSION,))
+            else:
+                self.db.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
+
+    class _Tx:
+        def __init__(self, db: sqlite3.Connection) -> None:
+            self.db = db
+
+        def __enter__(self) -> sqlite3.Connection:
+            self.db.execute("BEGIN IMMEDIATE")
+            return self.db
+
+        def __exit__(self, exc_type: object, *rest: object) -> None:
+            self.db.execute("ROLLBACK" if exc_type else "COMMIT")
+
+    def transaction(self) -> "StateStore._Tx":
+        """A write transaction (``BEGIN IMMEDIATE``)."""
+        return StateStore._Tx(self.db)
+
+    def acquire_lock(self) -> None:
+        """Become the single runner for this state, or raise :class:`LockHeld` naming the holder."""
+        lock_path = str(self.path) + ".lock"
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 200, 0).decode("utf-8", "replace").strip() or "another process"
+            os.close(fd)
+            raise LockHeld(f"{self.path} is in use by {holder}; only one mim sync/run may use a state at a time") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()} since {datetime.now(timezone.utc).isoformat(timespec='seconds')}".encode(), 0)
+        self._lock_fd = fd
+
+    def release_lock(self) -> None:
+        """Give up the runner lock."""
+        if self._lock_fd is not None:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def close(self) -> None:
+        """Release the lock and close the database."""
+        self.release_lock()
+        self.db.close()
+
+    def __enter__(self) -> "StateStore":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- watermark and discovery --------------------------------------------------------------------
+
+    def watermark(self) -> Watermark | None:
+        """The last ``(updated_at, id)`` committed."""
+        row = self.db.execute("SELECT updated_at, id FROM watermark WHERE platform = ?", (self.platform,)).fetchone()
+        return Watermark(datetime.fromisoformat(row[0]), row[1]) if row else None
+
+    def set_watermark(self, mark: Watermark) -> None:
+        """Commit a new watermark (only after the cycle's actions are applied or recorded)."""
+        self.db.execute("INSERT INTO watermark VALUES (?, ?, ?) ON CONFLICT(platform) DO UPDATE SET "
+                        "updated_at = excluded.updated_at, id = excluded.id",
+                        (self.platform, _iso(mark.updated_at), mark.id))
+
+    def discovery(self, now: datetime) -> dict[str, Any] | None:
+        """Cached discovery, or None when absent or expired."""
+        row = self.db.execute("SELECT data, expires_at FROM discovery WHERE platform = ?", (self.platform,)).fetchone()
+        if row is None or datetime.fromisoformat(row[1]) <= now:
+            return None
+        return json.loads(row[0])
+
+    def set_discovery(self, data: dict[str, Any], expires_at: datetime) -> None:
+        """Cache discovery until ``expires_at``."""
+        self.db.execute("INSERT INTO discovery VALUES (?, ?, ?) ON CONFLICT(platform) DO UPDATE SET "
+                        "data = excluded.data, expires_at = excluded.expires_at",
+                        (self.platform, json.dumps(data, sort_keys=True), _iso(expires_at)))
+
+    # -- ticket window ------------------------------------------------------------------------------
+
+    def upsert_tickets(self, tickets: Iterable[Ticket]) -> None:
+        """Remember tickets (canonical fields only, no raw record) for later windows."""
+        rows = []
+        for t in tickets:
+            data = t.canonical_dict()
+            rows.append((self.platform, t.id, _iso(t.opened_at), _iso(t.updated_at) if t.updated_at else None,
+                         json.dumps(data, sort_keys=True)))
+        self.db.executemany("INSERT INTO tickets VALUES (?, ?, ?, ?, ?) ON CONFLICT(platform, id) DO UPDATE SET "
+                            "opened_at = excluded.opened_at, updated_at = excluded.updated_at, data = excluded.data",
+                            rows)
+
+    def recent_tickets(self, since: datetime) -> list[Ticket]:
+        """Tickets opened at or after ``since``."""
+        rows = self.db.execute("SELECT data FROM tickets WHERE platform = ? AND opened_at >= ? ORDER BY opened_at, id",
+                               (self.platform, _iso(since))).fetchall()
+        return [Ticket(**json.loads(r[0])) for r in rows]
+
+    def tickets_by_id(self, ids: Iterable[str]) -> dict[str, Ticket]:
+        """Cached tickets by id."""
+        out: dict[str, Ticket] = {}
+        for chunk in _chunks(list(ids), 500):
+            marks = ",".join("?" * len(chunk))
+            for (data,) in self.db.execute(f"SELECT data FROM tickets WHERE platform = ? AND id IN ({marks})",
+                                           (self.platform, *chunk)):
+                t = Ticket(**json.loads(data))
+                out[t.id] = t
+        return out
+
+    def prune_tickets(self, before: datetime, keep: Iterable[str] = ()) -> int:
+        """Forget tickets opened before ``before`` (except ``keep``); returns how many."""
+        keep_set = set(keep)
+        rows = self.db.execute("SELECT id FROM tickets WHERE platform = ? AND opened_at < ?",
+                               (self.platform, _iso(before))).fetchall()
+        doomed = [r[0] for r in rows if r[0] not in keep_set]
+        for chunk in _chunks(doomed, 500):
+            marks = ",".join("?" * len(chunk))
+            self.db.execute(f"DELETE FROM tickets WHERE platform = ? AND id IN ({marks})", (self.platform, *chunk))
+        return len(doomed)
+
+    # -- ledger -------------------------------------------------------------------------------------
+
+    def ledger(self, keys: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """Ledger rows for ``keys`` (status planned / applied / skipped / failed)."""
+        out: dict[str, dict[str, Any]] = {}
+        for chunk in _chunks(list(keys), 500):
+            marks = ",".join("?" * len(chunk))
+            for row in self.db.execute(
+                    f"SELECT key, status, created_id, created_key, detail, attempts FROM ledger WHERE key IN ({marks})", chunk):
+                out[row[0]] = {"status": row[1], "created_id": row[2], "created_key": row[3], "detail": row[4], "attempts": row[5]}
+        return out
+
+    def record_planned(self, actions: Iterable[Action], now: datetime) -> None:
+        """Write actions to the ledger as planned, before anything is sent."""
+        rows = [(a.key, self.platform, a.kind, a.target, "planned", None, None, "", 0, json.dumps(a.to_dict(), default=str),
+                 _iso(now), _iso(now)) for a in actions]
+        self.db.executemany("INSERT INTO ledger VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(key) DO NOTHING", rows)
+
+    def record_results(self, results: Iterable[ApplyResult], now: datetime) -> None:
+        """Record what the platform did with each action."""
+        for r in results:
+            self.db.execute("UPDATE ledger SET status = ?, created_id = COALESCE(?, created_id), "
+                            "created_key = COALESCE(?, created_key), detail = ?, attempts = attempts + 1, updated_at = ? "
+                            "WHERE key = ?", (r.status, r.created_id, r.created_key, r.detail[:500], _iso(now), r.key))
+
+    def created_ids(self) -> dict[str, str]:
+        """Synthetic target -> platform id, for records the connector created."""
+        rows = self.db.execute("SELECT target, created_id FROM ledger WHERE platform = ? AND kind = 'create_parent' "
+                               "AND created_id IS NOT NULL", (self.platform,)).fetchall()
+        return {r[0]: r[1] for r in rows}
+
+    def ledger_rows(self, target: str | None = None) -> list[dict[str, Any]]:
+        """Every ledger row (optionally for one target), oldest first."""
+        query = "SELECT key, kind, target, status, detail, planned_at, updated_at, action FROM ledger WHERE platform = ?"
+        args: tuple[Any, ...] = (self.platform,)
+        if target is not None:
+            query += " AND target = ?"
+            args += (target,)
+        rows = self.db.execute(query + " ORDER BY planned_at, key", args).fetchall()
+        return [{"key": r[0], "kind": r[1], "target": r[2], "status": r[3], "detail": r[4], "planned_at": r[5],
+                 "updated_at": r[6], "action": json.loads(r[7])} for r in rows]
+
+    # -- major incidents ----------------------------------------------------------------------------
+
+    def major_incidents(self) -> list[MIRecord]:
+        """Every major incident the connector tracks."""
+        rows = self.db.execute("SELECT data FROM major_incidents WHERE platform = ?", (self.platform,)).fetchall()
+        return [MIRecord.from_json(r[0]) for r in rows]
+
+    def save_major_incident(self, record: MIRecord) -> None:
+        """Insert or replace one record."""
+        self.db.execute("INSERT INTO major_incidents VALUES (?, ?, ?) ON CONFLICT(platform, id) DO UPDATE SET data = excluded.data",
+                        (self.platform, record.id, record.to_json()))
+
+    def delete_major_incident(self, mi_id: str) -> None:
+        """Forget one record (a synthetic id replaced by the real one)."""
+        self.db.execute("DELETE FROM major_incidents WHERE platform = ? AND id = ?", (self.platform, mi_id))
+
+    # -- counters and cycles ------------------------------------------------------------------------
+
+    def counter(self, name: str, default: Any = None) -> Any:
+        """A small persisted value (rota position, last update times...)."""
+        row = self.db.execute("SELECT value FROM counters WHERE name = ?", (f"{self.platform}:{name}",)).fetchone()
+        return json.loads(row[0]) if row else default
+
+    def set_counter(self, name: str, value: Any) -> None:
+        """Persist a small value."""
+        self.db.execute("INSERT INTO counters VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET value = excluded.value",
+                        (f"{self.platform}:{name}", json.dumps(value, default=str)))
+
+    def record_cycle(self, started_at: datetime, summary: dict[str, Any]) -> None:
+        """Keep a cycle's summary (for reports and ``mim explain``); the last 1,000 are kept."""
+        self.db.execute("INSERT INTO cycles (platform, started_at, summary) VALUES (?, ?, ?)",
+                        (self.platform, _iso(started_at), json.dumps(summary, default=str)))
+        self.db.execute("DELETE FROM cycles WHERE id <= (SELECT MAX(id) FROM cycles) - 1000")
+
+    def is_fresh(self) -> bool:
+        """True when nothing was ever synced into this state (a new or deleted state file)."""
+        return self.watermark() is None and not self.major_incidents()
+
+
+def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
+    for i in range(0, len(items), size):
+        yield items[i:i + size]

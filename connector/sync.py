@@ -1,0 +1,303 @@
+"""The sync cycle: the only place that orders I/O.
+
+load state -> discovery (cached) -> fetch the delta -> map -> rebuild from markers if the state is new ->
+decide (pure) -> record the plan in the ledger -> apply (creates first, then the rest) -> record results ->
+commit the watermark.
+
+Crash safety: the ledger is written before anything is sent and the watermark only after the writes, so a
+crash at any point followed by a rerun re-reads the same tickets, re-derives the same actions (same keys),
+skips what the ledger or the platform says is done, and re-sends what may not have arrived with
+``uncertain`` set, so the adapter reads before it writes.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Callable, Sequence
+
+from .durations import parse_duration
+from .engine import Declaration, Decisions, decide, major_incidents_from_tickets, parse_marker, window_horizon
+from .identification import identification_actions
+from .mapping import MappingError
+from .model import Ticket
+from .plan import Action, CreateParent, LinkChild, action_from_dict
+from .platforms.base import ApplyResult, Platform, Watermark
+from .process import ProcessFile
+from .rules import Rule
+from .state import MIRecord, StateStore
+
+HORIZON_MARGIN = timedelta(minutes=30)
+"""Extra look-back beyond the longest window + late-children period, for the first poll."""
+
+ProcessPlanner = Callable[["CycleContext"], list[Action]]
+
+
+@dataclass
+class CycleContext:
+    """What a process planner sees: the cycle's tickets, the registry, the process file and ``now``."""
+
+    now: datetime
+    rules: Sequence[Rule]
+    process: ProcessFile
+    records: list[MIRecord]
+    tickets: dict[str, Ticket]
+    store: StateStore
+    decisions: Decisions
+
+
+@dataclass
+class CycleReport:
+    """What one cycle did; printed by ``mim sync`` and logged as the cycle summary."""
+
+    started_at: datetime
+    dry_run: bool = False
+    tickets_read: int = 0
+    skipped_records: list[str] = field(default_factory=list)
+    declarations: list[dict[str, Any]] = field(default_factory=list)
+    late_links: int = 0
+    planned: list[dict[str, Any]] = field(default_factory=list)
+    results: dict[str, int] = field(default_factory=dict)
+    failures: list[str] = field(default_factory=list)
+    requests: int = 0
+    rebuilt: bool = False
+    duration_s: float = 0.0
+
+    @property
+    def writes(self) -> int:
+        """Actions applied on the platform."""
+        return self.results.get("applied", 0)
+
+    def summary(self) -> dict[str, Any]:
+        """A compact, JSON-ready summary (never holds a secret or a record body)."""
+        return {"tickets_read": self.tickets_read, "skipped_records": len(self.skipped_records),
+                "declarations": len(self.declarations), "late_links": self.late_links,
+                "actions": len(self.planned), "results": self.results, "requests": self.requests,
+                "duration_s": round(self.duration_s, 3), "dry_run": self.dry_run, "rebuilt": self.rebuilt}
+
+
+def _to_tickets(platform: Platform, raws: Sequence[dict[str, Any]], report: CycleReport) -> list[Ticket]:
+    tickets = []
+    for raw in raws:
+        try:
+            tickets.append(platform.to_ticket(raw))
+        except MappingError as exc:
+            ident = raw.get("number") or raw.get("key") or raw.get("sys_id") or raw.get("id") or "?"
+            report.skipped_records.append(f"{ident}: {exc}")
+    return tickets
+
+
+def _latest_watermark(raws: Sequence[dict[str, Any]], tickets: Sequence[Ticket], current: Watermark | None) -> Watermark | None:
+    best = current
+    for t in tickets:
+        if t.updated_at is None:
+            continue
+        mark = Watermark(t.updated_at, t.id)
+        if best is None or mark > best:
+            best = mark
+    return best
+
+
+def _refresh_registry(records: dict[str, MIRecord], tickets: Sequence[Ticket], rules: Sequence[Rule]) -> None:
+    """Bring the registry in line with what the platform says (humans win): a candidate a human rejected,
+    an incident resolved or closed, a stage changed by hand, a marked incident the registry lost."""
+    by_rule = {r.id: r for r in rules}
+    for t in tickets:
+        record = records.get(t.id)
+        if record is None:
+            parsed = parse_marker(t.marker)
+            if parsed is None or t.major in ("none",) or parsed[0] not in by_rule:
+                continue
+            rebuilt = major_incidents_from_tickets([t], rules)
+            if not rebuilt:
+                continue
+            mi = rebuilt[0]
+            record = MIRecord(mi.id, mi.rule, list(mi.group), mi.started_at, mi.declared_at, mi.status, key=t.key,
+                              synthetic_id=parsed[1])
+            records[t.id] = record
+        record.key = t.key or record.key
+        if t.major in ("rejected", "canceled"):
+            record.status = "rejected"
+        elif not t.is_open and t.state == "closed":
+            record.status = "closed"
+        elif not t.is_open:
+            record.status = "resolved"
+        else:
+            record.status = "open"
+        if t.stage:
+            record.stage = t.stage
+        record.facts["major"] = t.major
+        record.facts["state"] = t.state
+        if t.resolved_at and "resolved_at" not in record.facts:
+            record.facts["resolved_at"] = t.resolved_at.isoformat()
+    for t in tickets:
+        if t.parent and t.parent in records and t.id not in records[t.parent].children:
+            records[t.parent].children.append(t.id)
+
+
+def _register(decisions: Decisions, records: dict[str, MIRecord], now: datetime) -> None:
+    for decl in decisions.declarations:
+        if decl.mi_id in records:
+            continue
+        records[decl.mi_id] = MIRecord(
+            id=decl.mi_id, rule=decl.rule, group=list(decl.group), started_at=decl.started_at,
+            declared_at=max(now, decl.detected_at), status="open", key=decl.parent.key if decl.parent else None,
+            synthetic_id=decl.mi_id if decl.new_parent else None, stage="identification",
+            children=[t.id for t in decl.children],
+            facts={"first_opened_at": decl.started_at.isoformat(), "declared_at": max(now, decl.detected_at).isoformat(),
+                   "detected_at": decl.detected_at.isoformat(), "triggered_by": decl.triggered_by,
+                   "group_fields": list(decl.group_fields), "mode": decl.mode,
+                   "service": _group_value(decl, "service")},
+        )
+    for link in decisions.late_links:
+        record = records.get(link.mi_id)
+        if record is not None and link.ticket.id not in record.children:
+            record.children.append(link.ticket.id)
+
+
+def _group_value(decl: Declaration, name: str) -> str | None:
+    if name in decl.group_fields:
+        return decl.group[decl.group_fields.index(name)]
+    if decl.parent is not None:
+        return getattr(decl.parent, name)
+    return decl.tickets[0].service if decl.tickets else None
+
+
+def run_cycle(platform: Platform, store: StateStore, rules: Sequence[Rule], process: ProcessFile, now: datetime,
+              dry_run: bool = False, planners: Sequence[ProcessPlanner] = (),
+              discovery_ttl: timedelta | None = None) -> CycleReport:
+    """One poll-decide-apply cycle. With ``dry_run`` nothing is written to the platform or the state; the
+    report's ``planned`` lists what would be written where, and why."""
+    clock = time.monotonic()
+    report = CycleReport(started_at=now, dry_run=dry_run)
+    requests_before = platform.requests_sent
+
+    cached = store.discovery(now)
+    discovery = platform.discover(cached)
+    if cached is None and not dry_run:
+        ttl = discovery_ttl or parse_duration(platform.mapping.write_setting("discovery_ttl", "1h"))
+        store.set_discovery(discovery, now + ttl)
+
+    horizon = window_horizon(rules) + HORIZON_MARGIN
+    fresh = store.is_fresh()
+    mark = store.watermark()
+    raws = list(platform.fetch_changed(mark, now - horizon))
+    tickets = _to_tickets(platform, raws, report)
+    report.tickets_read = len(tickets)
+    if fresh:
+        marked = _to_tickets(platform, platform.fetch_marked(), report)
+        known_ids = {t.id for t in tickets}
+        tickets += [t for t in marked if t.id not in known_ids]
+        report.rebuilt = bool(marked)
+
+    records = {r.id: r for r in store.major_incidents()}
+    _refresh_registry(records, tickets, rules)
+
+    window: dict[str, Ticket] = {t.id: t for t in store.recent_tickets(now - horizon)}
+    for t in tickets:
+        window[t.id] = t
+    known = [r.to_engine() for r in records.values()]
+    decisions = decide(window.values(), known, rules, now)
+    report.declarations = [{"parent": d.mi_id, "parent_key": d.parent.key if d.parent else None, "rule": d.rule,
+                            "children": [t.label for t in d.children], "group": dict(zip(d.group_fields, d.group))}
+                           for d in decisions.declarations]
+    report.late_links = len(decisions.late_links)
+    _register(decisions, records, now)
+
+    actions = identification_actions(decisions, rules)
+    context = CycleContext(now, rules, process, list(records.values()), window, store, decisions)
+    for planner in planners:
+        actions += planner(context)
+
+    ledger = store.ledger(a.key for a in actions)
+    todo: list[Action] = []
+    seen: set[str] = set()
+    for action in actions:
+        status = ledger.get(action.key, {}).get("status")
+        if status in ("applied", "skipped") or action.key in seen:
+            continue
+        seen.add(action.key)
+        todo.append(action)
+    # Actions planned in an earlier cycle that never completed (a crash, a failure) are re-driven even if
+    # this cycle's decisions no longer produce them (their tickets were linked meanwhile, for instance).
+    for row in store.ledger_rows():
+        if row["status"] in ("planned", "failed") and row["key"] not in seen:
+            seen.add(row["key"])
+            todo.append(action_from_dict(row["action"]))
+    uncertain = frozenset(a.key for a in todo if a.key in ledger or fresh) | frozenset(
+        row["key"] for row in store.ledger_rows() if row["status"] in ("planned", "failed"))
+    def label(ticket_id: str) -> str:
+        ticket = window.get(ticket_id)
+        return ticket.label if ticket is not None else ticket_id
+
+    report.planned = [{**a.to_dict(), "target_label": label(a.target),
+                       **({"parent_label": label(a.parent)} if isinstance(a, LinkChild) else {})} for a in todo]
+
+    if dry_run:
+        report.requests = platform.requests_sent - requests_before
+        report.duration_s = time.monotonic() - clock
+        return report
+
+    with store.transaction():
+        store.record_planned(todo, now)
+        for record in records.values():
+            store.save_major_incident(record)
+        store.upsert_tickets(tickets)
+
+    creates = [a for a in todo if isinstance(a, CreateParent)]
+    rest = [a for a in todo if not isinstance(a, CreateParent)]
+    results: list[ApplyResult] = []
+    if creates:
+        created = platform.apply(creates, lambda target: target, uncertain)
+        store.record_results(created, now)
+        results += created
+    id_map = store.created_ids()
+
+    def resolve(target: str) -> str | None:
+        if target.startswith("new-"):
+            return id_map.get(target)
+        return target
+
+    if rest:
+        applied = platform.apply(rest, resolve, uncertain)
+        store.record_results(applied, now)
+        results += applied
+
+    with store.transaction():
+        _rekey_created(records, id_map, store)
+        for result in results:
+            report.results[result.status] = report.results.get(result.status, 0) + 1
+            if result.status == "failed":
+                report.failures.append(f"{result.key}: {result.detail}")
+        for record in records.values():
+            store.save_major_incident(record)
+        new_mark = _latest_watermark(raws, tickets, mark)
+        if new_mark is not None:
+            store.set_watermark(new_mark)
+        keep = set(records)
+        for record in records.values():
+            keep.update(record.children)
+        store.prune_tickets(now - horizon, keep=keep)
+    report.requests = platform.requests_sent - requests_before
+    report.duration_s = time.monotonic() - clock
+    store.record_cycle(now, report.summary())
+    return report
+
+
+def _rekey_created(records: dict[str, MIRecord], id_map: dict[str, str], store: StateStore) -> None:
+    """A parent the connector created is tracked under its real id once the platform gave it one."""
+    for synthetic, real in id_map.items():
+        record = records.pop(synthetic, None)
+        if record is None:
+            continue
+        store.delete_major_incident(synthetic)
+        record.id = real
+        record.synthetic_id = synthetic
+        if real in records:
+            records[real].children = sorted(set(records[real].children) | set(record.children))
+        else:
+            records[real] = record
+
+
+__all__ = ["run_cycle", "CycleReport", "CycleContext", "LinkChild"]
