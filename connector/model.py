@@ -46,7 +46,7 @@ class Stage(str, Enum):
 CANONICAL_FIELDS = (
     "id", "key", "url", "title", "description", "service", "ci", "category", "subcategory", "location",
     "priority", "impact", "urgency", "state", "opened_at", "updated_at", "resolved_at", "caller",
-    "assignment_group", "assignee", "parent", "major", "stage", "marker",
+    "assignment_group", "assignee", "parent", "major", "stage", "marker", "change",
 )
 """Every canonical field name; rules may only use these."""
 
@@ -67,7 +67,8 @@ class Ticket(BaseModel):
     ``id`` is the stable platform id (ServiceNow sys_id, Jira issue id); ``key`` the human one
     (INC0012345, ITSM-123). ``parent`` is the *id* of the major incident the ticket is linked to.
     ``marker`` carries what the connector left on the platform (e.g. ``mim:service-surge``) so that a
-    lost state file never causes a second major incident. ``raw`` keeps the platform record.
+    lost state file never causes a second major incident. ``change`` is the id of the change linked to a
+    major incident (its resolution plan). ``raw`` keeps the platform record.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=False, use_enum_values=True, validate_default=True)
@@ -96,6 +97,7 @@ class Ticket(BaseModel):
     major: Major = Major.none.value  # type: ignore[assignment]
     stage: Stage | None = None
     marker: str | None = None
+    change: str | None = None
     raw: dict[str, Any] = Field(default_factory=dict, repr=False)
 
     @field_validator("opened_at", "updated_at", "resolved_at")
@@ -105,7 +107,7 @@ class Ticket(BaseModel):
 
     @field_validator(
         "key", "url", "title", "description", "service", "ci", "category", "subcategory", "location",
-        "caller", "assignment_group", "assignee", "parent", "marker", mode="before",
+        "caller", "assignment_group", "assignee", "parent", "marker", "change", mode="before",
     )
     @classmethod
     def _blank_is_none(cls, value: Any) -> Any:
