@@ -223,6 +223,52 @@ def sync(ctx: click.Context, once: bool, dry_run: bool, as_json: bool) -> None:
         sys.exit(1)
 
 
+@main.command()
+@click.option("--interval", default=None, help="Time between cycles, with a unit (default: `interval` setting, 60s).")
+@click.option("--log-format", type=click.Choice(["text", "json"]), default=None, help="Log lines as text or JSON.")
+@click.option("--max-cycles", type=int, default=None, hidden=True, help="Stop after N cycles (for tests).")
+@click.pass_context
+def run(ctx: click.Context, interval: str | None, log_format: str | None, max_cycles: int | None) -> None:
+    """The scheduled job: one cycle per interval until SIGTERM/SIGINT (exit 0), fatal errors exit 1."""
+    from connector.durations import parse_duration
+    from connector.job import open_job
+    from connector.logs import register_secret, setup_logging
+    from connector.runner import StopFlag, run_loop
+    from connector.state import LockHeld
+    from connector.yamlfile import ConfigErrors
+
+    settings = _settings(ctx)
+    setup_logging(log_format or settings.log_format)
+    _register_secrets(settings)
+    try:
+        every = parse_duration(interval or settings.interval)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--interval") from None
+    try:
+        job = open_job(settings, lock=True)
+    except ConfigErrors as exc:
+        for error in exc.errors:
+            click.echo(str(error), err=True)
+        raise click.ClickException("configuration files have errors (see above)") from None
+    except (ConfigurationError, LockHeld) as exc:
+        raise click.ClickException(str(exc)) from None
+    stop = StopFlag()
+    stop.install()
+    try:
+        code = run_loop(job, every, stop, planners=_planners(), max_cycles=max_cycles)
+    finally:
+        job.close()
+    sys.exit(code)
+
+
+def _register_secrets(settings: Settings) -> None:
+    from connector.logs import register_secret
+
+    for secret in (settings.servicenow.password, settings.servicenow.client_secret, settings.jira.token):
+        if secret is not None:
+            register_secret(secret.get_secret_value())
+
+
 def _planners() -> list[Any]:
     """The process planners run after identification (stages, team, comms, review)."""
     try:
