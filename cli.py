@@ -261,6 +261,46 @@ def run(ctx: click.Context, interval: str | None, log_format: str | None, max_cy
     sys.exit(code)
 
 
+@main.command()
+@click.argument("ticket")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def explain(ctx: click.Context, ticket: str, as_json: bool) -> None:
+    """Why TICKET (id or key) was or was not declared or linked: rules, window counts, the ledger."""
+    from datetime import datetime, timezone
+
+    from connector.engine import window_horizon
+    from connector.explain import explain as explain_ticket
+    from connector.rules import load_rules
+    from connector.state import StateStore
+
+    settings = _settings(ctx)
+    if settings.platform is None:
+        raise click.ClickException("no platform configured: set MIM_PLATFORM (servicenow or jira)")
+    ruleset = load_rules([settings.rules_path()])
+    if ruleset.errors:
+        raise click.ClickException("the rules do not load; run mim rules check")
+    if not Path(settings.state).exists():
+        raise click.ClickException(f"no state at {settings.state}: run mim sync --once first")
+    with StateStore(settings.state, settings.platform) as store:
+        found = store.find_ticket(ticket)
+        if found is None:
+            raise click.ClickException(f"{ticket} is not in the recent window of {settings.state} "
+                                       "(only tickets of the last window + late-children period are kept)")
+        now = datetime.now(timezone.utc)
+        horizon = window_horizon(ruleset.rules)
+        window = store.recent_tickets(found.opened_at - horizon)
+        known = [r.to_engine() for r in store.major_incidents()]
+        ledger = [row for row in store.ledger_rows() if row["target"] == found.id
+                  or row["action"].get("parent") == found.id]
+        result = explain_ticket(found, window, known, ruleset.rules, now, ledger)
+    if as_json:
+        click.echo(json.dumps({"ticket": found.canonical_dict(), "outcome": result.outcome,
+                               "rules": [r.__dict__ for r in result.rules], "ledger": result.ledger}, default=str))
+    else:
+        click.echo("\n".join(result.lines()))
+
+
 def _register_secrets(settings: Settings) -> None:
     from connector.logs import register_secret
 

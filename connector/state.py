@@ -230,6 +230,12 @@ class StateStore:
                 out[t.id] = t
         return out
 
+    def find_ticket(self, id_or_key: str) -> Ticket | None:
+        """A cached ticket by platform id or human key."""
+        row = self.db.execute("SELECT data FROM tickets WHERE platform = ? AND (id = ? OR json_extract(data, '$.key') = ?)",
+                              (self.platform, id_or_key, id_or_key)).fetchone()
+        return Ticket(**json.loads(row[0])) if row else None
+
     def prune_tickets(self, before: datetime, keep: Iterable[str] = ()) -> int:
         """Forget tickets opened before ``before`` (except ``keep``); returns how many."""
         keep_set = set(keep)

@@ -1,0 +1,117 @@
+"""``mim explain TICKET``: why a ticket was or was not declared or linked (pure).
+
+For every rule: did its conditions hold, what is the ticket's group, how many tickets (or distinct values)
+of that group were in the window when the ticket arrived, against the threshold; plus what the engine
+decides now over the same window, and what the ledger says was written.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Iterable, Sequence
+
+from .engine import MajorIncident, decide
+from .model import Ticket
+from .rules import Rule, compile_condition
+
+
+@dataclass
+class RuleExplanation:
+    """One rule's view of the ticket."""
+
+    rule: str
+    matched: bool
+    failed_conditions: list[str] = field(default_factory=list)
+    group: dict[str, Any] | None = None
+    in_window: int | None = None
+    threshold: int | None = None
+    note: str = ""
+
+
+@dataclass
+class Explanation:
+    """Everything ``mim explain`` prints."""
+
+    ticket: Ticket
+    rules: list[RuleExplanation]
+    outcome: str
+    ledger: list[dict[str, Any]] = field(default_factory=list)
+
+    def lines(self) -> list[str]:
+        """Human-readable report."""
+        t = self.ticket
+        out = [f"{t.label} ({t.id}): opened {t.opened_at:%Y-%m-%d %H:%M} UTC, state {t.state}, major {t.major}"
+               + (f", child of {t.parent}" if t.parent else ""), f"outcome: {self.outcome}", ""]
+        for r in self.rules:
+            if not r.matched:
+                out.append(f"  {r.rule}: conditions not met ({'; '.join(r.failed_conditions)})")
+                continue
+            group = ", ".join(f"{k}={v}" for k, v in (r.group or {}).items()) or "-"
+            count = f"{r.in_window}/{r.threshold} in window" if r.in_window is not None else ""
+            out.append(f"  {r.rule}: conditions met; group {group}; {count} {r.note}".rstrip())
+        if self.ledger:
+            out += ["", "written by the connector:"]
+            for row in self.ledger:
+                out.append(f"  {row['updated_at'][:19]} {row['kind']:<13} {row['status']:<8} {row['key']}"
+                           + (f" ({row['detail']})" if row.get("detail") else ""))
+        return out
+
+
+def _failed(rule: Rule, ticket: Ticket) -> list[str]:
+    failed = []
+    for name, cond in rule.when.items():
+        if not compile_condition(name, cond)(ticket):
+            shown = cond.model_dump(by_alias=True, exclude_unset=True)
+            failed.append(f"{name}={ticket.value(name)!r} does not satisfy {shown}")
+    return failed
+
+
+def explain(ticket: Ticket, window: Iterable[Ticket], known: Sequence[MajorIncident], rules: Sequence[Rule], now: datetime,
+            ledger: Sequence[dict[str, Any]] = ()) -> Explanation:
+    """Explain ``ticket`` against ``rules`` over ``window`` (the cached recent tickets)."""
+    tickets = list(window)
+    if all(t.id != ticket.id for t in tickets):
+        tickets.append(ticket)
+    per_rule = []
+    for rule in rules:
+        failed = _failed(rule, ticket)
+        if failed:
+            per_rule.append(RuleExplanation(rule.id, False, failed))
+            continue
+        fields = rule.group_by
+        values = [getattr(ticket, f) for f in fields]
+        if any(v in (None, "") for v in values):
+            per_rule.append(RuleExplanation(rule.id, True, note=f"not grouped: {', '.join(fields)} missing"))
+            continue
+        group = dict(zip(fields, (str(v) for v in values)))
+        if rule.surge is None:
+            per_rule.append(RuleExplanation(rule.id, True, group=group, note="single-ticket rule: declares on its own"))
+            continue
+        low = ticket.opened_at - rule.surge.window
+        peers = [t for t in tickets if low <= t.opened_at <= ticket.opened_at
+                 and all(str(getattr(t, f)) == group[f] for f in fields) and not _failed(rule, t)]
+        if rule.surge.distinct:
+            count = len({getattr(t, rule.surge.distinct) or ("self", t.id) for t in peers})
+        else:
+            count = len(peers)
+        per_rule.append(RuleExplanation(rule.id, True, group=group, in_window=count, threshold=rule.surge.threshold,
+                                        note=f"(window {rule.surge.window}, distinct {rule.surge.distinct or 'tickets'})"))
+    decisions = decide(tickets, known, rules, now)
+    outcome = "not part of any major incident"
+    if ticket.parent:
+        outcome = f"already linked to {ticket.parent}"
+    elif ticket.major != "none":
+        outcome = f"already in the major incident lifecycle ({ticket.major})"
+    for decl in decisions.declarations:
+        if decl.mi_id == ticket.id:
+            outcome = f"would be declared by {decl.rule} as parent of {len(decl.children)} tickets"
+        elif ticket.id in decl.triggered_by:
+            outcome = f"would be linked to {decl.mi_id} declared by {decl.rule}"
+    for link in decisions.late_links:
+        if link.ticket.id == ticket.id:
+            outcome = f"would join the open major incident {link.mi_id} ({link.rule}) as a late child"
+    for mi in known:
+        if mi.id == ticket.id:
+            outcome = f"is major incident {mi.status} declared by {mi.rule} at {mi.declared_at:%Y-%m-%d %H:%M} UTC"
+    return Explanation(ticket, per_rule, outcome, list(ledger))
