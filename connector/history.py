@@ -8,6 +8,7 @@ import gzip
 import io
 import json
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from itertools import groupby
@@ -239,17 +240,21 @@ def read_history(path: Path, mapping_for: Callable[[str], Mapping], platform: st
     stream, inner = open_text(path, encoding)
     fmt = detect_format(inner)
     label = str(path) if inner == path.name else f"{path}!{inner}"
-    with stream:
-        if fmt == "jsonl" and platform is None:
-            yield from read_canonical_jsonl(stream, skipped, label)
-            return
-        chosen = platform or "servicenow"
-        if fmt == "json" and platform is None:
-            head = stream.read(4096)
-            chosen = "jira" if '"issues"' in head or '"fields"' in head else "servicenow"
-            stream = io.StringIO(head + stream.read())
-        if fmt == "jsonl":
-            records = (json.loads(line) for line in stream if line.strip())
-            stream = io.StringIO(json.dumps(list(records)))
-            fmt = "json"
-        yield from read_export(stream, fmt, mapping_for(chosen), skipped, label, progress)
+    try:
+        with stream:
+            if fmt == "jsonl" and platform is None:
+                yield from read_canonical_jsonl(stream, skipped, label)
+                return
+            chosen = platform or "servicenow"
+            if fmt == "json" and platform is None:
+                head = stream.read(4096)
+                chosen = "jira" if '"issues"' in head or '"fields"' in head else "servicenow"
+                stream = io.StringIO(head + stream.read())
+            if fmt == "jsonl":
+                records = (json.loads(line) for line in stream if line.strip())
+                stream = io.StringIO(json.dumps(list(records)))
+                fmt = "json"
+            yield from read_export(stream, fmt, mapping_for(chosen), skipped, label, progress)
+    except (OSError, EOFError, zipfile.BadZipFile, zlib.error, csv.Error) as exc:
+        # a damaged archive (bad CRC, truncated gzip, not gzip at all) only shows while reading
+        raise HistoryError(f"{label}: cannot read: {exc.__class__.__name__}: {exc}") from None
