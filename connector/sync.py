@@ -60,6 +60,7 @@ class CycleReport:
     planned: list[dict[str, Any]] = field(default_factory=list)
     results: dict[str, int] = field(default_factory=dict)
     failures: list[str] = field(default_factory=list)
+    outcomes: dict[str, ApplyResult] = field(default_factory=dict)
     requests: int = 0
     rebuilt: bool = False
     duration_s: float = 0.0
@@ -267,6 +268,7 @@ def run_cycle(platform: Platform, store: StateStore, rules: Sequence[Rule], proc
     with store.transaction():
         _rekey_created(records, id_map, store)
         for result in results:
+            report.outcomes[result.key] = result
             report.results[result.status] = report.results.get(result.status, 0) + 1
             if result.status == "failed":
                 report.failures.append(f"{result.key}: {result.detail}")
