@@ -301,6 +301,19 @@ def explain(ctx: click.Context, ticket: str, as_json: bool) -> None:
         click.echo("\n".join(result.lines()))
 
 
+@main.command()
+@click.pass_context
+def doctor(ctx: click.Context) -> None:
+    """Check configuration, connectivity, authentication, permissions and mapped fields; say what to fix."""
+    from connector.doctor import render, run_doctor
+
+    settings = _settings(ctx)
+    checks = run_doctor(settings)
+    click.echo(render(checks))
+    if not all(c.ok for c in checks):
+        sys.exit(1)
+
+
 def _register_secrets(settings: Settings) -> None:
     from connector.logs import register_secret
 

@@ -94,6 +94,11 @@ class Platform(Protocol):
         """
         ...
 
+    def doctor_checks(self, discovery: dict[str, Any]) -> list[tuple[str, bool, str, str]]:
+        """Read-only checks for ``mim doctor``: ``(name, ok, detail, fix)`` for every table / issue type the
+        connector reads or writes, the permissions it needs and every mapped field."""
+        ...
+
     def close(self) -> None:
         """Release connections."""
         ...

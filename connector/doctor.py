@@ -1,0 +1,102 @@
+"""``mim doctor``: check configuration, connectivity, authentication, permissions and mapped fields, and
+say what to fix. Read-only: it never writes to the platform."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+from .config import ConfigurationError, Settings
+from .job import load_config_files
+from .platforms import make_platform
+from .platforms.base import Platform, Watermark
+from .platforms.errors import AuthenticationError, PermissionDenied, PlatformError
+from .state import LockHeld, StateStore
+from .yamlfile import ConfigErrors
+
+
+@dataclass
+class Check:
+    """One line of the doctor's report."""
+
+    name: str
+    ok: bool
+    detail: str = ""
+    fix: str = ""
+
+
+def _guard(name: str, fn: Callable[[], str], fix_auth: str) -> Check:
+    try:
+        return Check(name, True, fn())
+    except AuthenticationError as exc:
+        return Check(name, False, str(exc), fix_auth)
+    except PermissionDenied as exc:
+        return Check(name, False, str(exc), "grant the integration user read/write access (see docs)")
+    except PlatformError as exc:
+        return Check(name, False, str(exc), "check the URL, the network path and the platform's status")
+
+
+def run_doctor(settings: Settings, platform_factory: Callable[..., Platform] = make_platform) -> list[Check]:
+    """Every check, in order; later checks are skipped when an earlier one makes them meaningless."""
+    checks: list[Check] = []
+    try:
+        rules, process, mapping = load_config_files(settings)
+        checks.append(Check("configuration files", True, f"{len(rules)} rules, process and {settings.platform} mapping valid"))
+    except ConfigurationError as exc:
+        return [Check("configuration", False, str(exc), "set MIM_PLATFORM and the platform's URL and credentials")]
+    except ConfigErrors as exc:
+        return [Check("configuration files", False, "; ".join(str(e) for e in exc.errors[:5]), "run mim rules check")]
+    try:
+        platform = platform_factory(settings, mapping)
+    except ConfigurationError as exc:
+        return checks + [Check("credentials", False, str(exc), "set them in the environment or a secret file")]
+    checks.append(_check_state(settings))
+    auth_fix = ("check MIM_SERVICENOW_USERNAME/MIM_SERVICENOW_PASSWORD" if settings.platform == "servicenow"
+                else "check MIM_JIRA_EMAIL/MIM_JIRA_TOKEN (Cloud: an API token; Data Center: a personal access token)")
+    try:
+        discovery: dict[str, object] = {}
+
+        def discover() -> str:
+            discovery.update(platform.discover(None))
+            return f"{platform.base_url} answered; {platform.requests_sent} requests"
+
+        checks.append(_guard("connectivity and authentication", discover, auth_fix))
+        if not checks[-1].ok:
+            return checks
+
+        def read() -> str:
+            now = datetime.now(timezone.utc)
+            count = sum(1 for _ in platform.fetch_changed(Watermark(now, ""), now))
+            return f"delta query works ({count} records changed in the last moments)"
+
+        checks.append(_guard("read tickets", read, auth_fix))
+        for name, ok, detail, fix in platform.doctor_checks(discovery):
+            checks.append(Check(name, ok, detail, fix))
+    finally:
+        platform.close()
+    return checks
+
+
+def _check_state(settings: Settings) -> Check:
+    path = Path(settings.state)
+    try:
+        with StateStore(path, settings.platform or "unknown") as store:
+            store.acquire_lock()
+            fresh = store.is_fresh()
+        return Check("state store", True, f"{path} is writable" + (" (new)" if fresh else ""))
+    except LockHeld as exc:
+        return Check("state store", True, f"{exc} (a job is running)")
+    except Exception as exc:  # any failure here (permissions, a corrupt file) is the finding itself
+        return Check("state store", False, f"{path}: {exc}", "point MIM_STATE at a writable location")
+
+
+def render(checks: list[Check]) -> str:
+    """The report as text."""
+    lines = []
+    for c in checks:
+        lines.append(f"{'ok ' if c.ok else 'FAIL'} {c.name}: {c.detail}")
+        if not c.ok and c.fix:
+            lines.append(f"     fix: {c.fix}")
+    return "\n".join(lines)
