@@ -327,8 +327,8 @@ class JiraPlatform:
         """One HTTP request, its answer as JSON (None when empty) or a typed :class:`PlatformError`."""
         self._sent += 1
         try:
-            response = self._session.request(
-                method, self.base_url + path, params=params, json=body, auth=self._auth(), timeout=self.timeout, verify=self.verify, allow_redirects=False)
+            response = self._session.request(method, self.base_url + path, params=params, json=body, auth=self._auth(),
+                                             timeout=self.timeout, verify=self.verify, allow_redirects=False)
         except requests.Timeout:
             raise TransientError(f"no answer within {self.timeout:g}s", method=method, path=path) from None
         except requests.ConnectionError:
@@ -426,9 +426,9 @@ class JiraPlatform:
             self._flavour = self._flavour_setting
             server = {}
         me = self._get(self._api("/myself")) or {}
-        fields = self._get(self._api("/field")) or []
-        link_types = (self._get(self._api("/issueLinkType")) or {}).get("issueLinkTypes") or []
-        issue_types = self._get(self._api("/issuetype")) or []
+        fields = self._discover_fields(self._get(self._api("/field")) or [])
+        link_types = self._discover_link_types((self._get(self._api("/issueLinkType")) or {}).get("issueLinkTypes") or [])
+        issue_types = self._discover_issue_types(self._get(self._api("/issuetype")) or [])
         disc: dict[str, Any] = {
             "config": self._fingerprint(),
             "flavour": self._flavour,
@@ -436,9 +436,9 @@ class JiraPlatform:
             # Kept for diagnostics: JQL time bounds are epoch milliseconds, which do not depend on it.
             "time_zone": me.get("timeZone"),
             "me": me.get("accountId") if self._flavour == "cloud" else me.get("name"),
-            "fields": self._discover_fields(fields),
-            "link_types": self._discover_link_types(link_types),
-            "issue_types": self._discover_issue_types(issue_types),
+            "fields": fields,
+            "link_types": link_types,
+            "issue_types": issue_types,
         }
         self._disc = disc
         return disc
@@ -761,6 +761,74 @@ class JiraPlatform:
         record = dict(raw)
         record.update(self.derived_fields(raw))
         return self.mapping.to_ticket(record, base_url=self.base_url)
+
+    # -- mim doctor ---------------------------------------------------------------------------------------------
+
+    PERMISSIONS = ("BROWSE_PROJECTS", "CREATE_ISSUES", "EDIT_ISSUES", "LINK_ISSUES", "ADD_COMMENTS",
+                   "TRANSITION_ISSUES", "ASSIGN_ISSUES")
+    """Project permissions the write-back needs."""
+
+    def doctor_checks(self, discovery: dict[str, Any]) -> list[tuple[str, bool, str, str]]:
+        """Read-only checks for ``mim doctor``: the project, the permissions the write-back needs, every
+        mapped field, the major incident and stage fields, the link type and the issue types."""
+        checks: list[tuple[str, bool, str, str]] = []
+        self._disc = self._disc or discovery or None
+        disc = self._discovery()
+        checks.append(self._doctor(f"project {self.project}", self._check_project,
+                                   "set MIM_JIRA_PROJECT to a project key the integration user can browse"))
+        checks.append(self._doctor("permissions", self._check_permissions,
+                                   "grant the integration user these project permissions"))
+        checks.append(self._doctor("mapped fields", self._check_fields,
+                                   "fix mappings/jira.yaml or add the field to the project's screens"))
+        major = disc["fields"].get("major")
+        checks.append(("major incident field", True,
+                       f"{major['name']} ({major['id']})" if major else
+                       f"none on this site: the label {self._setting('major_label', 'major-incident')!r} marks major "
+                       "incidents", ""))
+        stage = disc["fields"].get("stage")
+        checks.append(("stage field", True, f"{stage['name']} ({stage['id']})" if stage else
+                       f"none: stages are labels {self._setting('stage_label_prefix', 'mim-stage-')}<stage>",
+                       "" if stage else f"add a text field named {self._setting('stage_field_name')!r} to see the "
+                                        "stage as a field"))
+        child = disc["link_types"]["child"]
+        checks.append(("link type", True, f"{child['name']}: major incident {child['outward']} child", ""))
+        for role, setting in (("incident", "issue_type"), ("review", "review_issue_type"), ("change", "change_issue_type")):
+            found = disc["issue_types"].get(role)
+            checks.append((f"issue type {role}", found is not None,
+                           f"{found['name']} ({found['id']})" if found else f"{self._setting(setting)!r} not found",
+                           "" if found else f"add the issue type to the project or set write.{setting}"))
+        return checks
+
+    @staticmethod
+    def _doctor(name: str, check: Callable[[], str], fix: str) -> tuple[str, bool, str, str]:
+        try:
+            return name, True, check(), ""
+        except PlatformError as exc:
+            return name, False, str(exc), fix
+
+    def _check_project(self) -> str:
+        project = self._get(self._api(f"/project/{self.project}")) or {}
+        return f"{project.get('name', self.project)} is readable"
+
+    def _check_permissions(self) -> str:
+        try:
+            answer = self._get(self._api("/mypermissions"), {"projectKey": self.project,
+                                                             "permissions": ",".join(self.PERMISSIONS)}) or {}
+        except NotFound:
+            return "not checked (this server has no /mypermissions)"
+        granted = answer.get("permissions") or {}
+        missing = [p for p in self.PERMISSIONS if not (granted.get(p) or {}).get("havePermission")]
+        if missing:
+            raise PermissionDenied(f"missing {', '.join(missing)} in {self.project}")
+        return "all granted: " + ", ".join(self.PERMISSIONS)
+
+    def _check_fields(self) -> str:
+        known = {str(f.get("id")) for f in self._get(self._api("/field")) or []}
+        wanted = [f for f in self._fields_wanted() if f not in ("issuelinks",)]
+        missing = [f for f in wanted if f not in known]
+        if missing:
+            raise ClientError(f"no field {', '.join(missing)}")
+        return f"{len(wanted)} fields found"
 
     # -- writing: building blocks ---------------------------------------------------------------------------
 
