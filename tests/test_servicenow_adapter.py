@@ -810,15 +810,23 @@ def test_a_note_carries_its_marker_tag(internal: bool, element: str, make: Calla
     assert body_of(rsps.calls[0]) == {element: f"Update: stage containment\n[{marker_tag('note:1')}]"}
 
 
-def test_an_uncertain_note_already_in_the_journal_is_skipped(make: Callable[..., ServiceNowPlatform],
-                                                             rsps: responses.RequestsMock) -> None:
-    tag = marker_tag("note:1")
-    rsps.get(JOURNAL, match=[matchers.query_param_matcher({"sysparm_query": f"element_id={MI}^valueLIKE{tag}"},
-                                                          strict_match=False)], **page([{"sys_id": sid(1)}]))
+def test_uncertain_notes_are_checked_in_the_journal_with_one_query(make: Callable[..., ServiceNowPlatform],
+                                                                   rsps: responses.RequestsMock) -> None:
+    landed, missing = marker_tag("note:mi"), marker_tag("note:child")
+    rsps.get(JOURNAL, match=[matchers.query_param_matcher(
+        {"sysparm_query": f"element_idIN{MI},{CHILDREN[0]}^valueLIKEmim-^ORDERBYsys_id"}, strict_match=False)],
+        **page([{"sys_id": sid(1), "element_id": MI, "value": f"Declared\n[{landed}]"},
+                {"sys_id": sid(2), "element_id": MI, "value": f"Another note\n[{missing}]"}]))
+    rsps.patch(f"{TABLE}/{CHILDREN[0]}", match=[matchers.json_params_matcher(
+        {"work_notes": f"Routed out of hours\n[{missing}]"})], json={"result": {}})
     platform = make()
     platform.discover(facts())
-    [result] = platform.apply([AddNote(key="note:1", target=MI, text="hello")], ident, frozenset({"note:1"}))
-    assert result.status == "skipped" and platform.requests_sent == 1
+    results = platform.apply([AddNote(key="note:mi", target=MI, text="Declared"),
+                              AddNote(key="note:child", target=CHILDREN[0], text="Routed out of hours")],
+                             ident, frozenset({"note:mi", "note:child"}))
+    assert [r.status for r in results] == ["skipped", "applied"]
+    assert results[0].detail == "note already on the record"
+    assert platform.requests_sent == 2
 
 
 def test_an_uncertain_note_not_in_the_journal_is_written(make: Callable[..., ServiceNowPlatform],
@@ -829,6 +837,17 @@ def test_an_uncertain_note_not_in_the_journal_is_written(make: Callable[..., Ser
     platform.discover(facts())
     [result] = platform.apply([AddNote(key="note:1", target=MI, text="hello")], ident, frozenset({"note:1"}))
     assert result.status == "applied"
+
+
+def test_a_found_note_does_not_hide_the_fields_riding_with_it(make: Callable[..., ServiceNowPlatform],
+                                                              rsps: responses.RequestsMock) -> None:
+    rsps.get(JOURNAL, **page([{"sys_id": sid(1), "element_id": MI, "value": f"x\n[{marker_tag('note:1')}]"}]))
+    rsps.patch(f"{TABLE}/{MI}", match=[matchers.json_params_matcher({"u_mim_stage": "containment"})], json={"result": {}})
+    platform = make()
+    platform.discover(facts())
+    results = platform.apply([AddNote(key="note:1", target=MI, text="x"),
+                              SetStage(key="stage:1", target=MI, stage="containment")], ident, frozenset({"note:1", "stage:1"}))
+    assert [r.status for r in results] == ["skipped", "applied"]
 
 
 def test_a_lost_patch_answer_does_not_write_the_note_twice(make: Callable[..., ServiceNowPlatform],

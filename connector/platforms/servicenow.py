@@ -53,6 +53,8 @@ PYSNOW_SYSPARMS = ("sysparm_query", "sysparm_limit", "sysparm_offset", "sysparm_
 
 MESSAGE_LIMIT = 300
 ID_CHUNK = 100
+JOURNAL_CHUNK = 60
+TAG_PREFIX = marker_tag("")[:4]
 BATCH_ROUNDS = 3
 FACTS_VERSION = 1
 CACHE_LIMIT = 50_000
@@ -163,6 +165,20 @@ class _OAuthToken(AuthBase):
 
 
 @dataclass
+class _Note:
+    """One journal entry an action adds: ``found`` when it was on the record before this apply (the action
+    is then skipped), ``landed`` when it must not be sent (found, or sent by an attempt whose answer was lost)."""
+
+    index: int
+    element: str
+    text: str
+    tag: str
+    uncertain: bool
+    landed: bool = False
+    found: bool = False
+
+
+@dataclass
 class _Patch:
     """Field writes and journal entries for one record, sent as one PATCH; ``members`` are the actions
     (by index) that ride on it, with the result each gets when it succeeds."""
@@ -170,16 +186,17 @@ class _Patch:
     table: str
     sys_id: str
     fields: dict[str, str] = field(default_factory=dict)
-    notes: dict[str, list[str]] = field(default_factory=dict)
-    tags: list[str] = field(default_factory=list)
+    notes: list[_Note] = field(default_factory=list)
     members: list[tuple[int, ApplyResult]] = field(default_factory=list)
-    notes_landed: bool = False
+    with_fields: set[int] = field(default_factory=set)
     error: PlatformError | None = None
 
     def payload(self) -> dict[str, str]:
         body = dict(self.fields)
-        if not self.notes_landed:
-            for element, texts in self.notes.items():
+        for element in JOURNAL:
+            texts = [note.text for note in self.notes if note.element == element and not note.landed]
+            if texts:
+                # One PATCH carries one entry per journal field, so notes for the same record are joined.
                 body[element] = "\n\n".join(texts)
         return body
 
@@ -666,7 +683,8 @@ class ServiceNowPlatform:
 
     def _queue(self, run: _Run, index: int, action: Action, table: str, sys_id: str, fields: dict[str, str],
                note: tuple[str, str] | None = None, result: ApplyResult | None = None) -> None:
-        """Add writes to the record's pending PATCH, or report the action skipped when nothing is left."""
+        """Add writes to the record's pending PATCH, or report the action skipped when nothing is left.
+        A note of an uncertain action is checked against the journal at flush time (one query for many)."""
         if not fields and note is None:
             run.results[index] = result or ApplyResult(action.key, "skipped", detail="already true")
             return
@@ -674,10 +692,12 @@ class ServiceNowPlatform:
         if patch is None:
             patch = run.patches[(table, sys_id)] = _Patch(table, sys_id)
         patch.fields.update(fields)
+        if fields:
+            patch.with_fields.add(index)
         if note is not None:
             element, text = note
-            patch.notes.setdefault(element, []).append(f"{text}\n[{marker_tag(action.key)}]")
-            patch.tags.append(marker_tag(action.key))
+            tag = marker_tag(action.key)
+            patch.notes.append(_Note(index, element, f"{text}\n[{tag}]", tag, action.key in run.uncertain))
         patch.members.append((index, result or ApplyResult(action.key, "applied")))
 
     def _current(self, run: _Run, action: Action, sys_id: str, table: str | None = None) -> dict[str, Any] | None:
@@ -826,17 +846,8 @@ class ServiceNowPlatform:
 
     def _note(self, run: _Run, index: int, action: AddNote) -> None:
         sys_id = run.resolve(action.target)
-        if action.key in run.uncertain and self._note_landed(sys_id, marker_tag(action.key)):
-            run.results[index] = ApplyResult(action.key, "skipped", detail="note already on the record")
-            return
         self._queue(run, index, action, self._table, sys_id, {},
                     ("work_notes" if action.internal else "comments", action.text))
-
-    def _note_landed(self, sys_id: str, tag: str) -> bool:
-        answer = self._get_page("sys_journal_field",
-                                self._read_params(f"element_id={query_value(sys_id)}^valueLIKE{query_value(tag)}",
-                                                  ["sys_id"], 1))
-        return bool(answer.result)
 
     def _resolution(self, notes: str | None) -> dict[str, str]:
         """The fields that resolve an incident: state, close code and notes (mandatory on most instances)."""
@@ -864,9 +875,6 @@ class ServiceNowPlatform:
             value = _text(self.mapping.to_platform("stage", action.stage))
             self._queue(run, index, action, self._table, sys_id,
                         self._unchanged({stage_field: value}, self._known.get(sys_id)))
-            return
-        if action.key in run.uncertain and self._note_landed(sys_id, marker_tag(action.key)):
-            run.results[index] = ApplyResult(action.key, "skipped", detail="stage note already on the record")
             return
         self._queue(run, index, action, self._table, sys_id, {}, ("work_notes", f"Major incident stage: {action.stage}"))
 
@@ -941,6 +949,16 @@ class ServiceNowPlatform:
 
     def _flush(self, run: _Run) -> None:
         patches = list(run.patches.values())
+        try:
+            self._find_landed_notes([n for p in patches for n in p.notes if n.uncertain], patches, found=True)
+        except PlatformError as exc:
+            for patch in patches:
+                if any(n.uncertain for n in patch.notes):
+                    self._settle(run, patch, exc)
+            patches = [p for p in patches if not any(n.uncertain for n in p.notes)]
+        for patch in [p for p in patches if not p.payload()]:
+            self._settle(run, patch, None)
+            patches.remove(patch)
         use_batch = self._batch and self._ensure_facts().get("batch_api", True) and len(patches) > 1
         if use_batch:
             leftover = self._send_batches(patches)
@@ -953,18 +971,23 @@ class ServiceNowPlatform:
                 self._settle(run, patch, exc)
             else:
                 self._settle(run, patch, None)
+        sent_alone = {id(patch) for patch in leftover}
         for patch in patches:
-            if patch not in leftover:
+            if id(patch) not in sent_alone:
                 self._settle(run, patch, patch.error)
 
     def _settle(self, run: _Run, patch: _Patch, error: PlatformError | None) -> None:
         for index, result in patch.members:
-            if error is None:
-                run.results[index] = result
-            else:
+            notes = [n for n in patch.notes if n.index == index]
+            if error is not None:
                 run.results[index] = ApplyResult(result.key, "failed", created_id=result.created_id,
                                                  created_key=result.created_key, detail=str(error),
                                                  retryable=error.retryable)
+            elif notes and all(n.found for n in notes) and index not in patch.with_fields:
+                run.results[index] = ApplyResult(result.key, "skipped", created_id=result.created_id,
+                                                 created_key=result.created_key, detail="note already on the record")
+            else:
+                run.results[index] = result
         if error is None and patch.table == self._table and patch.sys_id in self._known:
             self._known[patch.sys_id].update(patch.fields)
 
@@ -975,8 +998,8 @@ class ServiceNowPlatform:
 
         def attempt() -> None:
             nonlocal maybe_sent
-            if maybe_sent and patch.tags and not patch.notes_landed:
-                self._mark_landed_notes([patch])
+            if maybe_sent:
+                self._find_landed_notes(patch.notes, [patch])
             body = patch.payload()
             if not body:
                 return
@@ -989,17 +1012,28 @@ class ServiceNowPlatform:
 
         self._policy.call(attempt)
 
-    def _mark_landed_notes(self, patches: Sequence[_Patch]) -> None:
-        """One journal query for the tags of ``patches``; those whose note is there stop sending it."""
-        pending = [p for p in patches if p.tags and not p.notes_landed]
+    def _find_landed_notes(self, notes: Sequence[_Note], patches: Sequence[_Patch], found: bool = False) -> None:
+        """Mark ``notes`` already in the journal as landed (``found`` too: they were there before this
+        apply). One query per chunk of records, on the indexed ``element_id`` plus our tag prefix, so a huge
+        ``sys_journal_field`` is never scanned."""
+        pending = [n for n in notes if not n.landed]
         if not pending:
             return
-        ids = ",".join(query_value(p.sys_id, in_list=True) for p in pending)
-        tags = "^OR".join(f"valueLIKE{query_value(p.tags[0])}" for p in pending)
-        rows = list(self._select("sys_journal_field", f"element_idIN{ids}^{tags}", ["element_id", "value"]))
-        for patch in pending:
-            if any(row.get("element_id") == patch.sys_id and patch.tags[0] in str(row.get("value", "")) for row in rows):
-                patch.notes_landed = True
+        owner = {id(n): p.sys_id for p in patches for n in p.notes}
+        ids = list(dict.fromkeys(owner[id(n)] for n in pending))
+        landed: set[tuple[str, str]] = set()
+        for start in range(0, len(ids), JOURNAL_CHUNK):
+            chunk = ",".join(query_value(i, in_list=True) for i in ids[start:start + JOURNAL_CHUNK])
+            for row in self._select("sys_journal_field", f"element_idIN{chunk}^valueLIKE{TAG_PREFIX}",
+                                    ["element_id", "value"]):
+                value = str(row.get("value", ""))
+                for note in pending:
+                    if note.tag in value and row.get("element_id") == owner[id(note)]:
+                        landed.add((owner[id(note)], note.tag))
+        for note in pending:
+            if (owner[id(note)], note.tag) in landed:
+                note.landed = True
+                note.found = found
 
     def _send_batches(self, patches: list[_Patch]) -> list[_Patch]:
         """Send ``patches`` through the Batch API in chunks; returns those to send one by one (the Batch API
@@ -1034,7 +1068,7 @@ class ServiceNowPlatform:
         def attempt() -> tuple[dict[str, _Patch], _Answer | None]:
             nonlocal maybe_sent
             if maybe_sent:
-                self._mark_landed_notes(queue)
+                self._find_landed_notes([n for p in queue for n in p.notes], queue)
             items: dict[str, _Patch] = {}
             requests_: list[dict[str, Any]] = []
             for number, patch in enumerate(queue, start=1):

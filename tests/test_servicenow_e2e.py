@@ -1,0 +1,265 @@
+"""End to end over real HTTP: the ServiceNow simulator, the adapter and ``mim sync --once``.
+
+Incidents are seeded through the simulator's Python API (opened in the recent past), the cycle runs through
+the CLI exactly as an operator would run it (``MIM_PLATFORM``, ``MIM_SERVICENOW_URL`` ...), and the result is
+read back from the simulator. Requests are counted from the simulator's log at ``/__sim/requests``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+import requests
+import yaml
+from click.testing import CliRunner
+
+import cli
+from connector.mapping import load_mapping
+from connector.platforms.base import marker_tag
+from connector.platforms.retry import RetryPolicy
+from connector.platforms.servicenow import ServiceNowPlatform
+from connector.sim.base import SimServer
+from connector.sim.servicenow import ServiceNowSim
+
+ROOT = Path(__file__).resolve().parent.parent
+USER, PASSWORD = "mim.integration", "sim-pw-1234"
+SERVICE = "5e" * 16
+PROCESS = {
+    "version": 1,
+    "team": {"group": "major-incident-team", "raise_priority": 1},
+    "managers": {"rota": [{"id": "alice.martin", "name": "Alice Martin"}]},
+    "communications": {"templates": {"declared": "Major incident {key} declared by rule {rule}: {title}."}},
+}
+
+_servers: list[SimServer] = []
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _stop_servers_together() -> Iterator[None]:
+    # SimServer.stop() waits for the serve loop's poll interval; stopping all at once keeps the module fast.
+    yield
+    threads = [threading.Thread(target=server.stop) for server in _servers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    _servers.clear()
+
+
+@dataclass
+class Instance:
+    """A running simulator, a private state/config directory and the environment for ``mim``."""
+
+    sim: ServiceNowSim
+    server: SimServer
+    home: Path
+    now: datetime
+
+    @property
+    def env(self) -> dict[str, str | None]:
+        return {"MIM_PLATFORM": "servicenow", "MIM_SERVICENOW_URL": self.server.url,
+                "MIM_SERVICENOW_USERNAME": USER, "MIM_SERVICENOW_PASSWORD": PASSWORD,
+                "MIM_STATE": str(self.home / "state.sqlite"), "MIM_RULES": str(self.home / "rules"),
+                "MIM_MAPPINGS": str(self.home / "mappings"), "MIM_CONFIG": str(self.home / "mim.toml")}
+
+    def incident(self, minutes_ago: float, service: str = SERVICE, caller: int = 0, **fields: Any) -> dict[str, str]:
+        opened = self.now - timedelta(minutes=minutes_ago)
+        return self.sim.insert("incident", {"short_description": f"Web shop checkout fails ({caller})",
+                                            "business_service": service, "caller_id": f"{caller:032x}",
+                                            "opened_at": opened, "sys_created_on": opened, "sys_updated_on": opened,
+                                            **fields})
+
+    def storm(self, size: int, *, first_caller: int = 1, minutes: float = 12.0) -> list[dict[str, str]]:
+        return [self.incident(minutes - minutes * i / size, caller=first_caller + i) for i in range(size)]
+
+    def sync(self) -> dict[str, Any]:
+        result = CliRunner().invoke(cli.main, ["sync", "--once", "--json"], env=self.env, catch_exceptions=False)
+        assert result.exit_code in (0, 1), result.output
+        report: dict[str, Any] = json.loads(result.stdout)
+        return report
+
+    def log(self) -> list[dict[str, Any]]:
+        response = requests.get(self.server.url + "/__sim/requests", timeout=10)
+        response.raise_for_status()
+        entries: list[dict[str, Any]] = response.json()
+        return entries
+
+    def clear_log(self) -> None:
+        requests.delete(self.server.url + "/__sim/requests", timeout=10).raise_for_status()
+
+    def writes(self) -> list[dict[str, Any]]:
+        return [entry for entry in self.log() if entry["method"] != "GET"]
+
+    def set_write(self, **settings: Any) -> None:
+        path = self.home / "mappings" / "servicenow.yaml"
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data["write"].update(settings)
+        path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+
+
+@pytest.fixture
+def instance(tmp_path: Path) -> Instance:
+    (tmp_path / "rules").mkdir()
+    shutil.copy(ROOT / "rules" / "default.yaml", tmp_path / "rules" / "default.yaml")
+    (tmp_path / "rules" / "process.yaml").write_text(yaml.safe_dump(PROCESS), encoding="utf-8")
+    shutil.copytree(ROOT / "mappings", tmp_path / "mappings")
+    (tmp_path / "mim.toml").write_text("", encoding="utf-8")
+    sim = ServiceNowSim(user=USER, password=PASSWORD)
+    sim.insert("sys_user_group", {"name": "major-incident-team"})
+    sim.insert("sys_user", {"user_name": "alice.martin", "name": "Alice Martin"})
+    server = sim.server()
+    server.start()
+    _servers.append(server)
+    return Instance(sim, server, tmp_path, datetime.now(timezone.utc).replace(microsecond=0))
+
+
+def proposed(sim: ServiceNowSim) -> list[dict[str, str]]:
+    return [r for r in sim.records("incident") if r["major_incident_state"] in ("proposed", "accepted")]
+
+
+def test_a_storm_becomes_one_major_incident_with_its_children_linked(instance: Instance) -> None:
+    storm = instance.storm(6)
+    noise = [instance.incident(5, service="0d" * 16, caller=90), instance.incident(3, service="0e" * 16, caller=91),
+             instance.incident(300, caller=92)]  # the same service, but hours before the surge
+    report = instance.sync()
+    assert report["failures"] == []
+    [mi] = proposed(instance.sim)
+    assert mi["sys_id"] == storm[0]["sys_id"] and mi["correlation_id"] == "mim:service-surge"
+    for child in storm[1:]:
+        assert instance.sim.get("incident", child["sys_id"])["parent_incident"] == mi["sys_id"]
+    for record in noise:
+        after = instance.sim.get("incident", record["sys_id"])
+        assert after == {**record, "sys_updated_on": after["sys_updated_on"]} and after["sys_mod_count"] == "0"
+        assert instance.sim.journal(record["sys_id"]) == []
+    notes = [entry["value"] for entry in instance.sim.journal(mi["sys_id"], "work_notes")]
+    assert any("rule service-surge" in note for note in notes)
+    assert mi["u_mim_stage"] in ("identification", "containment")
+    assert mi["assignment_group"] == instance.sim.records("sys_user_group")[0]["sys_id"]
+
+
+def test_a_second_sync_writes_nothing(instance: Instance) -> None:
+    instance.storm(6)
+    instance.sync()
+    instance.clear_log()
+    report = instance.sync()
+    assert instance.writes() == [] and report["results"].get("applied", 0) == 0
+
+
+def test_a_late_incident_on_the_same_service_becomes_a_child(instance: Instance) -> None:
+    instance.storm(6)
+    instance.sync()
+    [mi] = proposed(instance.sim)
+    late = instance.incident(0, caller=77)
+    instance.clear_log()
+    instance.sync()
+    assert instance.sim.get("incident", late["sys_id"])["parent_incident"] == mi["sys_id"]
+    assert len(proposed(instance.sim)) == 1
+    assert [(w["method"], w["path"]) for w in instance.writes()] == [("PATCH", f"/api/now/table/incident/{late['sys_id']}")]
+
+
+def test_a_quiet_cycle_is_one_request_also_across_separate_runs(instance: Instance) -> None:
+    instance.storm(6)
+    instance.sync()
+    instance.sync()  # reads back the connector's own writes
+    instance.clear_log()
+    assert instance.sync()["requests"] == 1
+    env = {**os.environ, **{k: v for k, v in instance.env.items() if v is not None}}
+    completed = subprocess.run([sys.executable, "-m", "cli", "sync", "--once", "--json"], cwd=ROOT, env=env,
+                               capture_output=True, text=True, timeout=60)
+    assert completed.returncode == 0, completed.stderr
+    assert json.loads(completed.stdout)["requests"] == 1
+    assert [(e["method"], e["path"]) for e in instance.log()] == [("GET", "/api/now/table/incident")] * 2
+
+
+def storm_of_200(instance: Instance) -> int:
+    # A connector that has been running: state, watermark and discovery exist before the storm.
+    instance.incident(60, service="0f" * 16, caller=99)
+    instance.sync()
+    storm = instance.storm(200, minutes=10)
+    instance.clear_log()
+    report = instance.sync()
+    assert report["failures"] == []
+    [mi] = proposed(instance.sim)
+    children = [r for r in instance.sim.records("incident") if r["parent_incident"] == mi["sys_id"]]
+    assert len(children) == 199 and mi["sys_id"] == storm[0]["sys_id"]
+    assert report["requests"] == len(instance.log())
+    return int(report["requests"])
+
+
+def test_a_storm_of_200_is_declared_in_at_most_10_requests_with_the_batch_api(instance: Instance) -> None:
+    sent = storm_of_200(instance)
+    assert sent <= 10
+    assert sum(1 for e in instance.log() if e["path"] == "/api/now/v1/batch") >= 4
+
+
+def test_without_the_batch_api_the_same_storm_takes_more_than_200_requests(instance: Instance) -> None:
+    instance.set_write(batch=False)
+    assert storm_of_200(instance) > 200
+
+
+def test_with_30_percent_429_and_503_the_storm_converges_without_duplicate_writes(instance: Instance) -> None:
+    storm = instance.storm(6)
+    instance.server.add_fault("429", rate=0.15, retry_after=0)
+    instance.server.add_fault("503", rate=0.18, retry_after=0)
+    for _ in range(5):
+        instance.sync()
+    instance.server.clear_faults()
+    faulted = [e for e in instance.log() if e["status"] in (429, 503)]
+    assert len(faulted) >= 0.2 * len(instance.log())
+    report = instance.sync()
+    assert report["failures"] == [] and report["results"].get("applied", 0) == 0
+    [mi] = proposed(instance.sim)
+    declared = [j for j in instance.sim.journal(mi["sys_id"]) if marker_tag(f"note:{mi['sys_id']}:declared") in j["value"]]
+    assert len(declared) == 1
+    for child in storm[1:]:
+        record = instance.sim.get("incident", child["sys_id"])
+        assert record["parent_incident"] == mi["sys_id"]
+        assert record["sys_mod_count"] == "1"  # linked once, with one write
+    assert len(instance.sim.records("incident")) == 6
+
+
+# -- the adapter alone over real HTTP ------------------------------------------------------------
+
+
+def adapter(instance: Instance, **kwargs: Any) -> ServiceNowPlatform:
+    mapping, errors = load_mapping(ROOT / "mappings" / "servicenow.yaml")
+    assert mapping is not None, errors
+    return ServiceNowPlatform(instance.server.url, USER, PASSWORD, mapping,
+                              policy=RetryPolicy(sleep=lambda s: None), **kwargs)
+
+
+def test_pages_hidden_by_acls_do_not_end_the_poll(tmp_path: Path) -> None:
+    hidden: set[str] = set()
+    sim = ServiceNowSim(user=USER, password=PASSWORD, readable=lambda table, row: row["sys_id"] not in hidden)
+    server = sim.server()
+    server.start()
+    _servers.append(server)
+    now = datetime.now(timezone.utc).replace(microsecond=0)
+    rows = [sim.insert("incident", {"opened_at": now, "sys_updated_on": now - timedelta(seconds=60 - i)}) for i in range(9)]
+    hidden.update(r["sys_id"] for r in rows[:6])  # the first two pages of three come back empty
+    instance = Instance(sim, server, tmp_path, now)
+    platform = adapter(instance, page_size=3)
+    seen = [r["sys_id"] for r in platform.fetch_changed(None, now - timedelta(hours=1))]
+    assert seen == [r["sys_id"] for r in rows[6:]]
+
+
+def test_oauth_and_every_kind_of_transient_fault_over_real_http(instance: Instance) -> None:
+    instance.storm(3)
+    for kind in ("202", "html", "drop", "500", "504"):
+        instance.server.add_fault(kind, count=1, match="GET /api/now/table/incident")
+    platform = adapter(instance, client_id="mim", client_secret="oauth-secret")
+    rows = list(platform.fetch_changed(None, instance.now - timedelta(hours=1)))
+    assert len(rows) == 3
+    assert platform.requests_sent == 7  # a token request, five faults and the answer
+    paths = [e["path"] for e in instance.log()]
+    assert paths[0] == "/oauth_token.do" and paths.count("/api/now/table/incident") == 6
