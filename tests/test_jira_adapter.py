@@ -76,6 +76,7 @@ LINK_TYPES = {"issueLinkTypes": [
 ISSUE_TYPES = [{"id": "10001", "name": "[System] Incident"}, {"id": "10002", "name": "Post-incident review"},
                {"id": "10003", "name": "Change"}, {"id": "10004", "name": "Task"}]
 PROBLEM_TYPE = {"id": "10009", "name": "Problem"}
+ACCOUNT = "5b10ac8d82e05b22cc7d4e02"
 
 
 @pytest.fixture(scope="module")
@@ -780,12 +781,13 @@ def test_dc_note_is_plain_text(mapping: Mapping) -> None:
         assert body(rsps.calls[0])["body"] == f"plain\n[{marker_tag('note:1')}]"
 
 
-@pytest.mark.parametrize("flavour, expected", [("cloud", {"accountId": "acc-42"}), ("dc", {"name": "acc-42"})])
-def test_set_fields_priority_assignee_and_state_by_transition(mapping: Mapping, flavour: str,
+@pytest.mark.parametrize("flavour, user, expected", [("cloud", ACCOUNT, {"accountId": ACCOUNT}),
+                                                     ("dc", "jdoe", {"name": "jdoe"})])
+def test_set_fields_priority_assignee_and_state_by_transition(mapping: Mapping, flavour: str, user: str,
                                                               expected: dict[str, str]) -> None:
     platform, _ = discovered(mapping, flavour)
     base = f"{DC_URL}/rest/api/2" if flavour == "dc" else f"{URL}/rest/api/3"
-    action = SetFields(key="fields:1", target="1", fields={"priority": 1, "assignee": "acc-42", "state": "resolved",
+    action = SetFields(key="fields:1", target="1", fields={"priority": 1, "assignee": user, "state": "resolved",
                                                            "assignment_group": "mit"})
     with mock() as rsps:
         rsps.put(f"{base}/issue/1", status=204)
@@ -800,6 +802,30 @@ def test_set_fields_priority_assignee_and_state_by_transition(mapping: Mapping, 
     assert json.loads(edit.body) == {"fields": {"priority": {"name": "Highest"}}}
     assert json.loads(assign.body) == expected
     assert json.loads(transition.body) == {"transition": {"id": "31"}}
+
+
+def test_cloud_assignee_named_by_the_process_file_is_looked_up_once(mapping: Mapping) -> None:
+    platform, _ = discovered(mapping)
+    people = [{"accountId": "5b10ac8d82e05b22cc7d4e09", "displayName": "On-call Duty Desk",
+               "emailAddress": "oncall.duty.desk@acme.example"},
+              {"accountId": ACCOUNT, "displayName": "On-call", "emailAddress": "oncall.duty@acme.example"}]
+    with mock() as rsps:
+        rsps.get(f"{URL}/rest/api/3/user/search", json=people)
+        rsps.put(f"{ISSUE}/1/assignee", status=204)
+        rsps.put(f"{ISSUE}/2/assignee", status=204)
+        results = platform.apply([SetFields(key="a1", target="1", fields={"assignee": "oncall.duty"}),
+                                  SetFields(key="a2", target="2", fields={"assignee": "oncall.duty"})], keep)
+        assert "query=oncall.duty" in rsps.calls[0].request.url
+        assert [body(c) for c in rsps.calls[1:]] == [{"accountId": ACCOUNT}] * 2
+    assert [r.status for r in results] == ["applied", "applied"]
+
+
+def test_cloud_assignee_matching_no_single_user_fails_without_writing(mapping: Mapping) -> None:
+    platform, _ = discovered(mapping)
+    with mock() as rsps:
+        rsps.get(f"{URL}/rest/api/3/user/search", json=[])
+        [result] = platform.apply([SetFields(key="a", target="1", fields={"assignee": "nobody.here"})], keep)
+    assert result.status == "failed" and not result.retryable and "no Jira users match 'nobody.here'" in result.detail
 
 
 def test_set_fields_without_a_transition_to_the_target_fails_clearly(mapping: Mapping) -> None:
@@ -842,7 +868,7 @@ def test_review_task_falls_back_to_task_and_is_linked_with_relates(mapping: Mapp
     platform, _ = discovered(mapping, issue_types=no_pir)
     due = datetime(2024, 1, 18, 9, 0, tzinfo=UTC)
     action = CreateTask(key="task:1:pir", target="1", title="Post-incident review meeting", description="Agenda",
-                        owner="acc-alice", due=due)
+                        owner=ACCOUNT, due=due)
     with mock() as rsps:
         rsps.post(ISSUE, status=201, json={"id": "30001", "key": "ITSM-60"})
         rsps.post(f"{URL}/rest/api/3/issueLink", status=201)
@@ -862,7 +888,7 @@ def test_review_task_owner_that_cannot_be_assigned_does_not_fail_the_task(mappin
         rsps.post(ISSUE, status=201, json={"id": "30001", "key": "ITSM-60"})
         rsps.post(f"{URL}/rest/api/3/issueLink", status=201)
         rsps.put(f"{ISSUE}/30001/assignee", status=404, json={"errorMessages": ["User 'x' does not exist."]})
-        [result] = platform.apply([CreateTask(key="t", target="1", title="RCA", owner="x",
+        [result] = platform.apply([CreateTask(key="t", target="1", title="RCA", owner=ACCOUNT,
                                               due=datetime(2024, 1, 20, tzinfo=UTC))], keep)
         assert "duedate" not in body(rsps.calls[0])["fields"]  # the site has no due date field
     assert result.status == "applied" and "not assigned" in result.detail

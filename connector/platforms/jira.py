@@ -76,6 +76,8 @@ STAGE_ORDER = [s.value for s in Stage]
 DEFAULT_STATE_STATUSES = {"new": "Open", "in_progress": "In Progress", "on_hold": "Pending",
                           "closed": "Closed", "canceled": "Canceled"}
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+ACCOUNT_ID = re.compile(r"^(?:[0-9a-f]{24}|\d+:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$")
+"""Jira Cloud account ids: 24 hex digits (older) or ``<number>:<uuid>``."""
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -259,6 +261,7 @@ class JiraPlatform:
         self._disc: dict[str, Any] | None = None
         self._cache: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self._keys: dict[str, str] = {}
+        self._accounts: dict[str, str] = {}
         self._written: deque[str] = deque(maxlen=MAX_RECONCILE)
         self._overlap = parse_duration(self._setting("overlap", "2m"))
         self._page_size = max(1, int(self._setting("page_size", 100)))
@@ -869,9 +872,33 @@ class JiraPlatform:
         self._call("PUT", self._api(f"/issue/{issue_id}/properties/{self._property_key()}"), body=value)
         self._forget(issue_id)
 
-    def _assign(self, issue_id: str, user: str | None) -> None:
-        body = {"accountId": user} if self._flavour == "cloud" else {"name": user}
-        self._call("PUT", self._api(f"/issue/{issue_id}/assignee"), body=body)
+    def _user_ref(self, user: str) -> dict[str, str]:
+        """How a REST body names ``user``: Data Center by ``name``; Cloud by ``accountId``, looking one up
+        (``/user/search``) when the process file names a person by email, user name or display name."""
+        if self._flavour != "cloud":
+            return {"name": user}
+        if ACCOUNT_ID.match(user):
+            return {"accountId": user}
+        if user not in self._accounts:
+            path = self._api("/user/search")
+            found = [u for u in self._get(path, {"query": user, "maxResults": 10}) or [] if u.get("accountId")]
+            wanted = user.strip().lower()
+
+            def names(u: dict[str, Any]) -> set[str]:
+                email = str(u.get("emailAddress") or "").lower()
+                return {email, email.split("@")[0], str(u.get("displayName") or "").lower(),
+                        str(u.get("name") or "").lower()} - {""}
+
+            exact = [u for u in found if wanted in names(u)]
+            chosen = exact or found
+            if len(chosen) != 1:
+                raise ClientError(f"{'no' if not chosen else len(chosen)} Jira users match {user!r}: name people in the "
+                                  "process file by Jira account id or email", method="GET", path=path)
+            self._accounts[user] = str(chosen[0]["accountId"])
+        return {"accountId": self._accounts[user]}
+
+    def _assign(self, issue_id: str, user: str) -> None:
+        self._call("PUT", self._api(f"/issue/{issue_id}/assignee"), body=self._user_ref(user))
         self._forget(issue_id)
 
     def _comment_tagged(self, issue_id: str, tag: str, once: bool = False) -> bool:
