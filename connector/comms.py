@@ -82,7 +82,7 @@ def payload(fmt: str, kind: str, text: str, values: Mapping[str, object]) -> dic
             "themeColor": _COLOURS.get(kind, "777777"),
             "title": f"Major incident {key}: {kind}",
             "text": text,
-            "sections": [{"facts": [{"name": name.replace("_", " ").capitalize(), "value": str(values.get(name) or "")}
+            "sections": [{"facts": [{"name": name.replace("_", " ").capitalize(), "value": "" if values.get(name) is None else str(values[name])}
                                     for name in ("stage", "service", "children", "manager")]}],
         }
         if url:

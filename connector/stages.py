@@ -237,9 +237,10 @@ class _RecordPlan:
         resolved = _parse(self.facts.get("mi_resolved_at"))
         if resolved is None:
             return "not resolved yet"
-        change = self._value("change") or self.facts.get("change")
         text = f"resolved at {resolved:%Y-%m-%d %H:%M} UTC"
-        return text + (f" with change {change}" if change else "")
+        # the change's own id is opaque (a sys_id); the title we gave it is what people recognise
+        title = self.facts.get("change_title")
+        return text + (f" (resolution plan: {title})" if title else "")
 
     def _message(self, kind: str, key: str, stage: str | None = None) -> None:
         self.actions += comms.message_actions(self.process, kind, key, self.target, self.values(stage),
@@ -520,6 +521,7 @@ class _RecordPlan:
                                          reason="resolution stage: the resolution plan is implemented as a change",
                                          title=title, description=description, group=group,
                                          change_type=template.type))
+        facts["change_title"] = title
         self._event("change_planned", title)
 
     def _maintenance(self, canceled: bool = False) -> None:

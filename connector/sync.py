@@ -15,18 +15,21 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from .durations import parse_duration
 from .engine import Declaration, Decisions, decide, major_incidents_from_tickets, parse_marker, window_horizon
 from .identification import identification_actions
 from .mapping import MappingError
 from .model import Ticket
-from .plan import Action, CreateParent, LinkChild, action_from_dict
+from .plan import Action, CreateParent, LinkChild, Notify, action_from_dict
 from .platforms.base import ApplyResult, Platform, Watermark
 from .process import ProcessFile
 from .rules import Rule
 from .state import MIRecord, StateStore
+
+if TYPE_CHECKING:
+    from .comms import Notifier
 
 HORIZON_MARGIN = timedelta(minutes=30)
 """Extra look-back beyond the longest window + late-children period, for the first poll."""
@@ -167,9 +170,13 @@ def _group_value(decl: Declaration, name: str) -> str | None:
 
 def run_cycle(platform: Platform, store: StateStore, rules: Sequence[Rule], process: ProcessFile, now: datetime,
               dry_run: bool = False, planners: Sequence[ProcessPlanner] = (),
-              discovery_ttl: timedelta | None = None) -> CycleReport:
+              discovery_ttl: timedelta | None = None, notifier: "Notifier | None" = None) -> CycleReport:
     """One poll-decide-apply cycle. With ``dry_run`` nothing is written to the platform or the state; the
-    report's ``planned`` lists what would be written where, and why."""
+    report's ``planned`` lists what would be written where, and why.
+
+    Notify actions (webhook messages) are not platform writes: they go to ``notifier`` (by default the
+    webhooks of the configuration, :func:`connector.comms.notifier_from_environment`) after the platform
+    writes, and their results enter the ledger like any other, so a failed one is re-driven next cycle."""
     clock = time.monotonic()
     report = CycleReport(started_at=now, dry_run=dry_run)
     requests_before = platform.requests_sent
@@ -247,7 +254,8 @@ def run_cycle(platform: Platform, store: StateStore, rules: Sequence[Rule], proc
         store.upsert_tickets(tickets)
 
     creates = [a for a in todo if isinstance(a, CreateParent)]
-    rest = [a for a in todo if not isinstance(a, CreateParent)]
+    notifies = [a for a in todo if isinstance(a, Notify)]
+    rest = [a for a in todo if not isinstance(a, (CreateParent, Notify))]
     results: list[ApplyResult] = []
     if creates:
         created = platform.apply(creates, lambda target: target, uncertain)
@@ -264,6 +272,14 @@ def run_cycle(platform: Platform, store: StateStore, rules: Sequence[Rule], proc
         applied = platform.apply(rest, resolve, uncertain)
         store.record_results(applied, now)
         results += applied
+    if notifies:
+        if notifier is None:
+            from .comms import notifier_from_environment
+
+            notifier = notifier_from_environment()
+        delivered = notifier.deliver(notifies)
+        store.record_results(delivered, now)
+        results += delivered
 
     with store.transaction():
         _rekey_created(records, id_map, store)
