@@ -10,7 +10,7 @@ import base64
 import json
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Sequence
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -99,11 +99,17 @@ def page(rows: list[dict[str, Any]], link: str | None = None, total: int | None 
 
 
 def query_of(call: Any) -> str:
-    return parse_qs(urlsplit(call.request.url).query)["sysparm_query"][0]
+    return str(parse_qs(urlsplit(call.request.url).query)["sysparm_query"][0])
 
 
 def params_of(call: Any) -> dict[str, str]:
     return {k: v[0] for k, v in parse_qs(urlsplit(call.request.url).query, keep_blank_values=True).items()}
+
+
+def sent_kwargs(call: Any) -> dict[str, Any]:
+    """The keyword arguments requests passed to the adapter (``responses`` records them)."""
+    kwargs: dict[str, Any] = call.request.req_kwargs
+    return kwargs
 
 
 def body_of(call: Any) -> Any:
@@ -111,16 +117,17 @@ def body_of(call: Any) -> Any:
 
 
 def batch_items(call: Any) -> list[dict[str, Any]]:
-    items = body_of(call)["rest_requests"]
+    items: list[dict[str, Any]] = body_of(call)["rest_requests"]
     for item in items:
         item["decoded"] = json.loads(base64.b64decode(item["body"]))
     return items
 
 
-def batch_answer(ids: list[str], status: int = 200, unserviced: list[str] = (), errors: dict[str, tuple[int, str]] = {}) -> dict[str, Any]:  # noqa: B006
+def batch_answer(ids: list[str], status: int = 200, unserviced: Sequence[str] = (),
+                 errors: dict[str, tuple[int, str]] | None = None) -> dict[str, Any]:
     serviced = []
     for ident in ids:
-        code, message = errors.get(ident, (status, ""))
+        code, message = (errors or {}).get(ident, (status, ""))
         body = {"result": {"sys_id": "x"}} if code < 400 else {"error": {"message": message, "detail": "secret detail"}}
         serviced.append({"id": ident, "status_code": code, "status_text": "", "headers": [],
                          "body": base64.b64encode(json.dumps(body).encode()).decode()})
@@ -167,8 +174,8 @@ def test_first_poll_asks_for_mapped_fields_in_keyset_order_from_the_overlap(
     assert params["sysparm_display_value"] == "false"
     assert params["sysparm_limit"] == "500"
     assert "sysparm_offset" not in params
-    assert rsps.calls[0].request.req_kwargs["timeout"] == 30.0
-    assert rsps.calls[0].request.req_kwargs["verify"] is True
+    kwargs = sent_kwargs(rsps.calls[0])
+    assert kwargs["timeout"] == 30.0 and kwargs["verify"] is True
     assert platform.requests_sent == 1
 
 
@@ -213,12 +220,25 @@ def test_an_empty_first_page_with_link_next_is_not_the_end(
     assert [r["sys_id"] for r in rows] == [sid(9)]
 
 
+def test_a_short_page_with_link_next_is_not_the_end(make: Callable[..., ServiceNowPlatform],
+                                                   rsps: responses.RequestsMock) -> None:
+    # ACLs removed rows from the first page after the limit was applied; more rows exist behind it.
+    link = f"{TABLE}?sysparm_offset=3&sysparm_limit=3"
+    rsps.get(TABLE, **page([row(sid(1), "2024-05-01 10:00:01")], link=link, total=5))
+    rsps.get(TABLE, match=[matchers.query_param_matcher({"sysparm_query": (
+        f"sys_updated_on>2024-05-01 10:00:01^NQsys_updated_on=2024-05-01 10:00:01^sys_id>{sid(1)}"
+        "^ORDERBYsys_updated_on^ORDERBYsys_id")}, strict_match=False)],
+        **page([row(sid(2), "2024-05-01 10:00:04")]))
+    rows = list(make(page_size=3).fetch_changed(None, T0))
+    assert [r["sys_id"] for r in rows] == [sid(1), sid(2)]
+
+
 def test_a_link_to_another_host_is_followed_on_our_instance_only(
         make: Callable[..., ServiceNowPlatform], rsps: responses.RequestsMock) -> None:
     rsps.get(TABLE, **page([], link="https://evil.example/api/now/table/incident?sysparm_offset=5", total=9))
     rsps.get(TABLE, match=[matchers.query_param_matcher({"sysparm_offset": "5"})], **page([]))
     list(make().fetch_changed(None, T0))
-    assert rsps.calls[1].request.url.startswith(TABLE)
+    assert str(rsps.calls[1].request.url).startswith(TABLE)
     assert "Authorization" in rsps.calls[1].request.headers
 
 
@@ -438,7 +458,7 @@ def test_a_ca_bundle_and_the_timeout_reach_every_request(make: Callable[..., Ser
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/certs/ca-certificates.crt")
     rsps.get(TABLE, **page([]))
     list(make(verify="/etc/ssl/corp-ca.pem", timeout=12.5).fetch_changed(None, T0))
-    kwargs = rsps.calls[0].request.req_kwargs
+    kwargs = sent_kwargs(rsps.calls[0])
     assert kwargs["verify"] == "/etc/ssl/corp-ca.pem" and kwargs["timeout"] == 12.5
 
 
@@ -739,6 +759,18 @@ def test_unserviced_batch_items_are_sent_again(make: Callable[..., ServiceNowPla
     assert [r.status for r in results] == ["applied"] * 3
     [again] = batch_items(rsps.calls[1])
     assert again["url"].startswith(f"/api/now/table/incident/{CHILDREN[2]}")
+
+
+def test_a_rate_limited_batch_item_is_sent_again(make: Callable[..., ServiceNowPlatform],
+                                                rsps: responses.RequestsMock) -> None:
+    rsps.post(BATCH, json=batch_answer(["1", "2"], errors={"1": (429, "Rate limit exceeded")}))
+    rsps.post(BATCH, json=batch_answer(["1"]))
+    platform = make()
+    platform.discover(facts())
+    results = platform.apply([LinkChild(key=f"l{i}", target=c, parent=MI) for i, c in enumerate(CHILDREN[:2])], ident)
+    assert [r.status for r in results] == ["applied", "applied"]
+    [again] = batch_items(rsps.calls[1])
+    assert again["url"].startswith(f"/api/now/table/incident/{CHILDREN[0]}")
 
 
 def test_items_unserviced_three_times_fall_back_to_single_patches(make: Callable[..., ServiceNowPlatform],

@@ -16,6 +16,7 @@ Nothing outside this module imports pysnow.
 from __future__ import annotations
 
 import base64
+import functools
 import http.cookiejar
 import json
 import math
@@ -70,6 +71,11 @@ _AMBIGUOUS_STATUSES = (500, 502, 504)
 
 class QueryValueError(ValueError):
     """A value that cannot be put into an encoded query safely (ServiceNow has no escape for ``^``)."""
+
+
+class MaybeApplied(TransientError):
+    """A write was sent but its answer was lost (500/502/504, a dropped connection, a read timeout): it may
+    have been applied, so a retry first looks for its marker or note tag."""
 
 
 class PagingStalled(PlatformError):
@@ -351,11 +357,10 @@ class ServiceNowPlatform:
         except requests.exceptions.ConnectTimeout:
             raise TransientError("connection timed out", method=method, path=path) from None
         except requests.exceptions.Timeout as exc:
-            raise _ambiguous(TransientError(f"no answer within {self._timeout:g}s ({type(exc).__name__})",
-                                            method=method, path=path), method) from None
+            raise _transient(f"no answer within {self._timeout:g}s ({type(exc).__name__})", method, path,
+                             maybe_applied=True) from None
         except requests.exceptions.ConnectionError as exc:
-            raise _ambiguous(TransientError(f"connection failed ({type(exc).__name__})", method=method,
-                                            path=path), method) from None
+            raise _transient(f"connection failed ({type(exc).__name__})", method, path, maybe_applied=True) from None
         response = captured[-1]
         if response.status_code == 401 and self._oauth is not None:
             self._oauth.invalidate()
@@ -598,7 +603,7 @@ class ServiceNowPlatform:
                   str(self.mapping.write_setting("group_table", "sys_user_group")),
                   str(self.mapping.write_setting("user_table", "sys_user"))]
         for table in dict.fromkeys(tables):
-            checks.append(self._doctor(f"table {table} readable", lambda t=table: self._check_table(t),
+            checks.append(self._doctor(f"table {table} readable", functools.partial(self._check_table, table),
                                        f"give the integration user read access to {table} (writes are not tried: "
                                        f"doctor is read-only)"))
         if self._batch:
@@ -808,7 +813,7 @@ class ServiceNowPlatform:
                 answer = self._attempt("POST", f"/table/{table}", body=payload,
                                        params={"sysparm_fields": "sys_id,number", "sysparm_exclude_reference_link": "true"})
             except PlatformError as exc:
-                maybe_sent = maybe_sent or getattr(exc, "maybe_applied", False)
+                maybe_sent = maybe_sent or isinstance(exc, MaybeApplied)
                 raise
             if not isinstance(answer.result, dict) or not answer.result.get("sys_id"):
                 raise UnexpectedResponse("create answer has no sys_id", status=answer.status, method="POST",
@@ -1007,7 +1012,7 @@ class ServiceNowPlatform:
                 self._attempt("PATCH", patch.path, body=body,
                               params={"sysparm_fields": "sys_id", "sysparm_exclude_reference_link": "true"})
             except PlatformError as exc:
-                maybe_sent = maybe_sent or getattr(exc, "maybe_applied", False)
+                maybe_sent = maybe_sent or isinstance(exc, MaybeApplied)
                 raise
 
         self._policy.call(attempt)
@@ -1091,7 +1096,7 @@ class ServiceNowPlatform:
                 answer = self._attempt("POST", "/v1/batch",
                                        body={"batch_request_id": str(int(time.time() * 1000)), "rest_requests": requests_})
             except PlatformError as exc:
-                maybe_sent = maybe_sent or getattr(exc, "maybe_applied", False)
+                maybe_sent = maybe_sent or isinstance(exc, MaybeApplied)
                 raise
             return items, answer
 
@@ -1152,10 +1157,11 @@ def _int(value: Any) -> int | None:
         return None
 
 
-def _ambiguous(error: PlatformError, method: str) -> PlatformError:
-    """Mark an error after which a write may or may not have been applied (the answer was lost)."""
-    error.maybe_applied = method != "GET"
-    return error
+def _transient(message: str, method: str, path: str, maybe_applied: bool, status: int | None = None,
+               retry_after: float | None = None) -> TransientError:
+    """A transient error; :class:`MaybeApplied` when a write was sent and its answer lost."""
+    kind = MaybeApplied if maybe_applied and method != "GET" else TransientError
+    return kind(message, retry_after=retry_after, status=status, method=method, path=path)
 
 
 def _platform_message(data: Any, status: int) -> str:
@@ -1203,8 +1209,7 @@ def error_for(status: int, headers: Any, data: Any, method: str, path: str) -> P
     if status == 503 and retry_after is not None:
         return RateLimited(message, retry_after=retry_after, **kwargs)
     if status in (500, 502, 503, 504):
-        return _ambiguous(TransientError(message, **kwargs), method) if status in _AMBIGUOUS_STATUSES \
-            else TransientError(message, **kwargs)
+        return _transient(message, method, path, status in _AMBIGUOUS_STATUSES, status=status)
     if 400 <= status < 500:
         return ClientError(message, **kwargs)
     return PlatformError(message, **kwargs)
@@ -1245,4 +1250,4 @@ def _failed(key: str, exc: BaseException) -> ApplyResult:
     return ApplyResult(key, "failed", detail=str(exc), retryable=retryable)
 
 
-__all__ = ["ServiceNowPlatform", "QueryValueError", "PagingStalled", "query_value", "query_time", "error_for"]
+__all__ = ["ServiceNowPlatform", "QueryValueError", "PagingStalled", "MaybeApplied", "query_value", "query_time", "error_for"]
