@@ -260,8 +260,9 @@ def test_watermark_is_sent_as_unquoted_epoch_millis_minus_overlap(mapping: Mappi
         list(platform.fetch_changed(None, T0 - timedelta(hours=4)))
         with_mark, without = (body(c)["jql"] for c in rsps.calls)
     overlap_ms = 2 * 60 * 1000  # mappings/jira.yaml overlap: 2m
-    assert with_mark == f'project = "ITSM" AND updated >= {jql_epoch_ms(T0) - overlap_ms} ORDER BY updated ASC, key ASC'
-    assert without == f'project = "ITSM" AND updated >= {jql_epoch_ms(T0 - timedelta(hours=4))} ORDER BY updated ASC, key ASC'
+    scope = 'project = "ITSM" AND issuetype = 10001'  # incidents only: not the review tasks and changes
+    assert with_mark == f"{scope} AND updated >= {jql_epoch_ms(T0) - overlap_ms} ORDER BY updated ASC, key ASC"
+    assert without == f"{scope} AND updated >= {jql_epoch_ms(T0 - timedelta(hours=4))} ORDER BY updated ASC, key ASC"
     assert "/" not in with_mark and "'" not in with_mark  # never a quoted local date
 
 
@@ -271,7 +272,7 @@ def test_project_value_is_quoted_and_escaped_in_every_query(mapping: Mapping) ->
         rsps.post(SEARCH, json=page())
         list(platform.fetch_changed(None, T0))
         jql = body(rsps.calls[0])["jql"]
-    assert jql.startswith('project = "ITSM\\" OR project = \\"HR" AND updated >= ')
+    assert jql.startswith('project = "ITSM\\" OR project = \\"HR" AND issuetype = 10001 AND updated >= ')
 
 
 def test_dc_paging_restarts_from_last_updated_and_steps_start_at_through_ties(mapping: Mapping) -> None:
@@ -525,6 +526,21 @@ def test_to_ticket_derives_major_parent_stage_marker_and_ci(mapping: Mapping) ->
     assert platform.to_ticket(issue("1", "ITSM-1")).major == "none"
     child = platform.to_ticket(issue("2", "ITSM-2", links=[caused_by("1", "ITSM-1")]))
     assert child.parent == "1"
+
+
+def test_cloud_rich_text_is_read_as_plain_text(mapping: Mapping) -> None:
+    platform, _ = discovered(mapping)
+    ticket = platform.to_ticket(issue("1", "ITSM-1", description=adf_document("Checkout fails\nfor everyone")))
+    assert ticket.description == "Checkout fails\nfor everyone"
+
+
+def test_change_is_the_linked_issue_of_the_change_type(mapping: Mapping) -> None:
+    platform, _ = discovered(mapping)
+    relates = {"type": {"id": "10003", "name": "Relates"}}
+    links = [{**relates, "outwardIssue": {"id": "30", "key": "ITSM-30", "fields": {"issuetype": {"id": "10002"}}}},
+             {**relates, "outwardIssue": {"id": "40", "key": "ITSM-40", "fields": {"issuetype": {"id": "10003"}}}}]
+    assert platform.to_ticket(issue("1", "ITSM-1", links=links)).change == "40"
+    assert platform.to_ticket(issue("1", "ITSM-1", links=links[:1])).change is None
 
 
 def test_parent_needs_the_configured_direction_and_an_incident(mapping: Mapping) -> None:

@@ -309,6 +309,41 @@ def test_rate_limits_and_unavailability_on_30_percent_of_requests_still_converge
     assert len(s.sim.issue_keys()) == 12  # nothing created twice (6 storm + 5 noise + 1 late)
 
 
+@pytest.mark.parametrize("flavour", FLAVOURS)
+def test_the_process_runs_through_resolution_on_the_simulator(site: Callable[..., Site], flavour: str) -> None:
+    from cli import _planners
+
+    planners = _planners()
+    if not planners:
+        pytest.skip("no process planners in this tree")
+    s = site(flavour)
+    for reporter, assignee in (("alice.martin", "bob.schneider"), ("carla.rossi", "oncall.duty")):
+        s.sim.create_issue({"summary": "Directory sync", "issuetype": "Task", "reporter": reporter, "assignee": assignee,
+                            "created": (s.clock.now - timedelta(days=30)).isoformat()})
+
+    def cycle() -> CycleReport:
+        with StateStore(s.state, "jira") as store:
+            platform = s.platform()
+            try:
+                return run_cycle(platform, store, s.rules, s.process, s.clock.advance(5), planners=planners)
+            finally:
+                platform.close()
+
+    assert cycle().failures == []
+    major = s.storm[0]
+    assert s.sim.issue(major)["fields"]["assignee"] is not None  # the manager (Cloud: looked up to an accountId)
+    s.sim.edit_issue(major, {"status": "Resolved"})
+    resolved = cycle()
+    assert resolved.failures == []
+    children = s.storm[1:]
+    assert all(s.sim.issue(k)["fields"]["status"]["statusCategory"]["key"] == "done" for k in children)
+    reviews = [k for k in s.sim.issue_keys() if s.sim.issue(k)["fields"]["issuetype"]["name"] == "Post-incident review"]
+    assert reviews and all(any(link["type"]["name"] == "Relates" and link["inwardIssue"]["key"] == major
+                               for link in s.sim.links(k)) for k in reviews)
+    s.clear_log()
+    assert cycle().writes == 0 and s.writes() == []
+
+
 def test_mim_sync_once_against_the_simulator(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, contract: bool) -> None:
     from cli import main
 

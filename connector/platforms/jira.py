@@ -13,7 +13,7 @@ make is decided by the engine; this module only makes them idempotent:
 * links are read before they are written, since Jira answers 201 to a duplicate link as well.
 
 Derived keys added to a raw issue before the mapping reads it (``to_ticket``): ``_major``, ``_parent``,
-``_stage``, ``_marker`` and ``_ci`` (see :meth:`JiraPlatform.derived_fields`).
+``_stage``, ``_marker``, ``_change`` and ``_ci`` (see :meth:`JiraPlatform.derived_fields`).
 """
 
 from __future__ import annotations
@@ -131,6 +131,10 @@ def adf_plain_text(node: Any) -> str:
     if node.get("type") in ("doc", "bulletList", "orderedList", "table", "tableRow", "listItem"):
         return "\n".join(parts)
     return "".join(parts)
+
+
+def _is_adf(value: Any) -> bool:
+    return isinstance(value, dict) and value.get("type") == "doc" and "content" in value
 
 
 def _updated_ms(issue: dict[str, Any]) -> int | None:
@@ -537,9 +541,19 @@ class JiraPlatform:
     def _project_clause(self) -> str:
         return f"project = {jql_string(self.project)}"
 
-    def changed_jql(self, start: datetime) -> str:
+    def _scope_clause(self) -> str:
+        """Project and, once known, the incident issue type: review tasks, changes and service requests
+        share the project but are not tickets a surge is made of (ServiceNow polls the incident table)."""
+        incident = ((self._disc or {}).get("issue_types") or {}).get("incident")
+        if not incident:
+            return self._project_clause()
+        ident = str(incident["id"])
+        return f"{self._project_clause()} AND issuetype = {ident if ident.isdigit() else jql_string(incident['name'])}"
+
+    def changed_jql(self, start: datetime | int) -> str:
         """The delta-poll JQL from ``start`` (epoch milliseconds, unquoted: zone-free and exact)."""
-        return f"{self._project_clause()} AND updated >= {jql_epoch_ms(start)} ORDER BY updated ASC, key ASC"
+        ms = start if isinstance(start, int) else jql_epoch_ms(start)
+        return f"{self._scope_clause()} AND updated >= {ms} ORDER BY updated ASC, key ASC"
 
     def fetch_changed(self, since: Watermark | None, horizon: datetime) -> Iterator[dict[str, Any]]:
         """Issues updated since the watermark minus the overlap (or since ``horizon``), oldest first, every
@@ -609,7 +623,7 @@ class JiraPlatform:
         cursor = jql_epoch_ms(start)
         offset = 0
         while True:
-            jql = f"{self._project_clause()} AND updated >= {cursor} ORDER BY updated ASC, key ASC"
+            jql = self.changed_jql(cursor)
             body: dict[str, Any] = {"jql": jql, "startAt": offset, "maxResults": self._page_size, "fields": fields,
                                     "properties": properties}
             page = self._call("POST", "/rest/api/2/search", body=body) or {}
@@ -700,8 +714,9 @@ class JiraPlatform:
 
     def derived_fields(self, raw: dict[str, Any]) -> dict[str, Any]:
         """The ``_``-prefixed keys the mapping reads: ``_major`` (none / proposed / accepted / rejected),
-        ``_parent`` (issue id of the major incident this issue is linked to), ``_stage``, ``_marker`` and
-        ``_ci`` (first affected service, when the site has that field)."""
+        ``_parent`` (issue id of the major incident this issue is linked to), ``_stage``, ``_marker``,
+        ``_change`` (the linked change issue) and ``_ci`` (first affected service, when the site has that
+        field)."""
         fields = raw.get("fields") or {}
         labels = [str(label) for label in fields.get("labels") or []]
         prop = self._property(raw)
@@ -718,6 +733,9 @@ class JiraPlatform:
         stage = self._stage_of(fields, labels)
         if stage:
             out["_stage"] = stage
+        change = self._change_of(fields)
+        if change:
+            out["_change"] = change
         if isinstance(prop.get("marker"), str):
             out["_marker"] = prop["marker"]
         services = self._field("services")
@@ -748,6 +766,24 @@ class JiraPlatform:
             return str(other["id"])
         return None
 
+    def _change_of(self, fields: dict[str, Any]) -> str | None:
+        """The change issue linked to this (major) incident with the change link type, if any."""
+        disc = self._disc or {}
+        link_type = (disc.get("link_types") or {}).get("change")
+        change_type = (disc.get("issue_types") or {}).get("change")
+        if not link_type or not change_type:
+            return None
+        for link in fields.get("issuelinks") or []:
+            kind = link.get("type") or {}
+            if str(kind.get("id")) != link_type["id"] and str(kind.get("name", "")).lower() != link_type["name"].lower():
+                continue
+            other = link.get("outwardIssue") or link.get("inwardIssue") or {}
+            other_type = (other.get("fields") or {}).get("issuetype") or {}
+            if other.get("id") and (str(other_type.get("id")) == change_type["id"]
+                                    or str(other_type.get("name", "")).lower() == change_type["name"].lower()):
+                return str(other["id"])
+        return None
+
     def _stage_of(self, fields: dict[str, Any], labels: list[str]) -> str | None:
         stage_field = self._field("stage")
         if stage_field:
@@ -760,8 +796,12 @@ class JiraPlatform:
         return max(known, key=STAGE_ORDER.index) if known else None
 
     def to_ticket(self, raw: dict[str, Any]) -> Ticket:
-        """A raw issue as a canonical ticket: derived keys first, then the mapping."""
+        """A raw issue as a canonical ticket: rich text (Cloud ADF) as plain text, derived keys, then the
+        mapping."""
         record = dict(raw)
+        fields = raw.get("fields")
+        if isinstance(fields, dict) and any(_is_adf(v) for v in fields.values()):
+            record["fields"] = {k: adf_plain_text(v) if _is_adf(v) else v for k, v in fields.items()}
         record.update(self.derived_fields(raw))
         return self.mapping.to_ticket(record, base_url=self.base_url)
 
