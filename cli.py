@@ -324,11 +324,45 @@ def _register_secrets(settings: Settings) -> None:
 
 def _planners() -> list[Any]:
     """The process planners run after identification (stages, team, comms, review)."""
-    try:
-        from connector.stages import plan_process
-    except ImportError:
-        return []
+    from connector.stages import plan_process
+
     return [plan_process]
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option("--html", "html_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write a self-contained HTML page (timelines and metrics) to FILE.")
+@click.pass_context
+def report(ctx: click.Context, as_json: bool, html_path: Path | None) -> None:
+    """Major incidents of the state store with their stages and metrics (table, --json, --html FILE)."""
+    from datetime import datetime, timezone
+
+    from connector.process import load_process
+    from connector.report import collect, render_html, render_json, render_table
+    from connector.state import StateStore
+
+    settings = _settings(ctx)
+    if settings.platform is None:
+        raise click.ClickException("no platform configured: set MIM_PLATFORM (servicenow or jira)")
+    if not Path(settings.state).exists():
+        raise click.ClickException(f"no state at {settings.state}: run mim sync --once first")
+    process, errors = load_process(settings.process_path())
+    if process is None or errors:
+        for error in errors:
+            click.echo(str(error), err=True)
+        raise click.ClickException("the process file has errors (see above)")
+    now = datetime.now(timezone.utc)
+    with StateStore(settings.state, settings.platform) as store:
+        data = collect(store, process, now)
+    if html_path is not None:
+        html_path.write_text(render_html(data, now), encoding="utf-8")
+    if as_json:
+        click.echo(render_json(data))
+    elif html_path is None:
+        click.echo(render_table(data))
+    else:
+        click.echo(f"{len(data['major_incidents'])} major incidents written to {html_path}")
 
 
 @main.command()

@@ -1,0 +1,204 @@
+"""``mim report``: the major incidents of a state store with their stages and metrics.
+
+:func:`collect` reads the state (the registry, the planner's timeline in ``facts`` and the cached tickets)
+into plain data; :func:`render_table`, :func:`render_json` and :func:`render_html` print it. The HTML page
+is self-contained (inline CSS and SVG, no script, no external asset): per major incident a timeline of
+ticket arrivals and stage changes and the metrics table. Every number in the page carries its raw value in
+a ``data-value`` attribute, equal to the JSON's.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from html import escape
+from typing import Any, Iterable
+
+from .metrics import DURATIONS, compute, human_duration, money
+from .process import ProcessFile
+from .state import MIRecord, StateStore
+
+COLUMNS = ("key", "rule", "stage", "status", "children", "time_to_identify_s", "time_to_contain_s",
+           "time_to_resolution_plan_s", "time_to_resolve_s", "impact_s", "updates_sent", "review_tasks",
+           "estimated_cost")
+HEADERS = {"key": "major incident", "rule": "rule", "stage": "stage", "status": "status", "children": "children",
+           "time_to_identify_s": "identify", "time_to_contain_s": "contain", "time_to_resolution_plan_s": "plan",
+           "time_to_resolve_s": "resolve", "impact_s": "impact", "updates_sent": "updates",
+           "review_tasks": "review", "estimated_cost": "est. cost"}
+LABELS = {"time_to_identify_s": "Time to identify (first ticket → declared)",
+          "time_to_contain_s": "Time to contain (declared → team and manager)",
+          "time_to_resolution_plan_s": "Time to resolution plan (declared → change)",
+          "time_to_resolve_s": "Time to resolve (declared → resolved)",
+          "impact_s": "Impact duration (first ticket → resolved)",
+          "children": "Related tickets", "updates_sent": "Updates sent",
+          "review_tasks_total": "Review tasks", "review_tasks_done": "Review tasks done",
+          "estimated_cost": "Estimated cost"}
+
+
+def _arrivals(record: MIRecord, store: StateStore) -> list[dict[str, Any]]:
+    ids = [record.id, *record.children]
+    known = store.tickets_by_id(ids)
+    out = [{"id": t.id, "key": t.label, "opened_at": t.opened_at.isoformat(), "parent": t.id == record.id}
+           for t in known.values()]
+    return sorted(out, key=lambda a: (a["opened_at"], a["id"]))
+
+
+def describe(record: MIRecord, process: ProcessFile, now: datetime, arrivals: list[dict[str, Any]]) -> dict[str, Any]:
+    """One major incident as report data: its metrics, timeline and ticket arrivals."""
+    data = compute(record, process, now).to_dict()
+    data["timeline"] = [dict(event) for event in record.facts.get("timeline", [])]
+    data["arrivals"] = arrivals
+    return data
+
+
+def collect(store: StateStore, process: ProcessFile, now: datetime) -> dict[str, Any]:
+    """Everything ``mim report`` shows, as JSON-ready data (``now`` measures incidents still open)."""
+    records = sorted(store.major_incidents(), key=lambda r: (r.declared_at, r.id))
+    return {"generated_at": now.isoformat(), "platform": store.platform,
+            "major_incidents": [describe(r, process, now, _arrivals(r, store)) for r in records]}
+
+
+def render_json(data: dict[str, Any]) -> str:
+    """The report as one JSON object."""
+    return json.dumps(data, indent=2, sort_keys=False)
+
+
+def cell(name: str, mi: dict[str, Any]) -> str:
+    """A table cell's text (durations as ``1h 05m``, cost with its currency)."""
+    if name in DURATIONS:
+        return human_duration(mi.get(name)) + ("+" if name == "impact_s" and mi.get("impact_ongoing") else "")
+    if name == "estimated_cost":
+        return money(mi.get("estimated_cost"), mi.get("currency", ""))
+    if name == "review_tasks":
+        done = mi.get("review_tasks_done")
+        return f"{'?' if done is None else done}/{mi.get('review_tasks_total', 0)}"
+    if name == "key":
+        return str(mi.get("key") or mi.get("id"))
+    value = mi.get(name)
+    return "-" if value is None else str(value)
+
+
+def render_table(data: dict[str, Any]) -> str:
+    """A plain-text table, one major incident per row."""
+    rows = [[HEADERS[c] for c in COLUMNS]] + [[cell(c, mi) for c in COLUMNS] for mi in data["major_incidents"]]
+    if len(rows) == 1:
+        return "no major incidents in this state"
+    widths = [max(len(row[i]) for row in rows) for i in range(len(COLUMNS))]
+    lines = ["  ".join(value.ljust(widths[i]) for i, value in enumerate(row)).rstrip() for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+# -- HTML ---------------------------------------------------------------------------------------------------
+
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:2rem;color:#222;max-width:1100px}
+h1{font-size:1.5rem}h2{font-size:1.2rem;margin-top:2.5rem;border-bottom:1px solid #ddd;padding-bottom:.3rem}
+table{border-collapse:collapse;margin:.8rem 0}td,th{border:1px solid #ddd;padding:.3rem .6rem;text-align:left}
+th{background:#f5f5f5}td.num{text-align:right;font-variant-numeric:tabular-nums}
+.meta{color:#666;font-size:.9rem}svg{background:#fafafa;border:1px solid #eee}
+svg text{font-size:11px;fill:#333}svg .arrival{fill:#d9534f}svg .parent{fill:#337ab7}
+svg .stage{stroke:#5cb85c;stroke-width:2}svg .human{stroke:#f0ad4e}svg .axis{stroke:#999}
+"""
+
+_WIDTH, _HEIGHT, _MARGIN = 960, 170, 40
+
+
+def _when(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+def timeline_svg(mi: dict[str, Any], now: datetime) -> str:
+    """An inline SVG: ticket arrivals as dots, stage changes as labelled vertical lines."""
+    arrivals = [(a, _when(a["opened_at"])) for a in mi.get("arrivals", [])]
+    stages = [(e, _when(e["at"])) for e in mi.get("timeline", []) if e.get("event") == "stage"]
+    moments = [t for _, t in arrivals + stages if t is not None]
+    for name in ("first_opened_at", "declared_at", "resolved_at", "closed_at"):
+        value = _when(mi.get(name))
+        if value is not None:
+            moments.append(value)
+    if not mi.get("resolved_at"):
+        moments.append(now)
+    start, end = min(moments), max(moments)
+    span = max((end - start).total_seconds(), 60.0)
+
+    def x(moment: datetime) -> float:
+        return _MARGIN + (moment - start).total_seconds() / span * (_WIDTH - 2 * _MARGIN)
+
+    title = f"Timeline of {mi.get('key') or mi.get('id')}"
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{_WIDTH}" height="{_HEIGHT}" '
+             f'viewBox="0 0 {_WIDTH} {_HEIGHT}" role="img" aria-label="{escape(title)}">',
+             f"<title>{escape(title)}</title>",
+             f'<line class="axis" x1="{_MARGIN}" y1="130" x2="{_WIDTH - _MARGIN}" y2="130"/>',
+             f'<text x="{_MARGIN}" y="150">{start:%Y-%m-%d %H:%M} UTC</text>',
+             f'<text x="{_WIDTH - _MARGIN}" y="150" text-anchor="end">{end:%Y-%m-%d %H:%M} UTC</text>']
+    for index, (event, moment) in enumerate(stages):
+        if moment is None:
+            continue
+        cls = "stage human" if event.get("by") == "human" else "stage"
+        xpos = x(moment)
+        label = f"{event.get('value')}" + (" (by hand)" if event.get("by") == "human" else "")
+        parts.append(f'<g class="stage-change" data-stage="{escape(str(event.get("value")))}" data-at="{escape(event["at"])}">'
+                     f'<line class="{cls}" x1="{xpos:.1f}" y1="{20 + 14 * (index % 4)}" x2="{xpos:.1f}" y2="130"/>'
+                     f'<text x="{xpos + 3:.1f}" y="{30 + 14 * (index % 4)}">{escape(label)}</text>'
+                     f"<title>{escape(label)} at {moment:%Y-%m-%d %H:%M} UTC</title></g>")
+    for arrival, moment in arrivals:
+        if moment is None:
+            continue
+        cls = "parent" if arrival.get("parent") else "arrival"
+        parts.append(f'<circle class="{cls}" data-ticket="{escape(str(arrival["key"]))}" cx="{x(moment):.1f}" cy="118" r="4">'
+                     f"<title>{escape(str(arrival['key']))} opened {moment:%Y-%m-%d %H:%M} UTC</title></circle>")
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _metric_row(name: str, label: str, mi: dict[str, Any]) -> str:
+    raw = mi.get(name)
+    text = cell(name, mi) if name in COLUMNS else ("-" if raw is None else str(raw))
+    value = "" if raw is None else (str(raw) if not isinstance(raw, float) else repr(raw))
+    return (f'<tr><th>{escape(label)}</th><td class="num" data-metric="{name}" data-value="{escape(value)}">'
+            f"{escape(text)}</td></tr>")
+
+
+def _milestones(mi: dict[str, Any]) -> str:
+    rows = []
+    for name, label in (("first_opened_at", "First ticket opened"), ("declared_at", "Declared"),
+                        ("contained_at", "Contained"), ("resolution_at", "Resolution plan"),
+                        ("change_linked_at", "Change linked"), ("resolved_at", "Resolved"), ("closed_at", "Closed")):
+        value = mi.get(name)
+        text = f"{_when(value):%Y-%m-%d %H:%M} UTC" if value else "-"
+        rows.append(f'<tr><th>{label}</th><td data-milestone="{name}" data-value="{escape(value or "")}">{text}</td></tr>')
+    return "".join(rows)
+
+
+def render_html(data: dict[str, Any], now: datetime) -> str:
+    """A self-contained HTML page: per major incident a timeline (inline SVG) and the metrics table."""
+    sections = []
+    for mi in data["major_incidents"]:
+        name = str(mi.get("key") or mi.get("id"))
+        metrics_rows = "".join(_metric_row(n, LABELS[n], mi) for n in (
+            "time_to_identify_s", "time_to_contain_s", "time_to_resolution_plan_s", "time_to_resolve_s", "impact_s",
+            "children", "updates_sent", "review_tasks_total", "review_tasks_done", "estimated_cost"))
+        meta = (f"rule {escape(str(mi.get('rule')))} · service {escape(str(mi.get('service') or '-'))} · "
+                f"stage {escape(str(mi.get('stage') or '-'))} · status {escape(str(mi.get('status')))} · "
+                f"manager {escape(str(mi.get('manager') or '-'))} · team {escape(str(mi.get('team') or '-'))}")
+        sections.append(
+            f'<section class="major-incident" data-id="{escape(str(mi["id"]))}">'
+            f"<h2>{escape(name)}</h2><p class=\"meta\">{meta}</p>"
+            f"{timeline_svg(mi, now)}"
+            f'<table class="metrics"><tbody>{metrics_rows}</tbody></table>'
+            f'<table class="milestones"><tbody>{_milestones(mi)}</tbody></table></section>')
+    body = "".join(sections) or "<p>No major incidents in this state.</p>"
+    return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+            f"<title>Major incidents</title><style>{_CSS}</style></head><body>"
+            f"<h1>Major incidents</h1><p class=\"meta\">{escape(str(data.get('platform')))} · generated "
+            f"{escape(str(data.get('generated_at')))}</p>{body}</body></html>\n")
+
+
+def iter_rows(data: dict[str, Any]) -> Iterable[dict[str, str]]:
+    """The table's rows as ``{column: text}`` (for callers that format their own output)."""
+    for mi in data["major_incidents"]:
+        yield {c: cell(c, mi) for c in COLUMNS}
+
+
+__all__ = ["collect", "describe", "render_json", "render_table", "render_html", "timeline_svg", "cell", "COLUMNS"]
