@@ -12,6 +12,7 @@ skips what the ledger or the platform says is done, and re-sends what may not ha
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -183,9 +184,11 @@ def run_cycle(platform: Platform, store: StateStore, rules: Sequence[Rule], proc
 
     cached = store.discovery(now)
     discovery = platform.discover(cached)
+    ttl = discovery_ttl or parse_duration(platform.mapping.write_setting("discovery_ttl", "1h"))
     if cached is None and not dry_run:
-        ttl = discovery_ttl or parse_duration(platform.mapping.write_setting("discovery_ttl", "1h"))
         store.set_discovery(discovery, now + ttl)
+    # adapters add what they learn while writing (group and user ids); keep it for the next process
+    discovered_before = json.dumps(discovery, sort_keys=True, default=str)
 
     horizon = window_horizon(rules) + HORIZON_MARGIN
     fresh = store.is_fresh()
@@ -291,8 +294,12 @@ def run_cycle(platform: Platform, store: StateStore, rules: Sequence[Rule], proc
         for record in records.values():
             store.save_major_incident(record)
         new_mark = _latest_watermark(raws, tickets, mark)
-        if new_mark is not None:
-            store.set_watermark(new_mark)
+        if new_mark is None:
+            # nothing seen yet: remember the horizon so the next cycle is not taken for a lost state
+            new_mark = Watermark(now - horizon, "")
+        store.set_watermark(new_mark)
+        if json.dumps(discovery, sort_keys=True, default=str) != discovered_before:
+            store.set_discovery(discovery, now + ttl)
         keep = set(records)
         for record in records.values():
             keep.update(record.children)
