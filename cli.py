@@ -314,6 +314,20 @@ def doctor(ctx: click.Context) -> None:
         sys.exit(1)
 
 
+@main.command()
+@click.option("--platform", "platform_name", type=click.Choice(["servicenow", "jira"]), default="servicenow",
+              show_default=True, help="Which simulator to run the story on.")
+@click.option("--keep", is_flag=True, help="Leave the simulator running afterwards (Ctrl-C to stop).")
+def demo(platform_name: str, keep: bool) -> None:
+    """The main job end to end on an embedded simulator with a built-in outage (no setup needed)."""
+    from connector.demo import run_demo
+
+    result = run_demo(platform_name, echo=click.echo, keep=keep)
+    if result.major_incident is None:
+        raise click.ClickException("the demo declared no major incident")
+    click.echo(f"major incident declared with {len(result.children)} children; see the timeline above")
+
+
 def _register_secrets(settings: Settings) -> None:
     from connector.logs import register_secret
 

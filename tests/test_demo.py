@@ -1,0 +1,33 @@
+"""mim demo: the main job end to end on an embedded simulator, fast, naming what it did."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from click.testing import CliRunner
+
+import cli
+from connector.demo import run_demo
+
+
+def test_demo_on_servicenow_declares_links_and_walks_every_stage() -> None:
+    lines: list[str] = []
+    started = time.monotonic()
+    result = run_demo("servicenow", echo=lines.append)
+    assert time.monotonic() - started < 30
+    assert result.major_incident is not None
+    text = "\n".join(lines)
+    assert "declared major incident INC" in text
+    assert "/api/now/table/incident/" in text
+    for stage in ("identification", "containment", "maintenance", "closed"):
+        assert f"is now {stage}" in text, stage
+    assert "created change CHG" in text
+    assert text.count("created review task TASK") == 3
+
+
+def test_mim_demo_command_exits_zero_and_names_the_major_incident() -> None:
+    out = CliRunner().invoke(cli.main, ["demo"])
+    assert out.exit_code == 0, out.output
+    assert "declared major incident" in out.output
+    assert "children" in out.output
