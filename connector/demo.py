@@ -55,6 +55,7 @@ class Site(Protocol):
     def close(self, ticket_id: str) -> None: ...
     def label(self, ticket_id: str) -> str: ...
     def link(self, ticket_id: str) -> str: ...
+    def notes(self, ticket_id: str) -> list[str]: ...
     def platform(self, mapping: Mapping) -> Platform: ...
     def stop(self) -> None: ...
 
@@ -101,6 +102,9 @@ class ServiceNowSite:
             if self.sim.get(table, ticket_id) is not None:
                 return f"{self.url}/api/now/table/{table}/{ticket_id}"
         return self.url
+
+    def notes(self, ticket_id: str) -> list[str]:
+        return [row["value"] for row in self.sim.journal(ticket_id)]
 
     def platform(self, mapping: Mapping) -> Platform:
         from .platforms.servicenow import ServiceNowPlatform
@@ -151,6 +155,15 @@ class JiraSite:
 
     def link(self, ticket_id: str) -> str:
         return f"{self.url}/browse/{self.label(ticket_id)}"
+
+    def notes(self, ticket_id: str) -> list[str]:
+        from .sim.jira import adf_to_text
+
+        out = []
+        for comment in self.sim.comments(self._key(ticket_id)):
+            body = comment.get("body")
+            out.append(body if isinstance(body, str) else adf_to_text(body))
+        return out
 
     def platform(self, mapping: Mapping) -> Platform:
         from .platforms.jira import JiraPlatform
