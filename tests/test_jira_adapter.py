@@ -53,17 +53,18 @@ UTC = timezone.utc
 T0 = datetime(2024, 1, 15, 15, 0, tzinfo=UTC)
 MAJOR_TYPE = "com.atlassian.jira.modules.servicemanagement.major-incident-entity:major-incident-entity-field-cftype"
 SERVICES_TYPE = "com.atlassian.jira.plugins.service-entity:service-entity-field-cftype"
+TEXT_TYPE = "com.atlassian.jira.plugin.system.customfieldtypes:textfield"
 
 FIELDS: list[dict[str, Any]] = [
     {"id": "summary", "name": "Summary", "custom": False, "schema": {"type": "string", "system": "summary"}},
     {"id": "duedate", "name": "Due date", "custom": False, "schema": {"type": "date", "system": "duedate"}},
     # A decoy with the right name and the wrong type: the flag is found by schema type, never by name.
     {"id": "customfield_10001", "name": "Major incident", "custom": True,
-     "schema": {"type": "string", "custom": "com.atlassian.jira.plugin.system.customfieldtypes:textfield", "customId": 10001}},
+     "schema": {"type": "string", "custom": TEXT_TYPE, "customId": 10001}},
     {"id": "customfield_10050", "name": "MI flag (renamed)", "custom": True,
      "schema": {"type": "any", "custom": MAJOR_TYPE, "customId": 10050}},
     {"id": "customfield_10060", "name": "Major incident stage", "custom": True,
-     "schema": {"type": "string", "custom": "com.atlassian.jira.plugin.system.customfieldtypes:textfield", "customId": 10060}},
+     "schema": {"type": "string", "custom": TEXT_TYPE, "customId": 10060}},
     {"id": "customfield_10070", "name": "Affected services", "custom": True,
      "schema": {"type": "array", "custom": SERVICES_TYPE, "customId": 10070}},
 ]
@@ -124,6 +125,10 @@ def discovered(mapping: Mapping, flavour: str = "cloud", fields: list[dict[str, 
 
 def body(call: Any) -> Any:
     return json.loads(call.request.body)
+
+
+def url(call: Any) -> str:
+    return str(call.request.url)
 
 
 def issue(ident: str, key: str, updated: str = "2024-01-15T14:50:00.000+0000", labels: list[str] | None = None,
@@ -216,7 +221,7 @@ def test_cloud_search_follows_next_page_token_until_absent(mapping: Mapping) -> 
         sent = [body(c) for c in rsps.calls]
     assert [i["key"] for i in got] == ["ITSM-1", "ITSM-2", "ITSM-3", "ITSM-4"]
     assert [b.get("nextPageToken") for b in sent] == [None, "t1", "t2"]
-    assert all(c.request.url == SEARCH for c in rsps.calls)  # never the removed /rest/api/3/search
+    assert all(url(c) == SEARCH for c in rsps.calls)  # never the removed /rest/api/3/search
     first = sent[0]
     assert first["properties"] == ["mim"]
     assert {"summary", "components", "priority", "status", "created", "updated", "reporter", "labels", "issuelinks",
@@ -439,8 +444,9 @@ def test_connection_errors_and_timeouts_are_retried(mapping: Mapping, failure: E
         rsps.post(SEARCH, body=failure)
         rsps.post(SEARCH, json=page())
         assert list(platform.fetch_changed(None, T0)) == []
-        assert rsps.calls[1].request.req_kwargs["timeout"] == 30.0
-        assert rsps.calls[1].request.req_kwargs["verify"]  # TLS verified (True or the environment's CA bundle)
+        sent: Any = rsps.calls[1].request
+        assert sent.req_kwargs["timeout"] == 30.0
+        assert sent.req_kwargs["verify"]  # TLS verified (True or the environment's CA bundle)
 
 
 def test_retries_stop_after_the_policy_attempts(mapping: Mapping) -> None:
@@ -502,7 +508,8 @@ def test_secrets_never_appear_in_errors_or_reprs(mapping: Mapping) -> None:
         JiraPlatform.from_settings(JiraSettings(url=URL, email=EMAIL), mapping)
     with pytest.raises(ConfigurationError, match="jira.email"):
         JiraPlatform.from_settings(JiraSettings(url=URL, token=TOKEN, flavour="cloud"), mapping)  # type: ignore[arg-type]
-    built = JiraPlatform.from_settings(JiraSettings(url=URL, email=EMAIL, token=TOKEN, project="OPS"), mapping)  # type: ignore[arg-type]
+    settings = JiraSettings(url=URL, email=EMAIL, token=TOKEN, project="OPS")  # type: ignore[arg-type]
+    built = JiraPlatform.from_settings(settings, mapping)
     assert built.project == "OPS" and built.verify is True
     assert isinstance(built, Platform)  # every member of the protocol, doctor_checks included
 
@@ -605,7 +612,7 @@ def test_declare_without_the_field_uses_the_label_and_reads_when_uncertain(mappi
         [result] = platform.apply([action], keep, uncertain=frozenset({"declare:1"}))
         read, write = rsps.calls
     assert result.status == "applied"
-    assert "properties=mim" in read.request.url
+    assert "properties=mim" in url(read)
     assert body(write)["update"] == {"labels": [{"add": "major-incident"}, {"add": "mim-declared"}]}
     assert "fields" not in body(write)
 
@@ -662,6 +669,20 @@ def test_create_parent_creates_an_incident_then_flags_it(mapping: Mapping) -> No
     assert link_body["inwardIssue"] == {"id": "20001"} and link_body["outwardIssue"] == {"id": "7"}
 
 
+def test_a_created_parent_that_cannot_be_flagged_keeps_its_id(mapping: Mapping) -> None:
+    platform, _ = discovered(mapping)
+    with mock() as rsps:
+        rsps.post(ISSUE, status=201, json={"id": "20001", "key": "ITSM-50"})
+        rsps.get(f"{ISSUE}/20001", json=issue("20001", "ITSM-50"))
+        rsps.put(f"{ISSUE}/20001", status=400, json={"errors": {"customfield_10050": "Field cannot be set."}})
+        created, linked = platform.apply([
+            CreateParent(key="create:new-1", target="new-1", mode="accept", marker="mim:r:new-1"),
+            LinkChild(key="link:7:new-1", target="7", parent="new-1")], lambda target: None)
+    assert (created.status, created.created_id, created.created_key) == ("failed", "20001", "ITSM-50")
+    assert "could not flag" in created.detail and "Field cannot be set." in created.detail
+    assert linked.status == "failed"
+
+
 def test_uncertain_create_parent_finds_its_label_and_creates_nothing(mapping: Mapping) -> None:
     platform, _ = discovered(mapping)
     tag = marker_tag("create:new-1")
@@ -687,7 +708,7 @@ def test_a_create_whose_answer_was_lost_is_looked_up_before_it_is_resent(mapping
         rsps.put(f"{ISSUE}/20001", status=204)
         [result] = platform.apply([CreateParent(key="create:new-1", target="new-1", rule="r", mode="accept",
                                                 marker="mim:r:new-1", fields={"title": "t"})], keep)
-        creates = [c for c in rsps.calls if c.request.method == "POST" and c.request.url == ISSUE]
+        creates = [c for c in rsps.calls if c.request.method == "POST" and url(c) == ISSUE]
     assert (result.status, result.created_key) == ("applied", "ITSM-50")
     assert len(creates) == 1
 
@@ -707,7 +728,7 @@ def test_uncertain_link_reads_fresh_links_first(mapping: Mapping) -> None:
         rsps.get(f"{ISSUE}/2", json=issue("2", "ITSM-2", links=[caused_by("1", "ITSM-1")]))
         [result] = platform.apply([LinkChild(key="link:2:1", target="2", parent="1")], keep,
                                   uncertain=frozenset({"link:2:1"}))
-        assert "issuelinks" in rsps.calls[0].request.url
+        assert "issuelinks" in url(rsps.calls[0])
     assert result.status == "skipped"
 
 
@@ -774,7 +795,7 @@ def test_uncertain_note_reads_comments_and_skips_when_tagged(mapping: Mapping) -
             {"id": "2", "body": adf_document(f"Declared.\n[{tag}]")}]})
         [result] = platform.apply([AddNote(key="note:1:declared", target="1", text="Declared.")], keep,
                                   uncertain=frozenset({"note:1:declared"}))
-        assert "startAt=1" in rsps.calls[1].request.url
+        assert "startAt=1" in url(rsps.calls[1])
     assert result.status == "skipped"
 
 
@@ -813,11 +834,11 @@ def test_set_fields_priority_assignee_and_state_by_transition(mapping: Mapping, 
             {"id": "31", "name": "Resolve", "to": {"name": "Resolved"}}]})
         rsps.post(f"{base}/issue/1/transitions", status=204)
         [result] = platform.apply([action], keep)
-        edit, assign, _, transition = (c.request for c in rsps.calls)
+        edit, assign, transition = (body(c) for c in rsps.calls if c.request.method != "GET")
     assert result.status == "applied" and "assignment_group" in result.detail
-    assert json.loads(edit.body) == {"fields": {"priority": {"name": "Highest"}}}
-    assert json.loads(assign.body) == expected
-    assert json.loads(transition.body) == {"transition": {"id": "31"}}
+    assert edit == {"fields": {"priority": {"name": "Highest"}}}
+    assert assign == expected
+    assert transition == {"transition": {"id": "31"}}
 
 
 def test_cloud_assignee_named_by_the_process_file_is_looked_up_once(mapping: Mapping) -> None:
@@ -831,8 +852,8 @@ def test_cloud_assignee_named_by_the_process_file_is_looked_up_once(mapping: Map
         rsps.put(f"{ISSUE}/2/assignee", status=204)
         results = platform.apply([SetFields(key="a1", target="1", fields={"assignee": "oncall.duty"}),
                                   SetFields(key="a2", target="2", fields={"assignee": "oncall.duty"})], keep)
-        assert "query=oncall.duty" in rsps.calls[0].request.url
-        assert [body(c) for c in rsps.calls[1:]] == [{"accountId": ACCOUNT}] * 2
+        assert "query=oncall.duty" in url(rsps.calls[0])
+        assert [body(c) for c in list(rsps.calls)[1:]] == [{"accountId": ACCOUNT}] * 2
     assert [r.status for r in results] == ["applied", "applied"]
 
 
@@ -981,7 +1002,7 @@ def test_writes_to_an_issue_are_sent_one_at_a_time_in_order(mapping: Mapping) ->
         platform.apply([DeclareMajor(key="declare:1", target="1", mode="accept", marker="mim:r"),
                         AddNote(key="note:1", target="1", text="n"),
                         SetStage(key="stage:1", target="1", stage="identification")], keep)
-        order = [(c.request.method, c.request.url.split("/rest/api/3")[1]) for c in rsps.calls]
+        order = [(c.request.method, url(c).split("/rest/api/3")[1]) for c in rsps.calls]
     assert order == [("PUT", "/issue/1"), ("POST", "/issue/1/comment"), ("PUT", "/issue/1")]
 
 
@@ -1011,7 +1032,7 @@ def test_doctor_checks_report_missing_permissions_fields_and_issue_types(mapping
         rsps.get(f"{URL}/rest/api/3/mypermissions", json={"permissions": granted})
         rsps.get(f"{URL}/rest/api/3/field", json=[f for f in FIELDS if f["id"] != "customfield_10060"])
         checks = {name: (ok, detail) for name, ok, detail, _ in platform.doctor_checks(disc)}
-        assert "projectKey=ITSM" in rsps.calls[1].request.url
+        assert "projectKey=ITSM" in url(rsps.calls[1])
         assert all(c.request.method == "GET" for c in rsps.calls)  # doctor never writes
     assert checks["project ITSM"] == (True, "IT Service Management is readable")
     assert checks["permissions"][0] is False and "LINK_ISSUES" in checks["permissions"][1]

@@ -146,8 +146,9 @@ class Site:
         return out
 
     def open_incident(self, summary: str, caller: str, minutes_ago: float, service: str = "web-shop") -> str:
+        opened = self.clock.now - timedelta(minutes=minutes_ago)
         made = self.sim.create_issue({"summary": summary, "issuetype": "Incident", "components": [service],
-                                      "reporter": caller, "created": (self.clock.now - timedelta(minutes=minutes_ago)).isoformat()})
+                                      "reporter": caller, "created": opened.isoformat()})
         return str(made["key"])
 
 

@@ -165,6 +165,12 @@ def _flag_on(value: Any) -> bool:
     return False
 
 
+def _same_link_type(link: dict[str, Any], link_type: dict[str, Any]) -> bool:
+    """Whether an ``issuelinks`` entry is of the discovered ``link_type`` (by id, else by name)."""
+    kind = link.get("type") or {}
+    return str(kind.get("id")) == link_type["id"] or str(kind.get("name", "")).lower() == link_type["name"].lower()
+
+
 def _first_name(value: Any) -> str | None:
     if isinstance(value, list):
         value = value[0] if value else None
@@ -483,8 +489,9 @@ class JiraPlatform:
         wanted = str(self._setting("link_type", "Problem/Incident"))
         child = pick(wanted)
         if child is None:
+            available = ", ".join(sorted(str(t.get("name")) for t in link_types))
             raise ConfigurationError(f"link type {wanted!r} (write.link_type in mappings/jira.yaml) does not exist on "
-                                     f"{self.base_url}; available: {', '.join(sorted(str(t.get('name')) for t in link_types))}")
+                                     f"{self.base_url}; available: {available}")
         relates = pick("Relates") or child
         review = pick(str(self._setting("review_link_type", "Relates"))) or relates
         change = pick(str(self._setting("change_link_type", "Relates"))) or relates
@@ -751,8 +758,7 @@ class JiraPlatform:
             return None
         incident = ((self._disc or {}).get("issue_types") or {}).get("incident") or {}
         for link in fields.get("issuelinks") or []:
-            kind = link.get("type") or {}
-            if str(kind.get("id")) != link_type["id"] and str(kind.get("name", "")).lower() != link_type["name"].lower():
+            if not _same_link_type(link, link_type):
                 continue
             # Seen from the child, "MAJOR causes CHILD" shows the major incident as inwardIssue.
             other = link.get("inwardIssue")
@@ -774,8 +780,7 @@ class JiraPlatform:
         if not link_type or not change_type:
             return None
         for link in fields.get("issuelinks") or []:
-            kind = link.get("type") or {}
-            if str(kind.get("id")) != link_type["id"] and str(kind.get("name", "")).lower() != link_type["name"].lower():
+            if not _same_link_type(link, link_type):
                 continue
             other = link.get("outwardIssue") or link.get("inwardIssue") or {}
             other_type = (other.get("fields") or {}).get("issuetype") or {}
@@ -997,12 +1002,8 @@ class JiraPlatform:
 
     @staticmethod
     def _has_link(issue: dict[str, Any], link_type: dict[str, Any], other_id: str, side: str) -> bool:
-        for link in (issue.get("fields") or {}).get("issuelinks") or []:
-            kind = link.get("type") or {}
-            same_type = str(kind.get("id")) == link_type["id"] or str(kind.get("name", "")).lower() == link_type["name"].lower()
-            if same_type and str((link.get(side) or {}).get("id")) == other_id:
-                return True
-        return False
+        return any(_same_link_type(link, link_type) and str((link.get(side) or {}).get("id")) == other_id
+                   for link in (issue.get("fields") or {}).get("issuelinks") or [])
 
     def _transition(self, issue_id: str, status: str, comment: dict[str, Any] | None = None,
                     properties: list[dict[str, Any]] | None = None) -> None:
@@ -1117,7 +1118,8 @@ class JiraPlatform:
 
     # -- writing: actions ------------------------------------------------------------------------------------
 
-    def apply(self, actions: Sequence[Action], resolve: Resolver, uncertain: frozenset[str] = frozenset()) -> list[ApplyResult]:
+    def apply(self, actions: Sequence[Action], resolve: Resolver,
+              uncertain: frozenset[str] = frozenset()) -> list[ApplyResult]:
         """Perform ``actions`` in order, one request at a time (so writes to one issue never overlap), and
         report each. ``uncertain`` actions read the platform first and skip what is already there."""
         self._discovery()
@@ -1174,8 +1176,14 @@ class JiraPlatform:
         # Not "declared" yet: a crash before the flag is set must not read back as a human rejection.
         prop = {"marker": action.marker, "rule": action.rule, "created_by": tag}
         issue_id, key = self._create_issue(fields, tag, prop)
-        status, detail = self._declare(issue_id, action.mode, action.marker,
-                                       {k: v for k, v in separate.items() if k == "assignee"}, tag, action.rule, fresh=True)
+        try:
+            status, detail = self._declare(issue_id, action.mode, action.marker,
+                                           {k: v for k, v in separate.items() if k == "assignee"}, tag, action.rule,
+                                           fresh=True)
+        except PlatformError as exc:
+            # Keep the id in the ledger: the re-drive finds the issue by its tag and flags it then.
+            return ApplyResult(action.key, "failed", created_id=issue_id, created_key=key, retryable=exc.retryable,
+                               detail=f"created {key} but could not flag it: {exc}")
         notes = [f"created {key}"] + ([detail] if detail else [])
         if unwritable:
             notes.append(f"not written (no Jira field): {', '.join(unwritable)}")
@@ -1193,8 +1201,8 @@ class JiraPlatform:
         prop = {**old, "parent": parent_id, "parent_key": self._key_of(parent_id), "rule": action.rule,
                 "linked_by": marker_tag(action.key)}
         self._set_property(child_id, prop)
-        return ApplyResult(action.key, "applied",
-                           detail=f"{self._key_of(parent_id) or parent_id} {link_type['outward']} {self._key_of(child_id) or child_id}")
+        parent, linked = self._key_of(parent_id) or parent_id, self._key_of(child_id) or child_id
+        return ApplyResult(action.key, "applied", detail=f"{parent} {link_type['outward']} {linked}")
 
     def _apply_note(self, action: AddNote, ctx: _ApplyContext, uncertain: bool) -> ApplyResult:
         issue_id = ctx.issue_id(action.target)
@@ -1208,7 +1216,7 @@ class JiraPlatform:
         issue_id = ctx.issue_id(action.target)
         current = self._current(issue_id, fresh=True) if uncertain else self._cache.get(issue_id)
         fields, separate, unwritable = self._field_changes(action.fields, current)
-        wrote = []
+        wrote: list[str] = []
         if fields:
             self._edit(issue_id, {"fields": fields})
             wrote.extend(fields)
