@@ -168,6 +168,8 @@ def plan_process(ctx: CycleContext) -> list[Action]:
                 frozenset(d.mi_id for d in ctx.decisions.declarations))
     actions: list[Action] = []
     for record in records:
+        if record.status == "rejected" or record.facts.get("process_done"):
+            continue  # finished: not even a cache read
         actions += _RecordPlan(run, record).plan()
     return actions
 
@@ -286,9 +288,6 @@ class _RecordPlan:
     # -- the stages ---------------------------------------------------------------------------------------
 
     def plan(self) -> list[Action]:
-        record = self.record
-        if record.status == "rejected" or self.facts.get("process_done"):
-            return []
         if "process" not in self.facts:
             self._first_sight()
         self._observe_platform()

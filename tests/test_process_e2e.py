@@ -168,7 +168,9 @@ def test_the_whole_process_on_the_servicenow_simulator(servicenow: ServiceNowSit
     assert (incident["assignment_group"], incident["assigned_to"], incident["u_mim_stage"], incident["priority"]) == (
         group, users["alice.martin"], "containment", "1")
     assert all(sim.get("incident", c)["parent_incident"] == mi for c in children)
-    assert quiet(site.cycle()), "the manager read back as a sys_id is ours, not a human's"
+    settled = site.cycle()
+    assert quiet(settled), "the manager read back as a sys_id is ours, not a human's"
+    assert site.cycle().requests == 1, "a quiet cycle is one request, the process planner adds none"
 
     site.agent(mi, u_mim_stage="resolution", work_notes="Rolling back release 4.2")
     resolution = site.cycle()
@@ -203,6 +205,7 @@ def test_the_whole_process_on_the_servicenow_simulator(servicenow: ServiceNowSit
     assert sim.get("incident", mi)["u_mim_stage"] == "closed"
     assert any("is closed" in n for n in site.notes(mi))
     assert quiet(site.cycle())
+    assert site.cycle(minutes=5).requests == 1, "a closed major incident costs nothing"
     assert len(sim.records("change_request")) == 1 and len(sim.records("incident_task")) == 3
 
 
