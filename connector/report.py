@@ -108,6 +108,13 @@ def _when(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
 
 
+def _label(xpos: float, ypos: int, text: str) -> str:
+    # labels in the right third read leftwards so they stay inside the picture
+    if xpos > _WIDTH * 2 / 3:
+        return f'<text x="{xpos - 3:.1f}" y="{ypos}" text-anchor="end">{escape(text)}</text>'
+    return f'<text x="{xpos + 3:.1f}" y="{ypos}">{escape(text)}</text>'
+
+
 def timeline_svg(mi: dict[str, Any], now: datetime) -> str:
     """An inline SVG: ticket arrivals as dots, stage changes as labelled vertical lines."""
     arrivals = [(a, _when(a["opened_at"])) for a in mi.get("arrivals", [])]
@@ -140,7 +147,7 @@ def timeline_svg(mi: dict[str, Any], now: datetime) -> str:
         label = f"{event.get('value')}" + (" (by hand)" if event.get("by") == "human" else "")
         parts.append(f'<g class="stage-change" data-stage="{escape(str(event.get("value")))}" data-at="{escape(event["at"])}">'
                      f'<line class="{cls}" x1="{xpos:.1f}" y1="{20 + 14 * (index % 4)}" x2="{xpos:.1f}" y2="130"/>'
-                     f'<text x="{xpos + 3:.1f}" y="{30 + 14 * (index % 4)}">{escape(label)}</text>'
+                     f'{_label(xpos, 30 + 14 * (index % 4), label)}'
                      f"<title>{escape(label)} at {moment:%Y-%m-%d %H:%M} UTC</title></g>")
     for arrival, moment in arrivals:
         if moment is None:
