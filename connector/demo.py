@@ -137,7 +137,7 @@ class JiraSite:
         return self._keys.get(ticket_id, ticket_id)
 
     def set_stage(self, ticket_id: str, stage: str) -> None:
-        self.sim.edit_issue(self._key(ticket_id), {"Major incident stage": stage})
+        self.sim.edit_issue(self._key(ticket_id), {"customfield_10060": stage})
 
     def resolve(self, ticket_id: str, notes: str) -> None:
         self.sim.edit_issue(self._key(ticket_id), {"status": "Resolved"})

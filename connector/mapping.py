@@ -258,7 +258,7 @@ class Mapping:
             if flats is not None:
                 for flat in flats:
                     raw = record.get(flat)
-                    if raw is not None and raw not in missing:
+                    if raw is not None and not (type(raw) is str and raw in missing):
                         break
                     raw = None
                 if raw is None:
@@ -269,7 +269,7 @@ class Mapping:
             else:
                 for steps in paths:
                     raw = extract(record, steps)
-                    if raw is not None and raw not in missing:
+                    if raw is not None and not (type(raw) is str and raw in missing):
                         break
                     raw = None
                 if raw is None:

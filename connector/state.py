@@ -25,6 +25,7 @@ from .plan import Action
 from .platforms.base import ApplyResult, Watermark
 
 SCHEMA_VERSION = 1
+MAX_ATTEMPTS = 10
 
 MIGRATIONS: dict[int, list[str]] = {
     1: [
@@ -266,11 +267,20 @@ class StateStore:
         self.db.executemany("INSERT INTO ledger VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(key) DO NOTHING", rows)
 
     def record_results(self, results: Iterable[ApplyResult], now: datetime) -> None:
-        """Record what the platform did with each action."""
+        """Record what the platform did with each action; after ``MAX_ATTEMPTS`` failures an action is
+        given up (status ``abandoned``) so one broken write cannot fail every cycle forever."""
         for r in results:
+            # a failure that retrying cannot fix (a 4xx, a per-issue limit) is not re-driven every cycle
+            status = "rejected" if r.status == "failed" and not r.retryable else r.status
             self.db.execute("UPDATE ledger SET status = ?, created_id = COALESCE(?, created_id), "
                             "created_key = COALESCE(?, created_key), detail = ?, attempts = attempts + 1, updated_at = ? "
-                            "WHERE key = ?", (r.status, r.created_id, r.created_key, r.detail[:500], _iso(now), r.key))
+                            "WHERE key = ?", (status, r.created_id, r.created_key, r.detail[:500], _iso(now), r.key))
+
+    def abandon_exhausted(self, now: datetime) -> int:
+        """Give up actions that failed ``MAX_ATTEMPTS`` times; returns how many."""
+        cur = self.db.execute("UPDATE ledger SET status = 'abandoned', updated_at = ? WHERE platform = ? AND "
+                              "status = 'failed' AND attempts >= ?", (_iso(now), self.platform, MAX_ATTEMPTS))
+        return cur.rowcount
 
     def created_ids(self) -> dict[str, str]:
         """Synthetic target -> platform id, for records the connector created."""

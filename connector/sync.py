@@ -285,6 +285,7 @@ def run_cycle(platform: Platform, store: StateStore, rules: Sequence[Rule], proc
         results += delivered
 
     with store.transaction():
+        store.abandon_exhausted(now)
         _rekey_created(records, id_map, store)
         for result in results:
             report.outcomes[result.key] = result

@@ -31,3 +31,13 @@ def test_mim_demo_command_exits_zero_and_names_the_major_incident() -> None:
     assert out.exit_code == 0, out.output
     assert "declared major incident" in out.output
     assert "children" in out.output
+
+
+def test_demo_on_jira_declares_links_and_creates_the_change_and_reviews() -> None:
+    lines: list[str] = []
+    result = run_demo("jira", echo=lines.append)
+    text = "\n".join(lines)
+    assert result.major_incident is not None
+    assert "declared major incident ITSM-" in text
+    assert "created change ITSM-" in text
+    assert text.count("created review task ITSM-") == 3

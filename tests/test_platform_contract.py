@@ -39,10 +39,13 @@ def test_fetch_maps_tickets_to_canonical_fields(site) -> None:
     platform.discover(None)
     opened = clock() - timedelta(minutes=5)
     tid = made.open_ticket("web-shop", "ann", "Checkout fails", opened)
+    again = made.open_ticket("web-shop", "ann", "Checkout still fails", opened)
+    other = made.open_ticket("web-shop", "bob", "Checkout fails for me too", opened)
     tickets = _tickets(platform, clock)
     ticket = tickets[tid]
     assert ticket.service == "web-shop"
-    assert ticket.caller == "ann"
+    # the caller is the platform's stable id for the person (a Jira accountId, a ServiceNow user)
+    assert ticket.caller and tickets[again].caller == ticket.caller != tickets[other].caller
     assert ticket.title == "Checkout fails"
     assert ticket.state == "new" and ticket.major == "none" and ticket.parent is None
     assert abs((ticket.opened_at - opened).total_seconds()) < 61
