@@ -213,7 +213,7 @@ def sync(ctx: click.Context, once: bool, dry_run: bool, as_json: bool) -> None:
         raise click.ClickException(str(exc)) from None
     try:
         report = run_cycle(job.platform, job.store, job.rules, job.process, datetime.now(timezone.utc),
-                           dry_run=dry_run, planners=_planners())
+                           dry_run=dry_run, planners=_planners(), notifier=job.notifier)
     except PlatformError as exc:
         raise click.ClickException(f"{settings.platform}: {exc}") from None
     finally:

@@ -17,6 +17,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Callable, Protocol
 
+from .comms import WebhookNotifier
 from .config import default_dir
 from .mapping import Mapping, load_mapping
 from .platforms.base import Platform
@@ -125,6 +126,10 @@ class JiraSite:
         self.server = self.sim.server(port).start()
         self.url = self.server.url
         self._keys: dict[str, str] = {}
+        # the process file's managers must exist as Jira users (a site knows them from earlier work)
+        for reporter, assignee in (("alice.martin", "bob.schneider"), ("carla.rossi", "oncall.duty")):
+            self.sim.create_issue({"summary": "Directory sync", "issuetype": "Task", "reporter": reporter,
+                                   "assignee": assignee, "created": (clock() - timedelta(days=30)).isoformat()})
 
     def open_ticket(self, service: str, caller: str, title: str, opened_at: datetime) -> str:
         issue = self.sim.create_issue({"summary": title, "issuetype": "Incident", "priority": "Medium",
@@ -260,7 +265,8 @@ def run_demo(platform_name: str = "servicenow", echo: Callable[[str], None] = pr
     def cycle(minutes: float = 2) -> CycleReport:
         nonlocal cycles, mi_id
         clock.advance(minutes=minutes)
-        report = run_cycle(platform, store, rules, process or ProcessFile(version=1), clock(), planners=planners)
+        report = run_cycle(platform, store, rules, process or ProcessFile(version=1), clock(), planners=planners,
+                           notifier=WebhookNotifier({}))
         cycles += 1
         for line in _describe(report, site):
             timeline.say(line)

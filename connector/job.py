@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from .comms import WebhookNotifier
 from .config import ConfigurationError, Settings
 from .mapping import Mapping, check_rules_against_mapping, load_mapping
 from .platforms import Platform, make_platform
@@ -24,6 +25,7 @@ class Job:
     mapping: Mapping
     platform: Platform
     store: StateStore
+    notifier: WebhookNotifier
 
     def close(self) -> None:
         """Close the platform session and the state (releasing the runner lock)."""
@@ -59,4 +61,4 @@ def open_job(settings: Settings, lock: bool = True) -> Job:
         store.close()
         platform.close()
         raise
-    return Job(settings, rules, process, mapping, platform, store)
+    return Job(settings, rules, process, mapping, platform, store, WebhookNotifier(settings.webhooks))

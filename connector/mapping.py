@@ -282,7 +282,11 @@ class Mapping:
                 try:
                     converted = convert(raw) if convert is not None else self._convert(name, raw, None, self.spec.times)
                 except (ValueError, TypeError) as exc:
-                    raise MappingError(f"field {name!r} (from {self._describe(paths)}): {exc}") from None
+                    if len(paths) < 2:
+                        raise MappingError(f"field {name!r} (from {self._describe(paths)}): {exc}") from None
+                    # several sources: a value the first cannot translate falls back to the next one
+                    # (a Jira status name not in the value map falls back to its status category)
+                    converted = self._fallback(name, record, paths, convert, missing, exc)
                 if hashable:
                     if len(memo) > 50_000:
                         memo.clear()
@@ -299,6 +303,18 @@ class Mapping:
         # Every value was converted and checked above, so skip a second validation pass (it doubles the
         # cost of reading a large export).
         return Ticket.trusted(**data, raw=record)
+
+    def _fallback(self, name: str, record: dict[str, Any], paths: list[tuple[str | int, ...]], convert: Any,
+                  missing: set[str], first: Exception) -> Any:
+        for steps in paths[1:]:
+            raw = extract(record, steps)
+            if raw is None or (type(raw) is str and raw in missing):
+                continue
+            try:
+                return convert(raw) if convert is not None else self._convert(name, raw, None, self.spec.times)
+            except (ValueError, TypeError):
+                continue
+        raise MappingError(f"field {name!r} (from {self._describe(paths)}): {first}")
 
     @staticmethod
     def _describe(paths: list[tuple[str | int, ...]]) -> str:

@@ -61,7 +61,8 @@ def run_loop(job: Job, interval: timedelta, stop: StopFlag, planners: Sequence[P
     while not stop.is_set():
         started = now()
         try:
-            report = run_cycle(job.platform, job.store, job.rules, job.process, started, planners=planners)
+            report = run_cycle(job.platform, job.store, job.rules, job.process, started, planners=planners,
+                               notifier=job.notifier)
             failures = 0
             log.info("cycle done", extra={"fields": report.summary()})
             for failure in report.failures:

@@ -316,7 +316,9 @@ def test_the_process_on_the_jira_simulator(jira: JiraSite) -> None:
     assert any("Major incident metrics" in c for c in site.comments(mi))
     assert quiet(site.cycle())
 
-    # Jira's mapping reads every "done" status as resolved, so closing is not observable there: the incident
-    # stays in maintenance, and nothing is written.
+    # the mapping reads the status name "Closed" as closed (other done statuses as resolved)
     sim.edit_issue(mi, {"status": "Closed"})
-    assert quiet(site.cycle(minutes=120))
+    closing = site.cycle(minutes=120)
+    assert closing.failures == []
+    assert (sim.issue(mi)["fields"].get("customfield_10060") or "").lower() == "closed"
+    assert quiet(site.cycle())

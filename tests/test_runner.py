@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from connector.comms import WebhookNotifier
 from connector.config import Settings
 from connector.job import Job
 from connector.logs import register_secret, setup_logging
@@ -24,7 +25,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def make_job(tmp_path: Path, platform: FakePlatform) -> Job:
     store = StateStore(tmp_path / "state.sqlite", "servicenow")
-    return Job(Settings(), load_rules([ROOT / "rules"]).rules, ProcessFile(version=1), platform.mapping, platform, store)
+    return Job(Settings(), load_rules([ROOT / "rules"]).rules, ProcessFile(version=1), platform.mapping, platform, store,
+               WebhookNotifier({}))
 
 
 def test_loop_runs_one_cycle_per_interval_until_max_cycles(tmp_path: Path) -> None:
