@@ -191,9 +191,13 @@ def _print_report(report: Any, as_json: bool) -> None:
 @click.option("--once", is_flag=True, required=True, help="Run one cycle and exit (use `mim run` for a loop).")
 @click.option("--dry-run", is_flag=True, help="Print the plan (what would be written where, and why); write nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print the cycle report as JSON.")
+@click.option("--log-format", type=click.Choice(["text", "json"]), default=None, help="Log lines (stderr) as text or JSON.")
 @click.pass_context
-def sync(ctx: click.Context, once: bool, dry_run: bool, as_json: bool) -> None:
+def sync(ctx: click.Context, once: bool, dry_run: bool, as_json: bool, log_format: str | None) -> None:
     """One poll-decide-apply cycle against the configured platform."""
+    import logging
+
+    from connector.logs import setup_logging
     from datetime import datetime, timezone
 
     from connector.job import open_job
@@ -203,6 +207,8 @@ def sync(ctx: click.Context, once: bool, dry_run: bool, as_json: bool) -> None:
     from connector.yamlfile import ConfigErrors
 
     settings = _settings(ctx)
+    log = setup_logging(log_format or settings.log_format)
+    _register_secrets(settings)
     try:
         job = open_job(settings, lock=True)
     except ConfigErrors as exc:
@@ -218,6 +224,7 @@ def sync(ctx: click.Context, once: bool, dry_run: bool, as_json: bool) -> None:
         raise click.ClickException(f"{settings.platform}: {exc}") from None
     finally:
         job.close()
+    log.log(logging.INFO, "cycle done" if not dry_run else "dry run done", extra={"fields": report.summary()})
     _print_report(report, as_json)
     if report.failures:
         sys.exit(1)
