@@ -200,23 +200,13 @@ def sync(ctx: click.Context, once: bool, dry_run: bool, as_json: bool, log_forma
     from connector.logs import setup_logging
     from datetime import datetime, timezone
 
-    from connector.job import open_job
     from connector.platforms.errors import PlatformError
-    from connector.state import LockHeld
     from connector.sync import run_cycle
-    from connector.yamlfile import ConfigErrors
 
     settings = _settings(ctx)
     log = setup_logging(log_format or settings.log_format)
     _register_secrets(settings)
-    try:
-        job = open_job(settings, lock=True)
-    except ConfigErrors as exc:
-        for error in exc.errors:
-            click.echo(str(error), err=True)
-        raise click.ClickException("configuration files have errors (see above)") from None
-    except (ConfigurationError, LockHeld) as exc:
-        raise click.ClickException(str(exc)) from None
+    job = _open_job(settings)
     try:
         report = run_cycle(job.platform, job.store, job.rules, job.process, datetime.now(timezone.utc),
                            dry_run=dry_run, planners=_planners(), notifier=job.notifier)
@@ -238,11 +228,8 @@ def sync(ctx: click.Context, once: bool, dry_run: bool, as_json: bool, log_forma
 def run(ctx: click.Context, interval: str | None, log_format: str | None, max_cycles: int | None) -> None:
     """The scheduled job: one cycle per interval until SIGTERM/SIGINT (exit 0), fatal errors exit 1."""
     from connector.durations import parse_duration
-    from connector.job import open_job
-    from connector.logs import register_secret, setup_logging
+    from connector.logs import setup_logging
     from connector.runner import StopFlag, run_loop
-    from connector.state import LockHeld
-    from connector.yamlfile import ConfigErrors
 
     settings = _settings(ctx)
     setup_logging(log_format or settings.log_format)
@@ -251,14 +238,7 @@ def run(ctx: click.Context, interval: str | None, log_format: str | None, max_cy
         every = parse_duration(interval or settings.interval)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--interval") from None
-    try:
-        job = open_job(settings, lock=True)
-    except ConfigErrors as exc:
-        for error in exc.errors:
-            click.echo(str(error), err=True)
-        raise click.ClickException("configuration files have errors (see above)") from None
-    except (ConfigurationError, LockHeld) as exc:
-        raise click.ClickException(str(exc)) from None
+    job = _open_job(settings)
     stop = StopFlag()
     stop.install()
     try:
@@ -333,6 +313,22 @@ def demo(platform_name: str, keep: bool) -> None:
     if result.major_incident is None:
         raise click.ClickException("the demo declared no major incident")
     click.echo(f"major incident declared with {len(result.children)} children; see the timeline above")
+
+
+def _open_job(settings: Settings) -> Any:
+    """The configured job, holding the runner lock; configuration problems become clean CLI errors."""
+    from connector.job import open_job
+    from connector.state import LockHeld
+    from connector.yamlfile import ConfigErrors
+
+    try:
+        return open_job(settings, lock=True)
+    except ConfigErrors as exc:
+        for error in exc.errors:
+            click.echo(str(error), err=True)
+        raise click.ClickException("configuration files have errors (see above)") from None
+    except (ConfigurationError, LockHeld) as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 def _register_secrets(settings: Settings) -> None:

@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 
 import requests
 
-from .logs import redact, register_secret
+from .logs import RedactingFilter, redact, register_secret
 from .plan import Action, AddNote, Notify
 from .platforms.base import ApplyResult
 from .platforms.errors import ClientError, PlatformError, RateLimited, TransientError
@@ -139,18 +139,8 @@ class Notifier(Protocol):
         ...
 
 
-class _RedactUrls(logging.Filter):
-    """urllib3 logs each request's path at DEBUG; a webhook's path is its secret."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        cleaned = redact(message)
-        if cleaned != message:
-            record.msg, record.args = cleaned, ()
-        return True
-
-
-_URLLIB3_FILTER = _RedactUrls()
+# urllib3 logs each request's path at DEBUG; a webhook's path is its secret
+_URLLIB3_FILTER = RedactingFilter()
 
 
 def _guard_logs(url: str) -> None:

@@ -27,7 +27,9 @@ def redact(text: str) -> str:
     return text
 
 
-class _RedactingFilter(logging.Filter):
+class RedactingFilter(logging.Filter):
+    """Replaces every registered secret in a record's message."""
+
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
         cleaned = redact(message)
@@ -71,7 +73,7 @@ def setup_logging(fmt: str = "text", level: int = logging.INFO) -> logging.Logge
     logger.handlers.clear()
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
-    handler.addFilter(_RedactingFilter())
+    handler.addFilter(RedactingFilter())
     logger.addHandler(handler)
     logger.setLevel(level)
     logger.propagate = False

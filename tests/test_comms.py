@@ -7,7 +7,7 @@ import json
 import logging
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Iterator
@@ -17,7 +17,7 @@ from pydantic import ValidationError
 
 from connector.comms import (DEFAULT_TEMPLATES, WebhookNotifier, message_actions, notifier_from_environment, payload,
                              render_message)
-from connector.plan import AddNote, Notify
+from connector.plan import Notify
 from connector.platforms.retry import RetryPolicy
 from connector.process import TEMPLATE_VALUES, ProcessFile, load_process
 from connector.rules import load_rules

@@ -25,7 +25,6 @@ from connector.platforms.errors import (
     LimitExceeded,
     NotFound,
     PermissionDenied,
-    RateLimited,
     TransientError,
 )
 from connector.platforms.jira import JiraPlatform, adf_document, adf_plain_text, jql_epoch_ms, jql_string

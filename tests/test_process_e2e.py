@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 import pytest
 
@@ -18,7 +18,7 @@ from connector.platforms.base import marker_tag
 from connector.platforms.jira import JiraPlatform
 from connector.platforms.retry import RetryPolicy
 from connector.platforms.servicenow import ServiceNowPlatform
-from connector.process import ProcessFile, load_process
+from connector.process import load_process
 from connector.rules import load_rules
 from connector.sim.jira import JiraSim, adf_to_text
 from connector.sim.servicenow import ServiceNowSim

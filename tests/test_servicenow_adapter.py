@@ -26,7 +26,7 @@ from connector.plan import (AddNote, CreateChange, CreateParent, CreateTask, Dec
                             ResolveChild, SetFields, SetStage)
 from connector.platforms.base import Platform, Watermark, marker_tag
 from connector.platforms.errors import (AuthenticationError, ClientError, Conflict, NotFound, PermissionDenied,
-                                        RateLimited, TransientError, UnexpectedResponse)
+                                        TransientError, UnexpectedResponse)
 from connector.platforms.retry import RetryPolicy
 from connector.platforms.servicenow import PagingStalled, QueryValueError, ServiceNowPlatform, query_value
 

@@ -23,7 +23,7 @@ import math
 import re
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from enum import Enum
 from typing import Any, Callable, Iterator, Sequence
 from urllib.parse import parse_qs, urlsplit
