@@ -24,6 +24,8 @@ from .yamlfile import ConfigError, Located, Problem, load_yaml, problems, valida
 _ENUM_VALUES = {"state": frozenset(m.value for m in State), "major": frozenset(m.value for m in Major),
                 "stage": frozenset(m.value for m in Stage)}
 _UNSET = object()
+PlanEntry = tuple[str, list[tuple[str | int, ...]], tuple[str, ...] | None, Any, dict[str, Any]]
+"""A mapped field: canonical name, source paths, flat column names (or None), converter, memo of conversions."""
 _STEP = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
 
 
@@ -200,8 +202,8 @@ class Mapping:
                                                spec.export.times if spec.export else spec.times)
 
     def _compile_plan(self, fields: dict[str, list[tuple[str | int, ...]]], values: dict[str, dict[str, Any]],
-                      times: TimeFormat) -> list[tuple[str, list[tuple[str | int, ...]], tuple[str, ...] | None, Any, dict[str, Any]]]:
-        plan = []
+                      times: TimeFormat) -> list[PlanEntry]:
+        plan: list[PlanEntry] = []
         for name, paths in fields.items():
             # flat paths (a plain column name) are read with one dict lookup each
             flats = tuple(str(p[0]) for p in paths) if all(len(p) == 1 for p in paths) else None

@@ -19,6 +19,7 @@ from .durations import Duration
 from .yamlfile import ConfigError, Problem, load_yaml, problems, validate
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+Day = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 MESSAGES = ("declared", "update", "resolved", "closed")
 TEMPLATE_VALUES = (
     "key", "title", "rule", "stage", "service", "group", "children", "manager", "team", "declared_at",
@@ -52,7 +53,7 @@ class Person(Strict):
 class OnCallEntry(Strict):
     """Who is on call out of hours: local days and times (an end before the start runs past midnight)."""
 
-    days: list[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]] = Field(min_length=1)
+    days: list[Day] = Field(min_length=1)
     start: time
     end: time
     person: str
@@ -90,8 +91,7 @@ class BusinessHours(Strict):
     """The business calendar: IANA time zone, working days, hours, holidays (dates or a country)."""
 
     time_zone: str = "UTC"
-    days: list[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]] = Field(
-        default_factory=lambda: ["mon", "tue", "wed", "thu", "fri"])
+    days: list[Day] = Field(default_factory=lambda: list[Day](["mon", "tue", "wed", "thu", "fri"]))
     start: time = time(8, 0)
     end: time = time(18, 0)
     holidays: list[date] = Field(default_factory=list)

@@ -128,7 +128,7 @@ def _build(node: yaml.Node, loc: Loc, located: Located, errors: list[ConfigError
     return ctor.construct_object(node, deep=True)
 
 
-def _message(err: dict[str, Any]) -> str:
+def _message(err: Any) -> str:
     loc = [str(part) for part in err["loc"]]
     etype = err["type"]
     if etype == "extra_forbidden":
