@@ -3,9 +3,11 @@
 No I/O, no clock reads, no logging. The :class:`Detector` is a streaming machine that the backtest feeds
 ticket by ticket in ``opened_at`` order; :func:`decide` wraps it for one sync cycle.
 
-Cost per ticket is amortised O(1) in the window size: every group keeps a deque of the tickets inside its
-window plus running counts (and a counter of distinct values), each ticket enters and leaves each window
-once, and a ticket consumed by one rule is struck from every other window in O(number of rules).
+Cost per ticket is amortised O(1) in the window size: every surge rule keeps one time-ordered queue of the
+(ticket, group window) pairs it counted, every group window keeps running counts (and a counter of distinct
+values), each ticket enters and leaves each window once, and a ticket consumed by one rule is struck from
+every other window in O(number of rules). A window is dropped as soon as its last ticket leaves it, so
+memory follows the tickets inside the windows, not the length of the stream.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Callable, Iterable, Literal, Sequence
 
 from .model import Ticket
-from .rules import Rule, compile_when
+from .rules import FieldsPredicate, Rule, compile_fields_when
 
 Group = tuple[str, ...]
 ThresholdFn = Callable[[Rule, Group, datetime], int]
@@ -86,57 +88,111 @@ Event = Declaration | LateLink
 _OPEN = frozenset({"new", "in_progress", "on_hold"})
 
 
-class _Entry:
-    __slots__ = ("ticket", "alive", "windows")
+# The two structures below are created for nearly every ticket and rule, so they are plain lists (a
+# quarter of the cost of creating a slotted object) read through these index names.
 
-    def __init__(self, ticket: Ticket) -> None:
-        self.ticket = ticket
-        self.alive = True
-        self.windows: list[tuple[_Window, object]] = []
+# A ticket counted in surge windows: [ticket, alive, [(window, value, seq), ...], time]. ``alive`` turns
+# False when a rule consumes the ticket; ``value`` is what it counts for in that window (distinct rules)
+# and ``seq`` its position in the window's push order.
+_TICKET, _ALIVE, _IN, _TS = 0, 1, 2, 3
+_Entry = list
+
+# One group's rolling window: [key, members, head, gone, pushed, counts, size]. ``members[head:]`` are
+# the tickets inside it in time order (some may have been consumed since); ``gone`` counts every ticket
+# that has left, ``pushed`` every one that entered, so a ticket with ``seq >= gone`` is still inside.
+# ``counts`` (distinct rules) counts the unconsumed tickets inside per distinct value; ``size`` (other
+# rules) is the number of unconsumed tickets inside.
+_KEY, _MEMBERS, _HEAD, _GONE, _PUSHED, _COUNTS, _SIZE = range(7)
+_Window = list
 
 
-class _Window:
-    __slots__ = ("entries", "counts", "alive")
-
-    def __init__(self) -> None:
-        self.entries: deque[tuple[float, _Entry, object]] = deque()
-        self.counts: dict[object, int] = {}
-        self.alive = 0
-
-    def drop(self, entry: _Entry, value: object) -> None:
-        self.alive -= 1
-        left = self.counts[value] - 1
+def _drop(window: _Window, value: object) -> None:
+    """One unconsumed ticket leaves ``window`` (expired or consumed by a rule)."""
+    counts = window[_COUNTS]
+    if counts is None:
+        window[_SIZE] -= 1
+    else:
+        left = counts[value] - 1
         if left:
-            self.counts[value] = left
+            counts[value] = left
         else:
-            del self.counts[value]
+            del counts[value]
+
+
+Fields = dict[str, object]
+"""A ticket's field values (``ticket.__dict__``). The engine reads these instead of attributes: a pydantic
+model defines ``__getattr__``, which sends every attribute read down the slow generic path."""
+
+
+Key = object
+"""A group inside the detector: the value itself for a one-field group (no tuple to build per ticket and
+rule), the tuple of values otherwise. :attr:`_CompiledRule.group` turns it back into a :data:`Group`."""
+
+
+def _key_reader(fields: tuple[str, ...]) -> Callable[[Fields], Key | None]:
+    """A function giving a ticket's group key for ``fields`` (None when a field is missing or blank)."""
+    if len(fields) == 1:
+        (name,) = fields
+
+        def one(values: Fields) -> Key | None:
+            value = values[name]
+            if value is None or value == "":
+                return None
+            return value if type(value) is str else str(value)
+
+        return one
+
+    def many(values: Fields) -> Key | None:
+        key = []
+        for name in fields:
+            value = values[name]
+            if value is None or value == "":
+                return None
+            key.append(value if type(value) is str else str(value))
+        return tuple(key)
+
+    return many
 
 
 class _CompiledRule:
-    __slots__ = ("rule", "id", "when", "fields", "window", "distinct", "late", "windows", "threshold")
+    """A rule prepared for the detector, with its windows, the tickets they counted and its open and
+    rejected major incidents, all keyed by group key."""
+
+    __slots__ = ("rule", "id", "when", "fields", "single", "field", "key_of", "is_surge", "window", "distinct",
+                 "late", "threshold", "windows", "queue", "open", "rejected")
 
     def __init__(self, rule: Rule) -> None:
         self.rule = rule
         self.id = rule.id
-        self.when = compile_when(rule.when)
+        self.when = compile_fields_when(rule.when) if rule.when else None
         self.fields = tuple(rule.group_by)
+        self.single = len(self.fields) == 1
+        # the one group field, read inline by the detector (most rules group by one field)
+        self.field = self.fields[0] if self.single else None
+        self.key_of = _key_reader(self.fields)
         surge = rule.surge
+        self.is_surge = surge is not None
         self.window = surge.window.total_seconds() if surge else 0.0
         self.distinct = surge.distinct if surge else None
         self.threshold = surge.threshold if surge else 1
         # Without group fields every ticket would "match" the incident, so only grouped rules collect late children.
         has_late = rule.late_children is not None and bool(self.fields)
         self.late = rule.late_children.total_seconds() if has_late and rule.late_children else None
-        self.windows: dict[Group, _Window] = {}
+        self.windows: dict[Key, _Window] = {}
+        # every (time, window, ticket, value) this rule counted, in time order: what leaves the windows next
+        self.queue: deque[tuple[float, _Window, _Entry, object]] = deque()
+        # open major incidents that collect late children: key -> (incident, from, until)
+        self.open: dict[Key, tuple[MajorIncident, float, float]] = {}
+        # rejected groups: key -> until when a new proposal is suppressed
+        self.rejected: dict[Key, float] = {}
 
-    def group_of(self, ticket: Ticket) -> Group | None:
-        values = []
-        for name in self.fields:
-            value = getattr(ticket, name)
-            if value is None or value == "":
-                return None
-            values.append(str(value))
-        return tuple(values)
+    def group(self, key: Key) -> Group:
+        """The group tuple of a key."""
+        return (key,) if self.single else key  # type: ignore[return-value]
+
+    def key(self, group: Group) -> Key:
+        """The key of a group tuple."""
+        return group[0] if self.single else tuple(group)
 
 
 def new_parent_id(rule: str, group: Group, first_ticket_id: str) -> str:
@@ -158,150 +214,225 @@ class Detector:
     caused. Rules are evaluated in the order given; the first rule that declares or links a ticket
     consumes it."""
 
-    _SWEEP_EVERY = 4096
+    _SWEEP_EVERY = 60.0
+    """Seconds of ticket time between sweeps of windows, open and rejected incidents that have expired."""
 
     def __init__(self, rules: Sequence[Rule], known: Iterable[MajorIncident] = (),
                  threshold: ThresholdFn | None = None) -> None:
         self._rules = [_CompiledRule(r) for r in rules]
+        # rules with the same conditions share one predicate, so that consecutive ones evaluate it once
+        shared: dict[str, FieldsPredicate] = {}
+        for cr in self._rules:
+            if cr.when is not None:
+                spec = repr(sorted((name, cond.model_dump(exclude_unset=True)) for name, cond in cr.rule.when.items()))
+                cr.when = shared.setdefault(spec, cr.when)
         self._by_id = {cr.id: cr for cr in self._rules}
         self._late_rules = [cr for cr in self._rules if cr.late is not None]
         self._threshold = threshold
-        self._open: dict[tuple[str, Group], tuple[MajorIncident, float, float]] = {}
-        self._rejected: dict[tuple[str, Group], float] = {}
-        self._fed = 0
+        self._open_count = 0
+        self._rejected_count = 0
+        self._next_sweep = float("-inf")
         for mi in known:
             self.register(mi)
 
     def register(self, mi: MajorIncident) -> None:
         """Make the detector aware of a major incident declared earlier (by it or a previous cycle)."""
         cr = self._by_id.get(mi.rule)
-        if cr is None:
+        if cr is None or (cr.fields and len(mi.group) != len(cr.fields)):
             return
-        key = (mi.rule, mi.group)
+        key = cr.key(mi.group)
         if mi.status == "rejected":
-            self._rejected[key] = max(self._rejected.get(key, 0.0), _ts(mi.declared_at) + cr.window)
+            if key not in cr.rejected:
+                self._rejected_count += 1
+            cr.rejected[key] = max(cr.rejected.get(key, 0.0), _ts(mi.declared_at) + cr.window)
         elif mi.status == "open" and cr.late is not None:
-            low = _ts(mi.started_at) - cr.window
-            high = _ts(mi.declared_at) + cr.late
-            self._open[key] = (mi, low, high)
+            self._set_open(cr, key, (mi, _ts(mi.started_at) - cr.window, _ts(mi.declared_at) + cr.late))
 
     def feed(self, ticket: Ticket) -> list[Event]:
         """Process one ticket; returns the declaration or late link it caused (or nothing)."""
+        values: Fields = ticket.__dict__
         # Linked tickets and any ticket humans or we already put in the major incident lifecycle (including
         # a rejected candidate) are left alone.
-        if ticket.parent is not None or ticket.major != "none":
+        if values["parent"] is not None or values["major"] != "none":
             return []
-        self._fed += 1
-        if self._fed % self._SWEEP_EVERY == 0:
-            self._sweep(ticket.opened_at.timestamp())
-        ts = ticket.opened_at.timestamp()
-        if self._open and ticket.state in _OPEN:
-            link = self._late_link(ticket, ts)
-            if link is not None:
-                return [link]
+        opened: datetime = values["opened_at"]  # type: ignore[assignment]
+        ts = opened.timestamp()
+        if ts >= self._next_sweep:
+            self._sweep(ts)
+            self._next_sweep = ts + self._SWEEP_EVERY
+        if self._open_count and values["state"] in _OPEN:
+            # a cheap look for an open incident of the ticket's group before the full check
+            for cr in self._late_rules:
+                open_here = cr.open
+                if not open_here:
+                    continue
+                field = cr.field
+                if field is None or (v := values[field]) in open_here or (v is not None and type(v) is not str):
+                    link = self._late_link(ticket, values, ts)
+                    if link is not None:
+                        return [link]
+                    break
         entry: _Entry | None = None
+        last_when: FieldsPredicate | None = None
+        matched = True
         for cr in self._rules:
-            if not cr.when(ticket):
-                continue
-            group = cr.group_of(ticket)
-            if group is not None and self._rejected:
-                key = (cr.id, group)
-                until = self._rejected.get(key)
-                if until is not None:
-                    if ts < until:
-                        continue
-                    del self._rejected[key]
-            if cr.rule.surge is None:
+            when = cr.when
+            if when is not None:
+                if when is not last_when:
+                    matched = when(values)
+                    last_when = when
+                if not matched:
+                    continue
+            field = cr.field
+            if field is None:
+                key = cr.key_of(values)
+            else:  # cr.key_of inlined
+                key = values[field]
+                if key is None or key == "":
+                    key = None
+                elif type(key) is not str:
+                    key = str(key)
+            if key is not None and self._rejected_count and key in cr.rejected:
+                if ts < cr.rejected[key]:
+                    continue
+                del cr.rejected[key]
+                self._rejected_count -= 1
+            if not cr.is_surge:
                 if entry is not None:
                     self._kill(entry)
-                return [self._declare(cr, group or (), [ticket], ts)]
-            if group is None:
+                return [self._declare(cr, () if key is None else cr.group(key), [ticket], ts)]
+            if key is None:
                 continue
-            window = cr.windows.get(group)
+            windows = cr.windows
+            window = windows.get(key)
+            if window is not None and window[_MEMBERS][window[_HEAD]][_TS] < ts - cr.window:
+                # the window's oldest ticket has left it: let every ticket this rule counted before the
+                # horizon leave (other windows catch up here too, or at the next sweep)
+                self._expire(cr, ts - cr.window)
+                window = windows.get(key)
             if window is None:
-                window = cr.windows[group] = _Window()
-            else:
-                self._expire(window, ts - cr.window)
+                window = windows[key] = [key, [], 0, 0, 0, {} if cr.distinct else None, 0]
             if entry is None:
-                entry = _Entry(ticket)
-            value: object = getattr(ticket, cr.distinct) if cr.distinct else None
-            if cr.distinct and (value is None or value == ""):
-                value = ("\x00ticket", ticket.id)
-            window.entries.append((ts, entry, value))
-            window.counts[value] = window.counts.get(value, 0) + 1
-            window.alive += 1
-            entry.windows.append((window, value))
-            size = len(window.counts) if cr.distinct else window.alive
-            limit = self._threshold(cr.rule, group, ticket.opened_at) if self._threshold else cr.threshold
+                entry = [ticket, True, [], ts]
+            counts = window[_COUNTS]
+            if counts is None:
+                value: object = None
+                size = window[_SIZE] = window[_SIZE] + 1
+            else:
+                value = values[cr.distinct]  # type: ignore[index]
+                if value is None or value == "":
+                    value = ("\x00ticket", values["id"])
+                counts[value] = counts.get(value, 0) + 1
+                size = len(counts)
+            seq = window[_PUSHED]
+            window[_PUSHED] = seq + 1
+            window[_MEMBERS].append(entry)
+            cr.queue.append((ts, window, entry, value))
+            entry[_IN].append((window, value, seq))
+            limit = cr.threshold if self._threshold is None else self._threshold(cr.rule, cr.group(key), opened)
             if size >= limit:
-                members = [e.ticket for _, e, _ in window.entries if e.alive]
-                for _, e, _ in list(window.entries):
-                    if e.alive:
-                        self._kill(e)
-                window.entries.clear()
-                del cr.windows[group]
-                return [self._declare(cr, group, members, ts)]
+                members = [e for e in window[_MEMBERS][window[_HEAD]:] if e[_ALIVE]]
+                for e in members:
+                    self._kill(e)
+                del windows[key]
+                return [self._declare(cr, cr.group(key), [e[_TICKET] for e in members], ts)]
         return []
 
-    def _late_link(self, ticket: Ticket, ts: float) -> LateLink | None:
+    def _late_link(self, ticket: Ticket, values: Fields, ts: float) -> LateLink | None:
         """A late ticket joins an open major incident of the same group (any rule that collects late
         children), whatever that rule's other conditions were: the group is what ties it to the incident."""
         for cr in self._late_rules:
-            group = cr.group_of(ticket)
-            if group is None:
+            if not cr.open:
                 continue
-            key = (cr.id, group)
-            known = self._open.get(key)
+            field = cr.field
+            key = cr.key_of(values) if field is None else values[field]
+            if type(key) is not str and key is not None and field is not None:
+                key = str(key)
+            known = cr.open.get(key)
             if known is None:
                 continue
             mi, low, high = known
             if low <= ts <= high:
                 mi.children.add(ticket.id)
-                return LateLink(ticket, mi.id, cr.id, group, ticket.opened_at)
+                return LateLink(ticket, mi.id, cr.id, cr.group(key), ticket.opened_at)
             if ts > high:
-                del self._open[key]
+                self._del_open(cr, key)
         return None
 
     def flush(self) -> None:
         """Drop every window (end of a replay); known major incidents stay."""
         for cr in self._rules:
+            for window in cr.windows.values():
+                window[_MEMBERS].clear()
             cr.windows.clear()
+            cr.queue.clear()
 
     # -- internals ---------------------------------------------------------------------------------
 
-    def _kill(self, entry: _Entry) -> None:
-        if not entry.alive:
-            return
-        entry.alive = False
-        for window, value in entry.windows:
-            window.drop(entry, value)
-        entry.windows.clear()
+    def _set_open(self, cr: _CompiledRule, key: Key, value: tuple[MajorIncident, float, float]) -> None:
+        if key not in cr.open:
+            self._open_count += 1
+        cr.open[key] = value
+
+    def _del_open(self, cr: _CompiledRule, key: Key) -> None:
+        del cr.open[key]
+        self._open_count -= 1
 
     @staticmethod
-    def _expire(window: _Window, horizon: float) -> None:
-        entries = window.entries
-        while entries and entries[0][0] < horizon:
-            _, entry, value = entries.popleft()
-            if entry.alive:
-                window.drop(entry, value)
-                for i, (w, _) in enumerate(entry.windows):
-                    if w is window:
-                        del entry.windows[i]
-                        break
+    def _kill(entry: _Entry) -> None:
+        """A rule consumed the ticket: it no longer counts in any window it is still inside."""
+        if not entry[_ALIVE]:
+            return
+        entry[_ALIVE] = False
+        for window, value, seq in entry[_IN]:
+            if seq >= window[_GONE]:
+                _drop(window, value)
+        entry[_IN].clear()
+
+    @staticmethod
+    def _expire(cr: _CompiledRule, horizon: float) -> None:
+        """Every ticket counted by ``cr`` before ``horizon`` leaves its window; empty windows are dropped."""
+        queue = cr.queue
+        windows = cr.windows
+        while queue and queue[0][0] < horizon:
+            _, window, entry, value = queue.popleft()
+            members = window[_MEMBERS]
+            head = window[_HEAD] + 1
+            if head == len(members):
+                # the last ticket left: forget the window, without counting it down first. Clearing its
+                # members leaves no reference cycle between tickets and windows for the garbage collector.
+                members.clear()
+                window[_HEAD] = 0
+                window[_GONE] = window[_PUSHED]
+                if windows.get(window[_KEY]) is window:
+                    del windows[window[_KEY]]
+                continue
+            if entry[_ALIVE]:
+                counts = window[_COUNTS]
+                if counts is None:
+                    window[_SIZE] -= 1
+                else:
+                    left = counts[value] - 1
+                    if left:
+                        counts[value] = left
+                    else:
+                        del counts[value]
+            window[_GONE] += 1
+            if head >= 64 and 2 * head >= len(members):
+                del members[:head]
+                window[_HEAD] = 0
+            else:
+                window[_HEAD] = head
 
     def _sweep(self, now_ts: float) -> None:
         for cr in self._rules:
-            stale = []
-            for group, window in cr.windows.items():
-                self._expire(window, now_ts - cr.window)
-                if not window.entries:
-                    stale.append(group)
-            for group in stale:
-                del cr.windows[group]
-        for key in [k for k, (_, _, high) in self._open.items() if high < now_ts]:
-            del self._open[key]
-        for key in [k for k, until in self._rejected.items() if until < now_ts]:
-            del self._rejected[key]
+            if cr.queue:
+                self._expire(cr, now_ts - cr.window)
+            for key in [k for k, (_, _, high) in cr.open.items() if high < now_ts]:
+                self._del_open(cr, key)
+            for key in [k for k, until in cr.rejected.items() if until < now_ts]:
+                del cr.rejected[key]
+                self._rejected_count -= 1
 
     def _declare(self, cr: _CompiledRule, group: Group, tickets: list[Ticket], ts: float) -> Declaration:
         rule = cr.rule
@@ -324,11 +455,11 @@ class Detector:
             group_fields=cr.fields, group=group, detected_at=detected, started_at=started,
             tickets=tuple(tickets), parent=parent, set_fields=dict(rule.declare.set),
         )
-        if cr.late is not None:
+        if cr.late is not None and len(group) == len(cr.fields):  # a ticket without the join_by field collects none
             mi = MajorIncident(mi_id, rule.id, group, started, detected,
                                key=parent.key if parent else None,
                                children={t.id for t in decl.children})
-            self._open[(rule.id, group)] = (mi, started.timestamp() - cr.window, ts + cr.late)
+            self._set_open(cr, cr.key(group), (mi, started.timestamp() - cr.window, ts + cr.late))
         return decl
 
 

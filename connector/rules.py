@@ -245,47 +245,94 @@ class RuleFile(Strict):
 Predicate = Callable[[Ticket], bool]
 
 
+FieldsPredicate = Callable[[dict[str, Any]], bool]
+
+
+def _field_predicates(name: str, cond: Condition) -> list[FieldsPredicate]:
+    """One predicate per operator of ``cond``, over a ticket's field values (``ticket.__dict__``).
+
+    The engine calls these for every ticket and rule, so each reads its field itself with one dict lookup:
+    attribute reads on a pydantic model take the slow generic path (it defines ``__getattr__``), and a
+    shared value-extraction step or an ``all()`` over checks would double the cost. Enum fields hold
+    ``str`` enums or their values, which compare and hash alike."""
+    out: list[FieldsPredicate] = []
+    fields = cond.model_fields_set
+    if "eq" in fields:
+        equal = cond.eq
+        out.append(lambda f: f[name] == equal)
+    if "ne" in fields:
+        unequal = cond.ne
+        out.append(lambda f: f[name] != unequal)
+    if cond.in_ is not None:
+        allowed = frozenset(cond.in_)
+        out.append(lambda f: f[name] in allowed)
+    if cond.not_in is not None:
+        denied = frozenset(cond.not_in)
+        out.append(lambda f: f[name] not in denied)
+    if "lt" in fields:
+        lt = cond.lt
+        out.append(lambda f: (v := f[name]) is not None and v < lt)
+    if "lte" in fields:
+        lte = cond.lte
+        out.append(lambda f: (v := f[name]) is not None and v <= lte)
+    if "gt" in fields:
+        gt = cond.gt
+        out.append(lambda f: (v := f[name]) is not None and v > gt)
+    if "gte" in fields:
+        gte = cond.gte
+        out.append(lambda f: (v := f[name]) is not None and v >= gte)
+    if cond.exists is not None:
+        want = cond.exists
+        out.append(lambda f: ((v := f[name]) is not None and v != "") == want)
+    if cond.contains is not None:
+        needle = cond.contains.casefold()
+        out.append(lambda f: isinstance(v := f[name], str) and needle in v.casefold())
+    if cond.matches is not None:
+        search = re.compile(cond.matches).search
+        out.append(lambda f: isinstance(v := f[name], str) and search(v) is not None)
+    return out
+
+
+def _all_of(predicates: list[FieldsPredicate]) -> FieldsPredicate:
+    """The conjunction of ``predicates``, without a generator per call for the usual one to three."""
+    if not predicates:
+        return lambda f: True
+    if len(predicates) == 1:
+        return predicates[0]
+    if len(predicates) == 2:
+        first, second = predicates
+        return lambda f: first(f) and second(f)
+    if len(predicates) == 3:
+        first, second, third = predicates
+        return lambda f: first(f) and second(f) and third(f)
+    frozen = tuple(predicates)
+
+    def every(f: dict[str, Any]) -> bool:
+        for predicate in frozen:
+            if not predicate(f):
+                return False
+        return True
+
+    return every
+
+
+def compile_fields_when(when: dict[str, Condition]) -> FieldsPredicate:
+    """All conditions of a rule's ``when`` as one predicate over a ticket's field values
+    (``ticket.__dict__``): the form the engine evaluates per ticket."""
+    return _all_of([p for name, cond in when.items() for p in _field_predicates(name, cond)])
+
+
 def compile_condition(name: str, cond: Condition) -> Predicate:
     """A predicate for one field's condition. Missing values fail every operator but ``exists: false``
     and ``ne``/``not_in``."""
-    checks: list[Callable[[Any], bool]] = []
-    fields = cond.model_fields_set
-    if "eq" in fields:
-        checks.append(lambda v, x=cond.eq: v == x)
-    if "ne" in fields:
-        checks.append(lambda v, x=cond.ne: v != x)
-    if cond.in_ is not None:
-        allowed = frozenset(cond.in_)
-        checks.append(lambda v: v in allowed)
-    if cond.not_in is not None:
-        denied = frozenset(cond.not_in)
-        checks.append(lambda v: v not in denied)
-    for op, fn in (("lt", lambda a, b: a < b), ("lte", lambda a, b: a <= b),
-                   ("gt", lambda a, b: a > b), ("gte", lambda a, b: a >= b)):
-        if op in fields:
-            bound = getattr(cond, op)
-            checks.append(lambda v, b=bound, f=fn: v is not None and f(v, b))
-    if cond.exists is not None:
-        want = cond.exists
-        checks.append(lambda v: (v is not None and v != "") == want)
-    if cond.contains is not None:
-        needle = cond.contains.casefold()
-        checks.append(lambda v: isinstance(v, str) and needle in v.casefold())
-    if cond.matches is not None:
-        pattern = re.compile(cond.matches)
-        checks.append(lambda v: isinstance(v, str) and pattern.search(v) is not None)
-
-    def predicate(ticket: Ticket) -> bool:
-        value = ticket.value(name)
-        return all(check(value) for check in checks)
-
-    return predicate
+    check = _all_of(_field_predicates(name, cond))
+    return lambda ticket: check(ticket.__dict__)
 
 
 def compile_when(when: dict[str, Condition]) -> Predicate:
     """All conditions of a rule's ``when`` as one predicate."""
-    predicates = [compile_condition(name, cond) for name, cond in when.items()]
-    return lambda ticket: all(p(ticket) for p in predicates)
+    check = compile_fields_when(when)
+    return lambda ticket: check(ticket.__dict__)
 
 
 # -- loading -------------------------------------------------------------------------------------

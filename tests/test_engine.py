@@ -511,12 +511,14 @@ def test_custom_threshold_function_replaces_the_fixed_threshold() -> None:
         return 2 if group == ("payments",) else 10
 
     tickets = [*on_service("payments", [0, 1], prefix="p"), *on_service("web-shop", [2, 3, 4, 5], prefix="w")]
+    # an open incident elsewhere: the detector looks for late children before it counts
+    elsewhere = MajorIncident("mi", "surge", ("email",), started_at=at(0), declared_at=at(0))
 
-    decisions = decide(tickets, [], [surge(threshold=3)], NOW, threshold=baseline)
+    decisions = decide(tickets, [elsewhere], [surge(threshold=3, late="1h")], NOW, threshold=baseline)
 
     assert summary(decisions) == [("p1", "surge", ["p2"])]
     assert calls[0] == ("surge", ("payments",), at(0))
-    assert ("surge", ("web-shop",), at(5)) in calls
+    assert calls[-1] == ("surge", ("web-shop",), at(5))
 
 
 # -- rebuilding major incidents from platform markers ---------------------------------------------
