@@ -288,6 +288,12 @@ class StateStore:
                                "AND created_id IS NOT NULL", (self.platform,)).fetchall()
         return {r[0]: r[1] for r in rows}
 
+    def pending_rows(self) -> list[dict[str, Any]]:
+        """Ledger rows still to be done (planned, or failed and retryable), oldest first."""
+        rows = self.db.execute("SELECT key, kind, target, status, action FROM ledger WHERE platform = ? AND "
+                               "status IN ('planned', 'failed') ORDER BY planned_at, key", (self.platform,)).fetchall()
+        return [{"key": r[0], "kind": r[1], "target": r[2], "status": r[3], "action": json.loads(r[4])} for r in rows]
+
     def ledger_rows(self, target: str | None = None) -> list[dict[str, Any]]:
         """Every ledger row (optionally for one target), oldest first."""
         query = "SELECT key, kind, target, status, detail, planned_at, updated_at, action FROM ledger WHERE platform = ?"

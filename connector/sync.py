@@ -32,6 +32,11 @@ from .state import MIRecord, StateStore
 if TYPE_CHECKING:
     from .comms import Notifier
 
+FINAL = frozenset({"applied", "skipped", "rejected", "abandoned"})
+"""Ledger statuses after which an action is never sent again."""
+REDRIVEN = frozenset({"declare", "create_parent", "note", "set_stage", "create_task", "create_change", "notify"})
+"""Kinds re-sent from the ledger after a crash or failure even when no longer planned."""
+
 HORIZON_MARGIN = timedelta(minutes=30)
 """Extra look-back beyond the longest window + late-children period, for the first poll."""
 
@@ -226,18 +231,20 @@ def run_cycle(platform: Platform, store: StateStore, rules: Sequence[Rule], proc
     seen: set[str] = set()
     for action in actions:
         status = ledger.get(action.key, {}).get("status")
-        if status in ("applied", "skipped") or action.key in seen:
+        if status in FINAL or action.key in seen:
             continue
         seen.add(action.key)
         todo.append(action)
     # Actions planned in an earlier cycle that never completed (a crash, a failure) are re-driven even if
-    # this cycle's decisions no longer produce them (their tickets were linked meanwhile, for instance).
-    for row in store.ledger_rows():
-        if row["status"] in ("planned", "failed") and row["key"] not in seen:
+    # this cycle no longer produces them: a declaration's note and stage are not derived again once the
+    # incident is registered. Links and field changes are not re-driven: the engine and the planners
+    # derive them again while they are still wanted, so a human's change in between is not overwritten.
+    pending = store.pending_rows()
+    for row in pending:
+        if row["key"] not in seen and row["kind"] in REDRIVEN:
             seen.add(row["key"])
             todo.append(action_from_dict(row["action"]))
-    uncertain = frozenset(a.key for a in todo if a.key in ledger or fresh) | frozenset(
-        row["key"] for row in store.ledger_rows() if row["status"] in ("planned", "failed"))
+    uncertain = frozenset(a.key for a in todo if a.key in ledger or fresh) | frozenset(row["key"] for row in pending)
     def label(ticket_id: str) -> str:
         ticket = window.get(ticket_id)
         return ticket.label if ticket is not None else ticket_id

@@ -150,3 +150,27 @@ def test_random_crashes_converge_to_the_uninterrupted_end_state(tmp_path: Path) 
         assert sum(1 for r in platform.records.values() if r["major"] != "none") == 1
         assert all(platform.records[i].get("parent") == ids[0] for i in ids[1:])
         assert len(platform.writes) == len(set(platform.writes))
+
+
+def test_a_write_the_platform_refused_for_good_is_not_sent_again(env) -> None:
+    clock, platform, store, _ = env
+    ids = storm(platform, clock)
+    original = platform._apply
+    refused: list[str] = []
+
+    def refuse_one_link(action, resolve, uncertain):
+        if action.key == f"link:{ids[3]}:{ids[0]}":
+            refused.append(action.key)
+            from connector.platforms.base import ApplyResult
+
+            return ApplyResult(action.key, "failed", detail="HTTP 403: ACL", retryable=False)
+        return original(action, resolve, uncertain)
+
+    platform._apply = refuse_one_link  # type: ignore[method-assign]
+    first = cycle(platform, store, clock)
+    assert first.failures and len(refused) == 1
+    for _ in range(3):
+        later = cycle(platform, store, clock)
+        assert later.failures == []
+    assert len(refused) == 1
+    assert store.ledger([f"link:{ids[3]}:{ids[0]}"])[f"link:{ids[3]}:{ids[0]}"]["status"] == "rejected"
