@@ -334,7 +334,13 @@ def _open_job(settings: Settings) -> Any:
 def _register_secrets(settings: Settings) -> None:
     from connector.logs import register_secret
 
-    for secret in (settings.servicenow.password, settings.servicenow.client_secret, settings.jira.token):
+    secrets = [settings.servicenow.client_secret, *settings.webhooks.values()]
+    for section in (settings.servicenow, settings.jira):
+        try:
+            secrets.append(section.secret())  # inline, or read from password_file/token_file
+        except ConfigurationError:
+            pass
+    for secret in secrets:
         if secret is not None:
             register_secret(secret.get_secret_value())
 

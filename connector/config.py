@@ -12,7 +12,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal, Mapping
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
 SECTIONS = ("servicenow", "jira", "webhooks")
 
@@ -23,6 +25,29 @@ class ConfigurationError(Exception):
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+    @field_validator("verify", mode="before", check_fields=False)
+    @classmethod
+    def _verify(cls, value: Any) -> Any:
+        # an environment variable is a string: "false" must mean False, not a CA bundle named "false"
+        if isinstance(value, str) and value.strip().lower() in ("true", "1", "yes", "on"):
+            return True
+        if isinstance(value, str) and value.strip().lower() in ("false", "0", "no", "off"):
+            return False
+        return value
+
+    @model_validator(mode="after")
+    def _tls(self) -> "_Section":
+        url = getattr(self, "url", None)
+        verify = getattr(self, "verify", True)
+        if url and verify is False and not _loopback(url):
+            raise ValueError("verify = false is only allowed for 127.0.0.1/localhost; give a CA bundle path instead")
+        return self
+
+
+def _loopback(url: str) -> bool:
+    host = urlsplit(url).hostname or ""
+    return host in ("localhost", "::1") or host.startswith("127.")
 
 
 def _read_secret_file(path: str | None) -> SecretStr | None:
@@ -82,7 +107,7 @@ class Settings(BaseModel):
     interval: str = "60s"
     servicenow: ServiceNowSettings = Field(default_factory=ServiceNowSettings)
     jira: JiraSettings = Field(default_factory=JiraSettings)
-    webhooks: dict[str, str] = Field(default_factory=dict)
+    webhooks: dict[str, SecretStr] = Field(default_factory=dict)
 
     @field_validator("platform", mode="before")
     @classmethod
@@ -96,6 +121,10 @@ class Settings(BaseModel):
     def mappings_path(self) -> Path:
         """Directory of mapping files."""
         return Path(self.mappings) if self.mappings else default_dir("mappings")
+
+    def process_configured(self) -> bool:
+        """True when the process file was named explicitly (then it must exist)."""
+        return self.process is not None
 
     def process_path(self) -> Path:
         """The process file: configured, else ``process.yaml`` beside the rules."""
@@ -116,10 +145,15 @@ def default_dir(name: str) -> Path:
         return source
 
 
+TOP_LEVEL = ("platform", "rules", "mappings", "process", "state", "log_format", "interval")
+
+
 def _env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for name, value in env.items():
-        if not name.startswith("MIM_") or name == "MIM_CONFIG":
+        # MIM_SIM_* belong to `mim simulate`; other unknown MIM_* names are ignored rather than breaking
+        # every command (a typo in a section key is still reported: sections forbid unknown keys)
+        if not name.startswith("MIM_") or name == "MIM_CONFIG" or name.startswith("MIM_SIM_"):
             continue
         rest = name[4:].lower()
         for section in SECTIONS:
@@ -127,7 +161,8 @@ def _env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
                 out.setdefault(section, {})[rest[len(section) + 1:]] = value
                 break
         else:
-            out[rest] = value
+            if rest in TOP_LEVEL:
+                out[rest] = value
     return out
 
 

@@ -38,6 +38,8 @@ def load_config_files(settings: Settings) -> tuple[list[Rule], ProcessFile, Mapp
     if settings.platform is None:
         raise ConfigurationError("no platform configured: set MIM_PLATFORM (servicenow or jira) or `platform` in mim.toml")
     ruleset = load_rules([settings.rules_path()])
+    if settings.process_configured() and not settings.process_path().exists():
+        raise ConfigurationError(f"process file {settings.process_path()} (MIM_PROCESS) does not exist")
     process, perrors = load_process(settings.process_path())
     mapping, merrors = load_mapping(settings.mappings_path() / f"{settings.platform}.yaml")
     errors = ruleset.errors + perrors + merrors
