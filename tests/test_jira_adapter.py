@@ -8,6 +8,7 @@ import email.utils
 import json
 import time
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,18 +18,6 @@ from responses.registries import OrderedRegistry
 
 from connector.config import ConfigurationError, JiraSettings, default_dir
 from connector.mapping import Mapping, load_mapping
-from connector.platforms.base import Platform, Watermark, marker_tag
-from connector.platforms.errors import (
-    AuthenticationError,
-    ClientError,
-    Conflict,
-    LimitExceeded,
-    NotFound,
-    PermissionDenied,
-    TransientError,
-)
-from connector.platforms.jira import JiraPlatform, adf_document, adf_plain_text, jql_epoch_ms, jql_string
-from connector.platforms.retry import RetryPolicy
 from connector.plan import (
     AddNote,
     CreateChange,
@@ -41,6 +30,24 @@ from connector.plan import (
     SetFields,
     SetStage,
 )
+from connector.platforms.base import Platform, Watermark, marker_tag
+from connector.platforms.errors import (
+    AuthenticationError,
+    ClientError,
+    Conflict,
+    LimitExceeded,
+    NotFound,
+    PermissionDenied,
+    TransientError,
+)
+from connector.platforms.jira import (
+    JiraPlatform,
+    adf_document,
+    adf_plain_text,
+    jql_epoch_ms,
+    jql_string,
+)
+from connector.platforms.retry import RetryPolicy
 from connector.sim.base import SimRequest
 from connector.sim.jira import JiraSim
 
@@ -1039,3 +1046,13 @@ def test_doctor_checks_report_missing_permissions_fields_and_issue_types(mapping
     assert checks["mapped fields"][0] is False and "customfield_10060" in checks["mapped fields"][1]
     assert checks["major incident field"] == (True, "MI flag (renamed) (customfield_10050)")
     assert checks["issue type change"][0] is False and checks["issue type incident"][0] is True
+
+
+def test_plain_http_is_refused_for_a_real_site() -> None:
+    from connector.config import ConfigurationError
+    from connector.mapping import load_mapping
+    from connector.platforms.jira import JiraPlatform
+
+    mapping, _ = load_mapping(Path(__file__).resolve().parent.parent / "mappings" / "jira.yaml")
+    with pytest.raises(ConfigurationError, match="https"):
+        JiraPlatform("http://example.atlassian.net", "a@example.com", "token", mapping)

@@ -166,7 +166,8 @@ def test_first_poll_asks_for_mapped_fields_in_keyset_order_from_the_overlap(
     rows = list(platform.fetch_changed(Watermark(T0, sid(0)), T0 - timedelta(hours=4)))
     assert [r["sys_id"] for r in rows] == [sid(1)]
     params = params_of(rsps.calls[0])
-    assert params["sysparm_query"] == "sys_updated_on>=2024-05-01 09:59:58^ORDERBYsys_updated_on^ORDERBYsys_id"
+    # the watermark minus the mapping's overlap (60s)
+    assert params["sysparm_query"] == "sys_updated_on>=2024-05-01 09:59:00^ORDERBYsys_updated_on^ORDERBYsys_id"
     fields = params["sysparm_fields"].split(",")
     assert {"sys_id", "sys_mod_count", "sys_updated_on", "business_service", "correlation_id",
             "major_incident_state", "parent_incident", "u_mim_stage"} <= set(fields)
@@ -190,7 +191,7 @@ def test_poll_without_watermark_starts_at_the_horizon_in_utc(
 def test_keyset_paging_follows_changing_data_and_deduplicates_versions(
         make: Callable[..., ServiceNowPlatform], rsps: responses.RequestsMock) -> None:
     a, b, c = sid(1), sid(2), sid(3)
-    q1 = "sys_updated_on>=2024-05-01 09:59:58^ORDERBYsys_updated_on^ORDERBYsys_id"
+    q1 = "sys_updated_on>=2024-05-01 09:59:00^ORDERBYsys_updated_on^ORDERBYsys_id"
     q2 = ("sys_updated_on>2024-05-01 10:00:02^NQsys_updated_on=2024-05-01 10:00:02^sys_id>" + b
           + "^ORDERBYsys_updated_on^ORDERBYsys_id")
     q3 = ("sys_updated_on>2024-05-01 10:00:05^NQsys_updated_on=2024-05-01 10:00:05^sys_id>" + a
@@ -212,7 +213,7 @@ def test_keyset_paging_follows_changing_data_and_deduplicates_versions(
 
 def test_an_empty_first_page_with_link_next_is_not_the_end(
         make: Callable[..., ServiceNowPlatform], rsps: responses.RequestsMock) -> None:
-    link = f"{TABLE}?sysparm_query=sys_updated_on%3E%3D2024-05-01+09%3A59%3A58&sysparm_offset=500&sysparm_limit=500"
+    link = f"{TABLE}?sysparm_query=sys_updated_on%3E%3D2024-05-01+09%3A59%3A00&sysparm_offset=500&sysparm_limit=500"
     rsps.get(TABLE, **page([], link=link, total=501))
     rsps.get(TABLE, match=[matchers.query_param_matcher({"sysparm_offset": "500"}, strict_match=False)],
              **page([row(sid(9))], total=501))
@@ -1024,3 +1025,10 @@ def test_only_the_servicenow_adapter_imports_pysnow() -> None:
     importers = [path.relative_to(ROOT) for path in [ROOT / "cli.py", *(ROOT / "connector").rglob("*.py")]
                  if "import pysnow" in path.read_text(encoding="utf-8")]
     assert importers == [Path("connector/platforms/servicenow.py")]
+
+
+def test_a_javascript_value_is_refused_in_an_encoded_query() -> None:
+    from connector.platforms.servicenow import QueryValueError, query_value
+
+    with pytest.raises(QueryValueError, match="javascript"):
+        query_value("javascript:gs.getUser()")

@@ -23,6 +23,7 @@ import re
 from collections import OrderedDict, deque
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Iterator, Literal, Sequence, TypeVar
+from urllib.parse import urlsplit
 
 import requests
 from pydantic import SecretStr
@@ -62,7 +63,7 @@ from .retry import RetryPolicy, parse_retry_after
 
 __all__ = ["JiraPlatform", "jql_string", "jql_epoch_ms", "adf_document", "adf_plain_text"]
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("mim.jira")  # under "mim", so the redacting handler sees every record
 
 T = TypeVar("T")
 
@@ -255,6 +256,10 @@ class JiraPlatform:
             raise ConfigurationError(f"jira.flavour must be auto, cloud or dc, not {flavour!r}")
         if not re.match(r"^https?://[^/\s]+", url or ""):
             raise ConfigurationError("jira.url (MIM_JIRA_URL) must be an http(s) URL such as https://example.atlassian.net")
+        host = urlsplit(url).hostname or ""
+        if url.lower().startswith("http://") and not (host in ("localhost", "::1") or host.startswith("127.")):
+            # basic auth and tokens would travel in clear text
+            raise ConfigurationError("jira.url (MIM_JIRA_URL) must use https:// (plain http only for 127.0.0.1/localhost)")
         self.base_url = url.rstrip("/")
         self.mapping = mapping
         self.project = project

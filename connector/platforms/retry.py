@@ -29,10 +29,6 @@ from .errors import AuthenticationError, PlatformError, RateLimited, TransientEr
 
 T = TypeVar("T")
 
-RETRY_STATUSES = {429: "retry_after", 500: "backoff", 502: "backoff", 503: "retry_after", 504: "backoff"}
-"""Status -> action; every other 4xx/5xx is final."""
-
-
 def parse_retry_after(value: str | None, now: Callable[[], float] = time.time) -> float | None:
     """Seconds to wait from a ``Retry-After`` header (delta seconds or an HTTP date); None if absent/bad."""
     if value is None or not value.strip():

@@ -94,6 +94,9 @@ def query_value(value: object, *, in_list: bool = False) -> str:
     if "^" in text or "\n" in text or "\r" in text:
         raise QueryValueError(f"value {_shorten(text)!r} contains '^' or a line break, which ServiceNow encoded "
                               f"queries cannot escape; refusing to build the query")
+    if text.lstrip().lower().startswith("javascript:"):
+        # some instances evaluate a javascript: value inside a query on the server
+        raise QueryValueError(f"value {_shorten(text)!r} starts with 'javascript:'; refusing to build the query")
     if in_list and "," in text:
         raise QueryValueError(f"value {_shorten(text)!r} contains ',' and cannot be part of an IN list")
     return text
