@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from . import templating
 from .durations import Duration
 from .yamlfile import ConfigError, Problem, load_yaml, problems, validate
 
@@ -126,6 +127,11 @@ class OutOfHours(Strict):
     urgency: int | None = Field(default=1, ge=1, le=3)
     note: str = "Arrived out of hours: routed to {team} with raised urgency."
 
+    @field_validator("note")
+    @classmethod
+    def _note(cls, value: str) -> str:
+        return _template_field(value)
+
 
 class Stakeholder(Strict):
     """Who is informed, and how: a platform note (internal or public) and/or a named webhook."""
@@ -142,6 +148,14 @@ class Communications(Strict):
     update_every: Duration | None = None
     stakeholders: list[Stakeholder] = Field(default_factory=list)
     templates: dict[Literal["declared", "update", "resolved", "closed"], str] = Field(default_factory=dict)
+
+    @field_validator("stakeholders")
+    @classmethod
+    def _unique(cls, value: list[Stakeholder]) -> list[Stakeholder]:
+        names = [s.name.lower() for s in value]
+        if len(names) != len(set(names)):
+            raise ValueError("stakeholder names must be unique (they key the messages sent to each)")
+        return value
 
     @field_validator("templates")
     @classmethod
@@ -161,6 +175,11 @@ class ChangeTemplate(Strict):
     title: str = "Resolution plan for {key}: {title}"
     description: str = "Implements the resolution of major incident {key} ({service})."
     assign_to_team: bool = True
+
+    @field_validator("title", "description")
+    @classmethod
+    def _text(cls, value: str) -> str:
+        return _template_field(value)
 
 
 class ReviewTask(Strict):
@@ -204,24 +223,16 @@ class ProcessFile(Strict):
     costs: Costs = Field(default_factory=Costs)
 
 
-_PLACEHOLDER = re.compile(r"\{\{|\}\}|\{([^{}]*)\}|[{}]")
-
-
 def check_template(text: str) -> list[str]:
     """Problems with a message template: placeholders must be plain names from :data:`TEMPLATE_VALUES`."""
-    problems = []
-    for match in _PLACEHOLDER.finditer(text):
-        token = match.group(0)
-        if token in ("{{", "}}"):
-            continue
-        name = match.group(1)
-        if name is None:
-            problems.append(f"unmatched {token!r} at column {match.start() + 1} (write {{{{ or }}}} for a literal brace)")
-        elif not re.fullmatch(r"[a-z_]+", name):
-            problems.append(f"placeholder {{{name}}} at column {match.start() + 1} must be a plain name")
-        elif name not in TEMPLATE_VALUES:
-            problems.append(f"unknown placeholder {{{name}}} (known: {', '.join(TEMPLATE_VALUES)})")
-    return problems
+    return templating.check(text, TEMPLATE_VALUES)
+
+
+def _template_field(value: str) -> str:
+    problems_found = check_template(value)
+    if problems_found:
+        raise ValueError("; ".join(problems_found))
+    return value
 
 
 def load_process(path: Path) -> tuple[ProcessFile | None, list[ConfigError]]:

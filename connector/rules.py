@@ -231,6 +231,10 @@ def _check_condition_values(name: str, cond: Condition) -> None:
             raise ValueError(f"{name} cannot be compared in a rule; use surge windows for time")
     if name in INT_FIELDS and (cond.contains is not None or cond.matches is not None):
         raise ValueError(f"contains/matches apply to text fields, not {name}")
+    ordering = [op for op in ("lt", "lte", "gt", "gte") if op in cond.model_fields_set]
+    if ordering and name not in INT_FIELDS:
+        # comparing text with < would fail at run time on the first ticket, not here
+        raise ValueError(f"{'/'.join(ordering)} compare numbers; {name} is not one of {', '.join(sorted(INT_FIELDS))}")
 
 
 class RuleFile(Strict):

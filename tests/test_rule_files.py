@@ -147,6 +147,8 @@ RULE_HEAD = "version: 1\nrules:\n  - id: r\n"
                  3, 5, "join_by needs late_children", id="join_by-without-late_children"),
     pytest.param("    surge: {group_by: [service], window: 0s, threshold: 3}\n",
                  4, 42, "window must be longer than 0s", id="zero-window"),
+    pytest.param("    when: {service: {lt: 5}}\n    declare: {parent: self}\n",
+                 4, 21, "lt compare numbers", id="ordering-on-a-text-field"),
 ])
 def test_rule_mistake_is_located(tmp_path: Path, body: str, line: int, col: int, fragment: str) -> None:
     path = tmp_path / "rules" / "r.yaml"
@@ -255,9 +257,14 @@ PROCESS_HEAD = "version: 1\n"
     pytest.param("business_hours:\n  time_zone: Europe/Berlinn\n", 3, 14, "unknown time zone 'Europe/Berlinn'",
                  id="bad-time-zone"),
     pytest.param("communications:\n  templates:\n    declared: \"Declared {key}\"\n    update: \"{key} on {servise}\"\n",
-                 5, 13, "unknown placeholder {servise}", id="unknown-template-placeholder"),
+                 5, 13, "unknown name 'servise'", id="unknown-template-placeholder"),
+    pytest.param("out_of_hours:\n  group: ooh\n  note: \"Routed to {tem}\"\n", 4, 9, "unknown name 'tem'",
+                 id="unknown-placeholder-in-out-of-hours-note"),
+    pytest.param("change:\n  title: \"Fix {key!r}\"\n", 3, 10, "conversions like !r are not allowed", id="conversion-in-change-title"),
+    pytest.param("communications:\n  stakeholders:\n    - {name: ops}\n    - {name: OPS}\n", 4, 5,
+                 "stakeholder names must be unique", id="duplicate-stakeholder"),
     pytest.param("communications:\n  templates:\n    update: \"{key.__class__}\"\n",
-                 4, 13, "must be a plain name", id="attribute-in-template"),
+                 4, 13, "attribute access is not allowed", id="attribute-in-template"),
     pytest.param("business_hours:\n  time_zone: Europe/Berlin\n  start: \"18:00\"\n  end: \"08:00\"\n",
                  3, 3, "business hours must start before they end", id="start-after-end"),
     pytest.param("communications:\n  update_every: 30\n", 3, 17, "needs a unit", id="duration-without-unit"),
