@@ -426,13 +426,16 @@ class Detector:
 
     def _sweep(self, now_ts: float) -> None:
         for cr in self._rules:
-            if cr.queue:
+            queue = cr.queue
+            if queue and queue[0][0] < now_ts - cr.window:
                 self._expire(cr, now_ts - cr.window)
-            for key in [k for k, (_, _, high) in cr.open.items() if high < now_ts]:
-                self._del_open(cr, key)
-            for key in [k for k, until in cr.rejected.items() if until < now_ts]:
-                del cr.rejected[key]
-                self._rejected_count -= 1
+            if cr.open:
+                for key in [k for k, (_, _, high) in cr.open.items() if high < now_ts]:
+                    self._del_open(cr, key)
+            if cr.rejected:
+                for key in [k for k, until in cr.rejected.items() if until < now_ts]:
+                    del cr.rejected[key]
+                    self._rejected_count -= 1
 
     def _declare(self, cr: _CompiledRule, group: Group, tickets: list[Ticket], ts: float) -> Declaration:
         rule = cr.rule

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from itertools import groupby
 from operator import itemgetter
-from typing import IO, Any, Callable, Iterable, Iterator
+from typing import IO, Any, Callable, Iterable, Iterator, Sequence
 
 from pydantic import ValidationError
 
@@ -131,7 +131,11 @@ def _first_last(chunk: list[list[str]], order_at: int, version: Callable[[list[s
         return min(chunk, key=version), max(chunk, key=version)
     if "".join(versions).isdigit():
         numbers = list(map(int, versions))
-        return chunk[numbers.index(min(numbers))], chunk[len(numbers) - 1 - numbers[::-1].index(max(numbers))]
+        low, high = min(numbers), max(numbers)
+        # rows usually come in version order: then the ends are the answer, without searching
+        first = chunk[0] if numbers[0] == low else chunk[numbers.index(low)]
+        last = chunk[-1] if numbers[-1] == high else chunk[len(numbers) - 1 - numbers[::-1].index(high)]
+        return first, last
     return min(chunk, key=version), max(chunk, key=version)
 
 
@@ -151,6 +155,25 @@ def collapse_rows(header: list[str], rows: Iterable[list[str]], mapping: Mapping
         return
     key_at = header.index(export.key)
     order_at = header.index(export.order_by) if export.order_by in header else None
+    last_at = []
+    for canonical in export.resolved_from_last:
+        source = export.fields.get(canonical) or mapping.spec.fields.get(canonical)
+        for name in [source] if isinstance(source, str) else (source or []):
+            if name in header:
+                last_at.append(header.index(name))
+    # A mapping restricted to a few fields (a backtest) keeps only the columns it reads: each ticket's
+    # rows are held until the end of the file, and 36 columns of every row is most of the memory.
+    columns = mapping.export_columns()
+    keep: list[int] | None = None
+    if columns is not None:
+        wanted = {header.index(c) for c in columns if c in header} | {key_at} | set(last_at)
+        keep = sorted(wanted | ({order_at} if order_at is not None else set()))
+        trim = itemgetter(*keep) if len(keep) > 1 else (lambda row: (row[keep[0]],))  # type: ignore[index]
+        out_header = [header[i] for i in keep]
+        order_in = keep.index(order_at) if order_at is not None else None
+        last_at = [keep.index(i) for i in last_at]
+    else:
+        out_header, order_in = header, order_at
     missing = set(export.missing)
     groups: dict[str, list[Any]] = {}
     line = 2
@@ -159,11 +182,24 @@ def collapse_rows(header: list[str], rows: Iterable[list[str]], mapping: Mapping
     def key_of(row: list[str]) -> str | None:
         return row[key_at] if len(row) > key_at else None
 
-    def version(row: list[str]) -> Any:
-        if order_at is None or len(row) <= order_at:
-            return -1
-        raw = row[order_at]
-        return (0, int(raw), "") if raw.isdigit() else (1, 0, raw)
+    def version_at(at: int | None) -> Callable[[Sequence[str]], Any]:
+        def version(row: Sequence[str]) -> Any:
+            if at is None or len(row) <= at:
+                return -1
+            raw = row[at]
+            return (0, int(raw), "") if raw.isdigit() else (1, 0, raw)
+
+        return version
+
+    row_version, kept_version = version_at(order_at), version_at(order_in)  # of a file row, of a kept row
+
+    def shrink(row: Sequence[str]) -> Sequence[str]:
+        if keep is None:
+            return row
+        try:
+            return trim(row)  # type: ignore[no-any-return]
+        except IndexError:  # a short row: its missing columns read as absent
+            return tuple(row[i] if i < len(row) else None for i in keep)  # type: ignore[misc]
 
     for key, grouped in groupby(rows, key_of):
         chunk = list(grouped)
@@ -171,43 +207,40 @@ def collapse_rows(header: list[str], rows: Iterable[list[str]], mapping: Mapping
         line += len(chunk)
         if key is None or key in missing:
             for offset, row in enumerate(chunk):
-                groups[f"\x00line{first_line + offset}"] = [first_line + offset, row, row]
+                kept = shrink(row)
+                groups[f"\x00line{first_line + offset}"] = [first_line + offset, kept, kept]
             continue
         if len(chunk) == 1:
-            first = last = chunk[0]
-        elif order_at is None:
-            first, last = chunk[0], chunk[-1]
+            first = last = shrink(chunk[0])
         else:
-            first, last = _first_last(chunk, order_at, version)
+            if order_at is None:
+                first, last = chunk[0], chunk[-1]
+            else:
+                first, last = _first_last(chunk, order_at, row_version)
+            first, last = shrink(first), shrink(last)
         slot = groups.get(key)
         if slot is None:
             groups[key] = [first_line, first, last]
         else:
-            if version(first) < version(slot[1]):
+            if kept_version(first) < kept_version(slot[1]):
                 slot[0], slot[1] = first_line, first
-            if version(last) >= version(slot[2]):
+            if kept_version(last) >= kept_version(slot[2]):
                 slot[2] = last
         if progress is not None and len(groups) - seen >= 5000:
             seen = len(groups)
             progress(line - 2)
-    last_at = []
-    for canonical in export.resolved_from_last:
-        source = export.fields.get(canonical) or mapping.spec.fields.get(canonical)
-        for name in [source] if isinstance(source, str) else (source or []):
-            if name in header:
-                last_at.append(header.index(name))
     for line_no, first, last in groups.values():
         if export.keep == "last":
-            yield line_no, dict(zip(header, last))
+            yield line_no, dict(zip(out_header, last))
             continue
         if last is not first and last_at:
             merged = list(first)
             for i in last_at:
                 if i < len(last) and i < len(merged):
                     merged[i] = last[i]
-            yield line_no, dict(zip(header, merged))
+            yield line_no, dict(zip(out_header, merged))
         else:
-            yield line_no, dict(zip(header, first))
+            yield line_no, dict(zip(out_header, first))
 
 
 def read_export(stream: IO[str], fmt: str, mapping: Mapping, skipped: Skipped, label: str = "input",
@@ -221,6 +254,7 @@ def read_export(stream: IO[str], fmt: str, mapping: Mapping, skipped: Skipped, l
             header = next(reader)
         except StopIteration:
             return
+        mapping = mapping.for_columns(header)
         records = collapse_rows(header, reader, mapping, progress)
     else:
         records = enumerate(_records_from_json(stream, label), start=1)

@@ -12,7 +12,7 @@ import re
 from datetime import datetime, timezone
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Iterable, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -197,6 +197,7 @@ class Mapping:
         if spec.export is not None:
             self._export_fields.update({n: self._paths(s) for n, s in spec.export.fields.items()})
             self._export_values.update({n: {str(k): v for k, v in t.items()} for n, t in spec.export.values.items()})
+        self._restricted = False
         self._plan = self._compile_plan(self._fields, self._values, spec.times)
         self._export_plan = self._compile_plan(self._export_fields, self._export_values,
                                                spec.export.times if spec.export else spec.times)
@@ -226,6 +227,35 @@ class Mapping:
         copy.__dict__.update(self.__dict__)
         copy._plan = [entry for entry in self._plan if entry[0] in keep]
         copy._export_plan = [entry for entry in self._export_plan if entry[0] in keep]
+        copy._restricted = True
+        return copy
+
+    def export_columns(self) -> set[str] | None:
+        """For a :meth:`restricted` copy, the only export columns it reads, so that a reader may keep just
+        those (a ticket's ``raw`` then holds only them); None when every column must be kept."""
+        if not self._restricted:
+            return None
+        columns: set[str] = set()
+        for _, _, flats, _, _ in self._export_plan:
+            if flats is None:
+                return None
+            columns.update(flats)
+        return columns
+
+    def for_columns(self, columns: Iterable[str]) -> "Mapping":
+        """A copy for an export with these columns (a CSV header): alternatives the export does not have
+        are not looked up for every row, and a field none of whose columns exists is not read at all."""
+        present = set(columns)
+        copy = Mapping.__new__(Mapping)
+        copy.__dict__.update(self.__dict__)
+        plan: list[PlanEntry] = []
+        for name, paths, flats, convert, memo in self._export_plan:
+            if flats is not None:
+                flats = tuple(flat for flat in flats if flat in present)
+                if not flats:
+                    continue
+            plan.append((name, paths, flats, convert, memo))
+        copy._export_plan = plan
         return copy
 
     @property

@@ -244,7 +244,7 @@ def uci_row(number: str, mod: int, state: str, opened: str, updated: str, **valu
 
 def uci_export() -> str:
     """Five incidents (one row per update); three open within six minutes on Category 55 at Location 143,
-    one with an unreadable opening date (file line 10)."""
+    one with an unreadable opening date (file line 10), one updated again at the end of the file."""
     rows = [
         uci_row("INC0000045", 0, "New", "3/5/2016 10:01", "3/5/2016 10:01"),
         uci_row("INC0000045", 1, "Active", "3/5/2016 10:01", "3/5/2016 10:30", assigned_to="Resolver 10"),
@@ -257,6 +257,9 @@ def uci_export() -> str:
         uci_row("INC0000050", 0, "New", "3/5/2016 10:07", "3/5/2016 10:07", caller_id="?"),
         uci_row("INC0000051", 0, "New", "29/2/2016 01:16", "29/2/2016 01:16", location="Location 204"),
         uci_row("INC0000052", 0, "New", "31/2/2016 25:99", "29/2/2016 01:16"),
+        # a late update of an incident whose other rows came earlier in the file
+        uci_row("INC0000045", 3, "Closed", "3/5/2016 10:01", "5/5/2016 08:00", resolved_at="3/5/2016 11:30",
+                closed_at="5/5/2016 08:00"),
     ]
     return ",".join(UCI_COLUMNS) + "\n" + "\n".join(rows) + "\n"
 
@@ -281,9 +284,25 @@ def test_servicenow_csv_export_gives_one_ticket_per_number(tmp_path: Path) -> No
     assert (first.priority, first.impact, first.urgency) == (3, 2, 2)
     assert (first.category, first.location, first.caller) == ("Category 55", "Location 143", "Caller 2403")
     assert tickets["INC0000045"].assignee is None, "later versions do not overwrite first-version fields"
+    assert tickets["INC0000045"].state == "new"
+    assert tickets["INC0000045"].resolved_at == datetime(2016, 5, 3, 11, 30, tzinfo=UTC), "from the row at the end"
     assert tickets["INC0000050"].caller is None, "'?' is missing"
     assert tickets["INC0000051"].opened_at == datetime(2016, 2, 29, 1, 16, tzinfo=UTC)
     assert skipped.count == 1 and "line 10" in skipped.examples[0] and "opened_at" in skipped.examples[0]
+
+
+def test_backtest_reading_keeps_only_the_columns_its_rules_need(tmp_path: Path) -> None:
+    path = tmp_path / "incident_event_log.csv"
+    path.write_text(uci_export(), encoding="utf-8")
+    restricted = servicenow_mapping().restricted({"category", "location"})
+
+    tickets = {t.id: t for t in read_history(path, lambda _: restricted, None, Skipped())}
+
+    assert sorted(tickets) == ["INC0000045", "INC0000047", "INC0000050", "INC0000051"]
+    assert {t.state for t in tickets.values()} == {"new"}, "the first version, wherever the rows are"
+    assert tickets["INC0000047"].location == "Location 143"
+    assert set(tickets["INC0000045"].raw) <= {"number", "sys_mod_count", "opened_at", "incident_state", "category",
+                                              "location", "resolved_at"}
 
 
 def test_servicenow_csv_backtest_reports_surge_and_skipped_row(tmp_path: Path) -> None:
@@ -304,6 +323,20 @@ def test_servicenow_csv_backtest_reports_surge_and_skipped_row(tmp_path: Path) -
     assert data["skipped_examples"][0].startswith(f"{path}: line 10: field 'opened_at'")
     assert "1 rows skipped" in result.stderr
     assert "Traceback" not in result.output
+
+
+def test_short_csv_row_is_skipped_with_its_line_number(tmp_path: Path) -> None:
+    path = tmp_path / "incident_event_log.csv"
+    lines = uci_export().splitlines()
+    path.write_text("\n".join([*lines[:3], "INC0000099,New,true", *lines[3:]]) + "\n", encoding="utf-8")
+
+    result = backtest("--tickets", str(path), "--json")
+
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["tickets"] == 4
+    assert [e.split(": ")[1] for e in data["skipped_examples"]] == ["line 4", "line 11"]
+    assert "INC0000099 has no opened_at" in data["skipped_examples"][0]
 
 
 def test_backtest_with_rules_that_do_not_load_exits_1(tmp_path: Path) -> None:
