@@ -418,6 +418,7 @@ class _RecordPlan:
         current_priority = self._value("priority")
         if raise_to is not None and (current_priority is None or current_priority > raise_to):
             fields["priority"] = raise_to
+        fields = {name: value for name, value in fields.items() if name in self.ctx.writable}
         if not fields.keys() & {"assignment_group", "assignee"}:
             # nothing to assign from the process file: containment waits for a human to assign
             facts.setdefault("initial", {"assignment_group": self._value("assignment_group"),
@@ -476,8 +477,10 @@ class _RecordPlan:
             checked.append(child_id)
             if not child.is_open or self.run.calendar.is_business_time(child.opened_at):
                 continue
+            if "assignment_group" not in self.ctx.writable:
+                continue  # the platform has no assignment group to route to (Jira): nothing to write or say
             fields: dict[str, Any] = {"assignment_group": ooh.group}
-            if ooh.urgency is not None and (child.urgency is None or child.urgency > ooh.urgency):
+            if ooh.urgency is not None and "urgency" in self.ctx.writable and (child.urgency is None or child.urgency > ooh.urgency):
                 fields["urgency"] = ooh.urgency
             if values is None:
                 values = comms.template_values(self.values())
@@ -549,8 +552,9 @@ class _RecordPlan:
         notes = f"Resolved with major incident {key}: {self._resolution_text()}."
         for child_id in sorted(children):
             child = children[child_id]
-            # platforms that cascade (ServiceNow with MIM) already resolved these; only the rest are ours
-            if not child.is_open:
+            # platforms that cascade (ServiceNow with MIM) already resolved these; only the rest are ours,
+            # and only while they are still linked (a human may have unlinked one)
+            if not child.is_open or child.parent != self.target:
                 continue
             self.actions.append(ResolveChild(key=f"resolve:{child_id}:{self.mid}{suffix}", target=child_id,
                                              parent=self.target, rule=self.record.rule,

@@ -22,7 +22,7 @@ from .durations import parse_duration
 from .engine import Declaration, Decisions, decide, major_incidents_from_tickets, parse_marker, window_horizon
 from .identification import identification_actions
 from .mapping import MappingError
-from .model import Ticket
+from .model import CANONICAL_FIELDS, Ticket
 from .plan import Action, CreateParent, LinkChild, Notify, action_from_dict
 from .platforms.base import ApplyResult, Platform, Watermark
 from .process import ProcessFile
@@ -54,6 +54,8 @@ class CycleContext:
     tickets: dict[str, Ticket]
     store: StateStore
     decisions: Decisions
+    writable: frozenset[str] = frozenset(CANONICAL_FIELDS)
+    """Canonical fields the platform's mapping can write (Jira has no assignment group, for instance)."""
 
 
 @dataclass
@@ -144,6 +146,10 @@ def _refresh_registry(records: dict[str, MIRecord], tickets: Sequence[Ticket], r
     for t in tickets:
         if t.parent and t.parent in records and t.id not in records[t.parent].children:
             records[t.parent].children.append(t.id)
+        for record in records.values():
+            # a child a human unlinked (or moved to another incident) is no longer ours to resolve
+            if t.id in record.children and t.parent != record.id and not record.id.startswith("new-"):
+                record.children.remove(t.id)
 
 
 def _register(decisions: Decisions, records: dict[str, MIRecord], now: datetime) -> None:
@@ -222,7 +228,8 @@ def run_cycle(platform: Platform, store: StateStore, rules: Sequence[Rule], proc
     _register(decisions, records, now)
 
     actions = identification_actions(decisions, rules)
-    context = CycleContext(now, rules, process, list(records.values()), window, store, decisions)
+    context = CycleContext(now, rules, process, list(records.values()), window, store, decisions,
+                           frozenset(platform.mapping.provided))
     for planner in planners:
         actions += planner(context)
 

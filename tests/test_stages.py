@@ -77,6 +77,8 @@ class World:
         self.ledger[f"stage:{parent.id}:identification"] = SetStage(key=f"stage:{parent.id}:identification",
                                                                     target=parent.id, stage="identification")
         self.tickets[parent.id] = parent.model_copy(update={"stage": "identification", "major": "proposed"})
+        for kid in kids:  # identification links them in the declaring cycle
+            self.tickets[kid.id] = self.tickets[kid.id].model_copy(update={"parent": parent.id})
         return record
 
     def human(self, ident: str, **fields: Any) -> None:
@@ -236,6 +238,28 @@ def test_maintenance_resolves_only_open_children_and_creates_review_tasks_with_b
     assert "250,000 USD per hour on web-shop" in metrics.text
     assert world.tickets[mi.id].stage == "maintenance"
     assert world.step(minutes=10) == []
+
+
+def test_a_child_a_human_unlinked_is_not_resolved_with_the_major_incident(world: World) -> None:
+    mi = world.declare(children=3)
+    world.step()
+    unlinked = mi.children[1]
+    world.human(unlinked, parent=None)  # an agent decided this one is a different problem
+    world.human(mi.id, state="resolved")
+    resolved = only(world.step(minutes=30), ResolveChild)
+    assert unlinked not in [a.target for a in resolved]
+    assert len(resolved) == 2
+
+
+def test_children_are_not_routed_out_of_hours_where_the_platform_has_no_assignment_group(store: StateStore) -> None:
+    world = World(store, now=SUNDAY_03_BERLIN)
+    world.declare(children=2)
+    context = world.context()
+    context.writable = frozenset({"assignee", "priority", "stage", "state"})
+    actions = plan_process(context)
+    assert not [a for a in actions if a.key.startswith("ooh:") or a.key.endswith(":ooh")]
+    assign = next(a for a in actions if a.key.startswith("assign:"))
+    assert "assignment_group" not in assign.fields and assign.fields["assignee"] == "oncall.duty"
 
 
 def test_closed_writes_the_final_note_and_stops(world: World) -> None:
