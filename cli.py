@@ -206,14 +206,26 @@ def sync(ctx: click.Context, once: bool, dry_run: bool, as_json: bool, log_forma
     settings = _settings(ctx)
     log = setup_logging(log_format or settings.log_format)
     _register_secrets(settings)
-    job = _open_job(settings)
+    scratch = None
+    if dry_run:
+        # a dry run writes nothing: not the platform, and not a state file that does not exist yet
+        import tempfile
+
+        if not Path(settings.state).exists():
+            scratch = tempfile.TemporaryDirectory(prefix="mim-dry-run-")
+            settings = settings.model_copy(update={"state": str(Path(scratch.name) / "state.sqlite")})
+    job = _open_job(settings, lock=not dry_run)
     try:
         report = run_cycle(job.platform, job.store, job.rules, job.process, datetime.now(timezone.utc),
                            dry_run=dry_run, planners=_planners(), notifier=job.notifier)
     except PlatformError as exc:
         raise click.ClickException(f"{settings.platform}: {exc}") from None
+    except ConfigurationError as exc:
+        raise click.ClickException(str(exc)) from None
     finally:
         job.close()
+        if scratch is not None:
+            scratch.cleanup()
     log.log(logging.INFO, "cycle done" if not dry_run else "dry run done", extra={"fields": report.summary()})
     _print_report(report, as_json)
     if report.failures:
@@ -315,14 +327,14 @@ def demo(platform_name: str, keep: bool) -> None:
     click.echo(f"major incident declared with {len(result.children)} children; see the timeline above")
 
 
-def _open_job(settings: Settings) -> Any:
+def _open_job(settings: Settings, lock: bool = True) -> Any:
     """The configured job, holding the runner lock; configuration problems become clean CLI errors."""
     from connector.job import open_job
     from connector.state import LockHeld
     from connector.yamlfile import ConfigErrors
 
     try:
-        return open_job(settings, lock=True)
+        return open_job(settings, lock=lock)
     except ConfigErrors as exc:
         for error in exc.errors:
             click.echo(str(error), err=True)

@@ -11,12 +11,14 @@ from datetime import datetime, timedelta, timezone
 from types import FrameType
 from typing import Callable, Sequence
 
+from .config import ConfigurationError
 from .job import Job
 from .platforms.errors import AuthenticationError, PermissionDenied, PlatformError
 from .sync import ProcessPlanner, run_cycle
 
 EXIT_OK = 0
 EXIT_FATAL = 1
+MAX_CRASHES = 5
 
 log = logging.getLogger("mim")
 
@@ -72,9 +74,17 @@ def run_loop(job: Job, interval: timedelta, stop: StopFlag, planners: Sequence[P
         except (AuthenticationError, PermissionDenied) as exc:
             log.error("fatal platform error", extra={"fields": {"error": str(exc)}})
             return EXIT_FATAL
+        except ConfigurationError as exc:
+            log.error("configuration error", extra={"fields": {"error": str(exc)}})
+            return EXIT_FATAL
         except PlatformError as exc:
             failures += 1
             log.warning("cycle failed, will retry", extra={"fields": {"error": str(exc), "consecutive_failures": failures}})
+        except Exception as exc:  # a bug must not kill a scheduled job on the first occurrence...
+            failures += 1
+            log.exception("cycle crashed", extra={"fields": {"error": type(exc).__name__, "consecutive_failures": failures}})
+            if failures >= MAX_CRASHES:  # ...but it must not loop forever either
+                return EXIT_FATAL
         cycles += 1
         if max_cycles is not None and cycles >= max_cycles:
             break

@@ -135,3 +135,14 @@ def test_secret_never_reaches_output_or_dry_run(sim, tmp_path: Path) -> None:
     assert "sync-secret-pw" not in proc.stdout + proc.stderr
     assert '"kind": "declare"' in proc.stdout
     assert _majors(sn) == []
+
+
+def test_dry_run_creates_no_state_and_takes_no_lock(sim, tmp_path: Path) -> None:
+    sn, url = sim
+    _storm(sn, 6)
+    state = tmp_path / "never.sqlite"
+    proc = subprocess.run([sys.executable, str(ROOT / "cli.py"), "sync", "--once", "--dry-run"],
+                          env=_env(url, state), capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "would write" in proc.stdout
+    assert not state.exists() and not Path(str(state) + ".lock").exists()

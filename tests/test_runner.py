@@ -106,3 +106,18 @@ def test_second_runner_on_the_same_state_is_refused(tmp_path: Path) -> None:
     first.close()
     second.acquire_lock()
     second.close()
+
+
+def test_repeated_crashes_stop_the_loop_with_exit_1(tmp_path: Path) -> None:
+    clock = Clock(datetime(2026, 3, 2, 10, tzinfo=timezone.utc))
+    platform = FakePlatform(clock)
+    job = make_job(tmp_path, platform)
+
+    def broken(*args, **kwargs):
+        raise KeyError("bug")
+
+    platform.fetch_changed = broken  # type: ignore[method-assign]
+    stop = StopFlag()
+    stop.wait = lambda s: False  # type: ignore[method-assign]
+    assert run_loop(job, timedelta(seconds=1), stop, clock=clock) == EXIT_FATAL
+    job.close()
