@@ -101,7 +101,8 @@ def payload(fmt: str, kind: str, text: str, values: Mapping[str, object]) -> dic
 def message_actions(process: ProcessFile, kind: str, key: str, target: str, values: Mapping[str, object],
                     rule: str | None = None) -> list[Action]:
     """One message to every stakeholder: a note per audience (``<key>`` internal, ``<key>:public``) and a
-    Notify per webhook stakeholder (``<key>:<stakeholder>``). Nothing when no stakeholder is configured."""
+    Notify per webhook stakeholder (``<key>:hook:<stakeholder>``, so no stakeholder name can collide with an
+    audience). Nothing when no stakeholder is configured."""
     stakeholders = process.communications.stakeholders
     if not stakeholders:
         return []
@@ -115,7 +116,7 @@ def message_actions(process: ProcessFile, kind: str, key: str, target: str, valu
                                    reason=reason, text=text, internal=audience == "internal"))
     for stakeholder in stakeholders:
         if stakeholder.webhook:
-            actions.append(notify_action(stakeholder, kind, f"{key}:{stakeholder.name}", target, text, values, rule))
+            actions.append(notify_action(stakeholder, kind, f"{key}:hook:{stakeholder.name}", target, text, values, rule))
     return actions
 
 

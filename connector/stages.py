@@ -395,6 +395,8 @@ class _RecordPlan:
         if self.facts.get("declared_sent"):
             return
         self._containment()
+        if self.target.startswith("new-"):
+            return  # a parent still to be created has no number to announce yet: next cycle
         self.facts["declared_sent"] = True
         self._message("declared", f"comms:{self.mid}:declared", stage="identification")
 

@@ -289,6 +289,15 @@ def run_cycle(platform: Platform, store: StateStore, rules: Sequence[Rule], proc
         applied = platform.apply(rest, resolve, uncertain)
         store.record_results(applied, now)
         results += applied
+    # announce only what the platform now shows: not an incident whose declaration failed this cycle
+    # (its messages stay planned and go out once the declaration lands)
+    failed_targets = {r.key.split(":", 1)[1] for r in results
+                      if r.status == "failed" and r.key.startswith(("declare:", "create:"))}
+
+    def announceable(action: Notify) -> bool:
+        return action.target not in failed_targets and resolve(action.target) is not None
+
+    notifies = [a for a in notifies if announceable(a)]
     if notifies:
         if notifier is None:
             from .comms import notifier_from_environment

@@ -97,7 +97,7 @@ def test_message_actions_give_one_note_per_audience_and_a_notify_per_webhook() -
     actions = message_actions(proc, "declared", "comms:mi:declared", "mi", VALUES)
     assert [(a.key, type(a).__name__) for a in actions] == [
         ("comms:mi:declared", "AddNote"), ("comms:mi:declared:public", "AddNote"),
-        ("comms:mi:declared:teams-room", "Notify")]
+        ("comms:mi:declared:hook:teams-room", "Notify")]
     notify = actions[2]
     assert isinstance(notify, Notify) and notify.url == "webhook:teams", "the URL itself never enters the ledger"
     assert notify.payload["@type"] == "MessageCard"
@@ -251,14 +251,14 @@ def test_a_failing_webhook_never_blocks_the_cycle_and_is_sent_next_cycle(tmp_pat
         first = run_cycle(platform, store, rules, proc, clock.advance(seconds=30), planners=[plan_process],
                           notifier=notifier)
         mi = first.declarations[0]["parent"]
-        assert first.outcomes[f"comms:{mi}:declared:ops-chat"].status == "failed"
+        assert first.outcomes[f"comms:{mi}:declared:hook:ops-chat"].status == "failed"
         assert first.outcomes[f"assign:{mi}"].status == "applied", "platform writes went through"
         assert platform.records[mi]["stage"] == "containment"
         assert any("declared by rule" in n for n in platform.notes[mi])
         assert store.watermark() is not None, "the cycle completed"
         second = run_cycle(platform, store, rules, proc, clock.advance(seconds=60), planners=[plan_process],
                            notifier=notifier)
-        assert second.outcomes[f"comms:{mi}:declared:ops-chat"].status == "applied"
+        assert second.outcomes[f"comms:{mi}:declared:hook:ops-chat"].status == "applied"
         assert len(hook.requests) == 4 and hook.requests[-1]["body"]["text"].startswith("Major incident")
         third = run_cycle(platform, store, rules, proc, clock.advance(seconds=60), planners=[plan_process],
                           notifier=notifier)
