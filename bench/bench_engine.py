@@ -8,8 +8,10 @@ period on 5,000 services (uniform), 40% with one of 20,000 CIs, 100,000 callers,
 few P1s, plus one real surge (8 distinct callers on one service within 6 minutes) every 36 hours. The
 rules are the shipped defaults (rules/). Every measurement runs in its own child process:
 
-* throughput: all tickets are built first, then only ``Detector.feed`` is timed (best of 3, a fresh
-  detector each time); target >= 200,000 tickets/s.
+* throughput: all tickets are built first (then frozen out of the garbage collector's sight), then only
+  ``Detector.feed`` is timed (best of 3, a fresh detector each time; CPU time of the process, which a
+  busy neighbour on a shared machine inflates less than wall time; both are printed); target >=
+  200,000 tickets/s.
 * memory: tickets are generated lazily while feeding, so the ticket list does not dominate; the figure
   is the growth of the process's peak RSS during feeding (``ru_maxrss``), for 10 and 30 days at the same
   daily rate. It must not grow with the number of days: windows are swept once they go stale.
@@ -100,21 +102,23 @@ def child_throughput(count: int, repeat: int) -> dict[str, Any]:
     # everything the detector allocates.
     gc.collect()
     gc.freeze()
-    best = float("inf")
+    best = best_wall = float("inf")
     declared = linked = 0
     for _ in range(repeat):
         detector = Detector(rules)
         feed = detector.feed
         events = []
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         for ticket in tickets:
             found = feed(ticket)
             if found:
                 events += found
-        best = min(best, time.perf_counter() - started)
+        best = min(best, time.process_time() - cpu)
+        best_wall = min(best_wall, time.perf_counter() - started)
         declared = sum(isinstance(e, Declaration) for e in events)
         linked = len(events) - declared
     return {"tickets": len(tickets), "days": days, "seconds": best, "per_second": len(tickets) / best,
+            "wall_seconds": best_wall, "wall_per_second": len(tickets) / best_wall,
             "declared": declared, "late_links": linked}
 
 
@@ -160,9 +164,9 @@ def main() -> None:
     print(f"python {sys.version.split()[0]}, rules: {ROOT / 'rules'}")
     tp = _run_child("throughput", args.tickets, args.repeat)
     print(f"throughput: {tp['tickets']:,} tickets over {tp['days']} days, best of {args.repeat}: "
-          f"{tp['seconds']:.2f} s = {tp['per_second']:,.0f} tickets/s "
-          f"({tp['declared']} declared, {tp['late_links']} late links); target >= 200,000/s: "
-          f"{'met' if tp['per_second'] >= 200_000 else 'NOT met'}")
+          f"{tp['seconds']:.2f} s CPU = {tp['per_second']:,.0f} tickets/s (wall {tp['wall_seconds']:.2f} s = "
+          f"{tp['wall_per_second']:,.0f}/s; {tp['declared']} declared, {tp['late_links']} late links); "
+          f"target >= 200,000/s: {'met' if tp['per_second'] >= 200_000 else 'NOT met'}")
     for days in (10, 30):
         mem = _run_child("memory", days)
         samples = ", ".join(f"{s / 1024:.1f}" for s in mem["growth_samples_kib"])

@@ -99,7 +99,8 @@ _Entry = list
 
 # One group's rolling window: [key, members, head, gone, pushed, counts, size]. ``members[head:]`` are
 # the tickets inside it in time order (some may have been consumed since); ``gone`` counts every ticket
-# that has left, ``pushed`` every one that entered, so a ticket with ``seq >= gone`` is still inside.
+# that has left, ``pushed`` every one that entered, so a ticket with ``seq >= gone`` is still inside
+# (or the window has closed, once its last ticket left: then nothing reads it any more).
 # ``counts`` (distinct rules) counts the unconsumed tickets inside per distinct value; ``size`` (other
 # rules) is the number of unconsumed tickets inside.
 _KEY, _MEMBERS, _HEAD, _GONE, _PUSHED, _COUNTS, _SIZE = range(7)
@@ -310,23 +311,29 @@ class Detector:
                 # horizon leave (other windows catch up here too, or at the next sweep)
                 self._expire(cr, ts - cr.window)
                 window = windows.get(key)
-            if window is None:
-                window = windows[key] = [key, [], 0, 0, 0, {} if cr.distinct else None, 0]
             if entry is None:
                 entry = [ticket, True, [], ts]
-            counts = window[_COUNTS]
-            if counts is None:
+            distinct = cr.distinct
+            if distinct is None:
                 value: object = None
-                size = window[_SIZE] = window[_SIZE] + 1
             else:
-                value = values[cr.distinct]  # type: ignore[index]
+                value = values[distinct]
                 if value is None or value == "":
                     value = ("\x00ticket", values["id"])
-                counts[value] = counts.get(value, 0) + 1
-                size = len(counts)
-            seq = window[_PUSHED]
-            window[_PUSHED] = seq + 1
-            window[_MEMBERS].append(entry)
+            if window is None:  # most windows: the first ticket of its group in a while
+                window = windows[key] = [key, [entry], 0, 0, 1, None if distinct is None else {value: 1}, 1]
+                size = 1
+                seq = 0
+            else:
+                counts = window[_COUNTS]
+                if counts is None:
+                    size = window[_SIZE] = window[_SIZE] + 1
+                else:
+                    counts[value] = counts.get(value, 0) + 1
+                    size = len(counts)
+                seq = window[_PUSHED]
+                window[_PUSHED] = seq + 1
+                window[_MEMBERS].append(entry)
             cr.queue.append((ts, window, entry, value))
             entry[_IN].append((window, value, seq))
             limit = cr.threshold if self._threshold is None else self._threshold(cr.rule, cr.group(key), opened)
@@ -399,11 +406,10 @@ class Detector:
             members = window[_MEMBERS]
             head = window[_HEAD] + 1
             if head == len(members):
-                # the last ticket left: forget the window, without counting it down first. Clearing its
-                # members leaves no reference cycle between tickets and windows for the garbage collector.
+                # the last ticket left: forget the window, without counting it down first (a ticket
+                # consumed later may still count itself out of it; nothing reads it any more). Clearing
+                # its members leaves no reference cycle between tickets and windows for the collector.
                 members.clear()
-                window[_HEAD] = 0
-                window[_GONE] = window[_PUSHED]
                 if windows.get(window[_KEY]) is window:
                     del windows[window[_KEY]]
                 continue
