@@ -15,10 +15,8 @@ import pytest
 from click.testing import CliRunner, Result
 
 from cli import main
-from connector.backtest import run_backtest
 from connector.history import Skipped, read_history
 from connector.mapping import Mapping, load_mapping
-from connector.rules import load_rules
 
 ROOT = Path(__file__).resolve().parent.parent
 UCI_ZIP = ROOT.parent / "shared" / "data" / "uci-incident-event-log" / "incident_event_log.zip"
@@ -358,13 +356,13 @@ def test_backtest_with_rules_that_do_not_load_exits_1(tmp_path: Path) -> None:
 def test_uci_event_log_backtest_finds_the_known_surges() -> None:
     if not UCI_ZIP.is_file():
         pytest.skip(f"{UCI_ZIP} is not present")
-    ruleset = load_rules([ROOT / "bench" / "rules-uci"])
-    assert ruleset.errors == []
 
-    result = run_backtest(UCI_ZIP, ruleset.rules, lambda _: servicenow_mapping())
+    result = backtest("--tickets", str(UCI_ZIP), "--rules", str(ROOT / "bench" / "rules-uci"), "--json")
 
-    assert result.tickets == 24_918
-    assert result.skipped == 0
-    parents = [inc.declaration.mi_id for inc in result.incidents]
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert (data["tickets"], data["skipped_rows"]) == (24_918, 0)
+    parents = [incident["parent"] for incident in data["major_incidents"]]
     assert {"INC0021356", "INC0021579"} <= set(parents)
     assert len(parents) == len(set(parents))
+    assert all(incident["rule"] == "category-location-surge" for incident in data["major_incidents"])

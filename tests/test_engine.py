@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from connector.engine import (
-    Declaration,
     Decisions,
+    Declaration,
     Detector,
     LateLink,
     MajorIncident,

@@ -328,7 +328,7 @@ def test_shipped_rule_tests_pass() -> None:
     result = CliRunner().invoke(main, ["rules", "test"])
 
     assert result.exit_code == 0, result.output
-    assert re.search(r"^(\d+) passed, 0 failed$", result.stdout, re.M)
+    assert re.search(r"^(\d+) passed, 0 failed$", result.stdout, re.MULTILINE)
     assert "FAIL" not in result.stdout
 
 
