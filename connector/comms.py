@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Protocol, Sequence
+from typing import Any, Mapping, Protocol, Sequence
 from urllib.parse import urlsplit
 
 import requests
@@ -250,7 +250,6 @@ def notifier_from_environment(env: Mapping[str, str] | None = None) -> WebhookNo
         return WebhookNotifier(hooks)
 
 
-NotifierFactory = Callable[[], Notifier]
 
 __all__ = ["MESSAGE_KINDS", "DEFAULT_TEMPLATES", "render_message", "payload", "message_actions", "notify_action",
            "Notifier", "WebhookNotifier", "notifier_from_environment", "template_values", "default_policy"]

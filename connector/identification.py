@@ -7,7 +7,6 @@ becomes a link and a short note on the child.
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Sequence
 
 from .engine import Declaration, Decisions, LateLink, marker_for
@@ -86,9 +85,3 @@ def identification_actions(decisions: Decisions, rules: Sequence[Rule]) -> list[
     for link in decisions.late_links:
         actions.extend(late_link_actions(link))
     return actions
-
-
-def declared_at(decl: Declaration, now: datetime) -> datetime:
-    """When a declaration happens for the record: the cycle's ``now`` (the engine's time is when the
-    threshold was reached, which may be earlier if the connector was down)."""
-    return max(now, decl.detected_at)

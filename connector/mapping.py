@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from .model import CANONICAL_FIELDS, INT_FIELDS, TIME_FIELDS, Major, Stage, State, Ticket
 from .rules import Rule, RuleSet
-from .yamlfile import ConfigError, Located, Problem, load_yaml, problems, validate
+from .yamlfile import ConfigError, Problem, load_yaml, problems, validate
 
 _ENUM_VALUES = {"state": frozenset(m.value for m in State), "major": frozenset(m.value for m in Major),
                 "stage": frozenset(m.value for m in Stage)}
@@ -489,12 +489,6 @@ def check_rules_against_mapping(ruleset: RuleSet, mapping: Mapping) -> list[Conf
             errors.append(ruleset.error(rule.id, loc, f"rule {rule.id!r} uses field {name!r}, which mappings/{mapping.platform}.yaml "
                                                       f"({mapping.path}) does not map"))
     return errors
-
-
-def located_mapping(path: Path) -> Located | None:
-    """The mapping file's located data (for tools that point at lines in it)."""
-    located, _ = load_yaml(path)
-    return located
 
 
 __all__ = ["Mapping", "MappingError", "MappingFile", "load_mapping", "check_rules_against_mapping", "parse_time", "Rule"]

@@ -90,17 +90,20 @@ class CycleReport:
 
 
 def _to_tickets(platform: Platform, raws: Sequence[dict[str, Any]], report: CycleReport) -> list[Ticket]:
+    """Map raw records; a malformed one is reported (by its key or id, wherever the mapping reads them) and
+    skipped, never crashing the cycle."""
     tickets = []
+    sources = [platform.mapping.source(name) for name in ("key", "id")]
     for raw in raws:
         try:
             tickets.append(platform.to_ticket(raw))
         except MappingError as exc:
-            ident = raw.get("number") or raw.get("key") or raw.get("sys_id") or raw.get("id") or "?"
+            ident = next((str(raw[s]) for s in sources if s and raw.get(s)), "?")
             report.skipped_records.append(f"{ident}: {exc}")
     return tickets
 
 
-def _latest_watermark(raws: Sequence[dict[str, Any]], tickets: Sequence[Ticket], current: Watermark | None) -> Watermark | None:
+def _latest_watermark(tickets: Sequence[Ticket], current: Watermark | None) -> Watermark | None:
     best = current
     for t in tickets:
         if t.updated_at is None:
@@ -317,7 +320,7 @@ def run_cycle(platform: Platform, store: StateStore, rules: Sequence[Rule], proc
                 report.failures.append(f"{result.key}: {result.detail}")
         for record in records.values():
             store.save_major_incident(record)
-        new_mark = _latest_watermark(raws, tickets, mark)
+        new_mark = _latest_watermark(tickets, mark)
         if new_mark is None:
             # nothing seen yet: remember the horizon so the next cycle is not taken for a lost state
             new_mark = Watermark(now - horizon, "")
