@@ -146,3 +146,16 @@ def test_dry_run_creates_no_state_and_takes_no_lock(sim, tmp_path: Path) -> None
     assert proc.returncode == 0, proc.stderr
     assert "would write" in proc.stdout
     assert not state.exists() and not Path(str(state) + ".lock").exists()
+
+
+def test_a_malformed_record_is_reported_and_skipped_and_the_storm_still_declared(sim, tmp_path: Path) -> None:
+    sn, url = sim
+    ids = _storm(sn, 6)
+    bad = sn.insert("incident", {"short_description": "broken", "business_service": "web-shop", "caller_id": "x",
+                                 "state": "42"})
+    proc = subprocess.run([sys.executable, str(ROOT / "cli.py"), "sync", "--once"], env=_env(url, tmp_path / "s.sqlite"),
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert f"skipped malformed record {bad['number']}" in proc.stderr
+    assert "unknown value '42'" in proc.stderr
+    _assert_converged(sn, ids)
