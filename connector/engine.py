@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from typing import Callable, Iterable, Literal, Sequence
 
@@ -176,9 +176,11 @@ class _CompiledRule:
         self.window = surge.window.total_seconds() if surge else 0.0
         self.distinct = surge.distinct if surge else None
         self.threshold = surge.threshold if surge else 1
-        # Without group fields every ticket would "match" the incident, so only grouped rules collect late children.
-        has_late = rule.late_children is not None and bool(self.fields)
-        self.late = rule.late_children.total_seconds() if has_late and rule.late_children else None
+        # Without group fields every ticket would "match" the incident, so only grouped rules collect late
+        # children. A surge rule without late_children still keeps its incident open for one window, so the
+        # rest of the same surge joins it instead of declaring a second major incident for the same group.
+        late = rule.late_children if rule.late_children is not None else (surge.window if surge else None)
+        self.late = late.total_seconds() if late is not None and self.fields else None
         self.windows: dict[Key, _Window] = {}
         # every (time, window, ticket, value) this rule counted, in time order: what leaves the windows next
         self.queue: deque[tuple[float, _Window, _Entry, object]] = deque()
@@ -247,7 +249,8 @@ class Detector:
                 self._rejected_count += 1
             cr.rejected[key] = max(cr.rejected.get(key, 0.0), _ts(mi.declared_at) + cr.window)
         elif mi.status == "open" and cr.late is not None:
-            self._set_open(cr, key, (mi, _ts(mi.started_at) - cr.window, _ts(mi.declared_at) + cr.late))
+            mine = replace(mi, children=set(mi.children))  # the caller's incident is not modified
+            self._set_open(cr, key, (mine, _ts(mi.started_at) - cr.window, _ts(mi.declared_at) + cr.late))
 
     def feed(self, ticket: Ticket) -> list[Event]:
         """Process one ticket; returns the declaration or late link it caused (or nothing)."""
@@ -359,6 +362,8 @@ class Detector:
             if known is None:
                 continue
             mi, low, high = known
+            if mi.id == ticket.id:
+                continue  # an incident whose declaration has not reached the platform yet is not its own child
             if low <= ts <= high:
                 mi.children.add(ticket.id)
                 return LateLink(ticket, mi.id, cr.id, cr.group(key), ticket.opened_at)

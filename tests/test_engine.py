@@ -115,12 +115,34 @@ def test_declaration_records_start_detection_and_triggering_tickets() -> None:
     assert decl.parent is not None and decl.parent.id == "t1" and not decl.new_parent
 
 
-def test_tickets_of_a_declared_surge_do_not_count_again_without_late_children() -> None:
+def test_the_rest_of_a_surge_joins_its_incident_even_without_late_children() -> None:
+    # without late_children the incident still collects its own surge for one window, so one outage
+    # never becomes two major incidents of the same group
     tickets = on_service("web-shop", [0, 1, 2, 3, 4, 5])
 
     decisions = decide(tickets, [], [surge(threshold=3)], NOW)
 
-    assert summary(decisions) == [("t1", "surge", ["t2", "t3"]), ("t4", "surge", ["t5", "t6"])]
+    assert summary(decisions) == [("t1", "surge", ["t2", "t3"])]
+    assert links(decisions) == [("t4", "t1"), ("t5", "t1"), ("t6", "t1")]
+
+
+def test_a_new_surge_of_the_same_group_after_the_window_is_a_new_incident_without_late_children() -> None:
+    tickets = on_service("web-shop", [0, 1, 2]) + on_service("web-shop", [40, 41, 42], prefix="u")
+
+    decisions = decide(tickets, [], [surge(threshold=3)], NOW)
+
+    assert summary(decisions) == [("t1", "surge", ["t2", "t3"]), ("u1", "surge", ["u2", "u3"])]
+
+
+def test_an_incident_whose_declaration_has_not_landed_is_not_linked_to_itself() -> None:
+    tickets = on_service("web-shop", [0, 1, 2])
+    known = MajorIncident("t1", "surge", ("web-shop",), tickets[0].opened_at, tickets[2].opened_at)
+
+    decisions = decide(tickets, [known], [surge(threshold=3, late="4h")], NOW)
+
+    assert ("t1", "t1") not in links(decisions)
+    assert links(decisions) == [("t2", "t1"), ("t3", "t1")]
+    assert known.children == set(), "decide() must not modify the incidents it is given"
 
 
 # -- distinct counting ---------------------------------------------------------------------------
