@@ -108,7 +108,7 @@ def backtest(ctx: click.Context, tickets_path: Path, rules_dir: Path | None, pla
     """Replay history and report the major incidents the rules would have declared."""
     from connector.backtest import render_table, run_backtest
     from connector.history import HistoryError
-    from connector.mapping import load_mapping
+    from connector.mapping import check_rules_against_mapping, load_mapping
     from connector.rules import load_rules
 
     settings = _settings(ctx)
@@ -128,6 +128,11 @@ def backtest(ctx: click.Context, tickets_path: Path, rules_dir: Path | None, pla
         mapping, errors = load_mapping(settings.mappings_path() / f"{name}.yaml")
         if mapping is None:
             raise click.ClickException("; ".join(str(e) for e in errors))
+        unmapped = check_rules_against_mapping(ruleset, mapping)
+        if unmapped:
+            for error in unmapped:
+                click.echo(str(error), err=True)
+            raise click.ClickException(f"the rules use fields the {name} mapping does not provide")
         return mapping
 
     try:

@@ -130,6 +130,21 @@ def gc_paused() -> Iterator[None]:
             gc.enable()
 
 
+def _first_versions(tickets: Iterable[Ticket], skipped: Skipped) -> list[Ticket]:
+    """One ticket per id: an export may hold several versions of a ticket, and the rules judge a ticket as
+    it was when it arrived (the earliest version). Later versions are counted as skipped rows."""
+    first: dict[str, Ticket] = {}
+    for ticket in tickets:
+        seen = first.get(ticket.id)
+        if seen is None:
+            first[ticket.id] = ticket
+            continue
+        skipped.add(f"ticket {ticket.id}: another version of the same ticket")
+        if (ticket.updated_at or ticket.opened_at) < (seen.updated_at or seen.opened_at):
+            first[ticket.id] = ticket
+    return list(first.values())
+
+
 def run_backtest(path: Path, rules: Sequence[Rule], mapping_for: Callable[[str], Mapping], platform: str | None = None,
                  progress: Callable[[int], None] | None = None, threshold: ThresholdFn | None = None) -> BacktestResult:
     """Read ``path`` (see :func:`connector.history.read_history`) and replay it through ``rules``."""
@@ -142,7 +157,7 @@ def run_backtest(path: Path, rules: Sequence[Rule], mapping_for: Callable[[str],
         return mapping_for(name).restricted(needed)
 
     with gc_paused():
-        tickets = list(read_history(path, restricted, platform, skipped, progress))
+        tickets = _first_versions(read_history(path, restricted, platform, skipped, progress), skipped)
         result = replay(tickets, rules, threshold)
     result.skipped, result.skipped_examples = skipped.count, skipped.examples
     return result

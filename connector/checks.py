@@ -72,7 +72,24 @@ def check_paths(paths: list[Path], platform: str | None, default_mappings: Path 
                 mappings[mapping.platform] = mapping
             elif mapping is None and not any(e.path == str(path) for e in errors):
                 errors += merrs
-    targets = [mappings[platform]] if platform in mappings else list(mappings.values()) if platform is None else []
-    for mapping in targets:
-        errors += check_rules_against_mapping(ruleset, mapping)
+    if platform is not None:
+        if platform in mappings:
+            errors += check_rules_against_mapping(ruleset, mappings[platform])
+    else:
+        errors += _unmapped_everywhere(ruleset, list(mappings.values()))
     return sorted(set(errors)), counts
+
+
+def _unmapped_everywhere(ruleset: RuleSet, mappings: list[Mapping]) -> list[ConfigError]:
+    """Without a configured platform a rule may target either one: it is an error only when no mapping
+    provides a field it uses (set MIM_PLATFORM to check against one platform)."""
+    if not mappings:
+        return []
+    per_mapping = [set(check_rules_against_mapping(ruleset, m)) for m in mappings]
+    keyed = [{(e.path, e.line, e.col, _field_of(e.message)): e for e in errs} for errs in per_mapping]
+    common = set.intersection(*(set(k) for k in keyed))
+    return [keyed[0][k] for k in sorted(common)]
+
+
+def _field_of(message: str) -> str:
+    return message.split(" uses field ", 1)[-1].split(",", 1)[0]

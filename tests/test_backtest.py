@@ -366,3 +366,39 @@ def test_uci_event_log_backtest_finds_the_known_surges() -> None:
     assert {"INC0021356", "INC0021579"} <= set(parents)
     assert len(parents) == len(set(parents))
     assert all(incident["rule"] == "category-location-surge" for incident in data["major_incidents"])
+
+
+def test_several_versions_of_one_ticket_count_once(tmp_path: Path) -> None:
+    import json as _json
+
+    lines = []
+    for i in range(5):
+        for version in range(3):  # an export that kept every update of each ticket
+            lines.append({"id": f"v{i}", "opened_at": f"2026-03-02T10:0{i}:00Z", "service": "web-shop",
+                          "caller": f"c{i}", "updated_at": f"2026-03-02T11:0{version}:00Z", "state": "new"})
+    path = tmp_path / "versions.jsonl"
+    path.write_text("\n".join(_json.dumps(line) for line in lines))
+    from click.testing import CliRunner as _Runner
+
+    import cli as _cli
+
+    out = _Runner().invoke(_cli.main, ["backtest", "--tickets", str(path), "--json"])
+    data = _json.loads(out.stdout)
+    assert data["tickets"] == 5
+    assert len(data["major_incidents"]) == 1
+    assert data["skipped_rows"] == 10
+
+
+def test_rules_on_fields_the_export_mapping_lacks_are_refused(tmp_path: Path) -> None:
+    from click.testing import CliRunner as _Runner
+
+    import cli as _cli
+
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "r.yaml").write_text("version: 1\nrules:\n  - id: by-location\n    surge: {group_by: [location], window: 15m, threshold: 3}\n")
+    export = tmp_path / "issues.json"
+    export.write_text('{"issues": []}')
+    out = _Runner().invoke(_cli.main, ["backtest", "--tickets", str(export), "--rules", str(rules), "--platform", "jira"])
+    assert out.exit_code == 1
+    assert "does not map" in out.output
