@@ -603,7 +603,8 @@ def test_declare_links_note_and_stage_are_one_patch_for_the_incident_and_one_bat
     assert items[0]["url"].startswith(f"/api/now/table/incident/{MI}?")
     tag = marker_tag("note:mi:declared")
     assert items[0]["decoded"] == {
-        "major_incident_state": "proposed", "correlation_id": "mim:service-surge", "priority": "1",
+        # priority 1 also as impact 1 x urgency 1: priority lookup rules would overwrite priority alone
+        "major_incident_state": "proposed", "correlation_id": "mim:service-surge", "priority": "1", "impact": "1",
         "assignment_group": group, "u_mim_stage": "identification", "urgency": "1",
         "work_notes": f"Major incident proposed by rule service-surge.\n[{tag}]"}
     assert items[1]["decoded"] == {"parent_incident": MI} and items[1]["url"].startswith(f"/api/now/table/incident/{CHILDREN[0]}")

@@ -739,7 +739,13 @@ class ServiceNowPlatform:
             column = stage_field if name == "stage" else self.mapping.source(name)
             if column is None or not _FIELD.fullmatch(column) or "." in column:
                 raise ClientError(f"canonical field {name!r} has no writable ServiceNow column in the mapping")
-            if name == "assignment_group":
+            via = self.mapping.write_setting("priority_via") if name == "priority" else None
+            if isinstance(via, dict) and (via.get(value) or via.get(str(value))):
+                # priority lookup rules derive priority from impact x urgency and overwrite a direct write
+                for field_name, field_value in (via.get(value) or via.get(str(value))).items():
+                    out[str(self.mapping.source(field_name) or field_name)] = _text(field_value)
+                out[column] = _text(self.mapping.to_platform(name, value))
+            elif name == "assignment_group":
                 out[column] = self._reference("groups", _text(value))
             elif name == "assignee":
                 out[column] = self._reference("users", _text(value))
