@@ -622,7 +622,7 @@ def test_group_lookups_are_cached_and_unknown_names_fall_back(make: Callable[...
     platform.apply([SetFields(key="f1", target=MI, fields={"assignee": "oncall.duty"})], ident)
     platform.apply([SetFields(key="f2", target=MI, fields={"assignee": "oncall.duty", "priority": 2})], ident)
     assert body_of(rsps.calls[1]) == {"assigned_to": "oncall.duty"}
-    assert body_of(rsps.calls[2]) == {"assigned_to": "oncall.duty", "priority": "2"}
+    assert body_of(rsps.calls[2]) == {"assigned_to": "oncall.duty", "priority": "2", "impact": "1", "urgency": "2"}
 
 
 def test_accept_mode_writes_accepted(make: Callable[..., ServiceNowPlatform], rsps: responses.RequestsMock) -> None:
@@ -684,7 +684,7 @@ def test_create_parent_posts_a_marked_incident_and_children_link_to_it(
     assert results[0].status == "applied" and results[0].created_id == new and results[0].created_key == "INC0010099"
     assert results[1].status == "applied"
     assert body_of(rsps.calls[0]) == {"short_description": "Major incident: service=web", "business_service": "b" * 32,
-                                      "priority": "1", "major_incident_state": "proposed",
+                                      "priority": "1", "impact": "1", "urgency": "1", "major_incident_state": "proposed",
                                       "correlation_id": "mim:r:new-1"}
 
 
