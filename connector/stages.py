@@ -35,7 +35,7 @@ adopts the stage found on the platform and does not redo the duties of the stage
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Iterable
 
@@ -54,7 +54,6 @@ STAGES = ("identification", "containment", "resolution", "maintenance", "closed"
 RANK = {stage: i for i, stage in enumerate(STAGES)}
 OPEN_STATES = frozenset({"new", "in_progress", "on_hold"})
 ENDED_STATES = frozenset({"resolved", "closed", "canceled"})
-ROTA_COUNTER = "rota_position"
 """Store counter read as the rota's starting position before any rota assignment is recorded."""
 
 
@@ -135,17 +134,10 @@ class _Pass:
     position: int
     sequence: int
     declared_now: frozenset[str]
-    cache: dict[str, Ticket] = field(default_factory=dict)
 
     def tickets(self, ids: Iterable[str]) -> dict[str, Ticket]:
-        """Latest known tickets: this cycle's window first, then the state store's cache."""
-        wanted = [i for i in ids if i]
-        found = {i: self.ctx.tickets[i] for i in wanted if i in self.ctx.tickets}
-        missing = [i for i in wanted if i not in found and i not in self.cache]
-        if missing:
-            self.cache.update(self.ctx.store.tickets_by_id(missing))
-        found.update({i: self.cache[i] for i in wanted if i not in found and i in self.cache})
-        return found
+        """Latest known tickets (the cycle hands every open incident's tickets in; the planner reads nothing)."""
+        return {i: self.ctx.tickets[i] for i in ids if i and i in self.ctx.tickets}
 
 
 def rota_position(records: Iterable[MIRecord], counter: Any) -> tuple[int, int]:
@@ -164,7 +156,7 @@ def rota_position(records: Iterable[MIRecord], counter: Any) -> tuple[int, int]:
 def plan_process(ctx: CycleContext) -> list[Action]:
     """Process planner for the sync cycle: every duty due this cycle for every tracked major incident."""
     records = sorted(ctx.records, key=lambda r: (r.declared_at, r.id))
-    run = _Pass(ctx, calendar_for(ctx.process), *rota_position(records, ctx.store.counter(ROTA_COUNTER, 0)),
+    run = _Pass(ctx, calendar_for(ctx.process), *rota_position(records, ctx.rota_start),
                 frozenset(d.mi_id for d in ctx.decisions.declarations))
     actions: list[Action] = []
     for record in records:

@@ -56,6 +56,8 @@ class CycleContext:
     decisions: Decisions
     writable: frozenset[str] = frozenset(CANONICAL_FIELDS)
     """Canonical fields the platform's mapping can write (Jira has no assignment group, for instance)."""
+    rota_start: int = 0
+    """Where the manager rota starts when no incident has used it yet."""
 
 
 @dataclass
@@ -231,7 +233,11 @@ def run_cycle(platform: Platform, store: StateStore, rules: Sequence[Rule], proc
     _register(decisions, records, now)
 
     actions = identification_actions(decisions, rules)
-    context = CycleContext(now, rules, process, list(records.values()), window, store, decisions,
+    # the planners see every ticket of every incident still in process, not only the recent window
+    active = [r for r in records.values() if r.status != "rejected" and not r.facts.get("process_done")]
+    wanted = {ticket_id for r in active for ticket_id in (r.id, *r.children) if ticket_id not in window}
+    known_tickets = {**store.tickets_by_id(wanted), **window} if wanted else window
+    context = CycleContext(now, rules, process, list(records.values()), known_tickets, store, decisions,
                            frozenset(platform.mapping.provided))
     for planner in planners:
         actions += planner(context)
