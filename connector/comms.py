@@ -26,7 +26,7 @@ import requests
 from .logs import RedactingFilter, redact, register_secret
 from .plan import Action, AddNote, Notify
 from .platforms.base import ApplyResult
-from .platforms.errors import ClientError, PlatformError, RateLimited, TransientError
+from .platforms.errors import ClientError, PlatformError, TransientError, error_for_status
 from .platforms.retry import RetryPolicy, parse_retry_after
 from .process import TEMPLATE_VALUES, ProcessFile, Stakeholder
 from .templating import TemplateError, render
@@ -228,12 +228,8 @@ class WebhookNotifier:
         response.close()
         if 200 <= status < 300:
             return status
-        if status == 429 or (status == 503 and response.headers.get("Retry-After")):
-            raise RateLimited(f"{where}: rate limited", retry_after=parse_retry_after(response.headers.get("Retry-After")),
-                              status=status)
-        if status >= 500:
-            raise TransientError(f"{where}: server error", status=status)
-        raise ClientError(f"{where}: rejected", status=status)
+        retry_after = parse_retry_after(response.headers.get("Retry-After"))
+        raise error_for_status(status, f"{where}: HTTP {status}", retry_after=retry_after)
 
 
 def notifier_from_environment(env: Mapping[str, str] | None = None) -> WebhookNotifier:

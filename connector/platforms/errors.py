@@ -66,3 +66,28 @@ class UnexpectedResponse(PlatformError):
     """A 2xx answer that is not what the API documents (not JSON, missing ``result``)."""
 
     retryable = True
+
+
+def error_for_status(status: int, message: str = "", *, retry_after: float | None = None, method: str | None = None,
+                     path: str | None = None, transient: type[TransientError] = TransientError) -> PlatformError:
+    """The typed error for a non-2xx status: the one place where statuses become the rows of the retry
+    table (connector/platforms/retry.py). ``message`` is the platform's own error text, never a body;
+    ``transient`` lets an adapter mark a lost write answer (ServiceNow's ``MaybeApplied``)."""
+    where: dict[str, object] = {"status": status, "method": method, "path": path}
+    if status == 401:
+        return AuthenticationError(message or "authentication failed", **where)  # type: ignore[arg-type]
+    if status == 403:
+        return PermissionDenied(message or "not allowed for this user", **where)  # type: ignore[arg-type]
+    if status == 404:
+        return NotFound(message or "not found", **where)  # type: ignore[arg-type]
+    if status in (409, 412):
+        return Conflict(message or "conflict", **where)  # type: ignore[arg-type]
+    if status == 413:
+        return LimitExceeded(message or "a size or per-record limit is reached", **where)  # type: ignore[arg-type]
+    if status == 429 or (status == 503 and retry_after is not None):
+        return RateLimited(message or "rate limited", retry_after=retry_after, **where)
+    if status in (500, 502, 503, 504):
+        return transient(message or "server error", retry_after=retry_after, **where)
+    if 400 <= status < 500:
+        return ClientError(message or "request rejected", **where)  # type: ignore[arg-type]
+    return PlatformError(message or "unexpected status", **where)  # type: ignore[arg-type]

@@ -48,16 +48,14 @@ from ..plan import (
 )
 from .base import ApplyResult, Resolver, Watermark, marker_tag
 from .errors import (
-    AuthenticationError,
     ClientError,
-    Conflict,
-    LimitExceeded,
     NotFound,
     PermissionDenied,
     PlatformError,
     RateLimited,
     TransientError,
     UnexpectedResponse,
+    error_for_status,
 )
 from .retry import RetryPolicy, parse_retry_after
 
@@ -375,25 +373,9 @@ class JiraPlatform:
             log.info("Jira %s on %s %s (reason %s, remaining %s, reset %s, retry after %s)", status, method, path,
                      reason or "-", response.headers.get("X-RateLimit-Remaining", "-"),
                      response.headers.get("X-RateLimit-Reset", "-"), retry_after)
-        if status == 401:
-            raise AuthenticationError(message or "authentication failed: check the email and API token", **where)
-        if status == 403:
-            raise PermissionDenied(message or "the integration user may not do this", **where)
-        if status == 404:
-            raise NotFound(message or "not found", **where)
-        if status in (409, 412):
-            raise Conflict(message or "conflict", **where)
-        if status == 413:
-            raise LimitExceeded(message or "a per-issue limit is reached", **where)
-        if status == 429:
-            raise RateLimited(message or "rate limited", retry_after=retry_after, **where)
-        if status == 503 and retry_after is not None:
-            raise RateLimited(message or "service unavailable", retry_after=retry_after, **where)
-        if status in (500, 502, 503, 504):
-            raise TransientError(message or "server error", retry_after=retry_after, **where)
-        if 400 <= status < 500:
-            raise ClientError(message or "request rejected", **where)
-        raise PlatformError(message or "unexpected status", **where)
+        if status == 401 and not message:
+            message = "authentication failed: check the email and API token"
+        raise error_for_status(status, message, retry_after=retry_after, method=method, path=path)
 
     def _call(self, method: str, path: str, params: dict[str, Any] | None = None, body: Any = None,
               already_done: Callable[[], Any] | None = None) -> Any:

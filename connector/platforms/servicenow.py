@@ -40,8 +40,8 @@ from ..model import Ticket
 from ..plan import (Action, AddNote, CreateChange, CreateParent, CreateTask, DeclareMajor, LinkChild, Notify,
                     ResolveChild, SetFields, SetStage)
 from .base import ApplyResult, Resolver, Watermark, marker_tag
-from .errors import (AuthenticationError, ClientError, Conflict, LimitExceeded, NotFound, PermissionDenied,
-                     PlatformError, RateLimited, TransientError, UnexpectedResponse)
+from .errors import (AuthenticationError, ClientError, NotFound, PermissionDenied,
+                     PlatformError, TransientError, UnexpectedResponse, error_for_status)
 from .retry import RetryPolicy, parse_retry_after
 
 QUERY_TIME = "%Y-%m-%d %H:%M:%S"
@@ -1201,27 +1201,9 @@ def error_for(status: int, headers: Any, data: Any, method: str, path: str) -> P
     if 200 <= status < 300:
         return None
     message = _platform_message(data, status)
-    kwargs: dict[str, Any] = {"status": status, "method": method, "path": path}
     retry_after = parse_retry_after(headers.get("Retry-After")) if headers is not None else None
-    if status == 401:
-        return AuthenticationError(message, **kwargs)
-    if status == 403:
-        return PermissionDenied(message, **kwargs)
-    if status == 404:
-        return NotFound(message, **kwargs)
-    if status in (409, 412):
-        return Conflict(message, **kwargs)
-    if status == 413:
-        return LimitExceeded(message, **kwargs)
-    if status == 429:
-        return RateLimited(message, retry_after=retry_after, **kwargs)
-    if status == 503 and retry_after is not None:
-        return RateLimited(message, retry_after=retry_after, **kwargs)
-    if status in (500, 502, 503, 504):
-        return _transient(message, method, path, status in _AMBIGUOUS_STATUSES, status=status)
-    if 400 <= status < 500:
-        return ClientError(message, **kwargs)
-    return PlatformError(message, **kwargs)
+    lost = MaybeApplied if status in _AMBIGUOUS_STATUSES and method != "GET" else TransientError
+    return error_for_status(status, message, retry_after=retry_after, method=method, path=path, transient=lost)
 
 
 def _answer(response: requests.Response, method: str, path: str) -> _Answer:
