@@ -26,7 +26,12 @@ import requests
 from .logs import RedactingFilter, redact, register_secret
 from .plan import Action, AddNote, Notify
 from .platforms.base import ApplyResult
-from .platforms.errors import ClientError, PlatformError, TransientError, error_for_status
+from .platforms.errors import (
+    ClientError,
+    PlatformError,
+    TransientError,
+    error_for_status,
+)
 from .platforms.retry import RetryPolicy, parse_retry_after
 from .process import TEMPLATE_VALUES, ProcessFile, Stakeholder
 from .templating import TemplateError, render

@@ -11,10 +11,17 @@ import tomllib
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal, Mapping
-
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 SECTIONS = ("servicenow", "jira", "webhooks")
 

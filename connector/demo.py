@@ -10,8 +10,8 @@ and writes the metrics; the agent closes it.
 from __future__ import annotations
 
 import random
-import time
 import tempfile
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path

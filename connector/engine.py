@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from typing import Callable, Iterable, Literal, Sequence
 
-from .model import Ticket
+from .model import OPEN_STATES, Ticket
 from .rules import FieldsPredicate, Rule, compile_fields_when
 
 Group = tuple[str, ...]
@@ -85,7 +85,7 @@ class LateLink:
 
 
 Event = Declaration | LateLink
-_OPEN = frozenset({"new", "in_progress", "on_hold"})
+_OPEN = OPEN_STATES
 
 
 # The two structures below are created for nearly every ticket and rule, so they are plain lists (a

@@ -10,9 +10,9 @@ import json
 import zipfile
 import zlib
 from dataclasses import dataclass, field
-from pathlib import Path
 from itertools import groupby
 from operator import itemgetter
+from pathlib import Path
 from typing import IO, Any, Callable, Iterable, Iterator, Sequence
 
 from pydantic import ValidationError

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from .engine import Declaration, Decisions, LateLink, marker_for
+from .engine import Decisions, Declaration, LateLink, marker_for
 from .plan import Action, AddNote, CreateParent, DeclareMajor, LinkChild, SetStage
 from .rules import Rule
 

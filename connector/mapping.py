@@ -15,11 +15,19 @@ from pathlib import Path
 from typing import Any, Iterable, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
-from .model import CANONICAL_FIELDS, INT_FIELDS, TIME_FIELDS, Major, Stage, State, Ticket
+from .model import (
+    CANONICAL_FIELDS,
+    INT_FIELDS,
+    TIME_FIELDS,
+    Major,
+    Stage,
+    State,
+    Ticket,
+)
 from .rules import Rule, RuleSet
-from .yamlfile import ConfigError, Problem, load_yaml, problems, validate
+from .yamlfile import ConfigError, Problem, Strict, load_yaml, problems, validate
 
 _ENUM_VALUES = {"state": frozenset(m.value for m in State), "major": frozenset(m.value for m in Major),
                 "stage": frozenset(m.value for m in Stage)}
@@ -31,10 +39,6 @@ _STEP = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
 
 class MappingError(ValueError):
     """A platform record that cannot be read through the mapping (reported and skipped by callers)."""
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 def _compile_path(path: str) -> tuple[str | int, ...]:

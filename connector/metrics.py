@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from .process import ProcessFile
-from .state import MIRecord
+from .registry import MIRecord
 
 MILESTONES = ("first_opened_at", "declared_at", "contained_at", "resolution_at", "change_linked_at", "resolved_at",
               "closed_at")

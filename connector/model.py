@@ -20,7 +20,8 @@ class State(str, Enum):
     canceled = "canceled"
 
 
-OPEN_STATES = frozenset({State.new, State.in_progress, State.on_hold})
+OPEN_STATES = frozenset({State.new.value, State.in_progress.value, State.on_hold.value})
+"""States in which a ticket is still being worked on (as plain strings, the way tickets hold them)."""
 
 
 class Major(str, Enum):

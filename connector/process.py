@@ -13,11 +13,11 @@ from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from . import templating
 from .durations import Duration
-from .yamlfile import ConfigError, Problem, load_yaml, problems, validate
+from .yamlfile import ConfigError, Problem, Strict, load_yaml, problems, validate
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 Day = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
@@ -27,10 +27,6 @@ TEMPLATE_VALUES = (
     "since_declared", "url", "triggered_by", "resolution", "change", "updates_sent", "impact_minutes", "cost",
 )
 """The only names a message template may use."""
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 def _parse_time(value: object) -> object:

@@ -16,7 +16,8 @@ from typing import Any, Iterable
 
 from .metrics import DURATIONS, compute, human_duration, money
 from .process import ProcessFile
-from .state import MIRecord, StateStore
+from .registry import MIRecord
+from .state import StateStore
 
 COLUMNS = ("key", "rule", "stage", "status", "children", "time_to_identify_s", "time_to_contain_s",
            "time_to_resolution_plan_s", "time_to_resolve_s", "impact_s", "updates_sent", "review_tasks",

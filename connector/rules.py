@@ -23,21 +23,31 @@ from enum import Enum
 from pathlib import Path
 from typing import Any, Callable, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from .durations import Duration
-from .model import CANONICAL_FIELDS, INT_FIELDS, TIME_FIELDS, Major, Stage, State, Ticket
-from .yamlfile import ConfigError, Located, Problem, load_yaml, problems, validate
+from .model import (
+    CANONICAL_FIELDS,
+    INT_FIELDS,
+    TIME_FIELDS,
+    Major,
+    Stage,
+    State,
+    Ticket,
+)
+from .yamlfile import (
+    ConfigError,
+    Located,
+    Problem,
+    Strict,
+    load_yaml,
+    problems,
+    validate,
+)
 
 RULE_FIELDS = tuple(f for f in CANONICAL_FIELDS if f not in ("id", "url", "raw"))
 _ENUMS: dict[str, type[Enum]] = {"state": State, "major": Major, "stage": Stage}
 _OPS = ("eq", "ne", "in", "not_in", "lt", "lte", "gt", "gte", "exists", "contains", "matches")
-
-
-class Strict(BaseModel):
-    """Base for configuration models: unknown keys are errors."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class Condition(Strict):

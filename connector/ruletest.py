@@ -26,16 +26,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field, ValidationError
 
 from .engine import MajorIncident, decide
 from .model import CANONICAL_FIELDS, Ticket
 from .rules import Rule
-from .yamlfile import ConfigError, Located, load_yaml, validate
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+from .yamlfile import ConfigError, Located, Strict, load_yaml, validate
 
 
 class ExpectedIncident(Strict):

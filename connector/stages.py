@@ -42,17 +42,24 @@ from typing import Any, Iterable
 from . import comms, metrics
 from .calendar import BusinessCalendar
 from .durations import format_duration
-from .model import Ticket
-from .plan import Action, AddNote, CreateChange, CreateTask, ResolveChild, SetFields, SetStage
+from .model import OPEN_STATES, Ticket
+from .plan import (
+    Action,
+    AddNote,
+    CreateChange,
+    CreateTask,
+    ResolveChild,
+    SetFields,
+    SetStage,
+)
 from .process import ProcessFile
+from .registry import MIRecord
 from .rota import Person, WeeklyOnCall, pick_round_robin
-from .state import MIRecord
 from .sync import CycleContext
 from .templating import TemplateError, render
 
 STAGES = ("identification", "containment", "resolution", "maintenance", "closed")
 RANK = {stage: i for i, stage in enumerate(STAGES)}
-OPEN_STATES = frozenset({"new", "in_progress", "on_hold"})
 ENDED_STATES = frozenset({"resolved", "closed", "canceled"})
 """Store counter read as the rota's starting position before any rota assignment is recorded."""
 

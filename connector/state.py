@@ -14,15 +14,14 @@ import fcntl
 import json
 import os
 import sqlite3
-from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from .engine import MajorIncident
 from .model import Ticket
 from .plan import Action
 from .platforms.base import ApplyResult, Watermark
+from .registry import MIRecord
 
 SCHEMA_VERSION = 1
 MAX_ATTEMPTS = 10
@@ -58,42 +57,6 @@ def _iso(value: datetime) -> str:
 
 def _dt(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
-
-
-@dataclass
-class MIRecord:
-    """A major incident as the connector tracks it (the engine's view plus process bookkeeping)."""
-
-    id: str
-    rule: str
-    group: list[str]
-    started_at: datetime
-    declared_at: datetime
-    status: str = "open"
-    key: str | None = None
-    synthetic_id: str | None = None
-    stage: str | None = None
-    children: list[str] = field(default_factory=list)
-    facts: dict[str, Any] = field(default_factory=dict)
-
-    def to_engine(self) -> MajorIncident:
-        """The engine's view of this record."""
-        status = self.status if self.status in ("open", "rejected", "closed") else "closed"
-        return MajorIncident(self.id, self.rule, tuple(self.group), self.started_at, self.declared_at,
-                             status, key=self.key, children=set(self.children))  # type: ignore[arg-type]
-
-    def to_json(self) -> str:
-        data = asdict(self)
-        data["started_at"] = _iso(self.started_at)
-        data["declared_at"] = _iso(self.declared_at)
-        return json.dumps(data, sort_keys=True)
-
-    @classmethod
-    def from_json(cls, text: str) -> "MIRecord":
-        data = json.loads(text)
-        data["started_at"] = datetime.fromisoformat(data["started_at"])
-        data["declared_at"] = datetime.fromisoformat(data["declared_at"])
-        return cls(**data)
 
 
 class StateStore:
@@ -347,3 +310,6 @@ class StateStore:
 def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
     for i in range(0, len(items), size):
         yield items[i:i + size]
+
+
+__all__ = ["StateStore", "MIRecord", "LockHeld", "SCHEMA_VERSION", "MAX_ATTEMPTS"]

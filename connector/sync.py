@@ -19,15 +19,23 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from .durations import parse_duration
-from .engine import Declaration, Decisions, decide, major_incidents_from_tickets, parse_marker, window_horizon
+from .engine import (
+    Decisions,
+    Declaration,
+    decide,
+    major_incidents_from_tickets,
+    parse_marker,
+    window_horizon,
+)
 from .identification import identification_actions
 from .mapping import MappingError
 from .model import CANONICAL_FIELDS, Ticket
 from .plan import Action, CreateParent, LinkChild, Notify, action_from_dict
 from .platforms.base import ApplyResult, Platform, Watermark
 from .process import ProcessFile
+from .registry import MIRecord
 from .rules import Rule
-from .state import MIRecord, StateStore
+from .state import StateStore
 
 if TYPE_CHECKING:
     from .comms import Notifier

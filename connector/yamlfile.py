@@ -12,11 +12,17 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 from pydantic_core import PydanticCustomError
 
 M = TypeVar("M", bound=BaseModel)
 Loc = tuple[Any, ...]
+
+
+class Strict(BaseModel):
+    """Base of every configuration model: unknown keys are errors, loaded values are immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 @dataclass(frozen=True, order=True)

@@ -7,7 +7,15 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Callable, Iterator, Literal, Protocol, Sequence, runtime_checkable
+from typing import (
+    Any,
+    Callable,
+    Iterator,
+    Literal,
+    Protocol,
+    Sequence,
+    runtime_checkable,
+)
 
 from ..mapping import Mapping
 from ..model import Ticket

@@ -23,9 +23,21 @@ from dataclasses import dataclass, field
 from datetime import timezone
 from typing import Callable, TypeVar
 
-from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, stop_after_delay
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception,
+    stop_after_attempt,
+    stop_after_delay,
+)
 
-from .errors import AuthenticationError, PlatformError, RateLimited, TransientError, UnexpectedResponse
+from .errors import (
+    AuthenticationError,
+    PlatformError,
+    RateLimited,
+    TransientError,
+    UnexpectedResponse,
+)
 
 T = TypeVar("T")
 

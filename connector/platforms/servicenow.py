@@ -36,12 +36,31 @@ from requests.auth import AuthBase, HTTPBasicAuth
 from ..config import ConfigurationError, ServiceNowSettings
 from ..durations import parse_duration
 from ..mapping import Mapping
-from ..model import Ticket
-from ..plan import (Action, AddNote, CreateChange, CreateParent, CreateTask, DeclareMajor, LinkChild, Notify,
-                    ResolveChild, SetFields, SetStage)
+from ..model import OPEN_STATES, Ticket
+from ..plan import (
+    Action,
+    AddNote,
+    CreateChange,
+    CreateParent,
+    CreateTask,
+    DeclareMajor,
+    LinkChild,
+    Notify,
+    ResolveChild,
+    SetFields,
+    SetStage,
+)
 from .base import ApplyResult, Resolver, Watermark, marker_tag
-from .errors import (AuthenticationError, ClientError, NotFound, PermissionDenied,
-                     PlatformError, TransientError, UnexpectedResponse, error_for_status)
+from .errors import (
+    AuthenticationError,
+    ClientError,
+    NotFound,
+    PermissionDenied,
+    PlatformError,
+    TransientError,
+    UnexpectedResponse,
+    error_for_status,
+)
 from .retry import RetryPolicy, parse_retry_after
 
 QUERY_TIME = "%Y-%m-%d %H:%M:%S"
@@ -60,7 +79,6 @@ BATCH_ROUNDS = 3
 FACTS_VERSION = 1
 CACHE_LIMIT = 50_000
 LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
-OPEN_STATES = ("new", "in_progress", "on_hold")
 JOURNAL = ("work_notes", "comments")
 
 _FIELD = re.compile(r"[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*")
