@@ -128,7 +128,21 @@ def _check_values(value: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]
     return value
 
 
-class ExportFormat(Strict):
+class _FieldsAndValues(Strict):
+    """Validation shared by a mapping and its export section: canonical field names, known values."""
+
+    @field_validator("fields", check_fields=False)
+    @classmethod
+    def _fields_known(cls, value: dict[str, FieldSource]) -> dict[str, FieldSource]:
+        return _check_fields(value)
+
+    @field_validator("values", check_fields=False)
+    @classmethod
+    def _values_known(cls, value: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        return _check_values(value)
+
+
+class ExportFormat(_FieldsAndValues):
     """How history exports of this platform are read (``mim backtest``)."""
 
     key: str = "number"
@@ -142,18 +156,9 @@ class ExportFormat(Strict):
     values: dict[str, dict[str, Any]] = Field(default_factory=dict)
     resolved_from_last: list[str] = Field(default_factory=lambda: ["resolved_at"])
 
-    @field_validator("fields")
-    @classmethod
-    def _fields_known(cls, value: dict[str, FieldSource]) -> dict[str, FieldSource]:
-        return _check_fields(value)
-
-    @field_validator("values")
-    @classmethod
-    def _values_known(cls, value: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-        return _check_values(value)
 
 
-class MappingFile(Strict):
+class MappingFile(_FieldsAndValues):
     """The top level of ``mappings/<platform>.yaml``."""
 
     version: Literal[1]
@@ -165,15 +170,6 @@ class MappingFile(Strict):
     write: dict[str, Any] = Field(default_factory=dict)
     export: ExportFormat | None = None
 
-    @field_validator("fields")
-    @classmethod
-    def _fields_known(cls, value: dict[str, FieldSource]) -> dict[str, FieldSource]:
-        return _check_fields(value)
-
-    @field_validator("values")
-    @classmethod
-    def _values_known(cls, value: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-        return _check_values(value)
 
     @field_validator("fields", mode="after")
     @classmethod
