@@ -57,6 +57,7 @@ class Site(Protocol):
     def label(self, ticket_id: str) -> str: ...
     def link(self, ticket_id: str) -> str: ...
     def notes(self, ticket_id: str) -> list[str]: ...
+    def finish_reviews(self, ticket_id: str) -> int: ...
     def platform(self, mapping: Mapping) -> Platform: ...
     def stop(self) -> None: ...
 
@@ -88,6 +89,12 @@ class ServiceNowSite:
 
     def close(self, ticket_id: str) -> None:
         self.sim.update("incident", ticket_id, {"state": "7", "sys_updated_by": "agent.jane"})
+
+    def finish_reviews(self, ticket_id: str) -> int:
+        tasks = [t for t in self.sim.records("incident_task") if t.get("incident") == ticket_id]
+        for task in tasks:
+            self.sim.update("incident_task", task["sys_id"], {"state": "3", "sys_updated_by": "alice.martin"})
+        return len(tasks)
 
     def label(self, ticket_id: str) -> str:
         record = self.sim.get("incident", ticket_id)
@@ -149,6 +156,20 @@ class JiraSite:
 
     def close(self, ticket_id: str) -> None:
         self.sim.edit_issue(self._key(ticket_id), {"status": "Closed"})
+
+    def finish_reviews(self, ticket_id: str) -> int:
+        key = self._key(ticket_id)
+        reviews = set()
+        for link in self.sim.links(key):
+            for side in ("inwardIssue", "outwardIssue"):
+                other = link.get(side) or {}
+                if other.get("key") and other["key"] != key:
+                    issue = self.sim.issue(other["key"])
+                    if issue["fields"]["issuetype"]["name"] in ("Post-incident review", "Task"):
+                        reviews.add(other["key"])
+        for review in sorted(reviews):
+            self.sim.edit_issue(review, {"status": "Closed"})
+        return len(reviews)
 
     def label(self, ticket_id: str) -> str:
         if ticket_id in self._keys:
@@ -307,6 +328,10 @@ def run_demo(platform_name: str = "servicenow", echo: Callable[[str], None] = pr
             clock.advance(hours=2)
             site.close(mi_id)
             timeline.say(f"agent jane closes {site.label(mi_id)}")
+            cycle()
+            clock.advance(minutes=30)
+            done = site.finish_reviews(mi_id)
+            timeline.say(f"the review owners close the {done} review tasks of {site.label(mi_id)}")
             cycle()
         requests = platform.requests_sent
         timeline.say(f"done: {cycles} cycles, {requests} requests to the simulator")

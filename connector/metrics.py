@@ -94,6 +94,7 @@ def compute(record: MIRecord, process: ProcessFile, now: datetime) -> Metrics:
     impact = _seconds(first, end)
     service = facts.get("service")
     per_hour = process.costs.per_hour(service)
+    review_done, review_total = review_counts(facts)
     return Metrics(
         id=record.id, key=record.key, rule=record.rule, service=service, stage=record.stage, status=record.status,
         manager=facts.get("manager"), team=facts.get("team"),
@@ -106,11 +107,49 @@ def compute(record: MIRecord, process: ProcessFile, now: datetime) -> Metrics:
         time_to_resolve_s=_seconds(declared, resolved),
         impact_s=impact, impact_ongoing=resolved is None and record.status != "rejected",
         children=len(record.children), updates_sent=int(facts.get("updates_sent", 0)),
-        review_tasks_total=int(facts.get("review_tasks", 0)), review_tasks_done=facts.get("review_tasks_done"),
+        review_tasks_total=review_total, review_tasks_done=review_done,
         cost_per_hour=per_hour,
         estimated_cost=None if impact is None else impact / 3600 * per_hour,
         currency=process.costs.currency,
     )
+
+
+DONE_STATES = frozenset({"resolved", "closed", "canceled"})
+
+
+def planned_reviews(facts: dict[str, Any]) -> int:
+    """Review tasks the connector planned (older records kept the count as ``review_tasks``)."""
+    planned = facts.get("review_tasks_planned")
+    if planned is None and isinstance(facts.get("review_tasks"), int):
+        planned = facts["review_tasks"]
+    return int(planned or 0)
+
+
+def review_counts(facts: dict[str, Any]) -> tuple[int | None, int]:
+    """``(done, total)`` of the review tasks: as read back from the platform (``review_tasks: {done,
+    total}``), the total at least the number planned; done is None while nothing was read back yet."""
+    planned = planned_reviews(facts)
+    followed = facts.get("review_tasks")
+    if isinstance(followed, dict):
+        return int(followed.get("done", 0)), max(planned, int(followed.get("total", 0)))
+    done = facts.get("review_tasks_done")
+    if done is None and planned == 0:
+        done = 0
+    return (int(done) if done is not None else None), planned
+
+
+def reviews_done(facts: dict[str, Any]) -> bool:
+    """Every review task is known done, or there is none to wait for."""
+    done, total = review_counts(facts)
+    if total == 0:
+        return True
+    return done is not None and done >= total
+
+
+def review_text(metrics: "Metrics") -> str:
+    """``2/3``; ``?/3`` while the tasks were not read back yet."""
+    done = metrics.review_tasks_done
+    return f"{'?' if done is None else done}/{metrics.review_tasks_total}"
 
 
 def human_duration(seconds: float | None) -> str:
@@ -137,7 +176,7 @@ def money(amount: float | None, currency: str) -> str:
 
 def note_text(metrics: Metrics) -> str:
     """The metrics work note written when the major incident reaches maintenance."""
-    tasks = f"{metrics.review_tasks_done if metrics.review_tasks_done is not None else '?'}/{metrics.review_tasks_total}"
+    tasks = review_text(metrics)
     lines = [
         f"Major incident metrics for {metrics.key or metrics.id} (rule {metrics.rule}):",
         f"- time to identify (first ticket -> declared): {human_duration(metrics.time_to_identify_s)}",
@@ -159,4 +198,4 @@ def impact_minutes(record: MIRecord, now: datetime) -> int:
     return int(max(timedelta(0), end - first).total_seconds() // 60)
 
 
-__all__ = ["Metrics", "compute", "note_text", "human_duration", "money", "impact_minutes", "MILESTONES", "DURATIONS"]
+__all__ = ["Metrics", "compute", "review_counts", "reviews_done", "planned_reviews", "review_text", "note_text", "human_duration", "money", "impact_minutes", "MILESTONES", "DURATIONS"]

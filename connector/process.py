@@ -191,6 +191,9 @@ class Review(Strict):
     """Review tasks created when the major incident is resolved."""
 
     tasks: list[ReviewTask] = Field(default_factory=list)
+    follow_every: Duration | None = None
+    """How often the change and the review tasks are read back while the major incident is in resolution or
+    maintenance (default: ``communications.update_every``, else 15 minutes)."""
 
 
 class Costs(Strict):

@@ -72,7 +72,7 @@ def cell(name: str, mi: dict[str, Any]) -> str:
         return money(mi.get("estimated_cost"), mi.get("currency", ""))
     if name == "review_tasks":
         done = mi.get("review_tasks_done")
-        return f"{'?' if done is None else done}/{mi.get('review_tasks_total', 0)}"
+        return f"{'?' if done is None else done}/{mi.get('review_tasks_total', 0)}"  # '?' until read back
     if name == "key":
         return str(mi.get("key") or mi.get("id"))
     value = mi.get(name)
@@ -99,7 +99,7 @@ table{border-collapse:collapse;margin:.8rem 0}td,th{border:1px solid #ddd;paddin
 th{background:#f5f5f5}td.num{text-align:right;font-variant-numeric:tabular-nums}
 .meta{color:#666;font-size:.9rem}svg{background:#fafafa;border:1px solid #eee}
 svg text{font-size:11px;fill:#333}svg .arrival{fill:#d9534f}svg .parent{fill:#337ab7}
-svg .stage{stroke:#5cb85c;stroke-width:2}svg .human{stroke:#f0ad4e}svg .axis{stroke:#999}
+svg .stage{stroke:#5cb85c;stroke-width:2}svg .change{stroke:#5bc0de;stroke-width:2;stroke-dasharray:4 3}svg .human{stroke:#f0ad4e}svg .axis{stroke:#999}
 """
 
 _WIDTH, _HEIGHT, _MARGIN = 960, 170, 40
@@ -119,7 +119,7 @@ def _label(xpos: float, ypos: int, text: str) -> str:
 def timeline_svg(mi: dict[str, Any], now: datetime) -> str:
     """An inline SVG: ticket arrivals as dots, stage changes as labelled vertical lines."""
     arrivals = [(a, _when(a["opened_at"])) for a in mi.get("arrivals", [])]
-    stages = [(e, _when(e["at"])) for e in mi.get("timeline", []) if e.get("event") == "stage"]
+    stages = [(e, _when(e["at"])) for e in mi.get("timeline", []) if e.get("event") in ("stage", "change_state")]
     moments = [t for _, t in arrivals + stages if t is not None]
     for name in ("first_opened_at", "declared_at", "resolved_at", "closed_at"):
         value = _when(mi.get(name))
@@ -143,8 +143,16 @@ def timeline_svg(mi: dict[str, Any], now: datetime) -> str:
     for index, (event, moment) in enumerate(stages):
         if moment is None:
             continue
-        cls = "stage human" if event.get("by") == "human" else "stage"
         xpos = x(moment)
+        if event.get("event") == "change_state":
+            label = f"change {event.get('value')}"
+            parts.append(f'<g class="change-state" data-change-state="{escape(str(event.get("value")))}" '
+                         f'data-at="{escape(event["at"])}">'
+                         f'<line class="change" x1="{xpos:.1f}" y1="{20 + 14 * (index % 4)}" x2="{xpos:.1f}" y2="130"/>'
+                         f'{_label(xpos, 30 + 14 * (index % 4), label)}'
+                         f"<title>{escape(label)} at {moment:%Y-%m-%d %H:%M} UTC</title></g>")
+            continue
+        cls = "stage human" if event.get("by") == "human" else "stage"
         label = f"{event.get('value')}" + (" (by hand)" if event.get("by") == "human" else "")
         parts.append(f'<g class="stage-change" data-stage="{escape(str(event.get("value")))}" data-at="{escape(event["at"])}">'
                      f'<line class="{cls}" x1="{xpos:.1f}" y1="{20 + 14 * (index % 4)}" x2="{xpos:.1f}" y2="130"/>'

@@ -8,7 +8,13 @@
 | containment    | team and manager assigned, by us or by a human            | team group, manager (rota or on call), priority       |
 | resolution     | a change is linked, or a human sets the stage             | a change from the template when none is linked        |
 | maintenance    | the major incident is resolved                            | open children resolved, review tasks, metrics note, ``resolved`` message |
-| closed         | the major incident is closed (review task states are not observable through the adapter contract, so closing the incident is the signal) | final note, ``closed`` message |
+| closed         | the major incident is closed and its review tasks are done | final note, ``closed`` message |
+
+The change and the review tasks are read back by the sync cycle (``Platform.fetch_followups``, when due)
+into the record's facts (``change_state``, ``review_tasks: {done, total}``, ``review_open``); the planner
+only reads them. A closed incident whose review tasks are still open stays in maintenance (noted once, with
+the tasks that remain). Every change state seen is a timeline event; a change resolved or closed while the
+incident is in resolution is noted on the incident once.
 
 While the incident is open an ``update`` message is due every ``communications.update_every`` after
 declaration; only the latest due one is sent, so a connector that was down does not flood anyone.
@@ -301,7 +307,11 @@ class _RecordPlan:
             self._maintenance()
         else:
             self._maintenance(canceled=state == "canceled")
-            self._closed()
+            if self.review_done():
+                self._closed()
+            else:
+                self._waiting_for_reviews()
+        self._follow_change(state)
         self._write_stage()
         if state in OPEN_STATES:
             self._update_message()
@@ -567,7 +577,7 @@ class _RecordPlan:
             return
         facts["review_planned"] = True
         tasks = self.process.review.tasks
-        facts["review_tasks"] = len(tasks)
+        facts["review_tasks_planned"] = len(tasks)
         key = self.record.key or self._value("key") or self.record.id
         for n, task in enumerate(tasks, start=1):
             due = self.run.calendar.add_business_days(resolved, business_days(task.due))
@@ -576,6 +586,54 @@ class _RecordPlan:
                                            reason=f"maintenance: review task {n} of {len(tasks)}",
                                            title=f"{task.title} ({key})", description=description,
                                            owner=task.owner or facts.get("manager"), due=due))
+
+    def review_done(self) -> bool:
+        """The review tasks are known done (every one read back resolved, closed or canceled), or there are
+        none to wait for."""
+        return metrics.reviews_done(self.facts)
+
+    def _waiting_for_reviews(self) -> None:
+        """Closed on the platform with review tasks open: stay in maintenance and say so, once."""
+        noted = self.facts.setdefault("waiting_noted", [])
+        if self.epoch in noted:
+            return
+        noted.append(self.epoch)
+        followed = self.facts.get("review_tasks")
+        planned = metrics.planned_reviews(self.facts)
+        open_tasks = list(self.facts.get("review_open") or [])
+        if isinstance(followed, dict):
+            count = max(planned, int(followed.get("total", 0))) - int(followed.get("done", 0))
+        else:
+            count = planned
+        self._event("waiting_for_reviews", count)
+        key = self.record.key or self._value("key") or self.record.id
+        which = f": {', '.join(open_tasks)}" if open_tasks else ""
+        self.actions.append(AddNote(
+            key=f"note:{self.mid}:waiting{self._suffix()}", target=self.target, rule=self.record.rule,
+            reason="closed on the platform, review tasks open: the process stays in maintenance",
+            text=f"Major incident {key} is closed; the process stays in maintenance, waiting for {count} review "
+                 f"task{'s' if count != 1 else ''}{which}."))
+
+    def _follow_change(self, state: str) -> None:
+        """The change's state as read back: every new state is a timeline event; a change resolved or closed
+        while the incident is in resolution is noted on the incident, once."""
+        facts = self.facts
+        change_state = facts.get("change_state")
+        if not change_state:
+            return
+        if change_state != facts.get("change_state_seen"):
+            facts["change_state_seen"] = change_state
+            self._event("change_state", change_state, by="platform")
+        if (change_state in ("resolved", "closed") and state in OPEN_STATES and facts.get("resolution")
+                and not facts.get("change_done_noted")):
+            facts["change_done_noted"] = True
+            key = self.record.key or self._value("key") or self.record.id
+            change = facts.get("change_key") or facts.get("change_title") or facts.get("change") or "the change"
+            self.actions.append(AddNote(
+                key=f"note:{self.mid}:change_done", target=self.target, rule=self.record.rule,
+                reason=f"resolution: the change is {change_state}",
+                text=f"The change {change} implementing the resolution of major incident {key} is {change_state}. "
+                     f"Resolve the major incident once the service is confirmed restored."))
 
     def _closed(self) -> None:
         facts = self.facts
@@ -591,7 +649,7 @@ class _RecordPlan:
         self.actions.append(AddNote(
             key=f"note:{self.mid}:closed{suffix}", target=self.target, rule=self.record.rule, reason="closed: final note",
             text=f"Major incident {key} is closed. Impact {metrics.human_duration(m.impact_s)}, {m.children} related "
-                 f"tickets, {m.updates_sent} updates sent, {m.review_tasks_total} review tasks. Stage: closed."))
+                 f"tickets, {m.updates_sent} updates sent, review tasks done {metrics.review_text(m)}. Stage: closed."))
         self._message("closed", f"comms:{self.mid}:closed{suffix}", stage="closed")
 
     # -- the stage written back -----------------------------------------------------------------------------
@@ -601,6 +659,8 @@ class _RecordPlan:
         facts, state = self.facts, self._value("state") or "new"
         events = facts.get("stage_event_at", {})
         if state in ("closed", "canceled"):
+            if not facts.get("closed"):
+                return "maintenance", events.get(f"maintenance:{self.epoch}")
             return "closed", events.get(f"closed:{self.epoch}")
         if state == "resolved":
             return "maintenance", events.get(f"maintenance:{self.epoch}")

@@ -32,6 +32,7 @@ from .mapping import MappingError
 from .model import CANONICAL_FIELDS, Ticket
 from .plan import Action, CreateParent, LinkChild, Notify, action_from_dict
 from .platforms.base import ApplyResult, Platform, Watermark
+from .platforms.errors import PlatformError
 from .process import ProcessFile
 from .registry import MIRecord
 from .rules import Rule
@@ -185,6 +186,58 @@ def _register(decisions: Decisions, records: dict[str, MIRecord], now: datetime)
             record.children.append(link.ticket.id)
 
 
+FOLLOWED_STAGES = frozenset({"resolution", "maintenance"})
+"""Stages in which the change and the review tasks are read back."""
+DONE_STATES = frozenset({"resolved", "closed", "canceled"})
+DEFAULT_FOLLOW_EVERY = timedelta(minutes=15)
+
+
+def follow_interval(process: ProcessFile) -> timedelta:
+    """How often the change and review tasks are read back: ``review.follow_every``, else the update
+    cadence, else 15 minutes."""
+    return process.review.follow_every or process.communications.update_every or DEFAULT_FOLLOW_EVERY
+
+
+def follow_due(record: MIRecord, process: ProcessFile, now: datetime) -> bool:
+    """Whether ``record``'s change and review tasks are to be read back this cycle."""
+    if record.status == "rejected" or record.facts.get("process_done") or record.id.startswith("new-"):
+        return False
+    if record.stage not in FOLLOWED_STAGES:
+        return False
+    last = record.facts.get("followed_at")
+    return not last or now - datetime.fromisoformat(last) >= follow_interval(process)
+
+
+def _follow_up(platform: Platform, records: Sequence[MIRecord], tickets: dict[str, Ticket], process: ProcessFile,
+               now: datetime, report: CycleReport) -> None:
+    """Read back the change and review tasks of every incident due for it, in one call; the result goes into
+    the record's facts for the (pure) planner. A quiet cycle with nothing due sends nothing here."""
+    due = [r for r in records if follow_due(r, process, now)]
+    if not due:
+        return
+    hints = {r.id: tickets[r.id].change for r in due if r.id in tickets}
+    try:
+        found = platform.fetch_followups([r.id for r in due], hints)
+    except PlatformError as exc:
+        # a read that failed is tried again next cycle; the writes of this cycle go ahead
+        report.failures.append(f"followups: {exc}")
+        return
+    for record in due:
+        entry = found.get(record.id) or {"change": None, "tasks": []}
+        facts = record.facts
+        facts["followed_at"] = now.isoformat()
+        change = entry.get("change")
+        if change:
+            facts["change_state"] = change.get("state")
+            if change.get("key"):
+                facts["change_key"] = change["key"]
+        tasks = entry.get("tasks") or []
+        done = [t for t in tasks if t.get("state") in DONE_STATES]
+        facts["review_tasks"] = {"done": len(done), "total": len(tasks)}
+        facts["review_open"] = [str(t.get("key") or t.get("title") or t.get("id")) for t in tasks
+                                if t.get("state") not in DONE_STATES]
+
+
 def _group_value(decl: Declaration, name: str) -> str | None:
     if name in decl.group_fields:
         return decl.group[decl.group_fields.index(name)]
@@ -245,6 +298,7 @@ def run_cycle(platform: Platform, store: StateStore, rules: Sequence[Rule], proc
     active = [r for r in records.values() if r.status != "rejected" and not r.facts.get("process_done")]
     wanted = {ticket_id for r in active for ticket_id in (r.id, *r.children) if ticket_id not in window}
     known_tickets = {**store.tickets_by_id(wanted), **window} if wanted else window
+    _follow_up(platform, active, known_tickets, process, now, report)
     context = CycleContext(now, rules, process, list(records.values()), known_tickets, store, decisions,
                            frozenset(platform.mapping.provided))
     for planner in planners:

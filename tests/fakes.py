@@ -79,6 +79,22 @@ class FakePlatform:
         self._requests += 1
         return [dict(self.records[i]) for i in ids if i in self.records]
 
+    def fetch_followups(self, mi_ids: Sequence[str],
+                        changes: dict[str, str | None] | None = None) -> dict[str, dict[str, Any]]:
+        """The created change and review tasks of each major incident (one request for all)."""
+        self._requests += 1
+        out: dict[str, dict[str, Any]] = {i: {"change": None, "tasks": []} for i in mi_ids}
+        for record in sorted(self.records.values(), key=lambda r: r["id"]):
+            entry = out.get(record.get("_for") or "")
+            if entry is None:
+                continue
+            item = {"id": record["id"], "key": record["key"], "state": record["state"]}
+            if record.get("_kind") == "change":
+                entry["change"] = item
+            elif record.get("_kind") == "task":
+                entry["tasks"].append({**item, "title": record.get("title", "")})
+        return out
+
     def to_ticket(self, raw: dict[str, Any]) -> Ticket:
         data = {k: v for k, v in raw.items() if not k.startswith("_")}
         return Ticket(**data)
@@ -134,7 +150,8 @@ class FakePlatform:
             if any(r.get("marker") == tag for r in self.records.values()):
                 return ApplyResult(action.key, "skipped")
             self._touch(target)
-            record = self.add(title=getattr(action, "title", ""), marker=tag, parent=None)
+            record = self.add(title=getattr(action, "title", ""), marker=tag, parent=None,
+                              _kind="task" if isinstance(action, CreateTask) else "change", _for=target)
             return ApplyResult(action.key, "applied", created_id=record["id"])
         elif isinstance(action, ResolveChild):
             self._touch(target).update(state="resolved", resolved_at=self.clock())

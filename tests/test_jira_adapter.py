@@ -1056,3 +1056,54 @@ def test_plain_http_is_refused_for_a_real_site() -> None:
     mapping, _ = load_mapping(Path(__file__).resolve().parent.parent / "mappings" / "jira.yaml")
     with pytest.raises(ConfigurationError, match="https"):
         JiraPlatform("http://example.atlassian.net", "a@example.com", "token", mapping)
+
+
+# -- reading back the change and the review tasks --------------------------------------------------------------
+
+
+def relates(other_id: str, other_key: str, type_id: str, type_name: str, status: str, category: str,
+            summary: str = "", side: str = "outwardIssue") -> dict[str, Any]:
+    """An ``issuelinks`` entry seen from the major incident: "MAJOR relates to OTHER"."""
+    return {"id": f"7{other_id}", "type": {"id": "10003", "name": "Relates", "inward": "relates to",
+                                            "outward": "relates to"},
+            side: {"id": other_id, "key": other_key,
+                   "fields": {"summary": summary or f"issue {other_key}", "issuetype": {"id": type_id, "name": type_name},
+                              "status": {"name": status, "statusCategory": {"key": category}}}}}
+
+
+@pytest.mark.parametrize("flavour", ["cloud", "dc"])
+def test_fetch_followups_reads_the_links_of_the_major_incidents_in_one_search(mapping: Mapping, flavour: str) -> None:
+    platform, _ = discovered(mapping, flavour)
+    base = DC_URL if flavour == "dc" else URL
+    endpoint = f"{base}/rest/api/3/search/jql" if flavour == "cloud" else f"{base}/rest/api/2/search"
+    majors = [
+        issue("100", "ITSM-1", links=[
+            relates("201", "ITSM-11", "10002", "Post-incident review", "Closed", "done", "Review meeting (ITSM-1)"),
+            relates("202", "ITSM-12", "10002", "Post-incident review", "In Progress", "indeterminate", "Root cause"),
+            relates("203", "ITSM-13", "10003", "Change", "Implementing", "indeterminate", side="inwardIssue"),
+            relates("204", "ITSM-14", "10001", "[System] Incident", "Open", "new"),  # a related incident: not ours
+            caused_by("100", "ITSM-1")]),
+        issue("101", "ITSM-2", links=[
+            relates("205", "ITSM-15", "10002", "Post-incident review", "Won't Do", "done"),
+            relates("206", "ITSM-16", "10003", "Change", "Done", "done")]),
+    ]
+    answer = {"issues": majors, "isLast": True} if flavour == "cloud" else {"issues": majors, "total": 2}
+    with mock() as rsps:
+        rsps.post(endpoint, json=answer)
+        found = platform.fetch_followups(["100", "101", "new-x"])
+        assert len(rsps.calls) == 1
+        sent = body(rsps.calls[0])
+    assert sent["jql"] == "project = \"ITSM\" AND id IN (100, 101) ORDER BY key ASC"
+    assert sent["fields"] == ["issuelinks"]
+    assert found["100"]["change"] == {"id": "203", "key": "ITSM-13", "state": "in_progress"}
+    assert [(t["key"], t["state"], t["title"]) for t in found["100"]["tasks"]] == [
+        ("ITSM-11", "closed", "Review meeting (ITSM-1)"), ("ITSM-12", "in_progress", "Root cause")]
+    assert found["101"] == {"change": {"id": "206", "key": "ITSM-16", "state": "resolved"},
+                            "tasks": [{"id": "205", "key": "ITSM-15", "state": "canceled", "title": "issue ITSM-15"}]}
+    assert found["new-x"] == {"change": None, "tasks": []}
+
+
+def test_fetch_followups_with_no_issue_ids_sends_nothing(mapping: Mapping) -> None:
+    platform, _ = discovered(mapping)
+    with mock():
+        assert platform.fetch_followups(["new-1"]) == {"new-1": {"change": None, "tasks": []}}

@@ -18,7 +18,7 @@ from connector.platforms.base import marker_tag
 from connector.platforms.jira import JiraPlatform
 from connector.platforms.retry import RetryPolicy
 from connector.platforms.servicenow import ServiceNowPlatform
-from connector.process import load_process
+from connector.process import ProcessFile, load_process
 from connector.rules import load_rules
 from connector.sim.jira import JiraSim, adf_to_text
 from connector.sim.servicenow import ServiceNowSim
@@ -101,11 +101,55 @@ def test_the_whole_process_on_the_fake_platform(fake: tuple[Clock, FakePlatform,
 
     clock.advance(hours=3)
     edit(mi, state="closed")
-    closed = cycle()
-    assert platform.records[mi]["stage"] == "closed"
-    assert any("is closed" in n for n in platform.notes[mi]) and closed.failures == []
+    waiting = cycle()
+    assert waiting.failures == [] and [p["key"] for p in waiting.planned] == [f"note:{mi}:waiting"]
+    assert platform.records[mi]["stage"] == "maintenance", "closed, but the review tasks are open"
+    assert "waiting for 3 review tasks" in platform.notes[mi][-1]
     assert quiet(cycle())
+    review = [r["id"] for r in platform.records.values() if r.get("_kind") == "task" and r.get("_for") == mi]
+    assert len(review) == 3
+    for task in review[:2]:
+        edit(task, state="closed")
+    assert quiet(cycle(minutes=30)) and platform.records[mi]["stage"] == "maintenance"
+    edit(review[2], state="canceled")
+    closed = cycle(minutes=30)
+    assert platform.records[mi]["stage"] == "closed"
+    assert any("is closed" in n and "review tasks done 3/3" in n for n in platform.notes[mi]) and closed.failures == []
+    assert quiet(cycle())
+    assert cycle(minutes=31).requests == 1, "a finished major incident is not followed any more"
     assert len(platform.writes) == len(set(platform.writes)), "nothing was written twice"
+
+
+def test_a_quiet_cycle_reads_the_followups_only_when_due(fake: tuple[Clock, FakePlatform, StateStore]) -> None:
+    clock, platform, store = fake
+    data = PROCESS.model_dump(mode="json")
+    data["review"]["follow_every"] = "15m"
+    process = ProcessFile.model_validate(data)
+
+    def cycle(minutes: float = 1) -> CycleReport:
+        clock.advance(minutes=minutes)
+        return run_cycle(platform, store, RULES, process, clock(), planners=[plan_process])
+
+    mi = [platform.add(service="web-shop", caller=f"shopper{i}", title="Checkout fails")["id"] for i in range(6)][0]
+    clock.advance(minutes=5)
+    cycle()
+    assert quiet(cycle())
+    assert cycle().requests == 1, "containment: nothing to follow"
+    platform.records[mi].update(stage="resolution", updated_at=clock())
+    resolution = cycle()
+    assert resolution.requests == 3, "the poll, the follow-up (due at once) and the change creation"
+    assert cycle().requests == 1, "a quiet cycle with nothing due is one request"
+    assert cycle(minutes=10).requests == 1
+    due = cycle(minutes=5)
+    assert due.requests == 2 and due.failures == [] and due.planned == [], "the poll and one follow-up read"
+    facts = next(r for r in store.major_incidents() if r.id == mi).facts
+    assert facts["change_state"] == "new" and facts["review_tasks"] == {"done": 0, "total": 0}
+    assert facts["followed_at"] == clock().isoformat()
+    assert cycle().requests == 1
+    dry = run_cycle(platform, store, RULES, process, clock.advance(minutes=16), planners=[plan_process], dry_run=True)
+    assert dry.requests == 2, "a dry run reads the follow-ups too (it only reads)"
+    after = next(r for r in store.major_incidents() if r.id == mi).facts
+    assert after["followed_at"] == facts["followed_at"], "and saves nothing"
 
 
 # -- the ServiceNow simulator -------------------------------------------------------------------------------------
@@ -200,13 +244,53 @@ def test_the_whole_process_on_the_servicenow_simulator(servicenow: ServiceNowSit
 
     site.clock.advance(hours=2)
     site.agent(mi, state="7")
-    closed = site.cycle()
+    waiting = site.cycle()
+    assert waiting.failures == []
+    assert sim.get("incident", mi)["u_mim_stage"] == "maintenance", "closed, but the review tasks are open"
+    assert any("waiting for 3 review tasks" in n and tasks[0]["number"] in n for n in site.notes(mi))
+    assert quiet(site.cycle())
+
+    # the change is implemented and the review owners close their tasks
+    sim.update("change_request", changes[0]["sys_id"], {"state": "3"})
+    for task in tasks:
+        sim.update("incident_task", task["sys_id"], {"state": "3"})
+    closed = site.cycle(minutes=30)
     assert closed.failures == []
     assert sim.get("incident", mi)["u_mim_stage"] == "closed"
-    assert any("is closed" in n for n in site.notes(mi))
+    assert any("is closed" in n and "review tasks done 3/3" in n for n in site.notes(mi))
     assert quiet(site.cycle())
     assert site.cycle(minutes=5).requests == 1, "a closed major incident costs nothing"
     assert len(sim.records("change_request")) == 1 and len(sim.records("incident_task")) == 3
+    record = next(r for r in site.store.major_incidents() if r.id == mi)
+    assert record.facts["review_tasks"] == {"done": 3, "total": 3} and record.facts["change_state"] == "closed"
+    assert [e["value"] for e in record.facts["timeline"] if e["event"] == "change_state"] == ["new", "closed"]
+
+
+def test_a_quiet_servicenow_cycle_in_resolution_follows_up_only_when_due(servicenow: ServiceNowSite) -> None:
+    site, sim = servicenow, servicenow.sim
+    storm = []
+    for i in range(6):
+        opened = site.clock() - timedelta(minutes=10 - i)
+        storm.append(sim.insert("incident", {"short_description": "VPN down", "business_service": "vpn",
+                                             "caller_id": f"user{i}", "opened_at": opened, "sys_created_on": opened,
+                                             "sys_updated_on": opened})["sys_id"])
+    mi = storm[0]
+    site.cycle()
+    site.cycle()
+    site.agent(mi, u_mim_stage="resolution")
+    assert site.cycle().failures == []
+    change = sim.get("incident", mi)["rfc"]
+    assert change
+    assert site.cycle().requests == 1, "followed a minute ago: the quiet cycle stays one request"
+    update = site.cycle(minutes=28)
+    assert [p["kind"] for p in update.planned] == ["note"], "the half-hourly update; the follow-up is not due yet"
+    sim.update("change_request", change, {"state": "0"})
+    due = site.cycle(minutes=1)
+    # the poll, the change and the review tasks (the rfc is known from the polled incident), and the note
+    assert due.failures == [] and due.requests == 4
+    assert [p["key"] for p in due.planned] == [f"note:{mi}:change_done"]
+    assert any("is resolved" in n for n in site.notes(mi))
+    assert quiet(site.cycle())
 
 
 def test_an_agent_who_reassigns_the_manager_on_servicenow_keeps_it(servicenow: ServiceNowSite) -> None:
@@ -318,7 +402,19 @@ def test_the_process_on_the_jira_simulator(jira: JiraSite) -> None:
 
     # the mapping reads the status name "Closed" as closed (other done statuses as resolved)
     sim.edit_issue(mi, {"status": "Closed"})
-    closing = site.cycle(minutes=120)
+    waiting = site.cycle(minutes=120)
+    assert waiting.failures == []
+    assert (sim.issue(mi)["fields"].get("customfield_10060") or "").lower() == "maintenance"
+    assert any("waiting for 3 review tasks" in c for c in site.comments(mi))
+    assert quiet(site.cycle())
+
+    for review in reviews[:2]:
+        sim.edit_issue(review["key"], {"status": "Closed"})
+    assert quiet(site.cycle(minutes=30)), "one review still open"
+    sim.edit_issue(reviews[2]["key"], {"status": "Resolved"})
+    closing = site.cycle(minutes=30)
     assert closing.failures == []
     assert (sim.issue(mi)["fields"].get("customfield_10060") or "").lower() == "closed"
+    assert any("review tasks done 3/3" in c for c in site.comments(mi))
     assert quiet(site.cycle())
+    assert site.cycle(minutes=31).requests == 1, "a finished major incident is not followed any more"

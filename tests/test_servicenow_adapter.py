@@ -1033,3 +1033,64 @@ def test_a_javascript_value_is_refused_in_an_encoded_query() -> None:
 
     with pytest.raises(QueryValueError, match="javascript"):
         query_value("javascript:gs.getUser()")
+
+
+# -- reading back the change and the review tasks --------------------------------------------------------------
+
+
+def test_fetch_followups_reads_changes_and_tasks_in_one_query_each(make: Callable[..., ServiceNowPlatform],
+                                                                    rsps: responses.RequestsMock) -> None:
+    other = sid(77)
+    change_a, change_b = sid(500), sid(501)
+    rsps.get(f"{BASE}/api/now/table/change_request", json={"result": [
+        {"sys_id": change_a, "number": "CHG0000001", "state": "-1", "short_description": "Resolution plan"},
+        {"sys_id": change_b, "number": "CHG0000002", "state": "3", "short_description": "Hotfix"}]},
+        headers={"X-Total-Count": "2"})
+    rsps.get(f"{BASE}/api/now/table/incident_task", json={"result": [
+        {"sys_id": sid(601), "number": "TASK0000002", "state": "3", "short_description": "Root cause", "incident": MI},
+        {"sys_id": sid(600), "number": "TASK0000001", "state": "2", "short_description": "Review meeting",
+         "incident": MI},
+        {"sys_id": sid(602), "number": "TASK0000003", "state": "7", "short_description": "Runbook", "incident": MI},
+        {"sys_id": sid(603), "number": "TASK0000004", "state": "1", "short_description": "Other", "incident": other}]},
+        headers={"X-Total-Count": "4"})
+    platform = make()
+    found = platform.fetch_followups([MI, other, "new-123"], {MI: change_a, other: change_b})
+    assert len(rsps.calls) == 2, "one query for the changes, one for the tasks; nothing for a new- id"
+    assert query_of(rsps.calls[0]) == f"sys_idIN{change_a},{change_b}^ORDERBYsys_id"
+    assert query_of(rsps.calls[1]) == f"incidentIN{MI},{other}^ORDERBYsys_id"
+    assert {"sys_id", "number", "state"} <= set(params_of(rsps.calls[1])["sysparm_fields"].split(","))
+    assert found[MI]["change"] == {"id": change_a, "key": "CHG0000001", "state": "in_progress"}
+    assert found[other]["change"] == {"id": change_b, "key": "CHG0000002", "state": "closed"}
+    assert [(t["key"], t["state"], t["title"]) for t in found[MI]["tasks"]] == [
+        ("TASK0000001", "in_progress", "Review meeting"), ("TASK0000002", "closed", "Root cause"),
+        ("TASK0000003", "canceled", "Runbook")]
+    assert [t["key"] for t in found[other]["tasks"]] == ["TASK0000004"]
+    assert "new-123" not in found
+    assert isinstance(platform, Platform)
+
+
+def test_fetch_followups_reads_the_incident_only_when_its_change_is_unknown(make: Callable[..., ServiceNowPlatform],
+                                                                           rsps: responses.RequestsMock) -> None:
+    change = sid(500)
+    rsps.get(TABLE, json={"result": [row(MI, rfc=change)]}, headers={"X-Total-Count": "1"})
+    rsps.get(f"{BASE}/api/now/table/change_request", json={"result": [
+        {"sys_id": change, "number": "CHG0000001", "state": "0"}]}, headers={"X-Total-Count": "1"})
+    rsps.get(f"{BASE}/api/now/table/incident_task", json={"result": []}, headers={"X-Total-Count": "0"})
+    found = make().fetch_followups([MI])
+    assert len(rsps.calls) == 3
+    assert query_of(rsps.calls[0]) == f"sys_idIN{MI}^ORDERBYsys_id"
+    assert found == {MI: {"change": {"id": change, "key": "CHG0000001", "state": "resolved"}, "tasks": []}}
+
+
+def test_fetch_followups_without_a_change_skips_the_change_query(make: Callable[..., ServiceNowPlatform],
+                                                                 rsps: responses.RequestsMock) -> None:
+    rsps.get(f"{BASE}/api/now/table/incident_task", json={"result": []}, headers={"X-Total-Count": "0"})
+    assert make().fetch_followups([MI], {MI: None}) == {MI: {"change": None, "tasks": []}}
+    assert len(rsps.calls) == 1
+
+
+def test_fetch_followups_refuses_an_id_that_would_change_the_query(make: Callable[..., ServiceNowPlatform],
+                                                                   rsps: responses.RequestsMock) -> None:
+    with pytest.raises(QueryValueError):
+        make().fetch_followups([MI], {MI: "abc^ORsys_id!=x"})
+    assert len(rsps.calls) == 0

@@ -170,7 +170,8 @@ TRANSITIONS = [
     ("stage-set-to-resolution-by-hand", {"stage": "resolution"}, "resolution", ["create_change"]),
     ("resolved", {"state": "resolved"}, "maintenance",
      ["note", "resolve_child", "create_task", "set_stage"]),
-    ("closed-without-resolving-first", {"state": "closed"}, "closed",
+    # review tasks are created and still open: the process waits in maintenance (and says so in a note)
+    ("closed-without-resolving-first", {"state": "closed"}, "maintenance",
      ["note", "resolve_child", "create_task", "set_stage"]),
     ("canceled", {"state": "canceled"}, "closed", ["note", "set_stage"]),
 ]
@@ -268,6 +269,7 @@ def test_closed_writes_the_final_note_and_stops(world: World) -> None:
     world.step()
     world.human(mi.id, state="resolved")
     world.step(minutes=30)
+    mi.facts["review_tasks"] = {"done": 3, "total": 3}  # read back by the sync cycle
     world.human(mi.id, state="closed")
     actions = world.step(minutes=60)
     assert keys(actions) == [f"note:{mi.id}:closed", f"comms:{mi.id}:closed", f"stage:{mi.id}:closed"]
@@ -618,3 +620,123 @@ def test_a_new_parent_is_planned_on_its_synthetic_id_and_keeps_its_keys_after_cr
 def test_review_due_counts_whole_business_days() -> None:
     assert [business_days(timedelta(days=d)) for d in (0, 1, 5)] == [0, 1, 5]
     assert business_days(timedelta(hours=36)) == 2
+
+
+# -- following the change and the review tasks (facts read back by the sync cycle) ------------------------------
+
+
+def duties(actions: list[Action]) -> list[str]:
+    """Action keys other than the periodic update messages."""
+    return [k for k in keys(actions) if not k.startswith("comms:")]
+
+
+def follow(record: MIRecord, change: str | None = None, done: int | None = None, total: int = 3,
+           open_tasks: list[str] | None = None) -> None:
+    """What ``sync._follow_up`` stores after ``fetch_followups``."""
+    if change is not None:
+        record.facts["change_state"] = change
+    if done is not None:
+        record.facts["review_tasks"] = {"done": done, "total": total}
+        record.facts["review_open"] = open_tasks if open_tasks is not None else [f"TASK{n}" for n in range(done, total)]
+
+
+def test_closed_waits_for_the_review_tasks_and_says_so_once(world: World) -> None:
+    mi = world.declare()
+    world.step()
+    world.human(mi.id, state="resolved")
+    assert len(only(world.step(minutes=30), CreateTask)) == 3
+    follow(mi, done=1)
+    world.human(mi.id, state="closed")
+    waiting = world.step(minutes=60)
+    assert keys(waiting) == [f"note:{mi.id}:waiting"]
+    assert "waiting for 2 review tasks: TASK1, TASK2" in waiting[0].text
+    assert world.tickets[mi.id].stage == "maintenance" and not mi.facts.get("process_done")
+    assert [k for k in keys(world.plan()) if k not in world.ledger] == [], "a second pass plans nothing new"
+    assert world.step(minutes=30) == [], "the waiting note is written once"
+    follow(mi, done=2)
+    assert world.step(minutes=30) == [], "one task still open"
+    follow(mi, done=3)
+    closed = world.step(minutes=30)
+    assert keys(closed) == [f"note:{mi.id}:closed", f"comms:{mi.id}:closed", f"stage:{mi.id}:closed"]
+    assert "review tasks done 3/3" in closed[0].text
+    assert world.tickets[mi.id].stage == "closed" and mi.facts["process_done"] is True
+    assert [e["value"] for e in mi.facts["timeline"] if e["event"] == "waiting_for_reviews"] == [2]
+
+
+def test_review_tasks_not_read_back_yet_are_not_done(world: World) -> None:
+    mi = world.declare()
+    world.step()
+    world.human(mi.id, state="resolved")
+    world.step(minutes=30)
+    follow(mi, done=0, total=0)  # read back before the tasks were created
+    world.human(mi.id, state="closed")
+    actions = world.step(minutes=60)
+    assert keys(actions) == [f"note:{mi.id}:waiting"] and "waiting for 3 review tasks" in actions[0].text
+    follow(mi, done=2, total=2)  # one of the three not seen yet: not known done
+    assert world.step(minutes=30) == []
+    follow(mi, done=3, total=3)
+    assert f"stage:{mi.id}:closed" in keys(world.step(minutes=30))
+
+
+def test_without_review_tasks_closing_the_incident_closes_the_process(store: StateStore) -> None:
+    world = World(store, process_with(review={"tasks": []}))
+    mi = world.declare()
+    world.step()
+    world.human(mi.id, state="closed")
+    actions = world.step(minutes=30)
+    assert f"stage:{mi.id}:closed" in keys(actions) and f"note:{mi.id}:waiting" not in keys(actions)
+    assert mi.facts["process_done"] is True
+
+
+def test_change_states_are_timeline_events_and_a_done_change_is_noted_once(world: World) -> None:
+    mi = world.declare()
+    world.step()
+    world.human(mi.id, stage="resolution")
+    world.step(minutes=3)
+    follow(mi, change="new")
+    assert duties(world.step(minutes=15)) == [], "a new change is only an event"
+    follow(mi, change="in_progress")
+    assert duties(world.step(minutes=15)) == []
+    follow(mi, change="resolved")
+    mi.facts["change_key"] = "CHG0001"
+    noted = world.step(minutes=15)
+    assert duties(noted) == [f"note:{mi.id}:change_done"]
+    assert "The change CHG0001" in noted[0].text and "is resolved" in noted[0].text
+    follow(mi, change="closed")
+    assert duties(world.step(minutes=15)) == [], "noted once, not again when it closes"
+    again = world.plan()
+    assert [k for k in keys(again) if k not in world.ledger] == []
+    events = [(e["value"], e["by"]) for e in mi.facts["timeline"] if e["event"] == "change_state"]
+    assert events == [("new", "platform"), ("in_progress", "platform"), ("resolved", "platform"),
+                      ("closed", "platform")]
+
+
+def test_a_change_done_after_the_incident_is_resolved_is_an_event_but_no_note(world: World) -> None:
+    mi = world.declare()
+    world.step()
+    world.human(mi.id, stage="resolution")
+    world.step(minutes=3)
+    world.human(mi.id, state="resolved")
+    world.step(minutes=30)
+    follow(mi, change="closed")
+    assert duties(world.step(minutes=15)) == []
+    assert [e["value"] for e in mi.facts["timeline"] if e["event"] == "change_state"] == ["closed"]
+
+
+def test_following_is_idempotent_across_the_whole_story(world: World) -> None:
+    mi = world.declare(children=2)
+    world.step()
+    world.human(mi.id, stage="resolution")
+    world.step(minutes=10)
+    for change_state, done in (("in_progress", None), ("resolved", None), ("closed", 0)):
+        follow(mi, change=change_state, done=done)
+        world.step(minutes=15)
+        assert [k for k in keys(world.plan()) if k not in world.ledger] == [], change_state
+    world.human(mi.id, state="resolved")
+    world.step(minutes=15)
+    world.human(mi.id, state="closed")
+    for done in (0, 1, 3):
+        follow(mi, done=done)
+        world.step(minutes=15)
+        assert [k for k in keys(world.plan()) if k not in world.ledger] == [], done
+    assert world.tickets[mi.id].stage == "closed"

@@ -86,6 +86,15 @@ class Platform(Protocol):
         """Fresh raw records by platform id."""
         ...
 
+    def fetch_followups(self, mi_ids: Sequence[str],
+                        changes: "dict[str, str | None] | None" = None) -> dict[str, dict[str, Any]]:
+        """The change and the review tasks of each major incident in ``mi_ids``, read back (read only):
+        ``{mi_id: {"change": {"id", "key", "state"} | None, "tasks": [{"id", "key", "state", "title"}]}}``
+        with canonical states (new / in_progress / on_hold / resolved / closed / canceled). ``changes``, when
+        given, names the change each incident is known to link (from the polled tickets), so the adapter
+        need not read the incidents again. A few requests for all the incidents together, never one each."""
+        ...
+
     def to_ticket(self, raw: dict[str, Any]) -> Ticket:
         """A raw record as a canonical ticket (through the mapping); raises ``MappingError``."""
         ...

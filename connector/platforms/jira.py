@@ -170,6 +170,11 @@ def _same_link_type(link: dict[str, Any], link_type: dict[str, Any]) -> bool:
     return str(kind.get("id")) == link_type["id"] or str(kind.get("name", "")).lower() == link_type["name"].lower()
 
 
+def _same_issue_type(found: dict[str, Any], wanted: dict[str, Any]) -> bool:
+    return bool(found) and (str(found.get("id")) == str(wanted.get("id"))
+                            or str(found.get("name", "")).lower() == str(wanted.get("name", "")).lower())
+
+
 def _first_name(value: Any) -> str | None:
     if isinstance(value, list):
         value = value[0] if value else None
@@ -677,6 +682,57 @@ class JiraPlatform:
                 self._remember(issue)
                 found.append(issue)
         return found
+
+    def fetch_followups(self, mi_ids: Sequence[str],
+                        changes: dict[str, str | None] | None = None) -> dict[str, dict[str, Any]]:
+        """The change and review issues linked to each major incident, from one search of the major incidents
+        themselves (``id IN (...)``, field ``issuelinks``: every link carries the other issue's type, summary
+        and status). ``changes`` is not needed here: the links name the change."""
+        disc = self._discovery()
+        numeric = list(dict.fromkeys(str(i) for i in mi_ids if str(i).isdigit()))
+        out: dict[str, dict[str, Any]] = {str(i): {"change": None, "tasks": []} for i in mi_ids}
+        link_types = disc.get("link_types") or {}
+        issue_types = disc.get("issue_types") or {}
+        for i in range(0, len(numeric), MAX_RECONCILE):
+            chunk = numeric[i:i + MAX_RECONCILE]
+            jql = f"{self._project_clause()} AND id IN ({', '.join(chunk)}) ORDER BY key ASC"
+            if self._flavour == "cloud":
+                pages = self._search_cloud(jql, ["issuelinks"], [], chunk)
+            else:
+                pages = self._search_dc(jql, ["issuelinks"], [])
+            for issue in pages:
+                entry = out.setdefault(str(issue.get("id")), {"change": None, "tasks": []})
+                seen: set[str] = set()
+                for link in (issue.get("fields") or {}).get("issuelinks") or []:
+                    other = link.get("outwardIssue") or link.get("inwardIssue") or {}
+                    ident = str(other.get("id") or "")
+                    if not ident or ident in seen:
+                        continue
+                    fields = other.get("fields") or {}
+                    kind = next((k for k in ("change", "review")
+                                 if link_types.get(k) and issue_types.get(k)
+                                 and _same_link_type(link, link_types[k])
+                                 and _same_issue_type(fields.get("issuetype") or {}, issue_types[k])), None)
+                    if kind is None:
+                        continue
+                    seen.add(ident)
+                    item = {"id": ident, "key": other.get("key"), "state": self._state_of(fields.get("status"))}
+                    if kind == "change":
+                        entry["change"] = entry["change"] or item
+                    else:
+                        entry["tasks"].append({**item, "title": str(fields.get("summary") or "")})
+                entry["tasks"].sort(key=lambda t: (len(str(t["key"] or "")), str(t["key"] or ""), t["id"]))
+        return out
+
+    def _state_of(self, status: Any) -> str:
+        """A status as a canonical state through the mapping's ``state`` values: the name first, else its
+        category."""
+        if not isinstance(status, dict):
+            return "unknown"
+        table = {str(k): str(v) for k, v in (self.mapping.spec.values.get("state") or {}).items()}
+        name = str(status.get("name") or "")
+        category = str((status.get("statusCategory") or {}).get("key") or "")
+        return table.get(name) or table.get(category) or "unknown"
 
     def _remember(self, issue: dict[str, Any]) -> None:
         ident = str(issue.get("id", ""))

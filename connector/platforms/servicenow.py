@@ -570,6 +570,54 @@ class ServiceNowPlatform:
         self._remember(rows)
         return rows
 
+    def fetch_followups(self, mi_ids: Sequence[str],
+                        changes: dict[str, str | None] | None = None) -> dict[str, dict[str, Any]]:
+        """The change (the incident's ``rfc``) and the review tasks (``incident_task`` with
+        ``incident=<mi>``) of each major incident: one ``sys_idIN`` query for the changes, one ``incidentIN``
+        query for the tasks. The incidents are read first only for ids whose change is neither given nor
+        cached from this adapter's poll."""
+        unique = [i for i in dict.fromkeys(str(i) for i in mi_ids) if i and not i.startswith("new-")]
+        out: dict[str, dict[str, Any]] = {i: {"change": None, "tasks": []} for i in unique}
+        if not unique:
+            return out
+        link_field = str(self.mapping.write_setting("change_link_field", self.mapping.source("change") or "rfc"))
+        known = dict(changes or {})
+        missing = [i for i in unique if i not in known and i not in self._known]
+        if missing:
+            self.fetch_records(missing)
+        for mi in unique:
+            if mi not in known:
+                known[mi] = _text((self._known.get(mi) or {}).get(link_field)) or None
+        title = self.mapping.source("title") or "short_description"
+        fields = ["sys_id", "number", "state", title]
+        change_ids = list(dict.fromkeys(c for c in (known.get(mi) for mi in unique) if c))
+        change_table = str(self.mapping.write_setting("change_table", "change_request"))
+        change_states = {str(k): str(v) for k, v in (self.mapping.write_setting("change_states") or {}).items()}
+        found: dict[str, dict[str, Any]] = {}
+        for start in range(0, len(change_ids), ID_CHUNK):
+            chunk = ",".join(query_value(c, in_list=True) for c in change_ids[start:start + ID_CHUNK])
+            for row in self._select(change_table, f"sys_idIN{chunk}", fields):
+                found[str(row.get("sys_id"))] = row
+        for mi in unique:
+            hit = found.get(known.get(mi) or "")
+            if hit is not None:
+                out[mi]["change"] = {"id": str(hit.get("sys_id")), "key": _text(hit.get("number")) or None,
+                                     "state": change_states.get(_text(hit.get("state")), "unknown")}
+        task_table = str(self.mapping.write_setting("task_table", "incident_task"))
+        parent = query_field(str(self.mapping.write_setting("task_parent_field", "incident")))
+        task_states = {str(k): str(v) for k, v in (self.mapping.write_setting("task_states") or {}).items()}
+        for start in range(0, len(unique), ID_CHUNK):
+            chunk = ",".join(query_value(i, in_list=True) for i in unique[start:start + ID_CHUNK])
+            for row in self._select(task_table, f"{parent}IN{chunk}", fields + [parent]):
+                mi = _text(row.get(parent))
+                if mi in out:
+                    out[mi]["tasks"].append({"id": str(row.get("sys_id")), "key": _text(row.get("number")) or None,
+                                             "state": task_states.get(_text(row.get("state")), "unknown"),
+                                             "title": _text(row.get(title))})
+        for entry in out.values():
+            entry["tasks"].sort(key=lambda t: (t["key"] or "", t["id"]))
+        return out
+
     def to_ticket(self, raw: dict[str, Any]) -> Ticket:
         """A raw incident as a canonical ticket, through the mapping."""
         return self.mapping.to_ticket(raw, base_url=self.base_url)
