@@ -113,9 +113,11 @@ class StateStore:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = os.pread(fd, 200, 0).decode("utf-8", "replace").strip() or "another process"
+            # the holder writes its pid just after taking the lock, so it may not be there yet
+            holder = os.pread(fd, 200, 0).decode("utf-8", "replace").strip()
             os.close(fd)
-            raise LockHeld(f"{self.path} is in use by {holder}; only one mim sync/run may use a state at a time") from None
+            raise LockHeld(f"{self.path} is in use by another mim process{f' ({holder})' if holder else ''}; "
+                           "only one mim sync/run may use a state at a time") from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"pid {os.getpid()} since {datetime.now(timezone.utc).isoformat(timespec='seconds')}".encode(), 0)
         self._lock_fd = fd

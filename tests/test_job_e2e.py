@@ -122,7 +122,7 @@ def test_two_concurrent_syncs_on_one_state_do_not_both_write(sim, tmp_path: Path
     refused = [err for (out, err), p in zip(results, procs) if p.returncode != 0]
     assert codes in ([0, 0], [0, 1])
     for err in refused:
-        assert "in use by pid" in err
+        assert "in use by another mim process" in err
     _assert_converged(sn, ids)
 
 

@@ -101,7 +101,7 @@ def test_second_runner_on_the_same_state_is_refused(tmp_path: Path) -> None:
     first = StateStore(tmp_path / "s.sqlite", "servicenow")
     first.acquire_lock()
     second = StateStore(tmp_path / "s.sqlite", "servicenow")
-    with pytest.raises(LockHeld, match="in use by pid"):
+    with pytest.raises(LockHeld, match=r"in use by another mim process \(pid \d+"):
         second.acquire_lock()
     first.close()
     second.acquire_lock()
