@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import tomllib
-from importlib import resources
 from pathlib import Path
 from typing import Any, Literal, Mapping
 from urllib.parse import urlsplit
@@ -142,14 +141,13 @@ class Settings(BaseModel):
 
 
 def default_dir(name: str) -> Path:
-    """The shipped ``rules``/``mappings`` directory, in an installed package or in the source tree."""
-    source = Path(__file__).resolve().parent.parent / name
-    if source.is_dir():
+    """The shipped ``rules``/``mappings`` directory: in the source tree, or installed with the package
+    (setup.cfg maps them to ``connector/defaults/<name>``)."""
+    here = Path(__file__).resolve().parent
+    source = here.parent / name
+    if source.is_dir() and (here.parent / "setup.cfg").is_file():
         return source
-    try:
-        return Path(str(resources.files(f"connector.defaults.{name}")))
-    except ModuleNotFoundError:
-        return source
+    return here / "defaults" / name
 
 
 TOP_LEVEL = ("platform", "rules", "mappings", "process", "state", "log_format", "interval")
