@@ -312,11 +312,9 @@ def test_rate_limits_and_unavailability_on_30_percent_of_requests_still_converge
 
 @pytest.mark.parametrize("flavour", FLAVOURS)
 def test_the_process_runs_through_resolution_on_the_simulator(site: Callable[..., Site], flavour: str) -> None:
-    from cli import _planners
+    from connector.stages import plan_process
 
-    planners = _planners()
-    if not planners:
-        pytest.skip("no process planners in this tree")
+    planners = [plan_process]
     s = site(flavour)
     for reporter, assignee in (("alice.martin", "bob.schneider"), ("carla.rossi", "oncall.duty")):
         s.sim.create_issue({"summary": "Directory sync", "issuetype": "Task", "reporter": reporter, "assignee": assignee,

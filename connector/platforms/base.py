@@ -46,6 +46,20 @@ Resolver = Callable[[str], "str | None"]
 """Maps a target id to the platform id: synthetic ``new-…`` ids of parents created earlier become real."""
 
 
+DoctorCheck = tuple[str, bool, str, str]
+"""``(name, ok, detail, fix)``: one line of ``mim doctor``."""
+
+
+def doctor_check(name: str, check: Callable[[], str], fix: str) -> DoctorCheck:
+    """Run one read-only check; a platform error (or a value the adapter refuses) is the finding."""
+    from .errors import PlatformError
+
+    try:
+        return name, True, check(), ""
+    except (PlatformError, ValueError) as exc:
+        return name, False, str(exc), fix
+
+
 def marker_tag(action_key: str) -> str:
     """A short, stable tag for an action key, left on the platform (in a note, a label or a correlation id)
     so that a rerun after a crash or a lost state file can tell the write was already made."""

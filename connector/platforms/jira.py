@@ -46,7 +46,7 @@ from ..plan import (
     SetFields,
     SetStage,
 )
-from .base import ApplyResult, Resolver, Watermark, marker_tag
+from .base import ApplyResult, Resolver, Watermark, doctor_check, marker_tag
 from .errors import (
     ClientError,
     NotFound,
@@ -865,11 +865,11 @@ class JiraPlatform:
         checks: list[tuple[str, bool, str, str]] = []
         self._disc = self._disc or discovery or None
         disc = self._discovery()
-        checks.append(self._doctor(f"project {self.project}", self._check_project,
+        checks.append(doctor_check(f"project {self.project}", self._check_project,
                                    "set MIM_JIRA_PROJECT to a project key the integration user can browse"))
-        checks.append(self._doctor("permissions", self._check_permissions,
+        checks.append(doctor_check("permissions", self._check_permissions,
                                    "grant the integration user these project permissions"))
-        checks.append(self._doctor("mapped fields", self._check_fields,
+        checks.append(doctor_check("mapped fields", self._check_fields,
                                    "fix mappings/jira.yaml or add the field to the project's screens"))
         major = disc["fields"].get("major")
         checks.append(("major incident field", True,
@@ -889,13 +889,6 @@ class JiraPlatform:
                            f"{found['name']} ({found['id']})" if found else f"{self._setting(setting)!r} not found",
                            "" if found else f"add the issue type to the project or set write.{setting}"))
         return checks
-
-    @staticmethod
-    def _doctor(name: str, check: Callable[[], str], fix: str) -> tuple[str, bool, str, str]:
-        try:
-            return name, True, check(), ""
-        except PlatformError as exc:
-            return name, False, str(exc), fix
 
     def _check_project(self) -> str:
         project = self._get(self._api(f"/project/{self.project}")) or {}

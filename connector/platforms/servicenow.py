@@ -50,7 +50,7 @@ from ..plan import (
     SetFields,
     SetStage,
 )
-from .base import ApplyResult, Resolver, Watermark, marker_tag
+from .base import ApplyResult, Resolver, Watermark, doctor_check, marker_tag
 from .errors import (
     AuthenticationError,
     ClientError,
@@ -659,7 +659,7 @@ class ServiceNowPlatform:
         """Read-only checks for ``mim doctor``: the mapped incident fields exist, the stage field, every
         table the connector reads or writes is readable, and the Batch API answers (with a GET item)."""
         checks: list[tuple[str, bool, str, str]] = []
-        checks.append(self._doctor("mapped incident fields", self._check_fields,
+        checks.append(doctor_check("mapped incident fields", self._check_fields,
                                    "fix mappings/servicenow.yaml or install the plugin that adds the field "
                                    "(major_incident_state comes with Major Incident Management)"))
         stage = discovery.get("stage_field")
@@ -672,20 +672,13 @@ class ServiceNowPlatform:
                   str(self.mapping.write_setting("group_table", "sys_user_group")),
                   str(self.mapping.write_setting("user_table", "sys_user"))]
         for table in dict.fromkeys(tables):
-            checks.append(self._doctor(f"table {table} readable", functools.partial(self._check_table, table),
+            checks.append(doctor_check(f"table {table} readable", functools.partial(self._check_table, table),
                                        f"give the integration user read access to {table} (writes are not tried: "
                                        f"doctor is read-only)"))
         if self._batch:
-            checks.append(self._doctor("Batch API", self._check_batch,
+            checks.append(doctor_check("Batch API", self._check_batch,
                                        "allow /api/now/v1/batch for the integration user, or set write.batch: false"))
         return checks
-
-    @staticmethod
-    def _doctor(name: str, check: Callable[[], str], fix: str) -> tuple[str, bool, str, str]:
-        try:
-            return name, True, check(), ""
-        except (PlatformError, ValueError) as exc:
-            return name, False, str(exc), fix
 
     def _check_fields(self) -> str:
         wanted = [f for f in self._fields if not f.startswith("sys_")]
