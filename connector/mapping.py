@@ -190,6 +190,7 @@ class Mapping:
         self._fields = {name: self._paths(src) for name, src in spec.fields.items()}
         self._values = {name: {str(k): v for k, v in table.items()} for name, table in spec.values.items()}
         self._reverse = {name: _reverse(table) for name, table in spec.values.items()}
+        self._flat_plans: dict[int, tuple[list[PlanEntry], Any]] = {}
         self._missing = {""}
         self._export_missing = set(spec.export.missing) if spec.export else {""}
         self._export_fields = dict(self._fields)
@@ -280,11 +281,57 @@ class Mapping:
                     out.append(top)
         return out
 
+    def _flat_plan(self, plan: list[PlanEntry]) -> list[tuple[str, tuple[str, ...], Any, dict[str, Any]]] | None:
+        """The plan as plain column reads when every field is a plain column (CSV exports), else None."""
+        cached = self._flat_plans.get(id(plan))
+        if cached is not None and cached[0] is plan:
+            return cached[1]
+        flat = None if any(entry[2] is None for entry in plan) else [(e[0], e[2], e[3], e[4]) for e in plan]
+        self._flat_plans[id(plan)] = (plan, flat)  # type: ignore[assignment]
+        return flat
+
+    @staticmethod
+    def _read_flat(record: dict[str, Any], plan: list[tuple[str, tuple[str, ...], Any, dict[str, Any]]],
+                   missing: set[str]) -> dict[str, Any]:
+        """The hot path of a large export: text columns, memoised conversions. Raises on anything unusual,
+        and the caller then takes the general path, which names the field in its error."""
+        data: dict[str, Any] = {}
+        get = record.get
+        for name, flats, convert, memo in plan:
+            for column in flats:
+                raw = get(column)
+                if raw is not None and raw not in missing:
+                    break
+            else:
+                continue
+            if convert is None:
+                if type(raw) is not str:
+                    raise TypeError(name)
+                data[name] = raw
+                continue
+            value = memo.get(raw, _UNSET)
+            if value is _UNSET:
+                value = convert(raw)
+                if len(memo) > 50_000:
+                    memo.clear()
+                memo[raw] = value
+            if value is not None:
+                data[name] = value
+        return data
+
     def to_ticket(self, record: dict[str, Any], base_url: str | None = None, export: bool = False) -> Ticket:
         """Convert a platform record; raises :class:`MappingError` naming the field when it is malformed."""
         plan = self._export_plan if export else self._plan
         missing = self._export_missing if export else self._missing
-        data: dict[str, Any] = {}
+        flat = self._flat_plan(plan) if export else None
+        if flat is not None:
+            try:
+                data = self._read_flat(record, flat, missing)
+                if "id" in data and "opened_at" in data:
+                    return Ticket.trusted_from(data, record)
+            except (ValueError, TypeError):
+                pass  # the general path below reports it properly
+        data = {}
         for name, paths, flats, convert, memo in plan:
             raw = None
             if flats is not None:
