@@ -201,10 +201,18 @@ def collapse_rows(header: list[str], rows: Iterable[list[str]], mapping: Mapping
         except IndexError:  # a short row: its missing columns read as absent
             return tuple(row[i] if i < len(row) else None for i in keep)  # type: ignore[misc]
 
-    for key, grouped in groupby(rows, key_of):
+    grouping: Callable[[list[str]], str | None] = key_of
+    source = rows
+    physical = hasattr(rows, "line_num")  # a csv reader knows the physical line of the row it last read
+    if key_at == 0 and physical:
+        # the usual layout (the ticket number first): every non-empty row has the key, so C does the
+        # grouping; blank lines carry nothing
+        source, grouping = filter(None, rows), itemgetter(0)
+    for key, grouped in groupby(source, grouping):
+        # groupby has just read this group's first row, so the reader is on its line
+        first_line = rows.line_num if physical else line  # type: ignore[attr-defined]
         chunk = list(grouped)
-        first_line = line
-        line += len(chunk)
+        line = first_line + len(chunk)
         if key is None or key in missing:
             for offset, row in enumerate(chunk):
                 kept = shrink(row)

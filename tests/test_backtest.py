@@ -402,3 +402,17 @@ def test_rules_on_fields_the_export_mapping_lacks_are_refused(tmp_path: Path) ->
     out = _Runner().invoke(_cli.main, ["backtest", "--tickets", str(export), "--rules", str(rules), "--platform", "jira"])
     assert out.exit_code == 1
     assert "does not map" in out.output
+
+
+def test_blank_lines_do_not_shift_the_reported_line_numbers(tmp_path: Path) -> None:
+    path = tmp_path / "incident_event_log.csv"
+    lines = uci_export().splitlines()
+    path.write_text("\n".join([*lines[:2], "", "", *lines[2:3], "INC0000099,New,true", *lines[3:]]) + "\n",
+                    encoding="utf-8")
+
+    result = backtest("--tickets", str(path), "--json")
+
+    data = json.loads(result.stdout)
+    assert data["tickets"] == 4
+    # the short row is on physical line 6 (after two blank lines), the bad date two lines further on
+    assert [e.split(": ")[1] for e in data["skipped_examples"]] == ["line 6", "line 13"]
