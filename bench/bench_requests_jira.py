@@ -28,6 +28,7 @@ import yaml  # noqa: E402
 from click.testing import CliRunner  # noqa: E402
 
 import cli  # noqa: E402
+from _requests_table import methods, report  # noqa: E402
 from connector.sim.jira import JiraSim  # noqa: E402
 from connector.state import StateStore  # noqa: E402
 
@@ -128,27 +129,14 @@ def main() -> None:
     fresh, fresh_methods = storm(fresh_state=True)
     rows = [("quiet cycle, discovery cached", str(cached)),
             ("quiet cycle, discovery expired", str(uncached)),
-            ("storm of 200, running connector", f"{running} ({_methods(running_methods)})"),
-            ("storm of 200, fresh state (reads before writes)", f"{fresh} ({_methods(fresh_methods)})")]
-    width = max(len(name) for name, _ in rows)
-    table = "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
-    print(table)
-    if args.append:
-        section = ["", "## Jira requests per cycle", "",
-                   f"`python bench/bench_requests_jira.py` ({datetime.now(timezone.utc):%Y-%m-%d}, Jira Cloud simulator "
-                   "on 127.0.0.1, one `mim sync --once` per figure, counted from `/__sim/requests`). Jira has no batch "
-                   "API: each child costs a link POST and a PUT of the `mim` entity property on it; the search pages "
-                   "hold 100 issues.", "",
-                   "| cycle | requests |", "|---|---|"]
-        section += [f"| {name} | {value} |" for name, value in rows]
-        path = ROOT / "bench" / "RESULTS.md"
-        prefix = "" if path.exists() else "# Benchmark results\n"
-        with path.open("a", encoding="utf-8") as out:
-            out.write(prefix + "\n".join(section) + "\n")
-
-
-def _methods(counts: Counter[str]) -> str:
-    return ", ".join(f"{count} {method}" for method, count in sorted(counts.items()))
+            ("storm of 200, running connector", f"{running} ({methods(running_methods)})"),
+            ("storm of 200, fresh state (reads before writes)", f"{fresh} ({methods(fresh_methods)})")]
+    report(rows, "Jira requests per cycle",
+           f"`python bench/bench_requests_jira.py` ({datetime.now(timezone.utc):%Y-%m-%d}, Jira Cloud simulator "
+           "on 127.0.0.1, one `mim sync --once` per figure, counted from `/__sim/requests`). Jira has no batch "
+           "API: each child costs a link POST and a PUT of the `mim` entity property on it; the search pages "
+           "hold 100 issues.",
+           args.append)
 
 
 if __name__ == "__main__":

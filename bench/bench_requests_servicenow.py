@@ -27,6 +27,7 @@ import yaml  # noqa: E402
 from click.testing import CliRunner  # noqa: E402
 
 import cli  # noqa: E402
+from _requests_table import methods, report  # noqa: E402
 from connector.sim.servicenow import ServiceNowSim  # noqa: E402
 
 USER, PASSWORD = "mim.bench", "bench-pw"
@@ -117,27 +118,14 @@ def main() -> None:
     without_batch, single_methods = storm(batch=False)
     ratio = without_batch / with_batch
     rows = [("quiet cycle (nothing changed)", str(quiet_requests)),
-            ("storm of 200, Batch API", f"{with_batch} ({_methods(batch_methods)})"),
-            ("storm of 200, one PATCH per record (baseline)", f"{without_batch} ({_methods(single_methods)})"),
+            ("storm of 200, Batch API", f"{with_batch} ({methods(batch_methods)})"),
+            ("storm of 200, one PATCH per record (baseline)", f"{without_batch} ({methods(single_methods)})"),
             ("baseline / Batch API", f"{ratio:.1f}x")]
-    width = max(len(name) for name, _ in rows)
-    table = "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
-    print(table)
-    if args.append:
-        section = ["", "## ServiceNow requests per cycle", "",
-                   f"`python bench/bench_requests_servicenow.py` ({datetime.now(timezone.utc):%Y-%m-%d}, simulator on "
-                   "127.0.0.1, one `mim sync --once` per figure, counted from `/__sim/requests`; the storm cycle "
-                   "runs on a connector that already has state and cached discovery).", "",
-                   "| cycle | requests |", "|---|---|"]
-        section += [f"| {name} | {value} |" for name, value in rows]
-        path = ROOT / "bench" / "RESULTS.md"
-        prefix = "" if path.exists() else "# Benchmark results\n"
-        with path.open("a", encoding="utf-8") as out:
-            out.write(prefix + "\n".join(section) + "\n")
-
-
-def _methods(counts: Counter[str]) -> str:
-    return ", ".join(f"{count} {method}" for method, count in sorted(counts.items()))
+    report(rows, "ServiceNow requests per cycle",
+           f"`python bench/bench_requests_servicenow.py` ({datetime.now(timezone.utc):%Y-%m-%d}, simulator on "
+           "127.0.0.1, one `mim sync --once` per figure, counted from `/__sim/requests`; the storm cycle "
+           "runs on a connector that already has state and cached discovery).",
+           args.append)
 
 
 if __name__ == "__main__":

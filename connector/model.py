@@ -120,15 +120,7 @@ class Ticket(BaseModel):
     def trusted(cls, **data: Any) -> "Ticket":
         """Build a ticket from values that are already converted and checked (the mapping does this),
         skipping validation: reading a large export is dominated by it otherwise."""
-        values = dict(_DEFAULTS)
-        values["raw"] = {}
-        values.update(data)
-        ticket = cls.__new__(cls)
-        object.__setattr__(ticket, "__dict__", values)
-        object.__setattr__(ticket, "__pydantic_fields_set__", set(data))
-        object.__setattr__(ticket, "__pydantic_extra__", None)
-        object.__setattr__(ticket, "__pydantic_private__", None)
-        return ticket
+        return cls.trusted_from({k: v for k, v in data.items() if k != "raw"}, data.get("raw") or {})
 
     @classmethod
     def trusted_from(cls, data: dict[str, Any], raw: dict[str, Any]) -> "Ticket":
