@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from connector.config import ConfigurationError, Settings, load_settings
+from connector.core.settings import ConfigurationError, Settings, load_settings
 
 
 def _settings(ctx: click.Context) -> Settings:
@@ -47,7 +47,7 @@ def rules_check(ctx: click.Context, paths: tuple[Path, ...]) -> None:
 
     Prints one `file:line:col: message` line per error, all files at once; exit 1 on any error.
     """
-    from connector.checks import check_paths
+    from connector.tools.checks import check_paths
 
     settings = _settings(ctx)
     targets = list(paths) or [settings.rules_path(), settings.mappings_path()]
@@ -68,8 +68,8 @@ def rules_check(ctx: click.Context, paths: tuple[Path, ...]) -> None:
 @click.pass_context
 def rules_test(ctx: click.Context, paths: tuple[Path, ...], rules_dir: Path | None) -> None:
     """Run rule test cases (default: <rules>/tests/*.yaml); exit 1 on a failing case, with a diff."""
-    from connector.rules import load_rules
-    from connector.ruletest import run_tests
+    from connector.detection.rules import load_rules
+    from connector.tools.ruletest import run_tests
 
     settings = _settings(ctx)
     rules_path = rules_dir or settings.rules_path()
@@ -106,10 +106,10 @@ def rules_test(ctx: click.Context, paths: tuple[Path, ...], rules_dir: Path | No
 def backtest(ctx: click.Context, tickets_path: Path, rules_dir: Path | None, platform: str | None,
              as_json: bool, progress: bool | None) -> None:
     """Replay history and report the major incidents the rules would have declared."""
-    from connector.backtest import render_table, run_backtest
-    from connector.history import HistoryError
-    from connector.mapping import check_rules_against_mapping, load_mapping
-    from connector.rules import load_rules
+    from connector.core.mapping import load_mapping
+    from connector.detection.rules import check_rules_against_mapping, load_rules
+    from connector.tools.backtest import render_table, run_backtest
+    from connector.tools.history import HistoryError
 
     settings = _settings(ctx)
     ruleset = load_rules([rules_dir or settings.rules_path()])
@@ -201,12 +201,11 @@ def _print_report(report: Any, as_json: bool) -> None:
 def sync(ctx: click.Context, once: bool, dry_run: bool, as_json: bool, log_format: str | None) -> None:
     """One poll-decide-apply cycle against the configured platform."""
     import logging
-
-    from connector.logs import setup_logging
     from datetime import datetime, timezone
 
+    from connector.job.cycle import run_cycle
+    from connector.job.logs import setup_logging
     from connector.platforms.errors import PlatformError
-    from connector.sync import run_cycle
 
     settings = _settings(ctx)
     log = setup_logging(log_format or settings.log_format)
@@ -222,7 +221,7 @@ def sync(ctx: click.Context, once: bool, dry_run: bool, as_json: bool, log_forma
     job = _open_job(settings, lock=not dry_run)
     try:
         report = run_cycle(job.platform, job.store, job.rules, job.process, datetime.now(timezone.utc),
-                           dry_run=dry_run, planners=_planners(), notifier=job.notifier)
+                           dry_run=dry_run, notifier=job.notifier)
     except PlatformError as exc:
         raise click.ClickException(f"{settings.platform}: {exc}") from None
     except ConfigurationError as exc:
@@ -244,9 +243,9 @@ def sync(ctx: click.Context, once: bool, dry_run: bool, as_json: bool, log_forma
 @click.pass_context
 def run(ctx: click.Context, interval: str | None, log_format: str | None, max_cycles: int | None) -> None:
     """The scheduled job: one cycle per interval until SIGTERM/SIGINT (exit 0), fatal errors exit 1."""
-    from connector.durations import parse_duration
-    from connector.logs import setup_logging
-    from connector.runner import StopFlag, run_loop
+    from connector.core.durations import parse_duration
+    from connector.job.logs import setup_logging
+    from connector.job.runner import StopFlag, run_loop
 
     settings = _settings(ctx)
     setup_logging(log_format or settings.log_format)
@@ -259,7 +258,7 @@ def run(ctx: click.Context, interval: str | None, log_format: str | None, max_cy
     stop = StopFlag()
     stop.install()
     try:
-        code = run_loop(job, every, stop, planners=_planners(), max_cycles=max_cycles)
+        code = run_loop(job, every, stop, max_cycles=max_cycles)
     finally:
         job.close()
     sys.exit(code)
@@ -273,10 +272,10 @@ def explain(ctx: click.Context, ticket: str, as_json: bool) -> None:
     """Why TICKET (id or key) was or was not declared or linked: rules, window counts, the ledger."""
     from datetime import datetime, timezone
 
-    from connector.engine import window_horizon
-    from connector.explain import explain as explain_ticket
-    from connector.rules import load_rules
-    from connector.state import StateStore
+    from connector.detection.engine import window_horizon
+    from connector.detection.rules import load_rules
+    from connector.job.store import StateStore
+    from connector.tools.explain import explain as explain_ticket
 
     settings = _settings(ctx)
     if settings.platform is None:
@@ -309,7 +308,7 @@ def explain(ctx: click.Context, ticket: str, as_json: bool) -> None:
 @click.pass_context
 def doctor(ctx: click.Context) -> None:
     """Check configuration, connectivity, authentication, permissions and mapped fields; say what to fix."""
-    from connector.doctor import render, run_doctor
+    from connector.job.doctor import render, run_doctor
 
     settings = _settings(ctx)
     checks = run_doctor(settings)
@@ -324,7 +323,7 @@ def doctor(ctx: click.Context) -> None:
 @click.option("--keep", is_flag=True, help="Leave the simulator running afterwards (Ctrl-C to stop).")
 def demo(platform_name: str, keep: bool) -> None:
     """The main job end to end on an embedded simulator with a built-in outage (no setup needed)."""
-    from connector.demo import run_demo
+    from connector.tools.demo import run_demo
 
     result = run_demo(platform_name, echo=click.echo, keep=keep)
     if result.major_incident is None:
@@ -334,9 +333,9 @@ def demo(platform_name: str, keep: bool) -> None:
 
 def _open_job(settings: Settings, lock: bool = True) -> Any:
     """The configured job, holding the runner lock; configuration problems become clean CLI errors."""
-    from connector.job import open_job
-    from connector.state import LockHeld
-    from connector.yamlfile import ConfigErrors
+    from connector.core.yamlfile import ConfigErrors
+    from connector.job.assembly import open_job
+    from connector.job.store import LockHeld
 
     try:
         return open_job(settings, lock=lock)
@@ -349,7 +348,7 @@ def _open_job(settings: Settings, lock: bool = True) -> Any:
 
 
 def _register_secrets(settings: Settings) -> None:
-    from connector.logs import register_secret
+    from connector.job.logs import register_secret
 
     secrets = [settings.servicenow.client_secret, *settings.webhooks.values()]
     for section in (settings.servicenow, settings.jira):
@@ -362,13 +361,6 @@ def _register_secrets(settings: Settings) -> None:
             register_secret(secret.get_secret_value())
 
 
-def _planners() -> list[Any]:
-    """The process planners run after identification (stages, team, comms, review)."""
-    from connector.stages import plan_process
-
-    return [plan_process]
-
-
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("--html", "html_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
@@ -378,9 +370,9 @@ def report(ctx: click.Context, as_json: bool, html_path: Path | None) -> None:
     """Major incidents of the state store with their stages and metrics (table, --json, --html FILE)."""
     from datetime import datetime, timezone
 
-    from connector.process import load_process
-    from connector.report import collect, render_html, render_json, render_table
-    from connector.state import StateStore
+    from connector.job.store import StateStore
+    from connector.process.processfile import load_process
+    from connector.tools.report import collect, render_html, render_json, render_table
 
     settings = _settings(ctx)
     if settings.platform is None:

@@ -37,9 +37,9 @@ def _peak_kib() -> int:
 
 
 def child(kind: str, zip_path: Path) -> dict[str, Any]:
-    from connector.backtest import run_backtest
-    from connector.mapping import load_mapping
-    from connector.rules import load_rules
+    from connector.core.mapping import load_mapping
+    from connector.detection.rules import load_rules
+    from connector.tools.backtest import run_backtest
 
     if kind == "idle":
         return {"seconds": 0.0, "wall": 0.0, "peak_kib": _peak_kib()}

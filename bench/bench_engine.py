@@ -34,9 +34,9 @@ from typing import Any, Iterator
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from connector.engine import Declaration, Detector  # noqa: E402
-from connector.model import Ticket  # noqa: E402
-from connector.rules import load_rules  # noqa: E402
+from connector.core.ticket import Ticket  # noqa: E402
+from connector.detection.engine import Declaration, Detector  # noqa: E402
+from connector.detection.rules import load_rules  # noqa: E402
 
 START = datetime(2026, 1, 5, tzinfo=UTC)
 SERVICES = 5_000

@@ -25,12 +25,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import yaml  # noqa: E402
+from _requests_table import methods, report  # noqa: E402
 from click.testing import CliRunner  # noqa: E402
 
 import cli  # noqa: E402
-from _requests_table import methods, report  # noqa: E402
+from connector.job.store import StateStore  # noqa: E402
 from connector.sim.jira import JiraSim  # noqa: E402
-from connector.state import StateStore  # noqa: E402
 
 EMAIL, TOKEN = "mim.bench@example.com", "bench-token"
 PROCESS = {"version": 1, "team": {"group": "major-incident-team", "raise_priority": 1},

@@ -24,10 +24,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import yaml  # noqa: E402
+from _requests_table import methods, report  # noqa: E402
 from click.testing import CliRunner  # noqa: E402
 
 import cli  # noqa: E402
-from _requests_table import methods, report  # noqa: E402
 from connector.sim.servicenow import ServiceNowSim  # noqa: E402
 
 USER, PASSWORD = "mim.bench", "bench-pw"

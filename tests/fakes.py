@@ -7,10 +7,21 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-from connector.mapping import Mapping, load_mapping
-from connector.model import Ticket
-from connector.plan import (Action, AddNote, CreateChange, CreateParent, CreateTask, DeclareMajor, LinkChild, Notify,
-                            ResolveChild, SetFields, SetStage)
+from connector.core.actions import (
+    Action,
+    AddNote,
+    CreateChange,
+    CreateParent,
+    CreateTask,
+    DeclareMajor,
+    LinkChild,
+    Notify,
+    ResolveChild,
+    SetFields,
+    SetStage,
+)
+from connector.core.mapping import Mapping, load_mapping
+from connector.core.ticket import Ticket
 from connector.platforms.base import ApplyResult, Resolver, Watermark, marker_tag
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -15,8 +15,8 @@ import pytest
 from click.testing import CliRunner, Result
 
 from cli import main
-from connector.history import Skipped, read_history
-from connector.mapping import Mapping, load_mapping
+from connector.core.mapping import Mapping, load_mapping
+from connector.tools.history import Skipped, read_history
 
 ROOT = Path(__file__).resolve().parent.parent
 UCI_ZIP = ROOT.parent / "shared" / "data" / "uci-incident-event-log" / "incident_event_log.zip"

@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from connector.calendar import WEEKDAYS, BusinessCalendar, parse_weekday
+from connector.process.calendar import WEEKDAYS, BusinessCalendar, parse_weekday
 
 BERLIN = ZoneInfo("Europe/Berlin")
 WEEKDAYS_ONLY = ["mon", "tue", "wed", "thu", "fri"]

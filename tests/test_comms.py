@@ -15,15 +15,15 @@ from typing import Any, Iterator
 import pytest
 from pydantic import ValidationError
 
-from connector.comms import (DEFAULT_TEMPLATES, WebhookNotifier, message_actions, notifier_from_environment, payload,
-                             render_message)
-from connector.plan import Notify
+from connector.core.actions import Notify
+from connector.detection.rules import load_rules
+from connector.job.cycle import run_cycle
+from connector.job.store import StateStore
+from connector.job.webhooks import WebhookNotifier, notifier_from_environment
 from connector.platforms.retry import RetryPolicy
-from connector.process import TEMPLATE_VALUES, ProcessFile, load_process
-from connector.rules import load_rules
-from connector.stages import plan_process
-from connector.state import StateStore
-from connector.sync import run_cycle
+from connector.process.messages import DEFAULT_TEMPLATES, message_actions, payload, render_message
+from connector.process.planner import plan_process
+from connector.process.processfile import TEMPLATE_VALUES, ProcessFile, load_process
 from tests.fakes import Clock, FakePlatform
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from connector.config import ConfigurationError, load_settings
+from connector.core.settings import ConfigurationError, load_settings
 
 
 def test_environment_wins_over_the_toml_file(tmp_path: Path) -> None:

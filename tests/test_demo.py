@@ -7,7 +7,7 @@ import time
 from click.testing import CliRunner
 
 import cli
-from connector.demo import run_demo
+from connector.tools.demo import run_demo
 
 
 def test_demo_on_servicenow_declares_links_and_walks_every_stage() -> None:

@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from connector.engine import (
+from connector.core.ticket import Ticket
+from connector.detection.engine import (
     Decisions,
     Declaration,
     Detector,
@@ -23,8 +24,7 @@ from connector.engine import (
     parse_marker,
     window_horizon,
 )
-from connector.model import Ticket
-from connector.rules import Rule, load_rules, ordered
+from connector.detection.rules import Rule, load_rules, ordered
 
 T0 = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
 NOW = T0 + timedelta(days=1)

@@ -9,10 +9,10 @@ from pathlib import Path
 from click.testing import CliRunner
 
 import cli
-from connector.process import ProcessFile
-from connector.rules import load_rules
-from connector.state import StateStore
-from connector.sync import run_cycle
+from connector.detection.rules import load_rules
+from connector.job.cycle import run_cycle
+from connector.job.store import StateStore
+from connector.process.processfile import ProcessFile
 from tests.fakes import Clock, FakePlatform
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -29,8 +29,8 @@ def test_explain_names_the_rule_the_window_count_and_the_ledger(tmp_path: Path, 
     lonely = platform.add(service="printing", caller="x", priority=4)["id"]
     state = tmp_path / "state.sqlite"
     with StateStore(state, "servicenow") as store:
-        run_cycle(platform, store, RULES, ProcessFile(version=1), clock.advance(seconds=30))
-        run_cycle(platform, store, RULES, ProcessFile(version=1), clock.advance(seconds=30))
+        run_cycle(platform, store, RULES, ProcessFile(version=1), clock.advance(seconds=30), planners=())
+        run_cycle(platform, store, RULES, ProcessFile(version=1), clock.advance(seconds=30), planners=())
     monkeypatch.setenv("MIM_PLATFORM", "servicenow")
     monkeypatch.setenv("MIM_STATE", str(state))
     runner = CliRunner()

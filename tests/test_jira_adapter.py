@@ -16,9 +16,7 @@ import requests
 import responses
 from responses.registries import OrderedRegistry
 
-from connector.config import ConfigurationError, JiraSettings, default_dir
-from connector.mapping import Mapping, load_mapping
-from connector.plan import (
+from connector.core.actions import (
     AddNote,
     CreateChange,
     CreateParent,
@@ -30,6 +28,8 @@ from connector.plan import (
     SetFields,
     SetStage,
 )
+from connector.core.mapping import Mapping, load_mapping
+from connector.core.settings import ConfigurationError, JiraSettings, default_dir
 from connector.platforms.base import Platform, Watermark, marker_tag
 from connector.platforms.errors import (
     AuthenticationError,
@@ -1049,8 +1049,8 @@ def test_doctor_checks_report_missing_permissions_fields_and_issue_types(mapping
 
 
 def test_plain_http_is_refused_for_a_real_site() -> None:
-    from connector.config import ConfigurationError
-    from connector.mapping import load_mapping
+    from connector.core.mapping import load_mapping
+    from connector.core.settings import ConfigurationError
     from connector.platforms.jira import JiraPlatform
 
     mapping, _ = load_mapping(Path(__file__).resolve().parent.parent / "mappings" / "jira.yaml")

@@ -24,7 +24,7 @@ def test_the_wheel_ships_rules_mappings_and_sample_where_default_dir_looks(tmp_p
     # the installed package looks next to itself when there is no source tree around it
     installed = tmp_path / "site" / "connector"
     zipfile.ZipFile(wheel).extractall(tmp_path / "site")
-    probe = subprocess.run([sys.executable, "-c", "from connector.config import default_dir; "
+    probe = subprocess.run([sys.executable, "-c", "from connector.core.settings import default_dir; "
                             "print(default_dir('rules')); print(default_dir('mappings'))"],
                            cwd=tmp_path / "site", capture_output=True, text=True, check=True,
                            env={"PYTHONPATH": str(tmp_path / "site"), "PATH": ""})

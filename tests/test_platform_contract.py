@@ -9,11 +9,11 @@ from typing import Iterator
 
 import pytest
 
-from connector.demo import DemoClock, JiraSite, ServiceNowSite, Site
-from connector.engine import marker_for
-from connector.mapping import load_mapping
-from connector.plan import AddNote, DeclareMajor, LinkChild
+from connector.core.actions import AddNote, DeclareMajor, LinkChild
+from connector.core.mapping import load_mapping
+from connector.detection.engine import marker_for
 from connector.platforms.base import Platform, Watermark
+from connector.tools.demo import DemoClock, JiraSite, ServiceNowSite, Site
 
 ROOT = Path(__file__).resolve().parent.parent
 

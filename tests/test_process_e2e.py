@@ -13,18 +13,18 @@ from typing import Any, Iterator
 
 import pytest
 
-from connector.mapping import Mapping, load_mapping
+from connector.core.mapping import Mapping, load_mapping
+from connector.detection.rules import load_rules
+from connector.job.cycle import CycleReport, run_cycle
+from connector.job.store import StateStore
 from connector.platforms.base import marker_tag
 from connector.platforms.jira import JiraPlatform
 from connector.platforms.retry import RetryPolicy
 from connector.platforms.servicenow import ServiceNowPlatform
-from connector.process import ProcessFile, load_process
-from connector.rules import load_rules
+from connector.process.planner import plan_process
+from connector.process.processfile import ProcessFile, load_process
 from connector.sim.jira import JiraSim, adf_to_text
 from connector.sim.servicenow import ServiceNowSim
-from connector.stages import plan_process
-from connector.state import StateStore
-from connector.sync import CycleReport, run_cycle
 from tests.fakes import Clock, FakePlatform
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -12,13 +12,13 @@ import pytest
 from click.testing import CliRunner
 
 from cli import main
-from connector.metrics import human_duration
-from connector.process import load_process
-from connector.report import collect, render_html, render_json, render_table
-from connector.rules import load_rules
-from connector.stages import plan_process
-from connector.state import StateStore
-from connector.sync import run_cycle
+from connector.detection.rules import load_rules
+from connector.job.cycle import run_cycle
+from connector.job.store import StateStore
+from connector.process.metrics import human_duration
+from connector.process.planner import plan_process
+from connector.process.processfile import load_process
+from connector.tools.report import collect, render_html, render_json, render_table
 from tests.fakes import Clock, FakePlatform
 
 ROOT = Path(__file__).resolve().parent.parent

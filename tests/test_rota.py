@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from connector.rota import (
+from connector.process.rota import (
     OnCallShift,
     Person,
     WeeklyOnCall,

@@ -9,15 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from connector.comms import WebhookNotifier
-from connector.config import Settings
-from connector.job import Job
-from connector.logs import register_secret, setup_logging
+from connector.core.settings import Settings
+from connector.detection.rules import load_rules
+from connector.job.assembly import Job
+from connector.job.logs import register_secret, setup_logging
+from connector.job.runner import EXIT_FATAL, EXIT_OK, StopFlag, run_loop
+from connector.job.store import LockHeld, StateStore
+from connector.job.webhooks import WebhookNotifier
 from connector.platforms.errors import AuthenticationError, TransientError
-from connector.process import ProcessFile
-from connector.rules import load_rules
-from connector.runner import EXIT_FATAL, EXIT_OK, StopFlag, run_loop
-from connector.state import LockHeld, StateStore
+from connector.process.processfile import ProcessFile
 from tests.fakes import Clock, FakePlatform
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -20,13 +20,30 @@ from pydantic import SecretStr
 from responses import matchers
 from responses.registries import OrderedRegistry
 
-from connector.config import ConfigurationError, ServiceNowSettings
-from connector.mapping import Mapping, MappingFile, load_mapping
-from connector.plan import (AddNote, CreateChange, CreateParent, CreateTask, DeclareMajor, LinkChild, Notify,
-                            ResolveChild, SetFields, SetStage)
+from connector.core.actions import (
+    AddNote,
+    CreateChange,
+    CreateParent,
+    CreateTask,
+    DeclareMajor,
+    LinkChild,
+    Notify,
+    ResolveChild,
+    SetFields,
+    SetStage,
+)
+from connector.core.mapping import Mapping, MappingFile, load_mapping
+from connector.core.settings import ConfigurationError, ServiceNowSettings
 from connector.platforms.base import Platform, Watermark, marker_tag
-from connector.platforms.errors import (AuthenticationError, ClientError, Conflict, NotFound, PermissionDenied,
-                                        TransientError, UnexpectedResponse)
+from connector.platforms.errors import (
+    AuthenticationError,
+    ClientError,
+    Conflict,
+    NotFound,
+    PermissionDenied,
+    TransientError,
+    UnexpectedResponse,
+)
 from connector.platforms.retry import RetryPolicy
 from connector.platforms.servicenow import PagingStalled, QueryValueError, ServiceNowPlatform, query_value
 

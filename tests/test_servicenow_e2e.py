@@ -24,7 +24,7 @@ import yaml
 from click.testing import CliRunner
 
 import cli
-from connector.mapping import load_mapping
+from connector.core.mapping import load_mapping
 from connector.platforms.base import marker_tag
 from connector.platforms.retry import RetryPolicy
 from connector.platforms.servicenow import ServiceNowPlatform

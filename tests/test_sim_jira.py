@@ -17,7 +17,7 @@ import pytest
 import requests
 
 from connector.sim.base import SimServer
-from connector.sim.jira import JiraSim, SEARCH_REMOVED, adf_from_text, jira_time
+from connector.sim.jira import SEARCH_REMOVED, JiraSim, adf_from_text, jira_time
 from tests import jira_openapi
 
 EMAIL = "admin@example.com"

@@ -10,14 +10,14 @@ from typing import Any, Iterator
 
 import pytest
 
-from connector.engine import Decisions, Declaration
-from connector.model import Ticket
-from connector.plan import (Action, AddNote, CreateChange, CreateTask, Notify, ResolveChild, SetFields, SetStage)
-from connector.process import ProcessFile, load_process
-from connector.rules import load_rules
-from connector.stages import business_days, calendar_for, choose_assignment, plan_process
-from connector.state import MIRecord, StateStore
-from connector.sync import CycleContext
+from connector.core.actions import Action, AddNote, CreateChange, CreateTask, Notify, ResolveChild, SetFields, SetStage
+from connector.core.ticket import Ticket
+from connector.detection.engine import Decisions, Declaration
+from connector.detection.rules import load_rules
+from connector.job.store import MIRecord, StateStore
+from connector.process.context import ProcessContext
+from connector.process.planner import business_days, calendar_for, choose_assignment, plan_process
+from connector.process.processfile import ProcessFile, load_process
 
 ROOT = Path(__file__).resolve().parent.parent
 RULES = load_rules([ROOT / "rules"]).rules
@@ -88,7 +88,7 @@ class World:
             fields["resolved_at"] = self.now
         self.tickets[ident] = self.tickets[ident].model_copy(update={**fields, "updated_at": self.now})
 
-    def context(self) -> CycleContext:
+    def context(self) -> ProcessContext:
         for record in self.records.values():
             ticket = self.tickets.get(record.id)
             if ticket is None:
@@ -97,8 +97,8 @@ class World:
             if ticket.stage:
                 record.stage = ticket.stage
         decisions = Decisions(declarations=list(self._declared))
-        return CycleContext(self.now, RULES, self.process, list(self.records.values()), dict(self.tickets), self.store,
-                            decisions, rota_start=self.rota_start)
+        return ProcessContext(self.now, self.process, list(self.records.values()), dict(self.tickets),
+                              declared=frozenset(d.mi_id for d in decisions.declarations), rota_start=self.rota_start)
 
     def plan(self) -> list[Action]:
         actions = plan_process(self.context())

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from connector.process import ProcessFile
-from connector.rules import load_rules
-from connector.state import StateStore
-from connector.sync import run_cycle
+from connector.detection.rules import load_rules
+from connector.job.cycle import run_cycle
+from connector.job.store import StateStore
+from connector.process.processfile import ProcessFile
 from tests.fakes import Clock, Crash, FakePlatform
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -43,6 +43,7 @@ def env(tmp_path: Path):
 
 def cycle(platform: FakePlatform, store: StateStore, clock: Clock, **kwargs):
     clock.advance(seconds=30)
+    kwargs.setdefault("planners", ())  # identification alone; test_process_e2e covers the whole process
     return run_cycle(platform, store, RULES, PROCESS, clock(), **kwargs)
 
 

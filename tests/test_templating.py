@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from connector.templating import TemplateError, check, placeholders, render
+from connector.core.templating import TemplateError, check, placeholders, render
 
 
 class Spy:

@@ -17,9 +17,9 @@ from typing import (
     runtime_checkable,
 )
 
-from ..mapping import Mapping
-from ..model import Ticket
-from ..plan import Action
+from connector.core.actions import Action
+from connector.core.mapping import Mapping
+from connector.core.ticket import Ticket
 
 
 @dataclass(frozen=True, order=True)
@@ -52,7 +52,7 @@ DoctorCheck = tuple[str, bool, str, str]
 
 def doctor_check(name: str, check: Callable[[], str], fix: str) -> DoctorCheck:
     """Run one read-only check; a platform error (or a value the adapter refuses) is the finding."""
-    from .errors import PlatformError
+    from connector.platforms.errors import PlatformError
 
     try:
         return name, True, check(), ""

@@ -29,11 +29,7 @@ import requests
 from pydantic import SecretStr
 from requests.auth import AuthBase, HTTPBasicAuth
 
-from ..config import ConfigurationError, JiraSettings
-from ..durations import parse_duration
-from ..mapping import Mapping
-from ..model import Stage, Ticket
-from ..plan import (
+from connector.core.actions import (
     Action,
     AddNote,
     CreateChange,
@@ -46,8 +42,12 @@ from ..plan import (
     SetFields,
     SetStage,
 )
-from .base import ApplyResult, Resolver, Watermark, doctor_check, marker_tag
-from .errors import (
+from connector.core.durations import parse_duration
+from connector.core.mapping import Mapping
+from connector.core.settings import ConfigurationError, JiraSettings
+from connector.core.ticket import Stage, Ticket
+from connector.platforms.base import ApplyResult, Resolver, Watermark, doctor_check, marker_tag
+from connector.platforms.errors import (
     ClientError,
     NotFound,
     PermissionDenied,
@@ -57,7 +57,7 @@ from .errors import (
     UnexpectedResponse,
     error_for_status,
 )
-from .retry import RetryPolicy, parse_retry_after
+from connector.platforms.retry import RetryPolicy, parse_retry_after
 
 __all__ = ["JiraPlatform", "jql_string", "jql_epoch_ms", "adf_document", "adf_plain_text"]
 

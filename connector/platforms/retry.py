@@ -31,7 +31,7 @@ from tenacity import (
     stop_after_delay,
 )
 
-from .errors import (
+from connector.platforms.errors import (
     AuthenticationError,
     PlatformError,
     RateLimited,

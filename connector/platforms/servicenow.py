@@ -33,11 +33,7 @@ import requests
 from pydantic import SecretStr
 from requests.auth import AuthBase, HTTPBasicAuth
 
-from ..config import ConfigurationError, ServiceNowSettings
-from ..durations import parse_duration
-from ..mapping import Mapping
-from ..model import OPEN_STATES, Ticket
-from ..plan import (
+from connector.core.actions import (
     Action,
     AddNote,
     CreateChange,
@@ -50,8 +46,12 @@ from ..plan import (
     SetFields,
     SetStage,
 )
-from .base import ApplyResult, Resolver, Watermark, doctor_check, marker_tag
-from .errors import (
+from connector.core.durations import parse_duration
+from connector.core.mapping import Mapping
+from connector.core.settings import ConfigurationError, ServiceNowSettings
+from connector.core.ticket import OPEN_STATES, Ticket
+from connector.platforms.base import ApplyResult, Resolver, Watermark, doctor_check, marker_tag
+from connector.platforms.errors import (
     AuthenticationError,
     ClientError,
     NotFound,
@@ -61,7 +61,7 @@ from .errors import (
     UnexpectedResponse,
     error_for_status,
 )
-from .retry import RetryPolicy, parse_retry_after
+from connector.platforms.retry import RetryPolicy, parse_retry_after
 
 QUERY_TIME = "%Y-%m-%d %H:%M:%S"
 """How a time is written in an encoded query: UTC, second resolution (plain dates in a query are UTC)."""

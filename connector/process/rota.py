@@ -12,7 +12,7 @@ from datetime import datetime, time, timedelta
 from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
-from connector.calendar import load_time_zone, parse_weekday, require_aware
+from connector.process.calendar import load_time_zone, parse_weekday, require_aware
 
 _ONE_DAY = timedelta(days=1)
 

@@ -17,8 +17,8 @@ from typing import IO, Any, Callable, Iterable, Iterator, Sequence
 
 from pydantic import ValidationError
 
-from .mapping import Mapping, MappingError
-from .model import CANONICAL_FIELDS, Ticket
+from connector.core.mapping import Mapping, MappingError
+from connector.core.ticket import CANONICAL_FIELDS, Ticket
 
 
 class HistoryError(Exception):

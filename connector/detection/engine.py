@@ -18,8 +18,8 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from typing import Callable, Iterable, Literal, Sequence
 
-from .model import OPEN_STATES, Ticket
-from .rules import FieldsPredicate, Rule, compile_fields_when
+from connector.core.ticket import OPEN_STATES, Ticket
+from connector.detection.rules import FieldsPredicate, Rule, compile_fields_when
 
 Group = tuple[str, ...]
 ThresholdFn = Callable[[Rule, Group, datetime], int]

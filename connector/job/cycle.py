@@ -18,8 +18,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
-from .durations import parse_duration
-from .engine import (
+from connector.core.actions import Action, CreateParent, LinkChild, Notify, action_from_dict
+from connector.core.durations import parse_duration
+from connector.core.mapping import MappingError
+from connector.core.ticket import CANONICAL_FIELDS, Ticket
+from connector.detection.engine import (
     Decisions,
     Declaration,
     decide,
@@ -27,19 +30,18 @@ from .engine import (
     parse_marker,
     window_horizon,
 )
-from .identification import identification_actions
-from .mapping import MappingError
-from .model import CANONICAL_FIELDS, Ticket
-from .plan import Action, CreateParent, LinkChild, Notify, action_from_dict
-from .platforms.base import ApplyResult, Platform, Watermark
-from .platforms.errors import PlatformError
-from .process import ProcessFile
-from .registry import MIRecord
-from .rules import Rule
-from .state import StateStore
+from connector.detection.identification import identification_actions
+from connector.detection.registry import MIRecord
+from connector.detection.rules import Rule
+from connector.job.store import StateStore
+from connector.platforms.base import ApplyResult, Platform, Watermark
+from connector.platforms.errors import PlatformError
+from connector.process.context import ProcessContext
+from connector.process.planner import plan_process
+from connector.process.processfile import ProcessFile
 
 if TYPE_CHECKING:
-    from .comms import Notifier
+    from connector.job.webhooks import Notifier
 
 FINAL = frozenset({"applied", "skipped", "rejected", "abandoned"})
 """Ledger statuses after which an action is never sent again."""
@@ -49,24 +51,8 @@ REDRIVEN = frozenset({"declare", "create_parent", "note", "set_stage", "create_t
 HORIZON_MARGIN = timedelta(minutes=30)
 """Extra look-back beyond the longest window + late-children period, for the first poll."""
 
-ProcessPlanner = Callable[["CycleContext"], list[Action]]
-
-
-@dataclass
-class CycleContext:
-    """What a process planner sees: the cycle's tickets, the registry, the process file and ``now``."""
-
-    now: datetime
-    rules: Sequence[Rule]
-    process: ProcessFile
-    records: list[MIRecord]
-    tickets: dict[str, Ticket]
-    store: StateStore
-    decisions: Decisions
-    writable: frozenset[str] = frozenset(CANONICAL_FIELDS)
-    """Canonical fields the platform's mapping can write (Jira has no assignment group, for instance)."""
-    rota_start: int = 0
-    """Where the manager rota starts when no incident has used it yet."""
+ProcessPlanner = Callable[[ProcessContext], list[Action]]
+"""A planner of process duties; :func:`run_cycle` runs :func:`~connector.process.planner.plan_process` by default."""
 
 
 @dataclass
@@ -247,13 +233,17 @@ def _group_value(decl: Declaration, name: str) -> str | None:
 
 
 def run_cycle(platform: Platform, store: StateStore, rules: Sequence[Rule], process: ProcessFile, now: datetime,
-              dry_run: bool = False, planners: Sequence[ProcessPlanner] = (),
+              dry_run: bool = False, planners: Sequence[ProcessPlanner] | None = None,
               discovery_ttl: timedelta | None = None, notifier: "Notifier | None" = None) -> CycleReport:
     """One poll-decide-apply cycle. With ``dry_run`` nothing is written to the platform or the state; the
     report's ``planned`` lists what would be written where, and why.
 
+    The whole process runs by default (identification, then :func:`~connector.process.planner.plan_process`
+    for containment, resolution and maintenance); ``planners`` replaces the process planners, and ``()``
+    runs identification alone.
+
     Notify actions (webhook messages) are not platform writes: they go to ``notifier`` (by default the
-    webhooks of the configuration, :func:`connector.comms.notifier_from_environment`) after the platform
+    webhooks of the configuration, :func:`connector.job.webhooks.notifier_from_environment`) after the platform
     writes, and their results enter the ledger like any other, so a failed one is re-driven next cycle."""
     clock = time.monotonic()
     report = CycleReport(started_at=now, dry_run=dry_run)
@@ -299,9 +289,10 @@ def run_cycle(platform: Platform, store: StateStore, rules: Sequence[Rule], proc
     wanted = {ticket_id for r in active for ticket_id in (r.id, *r.children) if ticket_id not in window}
     known_tickets = {**store.tickets_by_id(wanted), **window} if wanted else window
     _follow_up(platform, active, known_tickets, process, now, report)
-    context = CycleContext(now, rules, process, list(records.values()), known_tickets, store, decisions,
-                           frozenset(platform.mapping.provided))
-    for planner in planners:
+    context = ProcessContext(now, process, list(records.values()), known_tickets,
+                             declared=frozenset(d.mi_id for d in decisions.declarations),
+                             writable=frozenset(platform.mapping.provided))
+    for planner in (plan_process,) if planners is None else planners:
         actions += planner(context)
 
     ledger = store.ledger(a.key for a in actions)
@@ -371,7 +362,7 @@ def run_cycle(platform: Platform, store: StateStore, rules: Sequence[Rule], proc
     notifies = [a for a in notifies if announceable(a)]
     if notifies:
         if notifier is None:
-            from .comms import notifier_from_environment
+            from connector.job.webhooks import notifier_from_environment
 
             notifier = notifier_from_environment()
         delivered = notifier.deliver(notifies)
@@ -420,4 +411,4 @@ def _rekey_created(records: dict[str, MIRecord], id_map: dict[str, str], store: 
             records[real] = record
 
 
-__all__ = ["run_cycle", "CycleReport", "CycleContext", "LinkChild"]
+__all__ = ["run_cycle", "CycleReport", "ProcessPlanner"]

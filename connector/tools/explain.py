@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Iterable, Sequence
 
-from .engine import MajorIncident, decide
-from .model import Ticket
-from .rules import Rule, compile_condition
+from connector.core.ticket import Ticket
+from connector.detection.engine import MajorIncident, decide
+from connector.detection.rules import Rule, compile_condition
 
 
 @dataclass

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .mapping import Mapping, check_rules_against_mapping, load_mapping
-from .process import load_process
-from .rules import RuleSet, load_rules
-from .ruletest import load_cases
-from .yamlfile import ConfigError, load_yaml
+from connector.core.mapping import Mapping, load_mapping
+from connector.core.yamlfile import ConfigError, load_yaml
+from connector.detection.rules import RuleSet, check_rules_against_mapping, load_rules
+from connector.process.processfile import load_process
+from connector.tools.ruletest import load_cases
 
 
 def classify(path: Path) -> str:

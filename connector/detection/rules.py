@@ -25,8 +25,9 @@ from typing import Any, Callable, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from .durations import Duration
-from .model import (
+from connector.core.durations import Duration
+from connector.core.mapping import Mapping
+from connector.core.ticket import (
     CANONICAL_FIELDS,
     INT_FIELDS,
     TIME_FIELDS,
@@ -35,7 +36,7 @@ from .model import (
     State,
     Ticket,
 )
-from .yamlfile import (
+from connector.core.yamlfile import (
     ConfigError,
     Located,
     Problem,
@@ -421,3 +422,15 @@ def ordered(rules: list[Rule]) -> list[Rule]:
     one of the same or lower value), then by file order. Disabled rules are dropped."""
     indexed = [(rule.order if rule.order is not None else 1000, i, rule) for i, rule in enumerate(rules)]
     return [rule for _, _, rule in sorted(indexed, key=lambda t: (t[0], t[1])) if rule.enabled]
+
+
+def check_rules_against_mapping(ruleset: RuleSet, mapping: Mapping) -> list[ConfigError]:
+    """A rule that uses a canonical field the mapping does not provide is an error at load time."""
+    errors: list[ConfigError] = []
+    provided = mapping.provided
+    for rule in ruleset.rules:
+        for name in sorted(rule.fields_used() - provided):
+            loc: tuple[object, ...] = ("when", name) if name in rule.when else ("surge",) if rule.surge else ()
+            errors.append(ruleset.error(rule.id, loc, f"rule {rule.id!r} uses field {name!r}, which mappings/{mapping.platform}.yaml "
+                                                      f"({mapping.path}) does not map"))
+    return errors

@@ -8,13 +8,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
-from .config import ConfigurationError, Settings
-from .job import load_config_files
-from .platforms import make_platform
-from .platforms.base import Platform, Watermark
-from .platforms.errors import AuthenticationError, PermissionDenied, PlatformError
-from .state import LockHeld, StateStore
-from .yamlfile import ConfigErrors
+from connector.core.settings import ConfigurationError, Settings
+from connector.core.yamlfile import ConfigErrors
+from connector.job.assembly import load_config_files
+from connector.job.store import LockHeld, StateStore
+from connector.platforms import make_platform
+from connector.platforms.base import Platform, Watermark
+from connector.platforms.errors import AuthenticationError, PermissionDenied, PlatformError
 
 
 @dataclass

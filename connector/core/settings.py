@@ -143,11 +143,11 @@ class Settings(BaseModel):
 def default_dir(name: str) -> Path:
     """The shipped ``rules``/``mappings`` directory: in the source tree, or installed with the package
     (setup.cfg maps them to ``connector/defaults/<name>``)."""
-    here = Path(__file__).resolve().parent
-    source = here.parent / name
-    if source.is_dir() and (here.parent / "setup.cfg").is_file():
+    package = Path(__file__).resolve().parent.parent
+    source = package.parent / name
+    if source.is_dir() and (package.parent / "setup.cfg").is_file():
         return source
-    return here / "defaults" / name
+    return package / "defaults" / name
 
 
 TOP_LEVEL = ("platform", "rules", "mappings", "process", "state", "log_format", "interval")

@@ -15,9 +15,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, field_validator, model_validator
 
-from . import templating
-from .durations import Duration
-from .yamlfile import ConfigError, Problem, Strict, load_yaml, problems, validate
+from connector.core import templating
+from connector.core.durations import Duration
+from connector.core.yamlfile import ConfigError, Problem, Strict, load_yaml, problems, validate
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 Day = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]

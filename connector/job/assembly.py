@@ -5,14 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from .comms import WebhookNotifier
-from .config import ConfigurationError, Settings
-from .mapping import Mapping, check_rules_against_mapping, load_mapping
-from .platforms import Platform, make_platform
-from .process import ProcessFile, load_process
-from .rules import Rule, load_rules
-from .state import StateStore
-from .yamlfile import ConfigErrors
+from connector.core.mapping import Mapping, load_mapping
+from connector.core.settings import ConfigurationError, Settings
+from connector.core.yamlfile import ConfigErrors
+from connector.detection.rules import Rule, check_rules_against_mapping, load_rules
+from connector.job.store import StateStore
+from connector.job.webhooks import WebhookNotifier
+from connector.platforms import Platform, make_platform
+from connector.process.processfile import ProcessFile, load_process
 
 
 @dataclass

@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from .engine import MajorIncident
+from connector.detection.engine import MajorIncident
 
 
 def _iso(value: datetime) -> str:

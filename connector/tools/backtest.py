@@ -9,11 +9,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
-from .engine import Declaration, Detector, LateLink, ThresholdFn
-from .history import Skipped, read_history
-from .mapping import Mapping
-from .model import Ticket
-from .rules import Rule
+from connector.core.mapping import Mapping
+from connector.core.ticket import Ticket
+from connector.detection.engine import Declaration, Detector, LateLink, ThresholdFn
+from connector.detection.rules import Rule
+from connector.tools.history import Skipped, read_history
 
 
 @dataclass

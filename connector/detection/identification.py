@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from .engine import Decisions, Declaration, LateLink, marker_for
-from .plan import Action, AddNote, CreateParent, DeclareMajor, LinkChild, SetStage
-from .rules import Rule
+from connector.core.actions import Action, AddNote, CreateParent, DeclareMajor, LinkChild, SetStage
+from connector.detection.engine import Decisions, Declaration, LateLink, marker_for
+from connector.detection.rules import Rule
 
 PARENT_COPY = ("service", "ci", "category", "subcategory", "location", "priority", "impact", "urgency")
 

@@ -45,11 +45,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Iterable
 
-from . import comms, metrics
-from .calendar import BusinessCalendar
-from .durations import format_duration
-from .model import OPEN_STATES, Ticket
-from .plan import (
+from connector.core.actions import (
     Action,
     AddNote,
     CreateChange,
@@ -58,11 +54,15 @@ from .plan import (
     SetFields,
     SetStage,
 )
-from .process import ProcessFile
-from .registry import MIRecord
-from .rota import Person, WeeklyOnCall, pick_round_robin
-from .sync import CycleContext
-from .templating import TemplateError, render
+from connector.core.durations import format_duration
+from connector.core.templating import TemplateError, render
+from connector.core.ticket import OPEN_STATES, Ticket
+from connector.detection.registry import MIRecord
+from connector.process import messages, metrics
+from connector.process.calendar import BusinessCalendar
+from connector.process.context import ProcessContext
+from connector.process.processfile import ProcessFile
+from connector.process.rota import Person, WeeklyOnCall, pick_round_robin
 
 STAGES = ("identification", "containment", "resolution", "maintenance", "closed")
 RANK = {stage: i for i, stage in enumerate(STAGES)}
@@ -142,7 +142,7 @@ def business_days(due: timedelta) -> int:
 class _Pass:
     """State shared by one planning pass over every record (the running rota position)."""
 
-    ctx: CycleContext
+    ctx: ProcessContext
     calendar: BusinessCalendar
     position: int
     sequence: int
@@ -166,11 +166,11 @@ def rota_position(records: Iterable[MIRecord], counter: Any) -> tuple[int, int]:
     return int(latest.facts["rota_next"]), int(latest.facts["rota_seq"])
 
 
-def plan_process(ctx: CycleContext) -> list[Action]:
+def plan_process(ctx: ProcessContext) -> list[Action]:
     """Process planner for the sync cycle: every duty due this cycle for every tracked major incident."""
     records = sorted(ctx.records, key=lambda r: (r.declared_at, r.id))
     run = _Pass(ctx, calendar_for(ctx.process), *rota_position(records, ctx.rota_start),
-                frozenset(d.mi_id for d in ctx.decisions.declarations))
+                ctx.declared)
     actions: list[Action] = []
     for record in records:
         if record.status == "rejected" or record.facts.get("process_done"):
@@ -250,7 +250,7 @@ class _RecordPlan:
         return text + (f" (resolution plan: {title})" if title else "")
 
     def _message(self, kind: str, key: str, stage: str | None = None) -> None:
-        self.actions += comms.message_actions(self.process, kind, key, self.target, self.values(stage),
+        self.actions += messages.message_actions(self.process, kind, key, self.target, self.values(stage),
                                               rule=self.record.rule)
 
     # -- ownership of fields (humans win) -----------------------------------------------------------------
@@ -494,7 +494,7 @@ class _RecordPlan:
             if ooh.urgency is not None and "urgency" in self.ctx.writable and (child.urgency is None or child.urgency > ooh.urgency):
                 fields["urgency"] = ooh.urgency
             if values is None:
-                values = comms.template_values(self.values())
+                values = messages.template_values(self.values())
             try:
                 text = render(ooh.note, values)
             except TemplateError:
@@ -523,7 +523,7 @@ class _RecordPlan:
             return
         facts["change_planned"] = True
         template = self.process.change
-        values = comms.template_values(self.values("resolution"))
+        values = messages.template_values(self.values("resolution"))
         try:
             title, description = render(template.title, values), render(template.description, values)
         except TemplateError:

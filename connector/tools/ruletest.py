@@ -28,10 +28,10 @@ from typing import Any, Literal
 
 from pydantic import Field, ValidationError
 
-from .engine import MajorIncident, decide
-from .model import CANONICAL_FIELDS, Ticket
-from .rules import Rule
-from .yamlfile import ConfigError, Located, Strict, load_yaml, validate
+from connector.core.ticket import CANONICAL_FIELDS, Ticket
+from connector.core.yamlfile import ConfigError, Located, Strict, load_yaml, validate
+from connector.detection.engine import MajorIncident, decide
+from connector.detection.rules import Rule
 
 
 class ExpectedIncident(Strict):

@@ -11,10 +11,10 @@ from datetime import datetime, timedelta, timezone
 from types import FrameType
 from typing import Callable, Sequence
 
-from .config import ConfigurationError
-from .job import Job
-from .platforms.errors import AuthenticationError, PermissionDenied, PlatformError
-from .sync import ProcessPlanner, run_cycle
+from connector.core.settings import ConfigurationError
+from connector.job.assembly import Job
+from connector.job.cycle import ProcessPlanner, run_cycle
+from connector.platforms.errors import AuthenticationError, PermissionDenied, PlatformError
 
 EXIT_OK = 0
 EXIT_FATAL = 1
@@ -50,7 +50,7 @@ class StopFlag:
         signal.signal(signal.SIGINT, handler)
 
 
-def run_loop(job: Job, interval: timedelta, stop: StopFlag, planners: Sequence[ProcessPlanner] = (),
+def run_loop(job: Job, interval: timedelta, stop: StopFlag, planners: Sequence[ProcessPlanner] | None = None,
              max_cycles: int | None = None, clock: Callable[[], datetime] | None = None,
              jitter: float = 0.1, rng: random.Random | None = None) -> int:
     """Run cycles until ``stop`` is set (or ``max_cycles``). Transient platform errors are logged and

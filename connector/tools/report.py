@@ -14,10 +14,10 @@ from datetime import datetime
 from html import escape
 from typing import Any, Iterable
 
-from .metrics import DURATIONS, compute, human_duration, money
-from .process import ProcessFile
-from .registry import MIRecord
-from .state import StateStore
+from connector.detection.registry import MIRecord
+from connector.job.store import StateStore
+from connector.process.metrics import DURATIONS, compute, human_duration, money
+from connector.process.processfile import ProcessFile
 
 COLUMNS = ("key", "rule", "stage", "status", "children", "time_to_identify_s", "time_to_contain_s",
            "time_to_resolution_plan_s", "time_to_resolve_s", "impact_s", "updates_sent", "review_tasks",

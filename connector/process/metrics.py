@@ -19,8 +19,8 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from .process import ProcessFile
-from .registry import MIRecord
+from connector.detection.registry import MIRecord
+from connector.process.processfile import ProcessFile
 
 MILESTONES = ("first_opened_at", "declared_at", "contained_at", "resolution_at", "change_linked_at", "resolved_at",
               "closed_at")

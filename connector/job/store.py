@@ -18,10 +18,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from .model import Ticket
-from .plan import Action
-from .platforms.base import ApplyResult, Watermark
-from .registry import MIRecord
+from connector.core.actions import Action
+from connector.core.ticket import Ticket
+from connector.detection.registry import MIRecord
+from connector.platforms.base import ApplyResult, Watermark
 
 SCHEMA_VERSION = 1
 MAX_ATTEMPTS = 10

@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, field_validator
 
-from .model import (
+from connector.core.ticket import (
     CANONICAL_FIELDS,
     INT_FIELDS,
     TIME_FIELDS,
@@ -26,8 +26,7 @@ from .model import (
     State,
     Ticket,
 )
-from .rules import Rule, RuleSet
-from .yamlfile import ConfigError, Problem, Strict, load_yaml, problems, validate
+from connector.core.yamlfile import ConfigError, Problem, Strict, load_yaml, problems, validate
 
 _ENUM_VALUES = {"state": frozenset(m.value for m in State), "major": frozenset(m.value for m in Major),
                 "stage": frozenset(m.value for m in Stage)}
@@ -526,16 +525,4 @@ def load_mapping(path: Path) -> tuple[Mapping | None, list[ConfigError]]:
     return Mapping(model, str(path)), errors
 
 
-def check_rules_against_mapping(ruleset: RuleSet, mapping: Mapping) -> list[ConfigError]:
-    """A rule that uses a canonical field the mapping does not provide is an error at load time."""
-    errors: list[ConfigError] = []
-    provided = mapping.provided
-    for rule in ruleset.rules:
-        for name in sorted(rule.fields_used() - provided):
-            loc: tuple[object, ...] = ("when", name) if name in rule.when else ("surge",) if rule.surge else ()
-            errors.append(ruleset.error(rule.id, loc, f"rule {rule.id!r} uses field {name!r}, which mappings/{mapping.platform}.yaml "
-                                                      f"({mapping.path}) does not map"))
-    return errors
-
-
-__all__ = ["Mapping", "MappingError", "MappingFile", "load_mapping", "check_rules_against_mapping", "parse_time", "Rule"]
+__all__ = ["Mapping", "MappingError", "MappingFile", "load_mapping", "parse_time"]

@@ -17,15 +17,15 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Callable, Protocol
 
-from .comms import WebhookNotifier
-from .config import default_dir
-from .mapping import Mapping, load_mapping
-from .platforms.base import Platform
-from .platforms.retry import RetryPolicy
-from .process import ProcessFile, load_process
-from .rules import Rule, load_rules
-from .state import StateStore
-from .sync import CycleReport, ProcessPlanner, run_cycle
+from connector.core.mapping import Mapping, load_mapping
+from connector.core.settings import default_dir
+from connector.detection.rules import Rule, load_rules
+from connector.job.cycle import CycleReport, ProcessPlanner, run_cycle
+from connector.job.store import StateStore
+from connector.job.webhooks import WebhookNotifier
+from connector.platforms.base import Platform
+from connector.platforms.retry import RetryPolicy
+from connector.process.processfile import ProcessFile, load_process
 
 START = datetime(2026, 3, 2, 9, 0, tzinfo=timezone.utc)  # a Monday, 10:00 in Berlin: business hours
 SERVICES = ["email", "vpn", "printing", "hr-portal", "erp", "telephony"]
@@ -66,7 +66,7 @@ class ServiceNowSite:
     """The demo on the ServiceNow simulator."""
 
     def __init__(self, clock: DemoClock, port: int = 0) -> None:
-        from .sim.servicenow import ServiceNowSim
+        from connector.sim.servicenow import ServiceNowSim
 
         self.sim = ServiceNowSim(user="demo", password="demo-password", clock=clock)
         self.server = self.sim.server(port).start()
@@ -115,7 +115,7 @@ class ServiceNowSite:
         return [row["value"] for row in self.sim.journal(ticket_id)]
 
     def platform(self, mapping: Mapping) -> Platform:
-        from .platforms.servicenow import ServiceNowPlatform
+        from connector.platforms.servicenow import ServiceNowPlatform
 
         return ServiceNowPlatform(self.url, "demo", "demo-password", mapping, policy=RetryPolicy(base=0.05, cap=0.5))
 
@@ -127,7 +127,7 @@ class JiraSite:
     """The demo on the Jira Cloud simulator."""
 
     def __init__(self, clock: DemoClock, port: int = 0) -> None:
-        from .sim.jira import JiraSim
+        from connector.sim.jira import JiraSim
 
         self.sim = JiraSim(email="demo@example.com", token="demo-token", clock=clock)
         self.server = self.sim.server(port).start()
@@ -183,7 +183,7 @@ class JiraSite:
         return f"{self.url}/browse/{self.label(ticket_id)}"
 
     def notes(self, ticket_id: str) -> list[str]:
-        from .sim.jira import adf_to_text
+        from connector.sim.jira import adf_to_text
 
         out = []
         for comment in self.sim.comments(self._key(ticket_id)):
@@ -192,7 +192,7 @@ class JiraSite:
         return out
 
     def platform(self, mapping: Mapping) -> Platform:
-        from .platforms.jira import JiraPlatform
+        from connector.platforms.jira import JiraPlatform
 
         return JiraPlatform(self.url, "demo@example.com", "demo-token", mapping, project="ITSM", flavour="cloud",
                             policy=RetryPolicy(base=0.05, cap=0.5))
@@ -272,8 +272,6 @@ def run_demo(platform_name: str = "servicenow", echo: Callable[[str], None] = pr
     mapping, errors = load_mapping(default_dir("mappings") / f"{platform_name}.yaml")
     if mapping is None or process is None:
         raise RuntimeError("; ".join(str(e) for e in errors))
-    if planners is None:
-        planners = _default_planners()
     timeline = Timeline(clock, echo=echo)
     timeline.say(f"{platform_name} simulator on {site.url}")
     workdir = tempfile.TemporaryDirectory(prefix="mim-demo-")
@@ -351,8 +349,3 @@ def run_demo(platform_name: str = "servicenow", echo: Callable[[str], None] = pr
         workdir.cleanup()
         site.stop()
 
-
-def _default_planners() -> list[ProcessPlanner]:
-    from .stages import plan_process
-
-    return [plan_process]
