@@ -13,13 +13,13 @@ from typing import Any
 
 import click
 
-from connector.core.settings import ConfigurationError, Settings, load_settings
+from connector.core.settings import Settings, SettingsError, load_settings
 
 
 def _settings(ctx: click.Context) -> Settings:
     try:
         return load_settings(ctx.obj.get("config") if ctx.obj else None)
-    except ConfigurationError as exc:
+    except SettingsError as exc:
         raise click.ClickException(str(exc)) from None
 
 
@@ -224,7 +224,7 @@ def sync(ctx: click.Context, once: bool, dry_run: bool, as_json: bool, log_forma
                            dry_run=dry_run, notifier=job.notifier)
     except PlatformError as exc:
         raise click.ClickException(f"{settings.platform}: {exc}") from None
-    except ConfigurationError as exc:
+    except SettingsError as exc:
         raise click.ClickException(str(exc)) from None
     finally:
         job.close()
@@ -333,17 +333,17 @@ def demo(platform_name: str, keep: bool) -> None:
 
 def _open_job(settings: Settings, lock: bool = True) -> Any:
     """The configured job, holding the runner lock; configuration problems become clean CLI errors."""
-    from connector.core.yamlfile import ConfigErrors
+    from connector.core.yamlfile import ConfigFileError
     from connector.job.assembly import open_job
     from connector.job.store import LockHeld
 
     try:
         return open_job(settings, lock=lock)
-    except ConfigErrors as exc:
+    except ConfigFileError as exc:
         for error in exc.errors:
             click.echo(str(error), err=True)
         raise click.ClickException("configuration files have errors (see above)") from None
-    except (ConfigurationError, LockHeld) as exc:
+    except (SettingsError, LockHeld) as exc:
         raise click.ClickException(str(exc)) from None
 
 
@@ -354,7 +354,7 @@ def _register_secrets(settings: Settings) -> None:
     for section in (settings.servicenow, settings.jira):
         try:
             secrets.append(section.secret())  # inline, or read from password_file/token_file
-        except ConfigurationError:
+        except SettingsError:
             pass
     for secret in secrets:
         if secret is not None:

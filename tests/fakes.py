@@ -86,10 +86,6 @@ class FakePlatform:
         self._requests += 1
         return [dict(r) for r in self.records.values() if str(r.get("marker") or "").startswith("mim:")]
 
-    def fetch_records(self, ids: Sequence[str]) -> list[dict[str, Any]]:
-        self._requests += 1
-        return [dict(self.records[i]) for i in ids if i in self.records]
-
     def fetch_followups(self, mi_ids: Sequence[str],
                         changes: dict[str, str | None] | None = None) -> dict[str, dict[str, Any]]:
         """The created change and review tasks of each major incident (one request for all)."""

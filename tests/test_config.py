@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from connector.core.settings import ConfigurationError, load_settings
+from connector.core.settings import SettingsError, load_settings
 
 
 def test_environment_wins_over_the_toml_file(tmp_path: Path) -> None:
@@ -27,7 +27,7 @@ def test_verify_from_the_environment_is_a_boolean_or_a_bundle(text: str, expecte
 
 
 def test_tls_verification_cannot_be_switched_off_for_a_real_host() -> None:
-    with pytest.raises(ConfigurationError, match="only allowed for 127.0.0.1"):
+    with pytest.raises(SettingsError, match="only allowed for 127.0.0.1"):
         load_settings(env={"MIM_JIRA_URL": "https://example.atlassian.net", "MIM_JIRA_VERIFY": "false"})
 
 
@@ -38,7 +38,7 @@ def test_simulator_and_unknown_variables_do_not_break_the_configuration() -> Non
 
 
 def test_a_misspelt_section_key_is_reported_without_its_value() -> None:
-    with pytest.raises(ConfigurationError) as err:
+    with pytest.raises(SettingsError) as err:
         load_settings(env={"MIM_SERVICENOW_PASSWROD": "hunter2-secret"})
     assert "passwrod" in str(err.value)
     assert "hunter2-secret" not in str(err.value)
@@ -60,12 +60,12 @@ def test_webhook_urls_are_secret() -> None:
 
 def test_a_missing_secret_file_is_a_clear_error(tmp_path: Path) -> None:
     settings = load_settings(env={"MIM_JIRA_TOKEN_FILE": str(tmp_path / "nope")})
-    with pytest.raises(ConfigurationError, match="cannot read secret file"):
+    with pytest.raises(SettingsError, match="cannot read secret file"):
         settings.jira.secret()
 
 
 def test_invalid_toml_is_reported_with_its_path(tmp_path: Path) -> None:
     path = tmp_path / "mim.toml"
     path.write_text("platform = \n")
-    with pytest.raises(ConfigurationError, match="invalid TOML"):
+    with pytest.raises(SettingsError, match="invalid TOML"):
         load_settings(path, env={})

@@ -29,7 +29,7 @@ from connector.core.actions import (
     SetStage,
 )
 from connector.core.mapping import Mapping, load_mapping
-from connector.core.settings import ConfigurationError, JiraSettings, default_dir
+from connector.core.settings import JiraSettings, SettingsError, default_dir
 from connector.platforms.base import Platform, Watermark, marker_tag
 from connector.platforms.errors import (
     AuthenticationError,
@@ -404,7 +404,7 @@ def test_a_missing_link_type_is_a_configuration_error(mapping: Mapping) -> None:
         rsps.get(f"{URL}/rest/api/3/myself", json={})
         rsps.get(f"{URL}/rest/api/3/field", json=FIELDS)
         rsps.get(f"{URL}/rest/api/3/issueLinkType", json={"issueLinkTypes": [LINK_TYPES["issueLinkTypes"][0]]})
-        with pytest.raises(ConfigurationError, match="Problem/Incident.*available: Blocks"):
+        with pytest.raises(SettingsError, match="Problem/Incident.*available: Blocks"):
             platform.discover(None)
 
 
@@ -507,12 +507,12 @@ def test_a_non_json_error_body_is_not_echoed(mapping: Mapping) -> None:
 def test_secrets_never_appear_in_errors_or_reprs(mapping: Mapping) -> None:
     platform = make(mapping)
     assert TOKEN not in repr(platform)
-    with pytest.raises(ConfigurationError) as missing:
+    with pytest.raises(SettingsError) as missing:
         JiraPlatform.from_settings(JiraSettings(email=EMAIL, token=TOKEN), mapping)  # type: ignore[arg-type]
     assert "jira.url (MIM_JIRA_URL)" in str(missing.value) and TOKEN not in str(missing.value)
-    with pytest.raises(ConfigurationError, match="jira.token"):
+    with pytest.raises(SettingsError, match="jira.token"):
         JiraPlatform.from_settings(JiraSettings(url=URL, email=EMAIL), mapping)
-    with pytest.raises(ConfigurationError, match="jira.email"):
+    with pytest.raises(SettingsError, match="jira.email"):
         JiraPlatform.from_settings(JiraSettings(url=URL, token=TOKEN, flavour="cloud"), mapping)  # type: ignore[arg-type]
     settings = JiraSettings(url=URL, email=EMAIL, token=TOKEN, project="OPS")  # type: ignore[arg-type]
     built = JiraPlatform.from_settings(settings, mapping)
@@ -1050,11 +1050,11 @@ def test_doctor_checks_report_missing_permissions_fields_and_issue_types(mapping
 
 def test_plain_http_is_refused_for_a_real_site() -> None:
     from connector.core.mapping import load_mapping
-    from connector.core.settings import ConfigurationError
+    from connector.core.settings import SettingsError
     from connector.platforms.jira import JiraPlatform
 
     mapping, _ = load_mapping(Path(__file__).resolve().parent.parent / "mappings" / "jira.yaml")
-    with pytest.raises(ConfigurationError, match="https"):
+    with pytest.raises(SettingsError, match="https"):
         JiraPlatform("http://example.atlassian.net", "a@example.com", "token", mapping)
 
 

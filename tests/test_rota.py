@@ -8,19 +8,17 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from connector.process.rota import (
-    OnCallShift,
-    Person,
+    RotaMember,
     WeeklyOnCall,
-    on_call_at,
     pick_round_robin,
 )
 
 BERLIN = ZoneInfo("Europe/Berlin")
 
-ANNA = Person("u1", "Anna")
-BEN = Person("u2", "Ben")
-CARA = Person("u3", "Cara")
-AWAY = Person("u4", "Dev", available=False)
+ANNA = RotaMember("u1", "Anna")
+BEN = RotaMember("u2", "Ben")
+CARA = RotaMember("u3", "Cara")
+AWAY = RotaMember("u4", "Dev", available=False)
 
 
 def berlin(*args: int, fold: int = 0) -> datetime:
@@ -58,7 +56,7 @@ def utc(*args: int) -> datetime:
     ],
 )
 def test_round_robin_pick(
-    people: list[Person], position: int, expected_person: Person, expected_next: int
+    people: list[RotaMember], position: int, expected_person: RotaMember, expected_next: int
 ) -> None:
     assert pick_round_robin(people, position) == (expected_person, expected_next)
 
@@ -82,76 +80,11 @@ def test_round_robin_newcomer_appended_after_last_pick_gets_the_next_turn() -> N
 
 @pytest.mark.parametrize(
     ("people", "position"),
-    [([AWAY, Person("u5", "Eve", available=False)], 1), ([], 4)],
+    [([AWAY, RotaMember("u5", "Eve", available=False)], 1), ([], 4)],
     ids=["everyone-unavailable", "nobody-on-rota"],
 )
-def test_round_robin_nobody_available_keeps_position(people: list[Person], position: int) -> None:
+def test_round_robin_nobody_available_keeps_position(people: list[RotaMember], position: int) -> None:
     assert pick_round_robin(people, position) == (None, position)
-
-
-# --- on-call shifts ---
-
-WEEK = OnCallShift(utc(2026, 3, 16, 8), utc(2026, 3, 23, 8), "anna", "network")
-OVERRIDE = OnCallShift(utc(2026, 3, 18, 12), utc(2026, 3, 18, 18), "ben", "network")
-DB_WEEK = OnCallShift(utc(2026, 3, 16, 8), utc(2026, 3, 23, 8), "cara", "database")
-
-
-@pytest.mark.parametrize(
-    ("at", "expected"),
-    [
-        (utc(2026, 3, 16, 8), WEEK),
-        (utc(2026, 3, 18, 11, 59), WEEK),
-        (utc(2026, 3, 18, 12), OVERRIDE),
-        (utc(2026, 3, 18, 17, 59), OVERRIDE),
-        (utc(2026, 3, 18, 18), WEEK),
-        (utc(2026, 3, 23, 8), None),
-        (utc(2026, 3, 16, 7, 59), None),
-        (berlin(2026, 3, 18, 14, 0), OVERRIDE),
-    ],
-    ids=[
-        "start-is-inclusive",
-        "before-override",
-        "override-that-started-last-wins",
-        "end-of-override",
-        "override-end-is-exclusive",
-        "shift-end-is-exclusive",
-        "before-any-shift",
-        "any-aware-zone-works",
-    ],
-)
-def test_on_call_shift_lookup(at: datetime, expected: OnCallShift | None) -> None:
-    assert on_call_at([WEEK, OVERRIDE], at) == expected
-
-
-def test_on_call_overlapping_shifts_with_same_start_later_one_wins() -> None:
-    swap = OnCallShift(WEEK.start, WEEK.end, "ben", "network")
-    assert on_call_at([WEEK, swap], utc(2026, 3, 17)) == swap
-
-
-def test_on_call_group_filter() -> None:
-    shifts = [WEEK, OVERRIDE, DB_WEEK]
-    assert on_call_at(shifts, utc(2026, 3, 18, 13), group="database") == DB_WEEK
-    assert on_call_at(shifts, utc(2026, 3, 18, 13), group="network") == OVERRIDE
-    assert on_call_at(shifts, utc(2026, 3, 18, 13), group="storage") is None
-
-
-def test_on_call_naive_time_rejected() -> None:
-    with pytest.raises(ValueError, match="timezone-aware"):
-        on_call_at([WEEK], datetime(2026, 3, 18, 13))
-
-
-@pytest.mark.parametrize(
-    ("start", "end", "message"),
-    [
-        (utc(2026, 3, 18), utc(2026, 3, 17), "ends"),
-        (utc(2026, 3, 18), utc(2026, 3, 18), "ends"),
-        (datetime(2026, 3, 18), utc(2026, 3, 19), "timezone-aware"),
-    ],
-    ids=["end-before-start", "empty-shift", "naive-start"],
-)
-def test_bad_shift_rejected(start: datetime, end: datetime, message: str) -> None:
-    with pytest.raises(ValueError, match=message):
-        OnCallShift(start, end, "anna")
 
 
 # --- weekly on-call ---

@@ -33,7 +33,7 @@ from connector.core.actions import (
     SetStage,
 )
 from connector.core.mapping import Mapping, MappingFile, load_mapping
-from connector.core.settings import ConfigurationError, ServiceNowSettings
+from connector.core.settings import ServiceNowSettings, SettingsError
 from connector.platforms.base import Platform, Watermark, marker_tag
 from connector.platforms.errors import (
     AuthenticationError,
@@ -367,7 +367,7 @@ def test_an_unsafe_marker_fails_the_action_not_the_cycle(make: Callable[..., Ser
 
 
 def test_poll_filter_with_a_new_query_group_is_refused(mapping: Mapping) -> None:
-    with pytest.raises(ConfigurationError, match="NQ"):
+    with pytest.raises(SettingsError, match="NQ"):
         ServiceNowPlatform(BASE, "u", "p", with_write(mapping, poll_filter="active=true^NQactive=false"))
 
 
@@ -533,7 +533,7 @@ def test_secrets_never_appear_in_repr_or_errors(make: Callable[..., ServiceNowPl
 @pytest.mark.parametrize("url", ["http://acme.service-now.com", f"https://u:{PASSWORD}@acme.service-now.com", "ftp://x"],
                          ids=["plain-http", "credentials-in-url", "other-scheme"])
 def test_unsafe_urls_are_refused(url: str, mapping: Mapping) -> None:
-    with pytest.raises(ConfigurationError) as caught:
+    with pytest.raises(SettingsError) as caught:
         ServiceNowPlatform(url, "u", PASSWORD, mapping)
     assert PASSWORD not in str(caught.value)
 
@@ -544,12 +544,12 @@ def test_loopback_simulators_may_use_plain_http(mapping: Mapping) -> None:
 
 
 def test_from_settings_names_what_is_missing_and_never_the_password(mapping: Mapping) -> None:
-    with pytest.raises(ConfigurationError) as caught:
+    with pytest.raises(SettingsError) as caught:
         ServiceNowPlatform.from_settings(ServiceNowSettings(url=BASE, password=SecretStr(PASSWORD)), mapping)
     message = str(caught.value)
     assert "servicenow.username (or MIM_SERVICENOW_USERNAME)" in message and "url" not in message.split("set ")[1]
     assert PASSWORD not in message
-    with pytest.raises(ConfigurationError, match="MIM_SERVICENOW_PASSWORD"):
+    with pytest.raises(SettingsError, match="MIM_SERVICENOW_PASSWORD"):
         ServiceNowPlatform.from_settings(ServiceNowSettings(url=BASE, username="u"), mapping)
 
 

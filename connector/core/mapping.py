@@ -26,7 +26,7 @@ from connector.core.ticket import (
     State,
     Ticket,
 )
-from connector.core.yamlfile import ConfigError, Problem, Strict, load_yaml, problems, validate
+from connector.core.yamlfile import Diagnostic, Problem, Strict, load_yaml, problems, validate
 
 _ENUM_VALUES = {"state": frozenset(m.value for m in State), "major": frozenset(m.value for m in Major),
                 "stage": frozenset(m.value for m in Stage)}
@@ -513,7 +513,7 @@ def parse_time(text: str, fmt: TimeFormat) -> datetime:
     return _parse_time_cached(text.strip(), tuple(fmt.formats), fmt.zone)
 
 
-def load_mapping(path: Path) -> tuple[Mapping | None, list[ConfigError]]:
+def load_mapping(path: Path) -> tuple[Mapping | None, list[Diagnostic]]:
     """Load and validate one mapping file."""
     located, errors = load_yaml(path)
     if located is None:

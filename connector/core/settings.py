@@ -25,7 +25,7 @@ from pydantic import (
 SECTIONS = ("servicenow", "jira", "webhooks")
 
 
-class ConfigurationError(Exception):
+class SettingsError(Exception):
     """The configuration is unusable; the message says what to fix (and never contains a secret)."""
 
 
@@ -62,7 +62,7 @@ def _read_secret_file(path: str | None) -> SecretStr | None:
     try:
         return SecretStr(Path(path).read_text(encoding="utf-8").strip())
     except OSError as exc:
-        raise ConfigurationError(f"cannot read secret file {path}: {exc.strerror}") from None
+        raise SettingsError(f"cannot read secret file {path}: {exc.strerror}") from None
 
 
 class ServiceNowSettings(_Section):
@@ -183,7 +183,7 @@ def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
 
 def load_settings(config: str | Path | None = None, env: Mapping[str, str] | None = None) -> Settings:
     """Settings from the TOML file (explicit, ``MIM_CONFIG``, or ``./mim.toml`` if present) and the
-    environment. Raises :class:`ConfigurationError` with a readable message."""
+    environment. Raises :class:`SettingsError` with a readable message."""
     env = os.environ if env is None else env
     path = Path(config) if config else Path(env["MIM_CONFIG"]) if env.get("MIM_CONFIG") else None
     data: dict[str, Any] = {}
@@ -193,9 +193,9 @@ def load_settings(config: str | Path | None = None, env: Mapping[str, str] | Non
         try:
             data = tomllib.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
-            raise ConfigurationError(f"{path}: configuration file not found") from None
+            raise SettingsError(f"{path}: configuration file not found") from None
         except tomllib.TOMLDecodeError as exc:
-            raise ConfigurationError(f"{path}: invalid TOML: {exc}") from None
+            raise SettingsError(f"{path}: invalid TOML: {exc}") from None
     data = _merge(data, _env_overrides(env))
     try:
         return Settings.model_validate(data)
@@ -206,4 +206,4 @@ def load_settings(config: str | Path | None = None, env: Mapping[str, str] | Non
             env_name = "MIM_" + "_".join(str(p) for p in err["loc"]).upper()
             # never echo the offending input: it may be a secret
             problems.append(f"{where} (or {env_name}): {err['msg']}")
-        raise ConfigurationError("invalid configuration: " + "; ".join(problems)) from None
+        raise SettingsError("invalid configuration: " + "; ".join(problems)) from None

@@ -26,7 +26,7 @@ class Strict(BaseModel):
 
 
 @dataclass(frozen=True, order=True)
-class ConfigError:
+class Diagnostic:
     """One located problem in a configuration file."""
 
     path: str
@@ -38,10 +38,10 @@ class ConfigError:
         return f"{self.path}:{self.line}:{self.col}: {self.message}"
 
 
-class ConfigErrors(Exception):
+class ConfigFileError(Exception):
     """Raised when one or more configuration files are invalid; carries every error found."""
 
-    def __init__(self, errors: list[ConfigError]) -> None:
+    def __init__(self, errors: list[Diagnostic]) -> None:
         self.errors = sorted(errors)
         super().__init__("\n".join(str(e) for e in self.errors))
 
@@ -69,37 +69,37 @@ class Located:
             probe = probe[:-1]
         return self.values.get((), (1, 1))
 
-    def error(self, loc: Loc, message: str, key: bool = False) -> ConfigError:
-        """A :class:`ConfigError` at ``loc``."""
+    def error(self, loc: Loc, message: str, key: bool = False) -> Diagnostic:
+        """A :class:`Diagnostic` at ``loc``."""
         line, col = self.where(loc, key)
-        return ConfigError(self.path, line, col, message)
+        return Diagnostic(self.path, line, col, message)
 
 
 def _pos(node: yaml.Node) -> tuple[int, int]:
     return node.start_mark.line + 1, node.start_mark.column + 1
 
 
-def load_yaml(path: str | Path, text: str | None = None) -> tuple[Located | None, list[ConfigError]]:
+def load_yaml(path: str | Path, text: str | None = None) -> tuple[Located | None, list[Diagnostic]]:
     """Load one YAML document with positions. Returns ``(None, errors)`` when it cannot be parsed."""
     name = str(path)
     if text is None:
         try:
             text = Path(path).read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
-            return None, [ConfigError(name, 1, 1, f"cannot read file: {exc.__class__.__name__}: {exc}")]
+            return None, [Diagnostic(name, 1, 1, f"cannot read file: {exc.__class__.__name__}: {exc}")]
     loader = yaml.SafeLoader(text)
     try:
         node = loader.get_single_node()
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
-        return None, [ConfigError(name, line, col, f"YAML syntax error: {exc.problem or exc}")]
+        return None, [Diagnostic(name, line, col, f"YAML syntax error: {exc.problem or exc}")]
     except yaml.YAMLError as exc:
-        return None, [ConfigError(name, 1, 1, f"YAML error: {exc}")]
+        return None, [Diagnostic(name, 1, 1, f"YAML error: {exc}")]
     finally:
         loader.dispose()
     located = Located(name, None)
-    errors: list[ConfigError] = []
+    errors: list[Diagnostic] = []
     if node is None:
         located.data = None
         located.values[()] = (1, 1)
@@ -109,22 +109,22 @@ def load_yaml(path: str | Path, text: str | None = None) -> tuple[Located | None
     return located, errors
 
 
-def _build(node: yaml.Node, loc: Loc, located: Located, errors: list[ConfigError], ctor: yaml.SafeLoader) -> Any:
+def _build(node: yaml.Node, loc: Loc, located: Located, errors: list[Diagnostic], ctor: yaml.SafeLoader) -> Any:
     located.values[loc] = _pos(node)
     if isinstance(node, yaml.MappingNode):
         out: dict[Any, Any] = {}
         for key_node, value_node in node.value:
             if key_node.tag == "tag:yaml.org,2002:merge":
-                errors.append(ConfigError(located.path, *_pos(key_node), "merge keys (<<) are not supported"))
+                errors.append(Diagnostic(located.path, *_pos(key_node), "merge keys (<<) are not supported"))
                 continue
             key = _build(key_node, loc + ("<key>",), located, errors, ctor)
             if not isinstance(key, (str, int, float, bool)) or key is None:
-                errors.append(ConfigError(located.path, *_pos(key_node), "mapping keys must be plain scalars"))
+                errors.append(Diagnostic(located.path, *_pos(key_node), "mapping keys must be plain scalars"))
                 continue
             if key in out:
                 first = located.keys.get(loc + (key,))
                 where = f" (first defined at line {first[0]})" if first else ""
-                errors.append(ConfigError(located.path, *_pos(key_node), f"duplicate key {key!r}{where}"))
+                errors.append(Diagnostic(located.path, *_pos(key_node), f"duplicate key {key!r}{where}"))
                 continue
             located.keys[loc + (key,)] = _pos(key_node)
             out[key] = _build(value_node, loc + (key,), located, errors, ctor)
@@ -161,7 +161,7 @@ def problems(found: list[Problem]) -> PydanticCustomError:
                                {"located_problems": found})
 
 
-def validate(model: type[M], located: Located, base: Loc = ()) -> tuple[M | None, list[ConfigError]]:
+def validate(model: type[M], located: Located, base: Loc = ()) -> tuple[M | None, list[Diagnostic]]:
     """Validate ``located.data`` (or the part at ``base``) against ``model``; located errors on failure."""
     data = located.data
     for part in base:

@@ -37,7 +37,7 @@ from connector.core.ticket import (
     Ticket,
 )
 from connector.core.yamlfile import (
-    ConfigError,
+    Diagnostic,
     Located,
     Problem,
     Strict,
@@ -344,12 +344,6 @@ def compile_condition(name: str, cond: Condition) -> Predicate:
     return lambda ticket: check(ticket.__dict__)
 
 
-def compile_when(when: dict[str, Condition]) -> Predicate:
-    """All conditions of a rule's ``when`` as one predicate."""
-    check = compile_fields_when(when)
-    return lambda ticket: check(ticket.__dict__)
-
-
 # -- loading -------------------------------------------------------------------------------------
 
 
@@ -366,7 +360,7 @@ def rule_files(paths: list[Path]) -> list[Path]:
     return out
 
 
-def load_rule_file(path: Path) -> tuple[list[Rule], list[ConfigError], Located | None]:
+def load_rule_file(path: Path) -> tuple[list[Rule], list[Diagnostic], Located | None]:
     """Load and validate one rule file; returns its rules, every error, and the located data."""
     located, errors = load_yaml(path)
     if located is None:
@@ -385,10 +379,10 @@ class RuleSet:
 
     def __init__(self) -> None:
         self.rules: list[Rule] = []
-        self.errors: list[ConfigError] = []
+        self.errors: list[Diagnostic] = []
         self._where: dict[str, tuple[Located, int]] = {}
 
-    def error(self, rule_id: str, loc: tuple[object, ...], message: str) -> ConfigError:
+    def error(self, rule_id: str, loc: tuple[object, ...], message: str) -> Diagnostic:
         """A located error about ``loc`` inside rule ``rule_id``."""
         located, index = self._where[rule_id]
         return located.error(("rules", index, *loc), message)
@@ -403,8 +397,9 @@ def load_rules(paths: list[Path]) -> RuleSet:
     for path in files:
         file_rules, file_errors, located = load_rule_file(path)
         ruleset.errors.extend(file_errors)
+        if located is None:
+            continue
         for index, rule in enumerate(file_rules):
-            assert located is not None
             if rule.id in seen:
                 ruleset.errors.append(located.error(("rules", index, "id"), f"rule id {rule.id!r} already defined in {seen[rule.id]}"))
                 continue
@@ -412,7 +407,7 @@ def load_rules(paths: list[Path]) -> RuleSet:
             ruleset._where[rule.id] = (located, index)
             loaded.append(rule)
     if not files and not ruleset.errors:
-        ruleset.errors.append(ConfigError(str(paths[0]) if paths else "rules", 1, 1, "no rule files found"))
+        ruleset.errors.append(Diagnostic(str(paths[0]) if paths else "rules", 1, 1, "no rule files found"))
     ruleset.rules = ordered(loaded)
     return ruleset
 
@@ -424,9 +419,9 @@ def ordered(rules: list[Rule]) -> list[Rule]:
     return [rule for _, _, rule in sorted(indexed, key=lambda t: (t[0], t[1])) if rule.enabled]
 
 
-def check_rules_against_mapping(ruleset: RuleSet, mapping: Mapping) -> list[ConfigError]:
+def check_rules_against_mapping(ruleset: RuleSet, mapping: Mapping) -> list[Diagnostic]:
     """A rule that uses a canonical field the mapping does not provide is an error at load time."""
-    errors: list[ConfigError] = []
+    errors: list[Diagnostic] = []
     provided = mapping.provided
     for rule in ruleset.rules:
         for name in sorted(rule.fields_used() - provided):

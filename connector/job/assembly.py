@@ -6,8 +6,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from connector.core.mapping import Mapping, load_mapping
-from connector.core.settings import ConfigurationError, Settings
-from connector.core.yamlfile import ConfigErrors
+from connector.core.settings import Settings, SettingsError
+from connector.core.yamlfile import ConfigFileError
 from connector.detection.rules import Rule, check_rules_against_mapping, load_rules
 from connector.job.store import StateStore
 from connector.job.webhooks import WebhookNotifier
@@ -34,28 +34,27 @@ class Job:
 
 
 def load_config_files(settings: Settings) -> tuple[list[Rule], ProcessFile, Mapping]:
-    """Rules, process and the platform's mapping; every error of every file at once as :class:`ConfigErrors`."""
+    """Rules, process and the platform's mapping; every error of every file at once as :class:`ConfigFileError`."""
     if settings.platform is None:
-        raise ConfigurationError("no platform configured: set MIM_PLATFORM (servicenow or jira) or `platform` in mim.toml")
+        raise SettingsError("no platform configured: set MIM_PLATFORM (servicenow or jira) or `platform` in mim.toml")
     ruleset = load_rules([settings.rules_path()])
     if settings.process_configured() and not settings.process_path().exists():
-        raise ConfigurationError(f"process file {settings.process_path()} (MIM_PROCESS) does not exist")
+        raise SettingsError(f"process file {settings.process_path()} (MIM_PROCESS) does not exist")
     process, perrors = load_process(settings.process_path())
     mapping, merrors = load_mapping(settings.mappings_path() / f"{settings.platform}.yaml")
     errors = ruleset.errors + perrors + merrors
     if mapping is not None and not ruleset.errors:
         errors += check_rules_against_mapping(ruleset, mapping)
     if errors or process is None or mapping is None:
-        raise ConfigErrors(errors)
+        raise ConfigFileError(errors)
     return ruleset.rules, process, mapping
 
 
 def open_job(settings: Settings, lock: bool = True) -> Job:
     """Load everything and open the state; with ``lock`` become the single runner (raises LockHeld)."""
     rules, process, mapping = load_config_files(settings)
-    platform = make_platform(settings, mapping)
-    assert settings.platform is not None
-    store = StateStore(Path(settings.state), settings.platform)
+    platform = make_platform(settings, mapping)  # raises SettingsError when no platform is configured
+    store = StateStore(Path(settings.state), settings.platform or "")
     try:
         if lock:
             store.acquire_lock()

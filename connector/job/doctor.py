@@ -8,8 +8,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
-from connector.core.settings import ConfigurationError, Settings
-from connector.core.yamlfile import ConfigErrors
+from connector.core.settings import Settings, SettingsError
+from connector.core.yamlfile import ConfigFileError
 from connector.job.assembly import load_config_files
 from connector.job.store import LockHeld, StateStore
 from connector.platforms import make_platform
@@ -44,13 +44,13 @@ def run_doctor(settings: Settings, platform_factory: Callable[..., Platform] = m
     try:
         rules, process, mapping = load_config_files(settings)
         checks.append(Check("configuration files", True, f"{len(rules)} rules, process and {settings.platform} mapping valid"))
-    except ConfigurationError as exc:
+    except SettingsError as exc:
         return [Check("configuration", False, str(exc), "set MIM_PLATFORM and the platform's URL and credentials")]
-    except ConfigErrors as exc:
+    except ConfigFileError as exc:
         return [Check("configuration files", False, "; ".join(str(e) for e in exc.errors[:5]), "run mim rules check")]
     try:
         platform = platform_factory(settings, mapping)
-    except ConfigurationError as exc:
+    except SettingsError as exc:
         return checks + [Check("credentials", False, str(exc), "set them in the environment or a secret file")]
     checks.append(_check_state(settings))
     auth_fix = ("check MIM_SERVICENOW_USERNAME/MIM_SERVICENOW_PASSWORD" if settings.platform == "servicenow"

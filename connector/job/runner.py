@@ -11,7 +11,7 @@ from datetime import datetime, timedelta, timezone
 from types import FrameType
 from typing import Callable, Sequence
 
-from connector.core.settings import ConfigurationError
+from connector.core.settings import SettingsError
 from connector.job.assembly import Job
 from connector.job.cycle import ProcessPlanner, run_cycle
 from connector.platforms.errors import AuthenticationError, PermissionDenied, PlatformError
@@ -74,7 +74,7 @@ def run_loop(job: Job, interval: timedelta, stop: StopFlag, planners: Sequence[P
         except (AuthenticationError, PermissionDenied) as exc:
             log.error("fatal platform error", extra={"fields": {"error": str(exc)}})
             return EXIT_FATAL
-        except ConfigurationError as exc:
+        except SettingsError as exc:
             log.error("configuration error", extra={"fields": {"error": str(exc)}})
             return EXIT_FATAL
         except PlatformError as exc:

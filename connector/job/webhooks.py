@@ -125,12 +125,12 @@ class WebhookNotifier:
 def notifier_from_environment(env: Mapping[str, str] | None = None) -> WebhookNotifier:
     """A notifier for the webhooks of the configuration (``mim.toml``/``MIM_CONFIG`` ``[webhooks]`` and
     ``MIM_WEBHOOKS_<NAME>``). Used by the sync cycle when its caller did not pass one."""
-    from connector.core.settings import ConfigurationError, load_settings
+    from connector.core.settings import SettingsError, load_settings
 
     env = os.environ if env is None else env
     try:
         return WebhookNotifier(load_settings(env=env).webhooks)
-    except ConfigurationError:
+    except SettingsError:
         hooks = {name[len("MIM_WEBHOOKS_"):].lower(): value for name, value in env.items()
                  if name.startswith("MIM_WEBHOOKS_") and value}
         return WebhookNotifier(hooks)

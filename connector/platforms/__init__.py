@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from connector.core.mapping import Mapping
-from connector.core.settings import ConfigurationError, Settings
+from connector.core.settings import Settings, SettingsError
 from connector.platforms.base import ApplyResult, Platform, Watermark
 
 
@@ -17,7 +17,7 @@ def make_platform(settings: Settings, mapping: Mapping) -> Platform:
         from connector.platforms.jira import JiraPlatform
 
         return JiraPlatform.from_settings(settings.jira, mapping)
-    raise ConfigurationError("no platform configured: set MIM_PLATFORM (servicenow or jira) or `platform` in mim.toml")
+    raise SettingsError("no platform configured: set MIM_PLATFORM (servicenow or jira) or `platform` in mim.toml")
 
 
 __all__ = ["make_platform", "Platform", "ApplyResult", "Watermark"]

@@ -96,10 +96,6 @@ class Platform(Protocol):
         """Raw records the connector marked as major incidents that are not closed (state rebuild)."""
         ...
 
-    def fetch_records(self, ids: Sequence[str]) -> list[dict[str, Any]]:
-        """Fresh raw records by platform id."""
-        ...
-
     def fetch_followups(self, mi_ids: Sequence[str],
                         changes: "dict[str, str | None] | None" = None) -> dict[str, dict[str, Any]]:
         """The change and the review tasks of each major incident in ``mi_ids``, read back (read only):

@@ -44,7 +44,7 @@ from connector.core.actions import (
 )
 from connector.core.durations import parse_duration
 from connector.core.mapping import Mapping
-from connector.core.settings import ConfigurationError, JiraSettings
+from connector.core.settings import JiraSettings, SettingsError
 from connector.core.ticket import Stage, Ticket
 from connector.platforms.base import ApplyResult, Resolver, Watermark, doctor_check, marker_tag
 from connector.platforms.errors import (
@@ -256,13 +256,13 @@ class JiraPlatform:
         policy: RetryPolicy | None = None,
     ) -> None:
         if flavour not in ("auto", "cloud", "dc"):
-            raise ConfigurationError(f"jira.flavour must be auto, cloud or dc, not {flavour!r}")
+            raise SettingsError(f"jira.flavour must be auto, cloud or dc, not {flavour!r}")
         if not re.match(r"^https?://[^/\s]+", url or ""):
-            raise ConfigurationError("jira.url (MIM_JIRA_URL) must be an http(s) URL such as https://example.atlassian.net")
+            raise SettingsError("jira.url (MIM_JIRA_URL) must be an http(s) URL such as https://example.atlassian.net")
         host = urlsplit(url).hostname or ""
         if url.lower().startswith("http://") and not (host in ("localhost", "::1") or host.startswith("127.")):
             # basic auth and tokens would travel in clear text
-            raise ConfigurationError("jira.url (MIM_JIRA_URL) must use https:// (plain http only for 127.0.0.1/localhost)")
+            raise SettingsError("jira.url (MIM_JIRA_URL) must use https:// (plain http only for 127.0.0.1/localhost)")
         self.base_url = url.rstrip("/")
         self.mapping = mapping
         self.project = project
@@ -286,7 +286,7 @@ class JiraPlatform:
 
     @classmethod
     def from_settings(cls, settings: JiraSettings, mapping: Mapping, policy: RetryPolicy | None = None) -> "JiraPlatform":
-        """Build the adapter from ``[jira]`` settings; :class:`ConfigurationError` names what is missing
+        """Build the adapter from ``[jira]`` settings; :class:`SettingsError` names what is missing
         (never the token)."""
         missing = []
         if not settings.url:
@@ -297,7 +297,7 @@ class JiraPlatform:
         if settings.flavour == "cloud" and not settings.email:
             missing.append("jira.email (MIM_JIRA_EMAIL), needed for Jira Cloud basic auth")
         if missing:
-            raise ConfigurationError("Jira is not configured: missing " + "; ".join(missing))
+            raise SettingsError("Jira is not configured: missing " + "; ".join(missing))
         assert settings.url is not None and token is not None
         return cls(settings.url, settings.email, token, mapping, project=settings.project, flavour=settings.flavour,
                    verify=settings.verify, timeout=settings.timeout, policy=policy)
@@ -482,7 +482,7 @@ class JiraPlatform:
         child = pick(wanted)
         if child is None:
             available = ", ".join(sorted(str(t.get("name")) for t in link_types))
-            raise ConfigurationError(f"link type {wanted!r} (write.link_type in mappings/jira.yaml) does not exist on "
+            raise SettingsError(f"link type {wanted!r} (write.link_type in mappings/jira.yaml) does not exist on "
                                      f"{self.base_url}; available: {available}")
         relates = pick("Relates") or child
         review = pick(str(self._setting("review_link_type", "Relates"))) or relates

@@ -48,7 +48,7 @@ from connector.core.actions import (
 )
 from connector.core.durations import parse_duration
 from connector.core.mapping import Mapping
-from connector.core.settings import ConfigurationError, ServiceNowSettings
+from connector.core.settings import ServiceNowSettings, SettingsError
 from connector.core.ticket import OPEN_STATES, Ticket
 from connector.platforms.base import ApplyResult, Resolver, Watermark, doctor_check, marker_tag
 from connector.platforms.errors import (
@@ -280,7 +280,7 @@ class ServiceNowPlatform:
                  batch: bool | None = None, page_size: int | None = None) -> None:
         host, use_ssl = _parse_url(url)
         if not username or not password:
-            raise ConfigurationError("ServiceNow needs a username and a password")
+            raise SettingsError("ServiceNow needs a username and a password")
         self.mapping = mapping
         self.username = username
         self._password = password if isinstance(password, SecretStr) else SecretStr(password)
@@ -289,7 +289,7 @@ class ServiceNowPlatform:
             client_secret = SecretStr(client_secret)
         self._client_secret = client_secret
         if client_id and client_secret is None:
-            raise ConfigurationError("ServiceNow OAuth needs a client secret with the client id")
+            raise SettingsError("ServiceNow OAuth needs a client secret with the client id")
         self._timeout = float(timeout)
         self._policy = policy or RetryPolicy()
         self._requests = 0
@@ -317,7 +317,7 @@ class ServiceNowPlatform:
         self._overlap = parse_duration(mapping.write_setting("overlap", "2s"))
         self._poll_filter = str(mapping.write_setting("poll_filter", "") or "")
         if "^NQ" in self._poll_filter:
-            raise ConfigurationError("write.poll_filter must not contain ^NQ (it is repeated in each keyset group)")
+            raise SettingsError("write.poll_filter must not contain ^NQ (it is repeated in each keyset group)")
         self._id_field = query_field(mapping.source("id") or "sys_id")
         self._updated_field = query_field(mapping.source("updated_at") or "sys_updated_on")
         self._fields = self._poll_fields()
@@ -328,13 +328,13 @@ class ServiceNowPlatform:
     @classmethod
     def from_settings(cls, settings: ServiceNowSettings, mapping: Mapping,
                       policy: RetryPolicy | None = None) -> "ServiceNowPlatform":
-        """An adapter from the ``[servicenow]`` settings; :class:`ConfigurationError` names what is missing."""
+        """An adapter from the ``[servicenow]`` settings; :class:`SettingsError` names what is missing."""
         password = settings.secret()
         missing = [f"servicenow.{name} (or MIM_SERVICENOW_{name.upper()})"
                    for name, value in (("url", settings.url), ("username", settings.username), ("password", password))
                    if not value]
         if missing:
-            raise ConfigurationError("ServiceNow is not configured: set " + ", ".join(missing))
+            raise SettingsError("ServiceNow is not configured: set " + ", ".join(missing))
         assert settings.url and settings.username and password is not None
         return cls(settings.url, settings.username, password, mapping, client_id=settings.client_id,
                    client_secret=settings.client_secret, verify=settings.verify, timeout=settings.timeout,
@@ -1203,17 +1203,17 @@ class ServiceNowPlatform:
 def _parse_url(url: str) -> tuple[str, bool]:
     """``(host[/path], use_ssl)`` from the instance URL; plain http only for a loopback simulator."""
     if not url or not url.strip():
-        raise ConfigurationError("ServiceNow URL is empty")
+        raise SettingsError("ServiceNow URL is empty")
     text = url.strip()
     if "://" not in text:
         text = "https://" + text
     parts = urlsplit(text)
     if parts.username or parts.password:
-        raise ConfigurationError("put ServiceNow credentials in the username/password settings, not in the URL")
+        raise SettingsError("put ServiceNow credentials in the username/password settings, not in the URL")
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigurationError(f"ServiceNow URL must be https://<instance>, not {parts.scheme}://")
+        raise SettingsError(f"ServiceNow URL must be https://<instance>, not {parts.scheme}://")
     if parts.scheme == "http" and parts.hostname not in LOOPBACK:
-        raise ConfigurationError("ServiceNow URL must use https (plain http only for a simulator on 127.0.0.1)")
+        raise SettingsError("ServiceNow URL must use https (plain http only for a simulator on 127.0.0.1)")
     host = parts.netloc + parts.path.rstrip("/")
     return host, parts.scheme == "https"
 

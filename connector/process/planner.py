@@ -62,7 +62,7 @@ from connector.process import messages, metrics
 from connector.process.calendar import BusinessCalendar
 from connector.process.context import ProcessContext
 from connector.process.processfile import ProcessFile
-from connector.process.rota import Person, WeeklyOnCall, pick_round_robin
+from connector.process.rota import RotaMember, WeeklyOnCall, pick_round_robin
 
 STAGES = ("identification", "containment", "resolution", "maintenance", "closed")
 RANK = {stage: i for i, stage in enumerate(STAGES)}
@@ -119,7 +119,7 @@ def choose_assignment(process: ProcessFile, calendar: BusinessCalendar, at: date
             on_call = (first.person, first.group)
         if on_call is not None:
             return Assignment(on_call[1] or team, on_call[0], "on_call"), position
-    people = [Person(p.id, p.name or p.id, p.available) for p in process.managers.rota]
+    people = [RotaMember(p.id, p.name or p.id, p.available) for p in process.managers.rota]
     person, after = pick_round_robin(people, position) if people else (None, position)
     return Assignment(team, person.id if person else None, "rota" if person else "none"), after
 

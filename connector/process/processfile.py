@@ -17,7 +17,7 @@ from pydantic import Field, field_validator, model_validator
 
 from connector.core import templating
 from connector.core.durations import Duration
-from connector.core.yamlfile import ConfigError, Problem, Strict, load_yaml, problems, validate
+from connector.core.yamlfile import Diagnostic, Problem, Strict, load_yaml, problems, validate
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 Day = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
@@ -234,7 +234,7 @@ def _template_field(value: str) -> str:
     return value
 
 
-def load_process(path: Path) -> tuple[ProcessFile | None, list[ConfigError]]:
+def load_process(path: Path) -> tuple[ProcessFile | None, list[Diagnostic]]:
     """Load and validate a process file; a missing file gives the defaults."""
     if not path.exists():
         return ProcessFile(version=1), []

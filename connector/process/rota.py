@@ -1,4 +1,4 @@
-"""Choosing the major incident manager: round robin, on-call shifts and weekly on-call patterns.
+"""Choosing the major incident manager: round robin over the rota and weekly on-call patterns.
 
 Pure selection logic only: callers load the rota, pass the current time in, and persist the round
 robin position themselves.
@@ -6,7 +6,7 @@ robin position themselves.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 from typing import NamedTuple
@@ -18,15 +18,15 @@ _ONE_DAY = timedelta(days=1)
 
 
 @dataclass(frozen=True)
-class Person:
-    """Someone who can be assigned; ``available=False`` takes them out of the round robin."""
+class RotaMember:
+    """Someone in the manager rota; ``available=False`` takes them out of the round robin."""
 
     id: str
     name: str
     available: bool = True
 
 
-def pick_round_robin(people: Sequence[Person], position: int) -> tuple[Person | None, int]:
+def pick_round_robin(people: Sequence[RotaMember], position: int) -> tuple[RotaMember | None, int]:
     """Pick the first available person at or after ``position`` (taken modulo ``len(people)``).
 
     Returns the person and the position to persist for the next pick: the chosen index + 1. It is
@@ -40,49 +40,6 @@ def pick_round_robin(people: Sequence[Person], position: int) -> tuple[Person | 
         if people[index].available:
             return people[index], index + 1
     return None, position
-
-
-@dataclass(frozen=True)
-class OnCallShift:
-    """``person`` is on call from ``start`` (inclusive) to ``end`` (exclusive), optionally for a
-    ``group``. Both ends must be aware datetimes and ``end`` must be after ``start``."""
-
-    start: datetime
-    end: datetime
-    person: str
-    group: str | None = None
-
-    def __post_init__(self) -> None:
-        require_aware(self.start, "shift start")
-        require_aware(self.end, "shift end")
-        if self.end <= self.start:
-            raise ValueError(
-                f"shift for {self.person!r} ends ({self.end.isoformat()}) "
-                f"before it starts ({self.start.isoformat()})"
-            )
-
-    def covers(self, at: datetime) -> bool:
-        """True if the aware instant ``at`` is inside the shift."""
-        require_aware(at, "at")
-        return self.start <= at < self.end
-
-
-def on_call_at(
-    shifts: Iterable[OnCallShift], at: datetime, *, group: str | None = None
-) -> OnCallShift | None:
-    """The shift covering the aware instant ``at``, or None.
-
-    If several cover it, the one that started last wins (an override layered on a longer shift);
-    on equal starts the later one in ``shifts`` wins. With ``group`` only that group's shifts count.
-    """
-    require_aware(at, "at")
-    best: OnCallShift | None = None
-    for shift in shifts:
-        if group is not None and shift.group != group:
-            continue
-        if shift.covers(at) and (best is None or shift.start >= best.start):
-            best = shift
-    return best
 
 
 class WeeklyEntry(NamedTuple):

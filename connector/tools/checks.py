@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from connector.core.mapping import Mapping, load_mapping
-from connector.core.yamlfile import ConfigError, load_yaml
+from connector.core.yamlfile import Diagnostic, load_yaml
 from connector.detection.rules import RuleSet, check_rules_against_mapping, load_rules
 from connector.process.processfile import load_process
 from connector.tools.ruletest import load_cases
@@ -38,16 +38,16 @@ def _yaml_files(path: Path) -> list[Path]:
     return [path]
 
 
-def check_paths(paths: list[Path], platform: str | None, default_mappings: Path | None) -> tuple[list[ConfigError], dict[str, int]]:
+def check_paths(paths: list[Path], platform: str | None, default_mappings: Path | None) -> tuple[list[Diagnostic], dict[str, int]]:
     """Check every file under ``paths``. Rules are also checked against the mapping of ``platform`` (or
     every mapping found when no platform is configured). Returns errors and counts per kind."""
-    errors: list[ConfigError] = []
+    errors: list[Diagnostic] = []
     counts = {"rules": 0, "process": 0, "mapping": 0, "tests": 0}
     rule_paths: list[Path] = []
     mappings: dict[str, Mapping] = {}
     for root in paths:
         if not root.exists():
-            errors.append(ConfigError(str(root), 1, 1, "no such file or directory"))
+            errors.append(Diagnostic(str(root), 1, 1, "no such file or directory"))
             continue
         for path in _yaml_files(root):
             kind = classify(path)
@@ -80,7 +80,7 @@ def check_paths(paths: list[Path], platform: str | None, default_mappings: Path 
     return sorted(set(errors)), counts
 
 
-def _unmapped_everywhere(ruleset: RuleSet, mappings: list[Mapping]) -> list[ConfigError]:
+def _unmapped_everywhere(ruleset: RuleSet, mappings: list[Mapping]) -> list[Diagnostic]:
     """Without a configured platform a rule may target either one: it is an error only when no mapping
     provides a field it uses (set MIM_PLATFORM to check against one platform)."""
     if not mappings:

@@ -29,7 +29,7 @@ from typing import Any, Literal
 from pydantic import Field, ValidationError
 
 from connector.core.ticket import CANONICAL_FIELDS, Ticket
-from connector.core.yamlfile import ConfigError, Located, Strict, load_yaml, validate
+from connector.core.yamlfile import Diagnostic, Located, Strict, load_yaml, validate
 from connector.detection.engine import MajorIncident, decide
 from connector.detection.rules import Rule
 
@@ -149,7 +149,7 @@ def case_files(paths: list[Path]) -> list[Path]:
     return out
 
 
-def load_cases(path: Path) -> tuple[list[Case], list[ConfigError]]:
+def load_cases(path: Path) -> tuple[list[Case], list[Diagnostic]]:
     """Load one case file with located errors."""
     located, errors = load_yaml(path)
     if located is None:
@@ -162,7 +162,7 @@ def load_cases(path: Path) -> tuple[list[Case], list[ConfigError]]:
     return model.cases, errors
 
 
-def _check_tickets(model: CaseFile, located: Located) -> list[ConfigError]:
+def _check_tickets(model: CaseFile, located: Located) -> list[Diagnostic]:
     errors = []
     known = set(CANONICAL_FIELDS)
     for ci, case in enumerate(model.cases):
@@ -174,10 +174,10 @@ def _check_tickets(model: CaseFile, located: Located) -> list[ConfigError]:
     return errors
 
 
-def run_tests(paths: list[Path], rules: list[Rule]) -> tuple[list[CaseResult], list[ConfigError]]:
+def run_tests(paths: list[Path], rules: list[Rule]) -> tuple[list[CaseResult], list[Diagnostic]]:
     """Run every case of every file; returns results and any file errors."""
     results: list[CaseResult] = []
-    errors: list[ConfigError] = []
+    errors: list[Diagnostic] = []
     for path in case_files(paths):
         cases, file_errors = load_cases(path)
         errors += file_errors
