@@ -32,7 +32,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Iterable
 from zoneinfo import ZoneInfo
 
-from connector.sim.base import FaultRule, SimRequest, SimResponse, SimServer
+from connector.sim.base import ANY_METHOD, FaultRule, Groups, Route, Router, SimRequest, SimResponse, SimServer
 
 __all__ = ["JiraSim", "JqlError", "serve", "jira_time", "adf_from_text", "adf_to_text"]
 
@@ -267,6 +267,18 @@ def _bool_arg(value: Any, default: bool = False) -> bool:
     if isinstance(value, bool):
         return value
     return str(value).strip().lower() == "true"
+
+
+REST_API = "/rest/api/{version:2|3|latest}"
+
+
+def _numbered_version(handler: Callable[..., SimResponse]) -> Callable[..., SimResponse]:
+    """``handler`` called with the REST API version as a number (``latest`` is 2)."""
+
+    def call(request: SimRequest, version: str, **groups: str) -> SimResponse:
+        return handler(request, 3 if version == "3" else 2, **groups)
+
+    return call
 
 
 # --------------------------------------------------------------------------------------------------
@@ -614,6 +626,8 @@ class JiraSim:
             self._add_user(dict(seed_user))
         self._me = SEED_USERS[0]["accountId"]
         self._users[self._me]["emailAddress"] = email
+        self.router = Router(self.routes(), not_found=self._null_for_uri, wrong_method=lambda request: SimResponse(405),
+                             authorised=self.authorised, unauthorised=self._unauthorised)
 
     # ------------------------------------------------------------------ Python-side (human) API
 
@@ -745,19 +759,19 @@ class JiraSim:
 
     def _respond(self, request: SimRequest, check_auth: bool) -> SimResponse:
         with self._lock:
-            if check_auth and not self.authorised(request):
-                headers = {"WWW-Authenticate": 'Basic realm="protected-area"' if self.flavour == "cloud"
-                           else 'Bearer realm="jira"'}
-                response = _error(401, [NOT_AUTHENTICATED], headers=headers)
-            else:
-                try:
-                    response = self._route(request)
-                except _HttpError as exc:
-                    response = exc.response
-                except JqlError as exc:
-                    response = _error(400, [str(exc)])
+            try:
+                response = self.router.dispatch(request, path=request.path.rstrip("/") or "/", authenticate=check_auth)
+            except _HttpError as exc:
+                response = exc.response
+            except JqlError as exc:
+                response = _error(400, [str(exc)])
             self._record_exchange(request, response)
             return response
+
+    def _unauthorised(self, request: SimRequest) -> SimResponse:
+        headers = {"WWW-Authenticate": 'Basic realm="protected-area"' if self.flavour == "cloud"
+                   else 'Bearer realm="jira"'}
+        return _error(401, [NOT_AUTHENTICATED], headers=headers)
 
     def _record_exchange(self, request: SimRequest, response: SimResponse, fault: str | None = None) -> None:
         if not self.record_exchanges or request.path.startswith("/__sim/"):
@@ -779,72 +793,62 @@ class JiraSim:
             entry["fault"] = fault
         self.exchanges.append(entry)
 
-    def _route(self, request: SimRequest) -> SimResponse:
-        path = request.path.rstrip("/") or "/"
-        method = request.method.upper()
-        if path == "/_edge/tenant_info" and self.flavour == "cloud":
-            return SimResponse(200, {"cloudId": self.cloud_id})
-        match = re.fullmatch(r"/jsm/incidents/cloudId/([^/]+)/v1/incident/([^/]+)/major", path)
-        if match:
-            return self._incident_major(request, match.group(1), match.group(2))
-        match = re.fullmatch(r"/rest/servicedeskapi/request/([^/]+)/comment", path)
-        if match:
-            return self._servicedesk_comment(request, match.group(1))
-        match = re.fullmatch(r"/rest/api/(2|3|latest)(/.*)?", path)
-        if not match:
-            return self._null_for_uri(request)
-        version = 2 if match.group(1) in ("2", "latest") else 3
-        if version == 3 and self.flavour == "dc":
-            return self._null_for_uri(request)
-        rest = match.group(2) or "/"
-        for route_method, pattern, handler in self._routes():
-            found = re.fullmatch(pattern, rest)
-            if found is None:
-                continue
-            if route_method != method:
-                continue
-            return handler(request, version, *found.groups())
-        for _, pattern, _ in self._routes():
-            if re.fullmatch(pattern, rest):
-                return SimResponse(405, None)
-        return self._null_for_uri(request)
-
     def _null_for_uri(self, request: SimRequest) -> SimResponse:
         return SimResponse(404, {"message": f"null for uri: {self.base_url}{request.path}", "status-code": 404})
 
-    def _routes(self) -> list[tuple[str, str, Callable[..., SimResponse]]]:
-        key = r"([^/]+)"
+    def _cloud(self, groups: Groups) -> bool:
+        return self.flavour == "cloud"
+
+    def _serves_api(self, groups: Groups) -> bool:
+        """REST v2 (and ``latest``) everywhere, v3 on Cloud only."""
+        return groups.get("version") != "3" or self.flavour == "cloud"
+
+    def _incidents_api(self, groups: Groups) -> bool:
+        return self.flavour == "cloud" and self.major_incident_field
+
+    def routes(self) -> list[Route]:
+        """The site's endpoints: the REST API (v2, v3 on Cloud), JSM request comments and the Incidents API."""
+
+        def rest(methods: str, path: str, handler: Callable[..., SimResponse]) -> Route:
+            return Route(methods, REST_API + path, _numbered_version(handler), serves=self._serves_api)
+
         return [
-            ("GET", r"/serverInfo", self._server_info),
-            ("GET", r"/myself", self._myself),
-            ("GET", r"/field", self._fields),
-            ("GET", r"/issueLinkType", self._link_types),
-            ("GET", r"/issuetype", self._issue_types),
-            ("GET", r"/priority", self._priorities),
-            ("GET", r"/status", self._statuses),
-            ("GET", r"/project/" + key, self._project),
-            ("GET", r"/user/search", self._user_search),
-            ("GET", r"/search/jql", self._search_jql),
-            ("POST", r"/search/jql", self._search_jql),
-            ("POST", r"/search/approximate-count", self._approximate_count),
-            ("GET", r"/search", self._search_old),
-            ("POST", r"/search", self._search_old),
-            ("POST", r"/issue", self._create),
-            ("GET", r"/issue/" + key, self._get_issue),
-            ("PUT", r"/issue/" + key, self._edit),
-            ("PUT", r"/issue/" + key + r"/assignee", self._assign),
-            ("GET", r"/issue/" + key + r"/transitions", self._get_transitions),
-            ("POST", r"/issue/" + key + r"/transitions", self._do_transition),
-            ("GET", r"/issue/" + key + r"/comment", self._list_comments),
-            ("POST", r"/issue/" + key + r"/comment", self._add_comment),
-            ("GET", r"/issue/" + key + r"/properties", self._list_properties),
-            ("GET", r"/issue/" + key + r"/properties/" + key, self._get_property),
-            ("PUT", r"/issue/" + key + r"/properties/" + key, self._put_property),
-            ("DELETE", r"/issue/" + key + r"/properties/" + key, self._delete_property),
-            ("POST", r"/issueLink", self._create_link),
-            ("GET", r"/issueLink/" + key, self._get_link),
-            ("DELETE", r"/issueLink/" + key, self._delete_link),
+            Route(ANY_METHOD, "/_edge/tenant_info", self._tenant_info, serves=self._cloud),
+            # Both answer the issue's 404 before a wrong method's 405: the handlers check the method.
+            Route(ANY_METHOD, "/jsm/incidents/cloudId/{cloud_id}/v1/incident/{issue_id}/major", self._incident_major,
+                  serves=self._incidents_api),
+            Route(ANY_METHOD, "/rest/servicedeskapi/request/{key}/comment", self._servicedesk_comment),
+            rest("GET", "/serverInfo", self._server_info),
+            rest("GET", "/myself", self._myself),
+            rest("GET", "/field", self._fields),
+            rest("GET", "/issueLinkType", self._link_types),
+            rest("GET", "/issuetype", self._issue_types),
+            rest("GET", "/priority", self._priorities),
+            rest("GET", "/status", self._statuses),
+            rest("GET", "/project/{key}", self._project),
+            rest("GET", "/user/search", self._user_search),
+            rest("GET POST", "/search/jql", self._search_jql),
+            rest("POST", "/search/approximate-count", self._approximate_count),
+            rest("GET POST", "/search", self._search_old),
+            rest("POST", "/issue", self._create),
+            rest("GET", "/issue/{key}", self._get_issue),
+            rest("PUT", "/issue/{key}", self._edit),
+            rest("PUT", "/issue/{key}/assignee", self._assign),
+            rest("GET", "/issue/{key}/transitions", self._get_transitions),
+            rest("POST", "/issue/{key}/transitions", self._do_transition),
+            rest("GET", "/issue/{key}/comment", self._list_comments),
+            rest("POST", "/issue/{key}/comment", self._add_comment),
+            rest("GET", "/issue/{key}/properties", self._list_properties),
+            rest("GET", "/issue/{key}/properties/{prop}", self._get_property),
+            rest("PUT", "/issue/{key}/properties/{prop}", self._put_property),
+            rest("DELETE", "/issue/{key}/properties/{prop}", self._delete_property),
+            rest("POST", "/issueLink", self._create_link),
+            rest("GET", "/issueLink/{link_id}", self._get_link),
+            rest("DELETE", "/issueLink/{link_id}", self._delete_link),
         ]
+
+    def _tenant_info(self, request: SimRequest) -> SimResponse:
+        return SimResponse(200, {"cloudId": self.cloud_id})
 
     # ------------------------------------------------------------------ internals: state
 
@@ -2085,8 +2089,6 @@ class JiraSim:
     # ------------------------------------------------------------------ JSM Incidents API
 
     def _incident_major(self, request: SimRequest, cloud_id: str, issue_id: str) -> SimResponse:
-        if self.flavour != "cloud" or not self.major_incident_field:
-            return self._null_for_uri(request)
         if cloud_id != self.cloud_id:
             raise _fail(404, f"Site '{cloud_id}' not found.")
         st = self._issues.get(issue_id)
@@ -2388,32 +2390,15 @@ class _JiraSimServer(SimServer):
     """:class:`SimServer` with Jira-looking rate-limit faults and fault responses recorded as exchanges."""
 
     def __init__(self, sim: JiraSim, handler: Callable[[SimRequest], SimResponse], port: int = 0) -> None:
-        super().__init__(handler, port=port)
+        # A short poll interval so that stop() returns quickly in tests.
+        super().__init__(handler, port=port, poll_interval=0.02, name="jira-sim")
         self.sim = sim
-        self._local = threading.local()
 
-    def _make_handler_class(self) -> Any:
-        handler = super()._make_handler_class()
-        # TCP_NODELAY: headers and body go out in two writes; with Nagle plus the client's delayed ACK every
-        # keep-alive response would stall ~40 ms.
-        handler.disable_nagle_algorithm = True
-        return handler
-
-    def start(self) -> "_JiraSimServer":
-        """Serve in a background thread (short poll interval so :meth:`stop` returns quickly in tests)."""
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.02},
-                                        name="jira-sim", daemon=True)
-        self._thread.start()
-        return self
-
-    def _pick_fault(self, request: SimRequest) -> FaultRule | None:
-        rule = super()._pick_fault(request)
-        self._local.request = request if rule is not None else None
-        return rule
-
-    def _fault_response(self, rule: FaultRule) -> SimResponse | None:
-        response = super()._fault_response(rule)
-        if response is not None and rule.kind == "429":
+    def _fault_response(self, rule: FaultRule, request: SimRequest) -> SimResponse | None:
+        response = super()._fault_response(rule, request)
+        if response is None:
+            return None
+        if rule.kind == "429":
             now = self.sim._now()
             reset = now + timedelta(seconds=float(rule.retry_after or 0))
             response.body = {"errorMessages": ["Rate limit exceeded."], "errors": {}}
@@ -2423,11 +2408,8 @@ class _JiraSimServer(SimServer):
                 "X-RateLimit-Reset": reset.strftime("%Y-%m-%dT%H:%MZ"),
                 "RateLimit-Reason": "jira-burst-based",
             })
-        request = getattr(self._local, "request", None)
-        if response is not None and request is not None:
-            with self.sim._lock:
-                self.sim._record_exchange(request, response, fault=rule.kind)
-        self._local.request = None
+        with self.sim._lock:
+            self.sim._record_exchange(request, response, fault=rule.kind)
         return response
 
 
@@ -2442,4 +2424,4 @@ def serve(port: int, email: str, token: str, flavour: str = "cloud") -> None:
     except KeyboardInterrupt:
         pass
     finally:
-        server._server.server_close()
+        server.close()

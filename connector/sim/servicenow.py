@@ -33,7 +33,7 @@ from http import HTTPStatus
 from typing import Any, Callable, Iterable
 from urllib.parse import parse_qs, urlencode, urlsplit
 
-from connector.sim.base import SimRequest, SimResponse, SimServer
+from connector.sim.base import Route, Router, SimRequest, SimResponse, SimServer, compile_path
 
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 DEFAULT_LIMIT = 10000
@@ -117,9 +117,11 @@ NO_RECORD_LIST = ("No Record found", "Records matching query not found. Check qu
 NO_RECORD_ID = ("No Record found", "Record doesn't exist or ACL restricts the record retrieval")
 BAD_URI = ("Requested URI does not represent any resource", None)
 
-_TABLE_PATH = re.compile(r"^/api/now(?:/(?P<version>v1|v2))?/table/(?P<table>[^/]+)(?:/(?P<sys_id>[^/]+))?/?$")
-_BATCH_PATH = re.compile(r"^/api/now(?:/v1)?/batch/?$")
-_STATS_PATH = re.compile(r"^/api/now(?:/v1)?/stats/(?P<table>[^/]+)/?$")
+TABLE_PATH = "/api/now[/{version:v1|v2}]/table/{table}"
+BATCH_PATH = "/api/now[/v1]/batch[/]"
+STATS_PATH = "/api/now[/v1]/stats/{table}[/]"
+OAUTH_PATH = "/oauth_token.do"
+_BATCH_REGEX = compile_path(BATCH_PATH)
 _TABLE_NAME = re.compile(r"[a-z0-9_]+")
 _FIELD_NAME = re.compile(r"[a-z_][a-z0-9_]*")
 _INTEGER = re.compile(r"-?\d{1,18}")
@@ -415,6 +417,24 @@ class ServiceNowSim:
         fields = INCIDENT_FIELDS if incident_fields is None else tuple(incident_fields)
         self._columns["incident"] = dict.fromkeys((*SYSTEM_FIELDS, "number", "sys_class_name", *fields))
         self._seed_dictionary("incident")
+        self.router = Router(self.routes(), not_found=lambda request: _error(400, *BAD_URI),
+                             wrong_method=self._not_supported, authorised=self._authorised,
+                             unauthorised=self._unauthorised)
+
+    def routes(self) -> list[Route]:
+        """The instance's endpoints: OAuth, Batch, Aggregate and Table APIs."""
+        record = TABLE_PATH + "/{sys_id}[/]"
+        table = TABLE_PATH + "[/]"
+        return [
+            Route("POST", OAUTH_PATH, self._oauth, public=True),
+            Route("POST", BATCH_PATH, self._batch, serves=lambda groups: self.batch_enabled),
+            Route("GET HEAD", STATS_PATH, self._stats),
+            Route("GET HEAD", table, self._list, check=self._table_check),
+            Route("POST", table, self._create, check=self._table_check),
+            Route("GET HEAD", record, self._read_one, check=self._table_check),
+            Route("PUT PATCH", record, self._write, check=self._table_check),
+            Route("DELETE", record, self._delete, check=self._table_check),
+        ]
 
     # -- Python API ------------------------------------------------------------------------------
 
@@ -472,13 +492,16 @@ class ServiceNowSim:
     def handle(self, request: SimRequest) -> SimResponse:
         """Answer one HTTP request (authentication is checked by :meth:`server`, not here)."""
         with self._lock:
-            return self._route(request)
+            return self.router.dispatch(request, authenticate=False)
 
     def _authenticated(self, request: SimRequest) -> SimResponse:
-        if request.path != "/oauth_token.do" and not self._authorised(request):
-            return _error(401, "User Not Authenticated", "Required to provide Auth information",
-                          {"WWW-Authenticate": 'BASIC realm="Service-now"'})
-        return self.handle(request)
+        with self._lock:
+            return self.router.dispatch(request)
+
+    @staticmethod
+    def _unauthorised(request: SimRequest) -> SimResponse:
+        return _error(401, "User Not Authenticated", "Required to provide Auth information",
+                      {"WWW-Authenticate": 'BASIC realm="Service-now"'})
 
     def _authorised(self, request: SimRequest) -> bool:
         scheme, _, credentials = (request.header("Authorization") or "").partition(" ")
@@ -495,23 +518,6 @@ class ServiceNowSim:
                 return expiry is not None and self.clock() < expiry
         return False
 
-    def _route(self, request: SimRequest) -> SimResponse:
-        path = request.path
-        if path == "/oauth_token.do":
-            return self._oauth(request)
-        if _BATCH_PATH.match(path):
-            return self._batch(request)
-        stats = _STATS_PATH.match(path)
-        if stats is not None:
-            if request.method not in ("GET", "HEAD"):
-                return self._not_supported(request)
-            return self._checked(request, stats["table"]) or self._stats(request, stats["table"])
-        match = _TABLE_PATH.match(path)
-        if match is None:
-            return _error(400, *BAD_URI)
-        return self._checked(request, match["table"]) or self._table(request, match["table"], match["sys_id"],
-                                                                      match["version"])
-
     @staticmethod
     def _checked(request: SimRequest, table: str) -> SimResponse | None:
         """The error for a bad table name or an unacceptable ``Accept`` header, if any."""
@@ -521,25 +527,25 @@ class ServiceNowSim:
             return _error(406, "Not Acceptable", "The Accept header must allow application/json")
         return None
 
-    def _table(self, request: SimRequest, table: str, sys_id: str | None, version: str | None) -> SimResponse:
-        method = request.method
-        if method in ("GET", "HEAD"):
-            return self._read_one(request, table, sys_id) if sys_id else self._list(request, table, version)
-        if method in ("POST", "PUT", "PATCH"):
+    @classmethod
+    def _table_check(cls, request: SimRequest, table: str, **_: str | None) -> SimResponse | None:
+        """What the Table API rejects before it looks at the method: the table name, ``Accept``, and a
+        write's ``Content-Type``."""
+        checked = cls._checked(request, table)
+        if checked is not None:
+            return checked
+        if request.method in ("POST", "PUT", "PATCH"):
             content_type = (request.header("Content-Type") or "").lower()
             if content_type and "json" not in content_type:
                 return _error(415, "Unsupported Media Type", "Content-Type must be application/json")
-            if method == "POST" and not sys_id:
-                return self._create(request, table)
-            if method != "POST" and sys_id:
-                return self._write(request, table, sys_id)
-        if method == "DELETE" and sys_id:
-            return SimResponse(204) if self.delete(table, sys_id) else _error(404, *NO_RECORD_ID)
-        return self._not_supported(request)
+        return None
 
     @staticmethod
     def _not_supported(request: SimRequest) -> SimResponse:
         return _error(405, "Method not Supported", f"{request.method} method not supported for API")
+
+    def _delete(self, request: SimRequest, table: str, sys_id: str, version: str | None) -> SimResponse:
+        return SimResponse(204) if self.delete(table, sys_id) else _error(404, *NO_RECORD_ID)
 
     def _list(self, request: SimRequest, table: str, version: str | None) -> SimResponse:
         options = self._read_options(request, table)
@@ -558,13 +564,13 @@ class ServiceNowSim:
             headers["Link"] = self._link_header(request, options.base, offset, limit, total)
         return SimResponse(200, {"result": [self._render(table, row, options) for row in page]}, headers)
 
-    def _read_one(self, request: SimRequest, table: str, sys_id: str) -> SimResponse:
+    def _read_one(self, request: SimRequest, table: str, sys_id: str, version: str | None) -> SimResponse:
         record = self._tables.get(table, {}).get(sys_id)
         if record is None or not self._visible(table, record):
             return _error(404, *NO_RECORD_ID)
         return SimResponse(200, {"result": self._render(table, record, self._read_options(request, table))})
 
-    def _create(self, request: SimRequest, table: str) -> SimResponse:
+    def _create(self, request: SimRequest, table: str, version: str | None) -> SimResponse:
         body = self._body(request)
         if isinstance(body, SimResponse):
             return body
@@ -573,7 +579,7 @@ class ServiceNowSim:
         headers = {"Location": f"{base}/api/now/table/{table}/{record['sys_id']}"}
         return self._write_response(request, table, record, 201, headers)
 
-    def _write(self, request: SimRequest, table: str, sys_id: str) -> SimResponse:
+    def _write(self, request: SimRequest, table: str, sys_id: str, version: str | None) -> SimResponse:
         body = self._body(request)
         if isinstance(body, SimResponse):
             return body
@@ -602,6 +608,9 @@ class ServiceNowSim:
         return body
 
     def _stats(self, request: SimRequest, table: str) -> SimResponse:
+        checked = self._checked(request, table)
+        if checked is not None:
+            return checked
         rows = self._select(request, table)
         group_by = [name.strip() for name in (request.arg("sysparm_group_by") or "").split(",") if name.strip()]
         if not group_by:
@@ -640,10 +649,6 @@ class ServiceNowSim:
     # -- Batch API -------------------------------------------------------------------------------
 
     def _batch(self, request: SimRequest) -> SimResponse:
-        if not self.batch_enabled:
-            return _error(400, *BAD_URI)
-        if request.method != "POST":
-            return self._not_supported(request)
         body = self._body(request)
         if isinstance(body, SimResponse):
             return body
@@ -671,12 +676,12 @@ class ServiceNowSim:
         except (binascii.Error, ValueError):
             response = _error(400, "Invalid request body", "The body must be base64 encoded.")
         else:
-            if _BATCH_PATH.match(parts.path):
+            if _BATCH_REGEX.fullmatch(parts.path):
                 response = _error(400, "Invalid batch request", "Batch requests cannot be nested.")
             else:
                 sub = SimRequest(method=str(item.get("method", "GET")).upper(), path=parts.path,
                                  query=parse_qs(parts.query, keep_blank_values=True), headers=headers, body=body)
-                response = self._route(sub)
+                response = self.router.dispatch(sub, authenticate=False)
         payload = response.encode()
         response_headers = dict(response.headers)
         if payload and not any(k.lower() == "content-type" for k in response_headers):
@@ -696,8 +701,6 @@ class ServiceNowSim:
     # -- OAuth -----------------------------------------------------------------------------------
 
     def _oauth(self, request: SimRequest) -> SimResponse:
-        if request.method != "POST":
-            return self._not_supported(request)
         form = {k: v[0] for k, v in parse_qs(request.body.decode("utf-8", "replace")).items()}
         grant = form.get("grant_type")
         if grant == "password":
