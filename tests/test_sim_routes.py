@@ -136,7 +136,9 @@ def test_every_servicenow_route_is_reachable(servicenow: tuple[ServiceNowSim, Si
     sim, server, values = servicenow
     route, method = sim.router.routes[case[0]], case[1]
     path = route.example(**values)
-    assert sim.router.resolve(method, path).route is route
+    found = sim.router.resolve(method, path)
+    assert found.route is route and found.known is not None
+    assert (found.known.check, found.known.public) == (route.check, route.public)  # one path, one check
     response = _send(server, method, path, (sim.user, sim.password))
     assert response.status_code not in (401, 405) and UNKNOWN_SN_PATH not in response.text, response.text
     if method == "DELETE":
@@ -148,7 +150,9 @@ def test_every_jira_route_is_reachable(jira: tuple[JiraSim, SimServer, dict[str,
     sim, server, values = jira
     route, method = sim.router.routes[case[0]], case[1]
     path = route.example(**values)
-    assert sim.router.resolve(method, path).route is route
+    found = sim.router.resolve(method, path)
+    assert found.route is route and found.known is not None
+    assert (found.known.check, found.known.public) == (route.check, route.public)  # one path, one check
     response = _send(server, method, path, (sim.email, sim.token))
     assert response.status_code not in (401, 405) and "null for uri" not in response.text, response.text
 
