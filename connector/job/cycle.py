@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
-from connector.core.actions import Action, CreateParent, LinkChild, Notify, action_from_dict
+from connector.core.actions import Action, ActionKey, CreateParent, LinkChild, Notify, action_from_dict
 from connector.core.durations import parse_duration
 from connector.core.mapping import MappingError
 from connector.core.ticket import CANONICAL_FIELDS, Ticket
@@ -353,8 +353,7 @@ def run_cycle(platform: Platform, store: StateStore, rules: Sequence[Rule], proc
         results += applied
     # announce only what the platform now shows: not an incident whose declaration failed this cycle
     # (its messages stay planned and go out once the declaration lands)
-    failed_targets = {r.key.split(":", 1)[1] for r in results
-                      if r.status == "failed" and r.key.startswith(("declare:", "create:"))}
+    failed_targets = {mi for r in results if r.status == "failed" and (mi := _declared_by(r.key)) is not None}
 
     def announceable(action: Notify) -> bool:
         return action.target not in failed_targets and resolve(action.target) is not None
@@ -394,6 +393,15 @@ def run_cycle(platform: Platform, store: StateStore, rules: Sequence[Rule], proc
     report.duration_s = time.monotonic() - clock
     store.record_cycle(now, report.summary())
     return report
+
+
+def _declared_by(key: str) -> str | None:
+    """The major incident a declaring action (``declare:<mi>``, ``create:<mi>``) is about, else None."""
+    try:
+        parsed = ActionKey.parse(key)
+    except ValueError:  # a key of an older version, re-driven from the ledger: never a declaration
+        return None
+    return parsed.mi if parsed.kind in ("declare", "create") else None
 
 
 def _rekey_created(records: dict[str, MIRecord], id_map: dict[str, str], store: StateStore) -> None:

@@ -47,6 +47,7 @@ from typing import Any, Iterable
 
 from connector.core.actions import (
     Action,
+    ActionKey,
     AddNote,
     CreateChange,
     CreateTask,
@@ -203,9 +204,6 @@ class _RecordPlan:
     def epoch(self) -> int:
         return int(self.facts.get("epoch", 0))
 
-    def _suffix(self) -> str:
-        return f":r{self.epoch}" if self.epoch else ""
-
     def _event(self, event: str, value: Any = None, by: str = "connector") -> None:
         self.facts.setdefault("timeline", []).append({"at": _iso(self.now), "event": event, "value": value, "by": by})
 
@@ -249,7 +247,7 @@ class _RecordPlan:
         title = self.facts.get("change_title")
         return text + (f" (resolution plan: {title})" if title else "")
 
-    def _message(self, kind: str, key: str, stage: str | None = None) -> None:
+    def _message(self, kind: str, key: ActionKey, stage: str | None = None) -> None:
         self.actions += messages.message_actions(self.process, kind, key, self.target, self.values(stage),
                                               rule=self.record.rule)
 
@@ -328,7 +326,7 @@ class _RecordPlan:
         if self.record.id in self.run.declared_now or self.mid in self.run.declared_now:
             # identification.py writes the stage and the declaration note in this very cycle
             self._wrote("stage", "identification", self._value("stage"))
-            facts["stage_keys"] = [f"stage:{self.mid}:identification"]
+            facts["stage_keys"] = [ActionKey.stage(self.mid, "identification")]
             facts["stage_event_at"] = {"identification": _iso(self.record.declared_at)}
             self._event("stage", "identification")
             return
@@ -337,7 +335,7 @@ class _RecordPlan:
             return
         facts["adopted"] = stage
         self._adopt("stage", stage, by="platform")
-        facts["stage_keys"] = [f"stage:{self.mid}:{s}" for s in STAGES[:RANK[stage] + 1]]
+        facts["stage_keys"] = [ActionKey.stage(self.mid, s) for s in STAGES[:RANK[stage] + 1]]
         rank = RANK[stage]
         facts["declared_sent"] = True
         every = self.process.communications.update_every
@@ -407,7 +405,7 @@ class _RecordPlan:
         if self.target.startswith("new-"):
             return  # a parent still to be created has no number to announce yet: next cycle
         self.facts["declared_sent"] = True
-        self._message("declared", f"comms:{self.mid}:declared", stage="identification")
+        self._message("declared", ActionKey.comms(self.mid, "declared"), stage="identification")
 
     def _containment(self) -> None:
         facts = self.facts
@@ -455,7 +453,7 @@ class _RecordPlan:
                 self._wrote(name, fields[name], self._value(name))
         why = ("out of hours: on-call manager" if assignment.source == "on_call" else
                "round-robin rota" if assignment.source == "rota" else "team")
-        self.actions.append(SetFields(key=f"assign:{self.mid}", target=self.target, rule=self.record.rule,
+        self.actions.append(SetFields(key=ActionKey.assign(self.mid), target=self.target, rule=self.record.rule,
                                       reason=f"containment: major incident team and manager ({why})", fields=fields))
         self._contained("connector")
 
@@ -501,9 +499,9 @@ class _RecordPlan:
                 text = f"Arrived out of hours: routed to {ooh.group} with raised urgency."
             local = child.opened_at.astimezone(self.run.calendar.zone)
             reason = f"arrived out of hours ({local:%a %H:%M} {self.process.business_hours.time_zone})"
-            self.actions.append(SetFields(key=f"ooh:{child_id}:{self.mid}", target=child_id, rule=self.record.rule,
+            self.actions.append(SetFields(key=ActionKey.ooh(child_id, self.mid), target=child_id, rule=self.record.rule,
                                           reason=reason, fields=fields))
-            self.actions.append(AddNote(key=f"note:{child_id}:ooh", target=child_id, rule=self.record.rule,
+            self.actions.append(AddNote(key=ActionKey.ooh_note(child_id), target=child_id, rule=self.record.rule,
                                         reason=reason, text=text))
             routed.append(child_id)
 
@@ -530,7 +528,7 @@ class _RecordPlan:
             title = f"Resolution plan for {values['key']}"
             description = f"Implements the resolution of major incident {values['key']}."
         group = self.process.team.group if (template.assign_to_team and self.process.team) else None
-        self.actions.append(CreateChange(key=f"change:{self.mid}", target=self.target, rule=self.record.rule,
+        self.actions.append(CreateChange(key=ActionKey.change(self.mid), target=self.target, rule=self.record.rule,
                                          reason="resolution stage: the resolution plan is implemented as a change",
                                          title=title, description=description, group=group,
                                          change_type=template.type))
@@ -549,15 +547,14 @@ class _RecordPlan:
         self._event("resolved", self._value("state"), by="platform")
         if canceled:
             return
-        suffix = self._suffix()
-        self._message("resolved", f"comms:{self.mid}:resolved{suffix}", stage="maintenance")
-        self._resolve_children(suffix)
+        self._message("resolved", ActionKey.comms(self.mid, "resolved", round=self.epoch), stage="maintenance")
+        self._resolve_children()
         self._review_tasks(resolved)
         m = metrics.compute(self.record, self.process, self.now)
-        self.actions.append(AddNote(key=f"note:{self.mid}:metrics{suffix}", target=self.target, rule=self.record.rule,
+        self.actions.append(AddNote(key=ActionKey.note(self.mid, "metrics", self.epoch), target=self.target, rule=self.record.rule,
                                     reason="maintenance: metrics", text=metrics.note_text(m)))
 
-    def _resolve_children(self, suffix: str) -> None:
+    def _resolve_children(self) -> None:
         children = self.run.tickets([c for c in self.record.children if c != self.record.id])
         key = self.record.key or self._value("key") or self.record.id
         notes = f"Resolved with major incident {key}: {self._resolution_text()}."
@@ -567,7 +564,7 @@ class _RecordPlan:
             # and only while they are still linked (a human may have unlinked one)
             if not child.is_open or child.parent != self.target:
                 continue
-            self.actions.append(ResolveChild(key=f"resolve:{child_id}:{self.mid}{suffix}", target=child_id,
+            self.actions.append(ResolveChild(key=ActionKey.resolve(child_id, self.mid, self.epoch), target=child_id,
                                              parent=self.target, rule=self.record.rule,
                                              reason=f"major incident {key} resolved", notes=notes))
 
@@ -582,7 +579,7 @@ class _RecordPlan:
         for n, task in enumerate(tasks, start=1):
             due = self.run.calendar.add_business_days(resolved, business_days(task.due))
             description = task.description or f"Post-implementation review of major incident {key}."
-            self.actions.append(CreateTask(key=f"task:{self.mid}:{n}", target=self.target, rule=self.record.rule,
+            self.actions.append(CreateTask(key=ActionKey.task(self.mid, n), target=self.target, rule=self.record.rule,
                                            reason=f"maintenance: review task {n} of {len(tasks)}",
                                            title=f"{task.title} ({key})", description=description,
                                            owner=task.owner or facts.get("manager"), due=due))
@@ -609,7 +606,7 @@ class _RecordPlan:
         key = self.record.key or self._value("key") or self.record.id
         which = f": {', '.join(open_tasks)}" if open_tasks else ""
         self.actions.append(AddNote(
-            key=f"note:{self.mid}:waiting{self._suffix()}", target=self.target, rule=self.record.rule,
+            key=ActionKey.note(self.mid, "waiting", self.epoch), target=self.target, rule=self.record.rule,
             reason="closed on the platform, review tasks open: the process stays in maintenance",
             text=f"Major incident {key} is closed; the process stays in maintenance, waiting for {count} review "
                  f"task{'s' if count != 1 else ''}{which}."))
@@ -630,7 +627,7 @@ class _RecordPlan:
             key = self.record.key or self._value("key") or self.record.id
             change = facts.get("change_key") or facts.get("change_title") or facts.get("change") or "the change"
             self.actions.append(AddNote(
-                key=f"note:{self.mid}:change_done", target=self.target, rule=self.record.rule,
+                key=ActionKey.note(self.mid, "change_done"), target=self.target, rule=self.record.rule,
                 reason=f"resolution: the change is {change_state}",
                 text=f"The change {change} implementing the resolution of major incident {key} is {change_state}. "
                      f"Resolve the major incident once the service is confirmed restored."))
@@ -643,14 +640,13 @@ class _RecordPlan:
         facts["closed_at"] = _iso(self.now)
         facts.setdefault("stage_event_at", {})[f"closed:{self.epoch}"] = _iso(self.now)
         self._event("closed", self._value("state"), by="platform")
-        suffix = self._suffix()
         m = metrics.compute(self.record, self.process, self.now)
         key = self.record.key or self._value("key") or self.record.id
         self.actions.append(AddNote(
-            key=f"note:{self.mid}:closed{suffix}", target=self.target, rule=self.record.rule, reason="closed: final note",
+            key=ActionKey.note(self.mid, "closed", self.epoch), target=self.target, rule=self.record.rule, reason="closed: final note",
             text=f"Major incident {key} is closed. Impact {metrics.human_duration(m.impact_s)}, {m.children} related "
                  f"tickets, {m.updates_sent} updates sent, review tasks done {metrics.review_text(m)}. Stage: closed."))
-        self._message("closed", f"comms:{self.mid}:closed{suffix}", stage="closed")
+        self._message("closed", ActionKey.comms(self.mid, "closed", round=self.epoch), stage="closed")
 
     # -- the stage written back -----------------------------------------------------------------------------
 
@@ -678,7 +674,7 @@ class _RecordPlan:
         stage, event_at = self._desired()
         current = self._value("stage")
         planned = facts.setdefault("stage_keys", [])
-        key = f"stage:{self.mid}:{stage}" + self._suffix()
+        key = ActionKey.stage(self.mid, stage, self.epoch)
         self.record.stage = current or stage
         if key in planned:
             return
@@ -703,7 +699,7 @@ class _RecordPlan:
         # only the latest due update goes out: after downtime nobody wants the missed ones in a burst
         self.facts["last_update"] = due
         self.facts["updates_sent"] = int(self.facts.get("updates_sent", 0)) + 1
-        self._message("update", f"comms:{self.mid}:update:{due}", stage=self.record.stage)
+        self._message("update", ActionKey.comms(self.mid, "update", due), stage=self.record.stage)
         self._event("update", due)
 
 
