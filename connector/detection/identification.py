@@ -10,7 +10,8 @@ from __future__ import annotations
 from typing import Sequence
 
 from connector.core.actions import Action, ActionKey, AddNote, CreateParent, DeclareMajor, LinkChild, SetStage
-from connector.detection.engine import Decisions, Declaration, LateLink, marker_for
+from connector.detection.engine import Decisions, Declaration, LateLink
+from connector.detection.markers import marker_for
 from connector.detection.rules import Rule
 
 PARENT_COPY = ("service", "ci", "category", "subcategory", "location", "priority", "impact", "urgency")

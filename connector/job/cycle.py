@@ -22,15 +22,9 @@ from connector.core.actions import Action, ActionKey, CreateParent, LinkChild, N
 from connector.core.durations import parse_duration
 from connector.core.mapping import MappingError
 from connector.core.ticket import CANONICAL_FIELDS, Ticket
-from connector.detection.engine import (
-    Decisions,
-    Declaration,
-    decide,
-    major_incidents_from_tickets,
-    parse_marker,
-    window_horizon,
-)
+from connector.detection.engine import Decisions, Declaration, decide, window_horizon
 from connector.detection.identification import identification_actions
+from connector.detection.markers import major_incidents_from_tickets, parse_marker
 from connector.detection.registry import MIRecord
 from connector.detection.rules import Rule
 from connector.job.store import StateStore
