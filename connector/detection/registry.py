@@ -1,14 +1,22 @@
-"""The major incident registry record: the engine's view of an incident plus the process bookkeeping.
-Plain data (no I/O), so the pure modules can use it; the state store persists it."""
+"""The major incident registry: each record is the engine's view of an incident plus the process bookkeeping,
+and :class:`Registry` keeps them in line with the engine's decisions and what the platform shows. Pure (no
+I/O, no clock): the sync cycle loads the records from the state store, hands in what it read, and saves them.
+"""
 
 from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
-from connector.detection.engine import MajorIncident
+from connector.core.ticket import Ticket
+from connector.detection.engine import Decisions, Declaration, MajorIncident
+from connector.detection.markers import major_incidents_from_tickets, parse_marker
+from connector.detection.rules import Rule
+
+DONE_STATES = frozenset({"resolved", "closed", "canceled"})
+"""States of a change or review task that count as done."""
 
 
 def _iso(value: datetime) -> str:
@@ -49,3 +57,143 @@ class MIRecord:
         data["started_at"] = datetime.fromisoformat(data["started_at"])
         data["declared_at"] = datetime.fromisoformat(data["declared_at"])
         return cls(**data)
+
+
+class Registry:
+    """Every major incident the connector tracks, by id, and the bookkeeping that keeps them current."""
+
+    def __init__(self, records: Iterable[MIRecord] = ()) -> None:
+        self.records: dict[str, MIRecord] = {r.id: r for r in records}
+
+    def __iter__(self) -> Iterator[MIRecord]:
+        return iter(list(self.records.values()))
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __contains__(self, mi_id: object) -> bool:
+        return mi_id in self.records
+
+    def get(self, mi_id: str) -> MIRecord | None:
+        """The record of ``mi_id``, if tracked."""
+        return self.records.get(mi_id)
+
+    def active(self) -> list[MIRecord]:
+        """Records still in process: not rejected, not finished."""
+        return [r for r in self.records.values() if r.status != "rejected" and not r.facts.get("process_done")]
+
+    def ticket_ids(self) -> set[str]:
+        """Every tracked incident and child (their cached tickets are kept)."""
+        out = set(self.records)
+        for record in self.records.values():
+            out.update(record.children)
+        return out
+
+    def refresh(self, tickets: Sequence[Ticket], rules: Sequence[Rule]) -> None:
+        """Bring the registry in line with what the platform says (humans win): a candidate a human rejected,
+        an incident resolved or closed, a stage changed by hand, a marked incident the registry lost."""
+        records = self.records
+        by_rule = {r.id: r for r in rules}
+        for t in tickets:
+            record = records.get(t.id)
+            if record is None:
+                parsed = parse_marker(t.marker)
+                if parsed is None or t.major in ("none",) or parsed[0] not in by_rule:
+                    continue
+                rebuilt = major_incidents_from_tickets([t], rules)
+                if not rebuilt:
+                    continue
+                mi = rebuilt[0]
+                record = MIRecord(mi.id, mi.rule, list(mi.group), mi.started_at, mi.declared_at, mi.status, key=t.key,
+                                  synthetic_id=parsed[1])
+                records[t.id] = record
+            record.key = t.key or record.key
+            if t.major in ("rejected", "canceled"):
+                record.status = "rejected"
+            elif not t.is_open and t.state == "closed":
+                record.status = "closed"
+            elif not t.is_open:
+                record.status = "resolved"
+            else:
+                record.status = "open"
+            if t.stage:
+                record.stage = t.stage
+            record.facts["major"] = t.major
+            record.facts["state"] = t.state
+            if t.resolved_at and "resolved_at" not in record.facts:
+                record.facts["resolved_at"] = t.resolved_at.isoformat()
+        for t in tickets:
+            if t.parent and t.parent in records and t.id not in records[t.parent].children:
+                records[t.parent].children.append(t.id)
+            for record in records.values():
+                # a child a human unlinked (or moved to another incident) is no longer ours to resolve
+                if t.id in record.children and t.parent != record.id and not record.id.startswith("new-"):
+                    record.children.remove(t.id)
+
+    def register(self, decisions: Decisions, now: datetime) -> None:
+        """Track the incidents declared this cycle and the late children that joined open ones."""
+        records = self.records
+        for decl in decisions.declarations:
+            if decl.mi_id in records:
+                continue
+            records[decl.mi_id] = MIRecord(
+                id=decl.mi_id, rule=decl.rule, group=list(decl.group), started_at=decl.started_at,
+                declared_at=max(now, decl.detected_at), status="open", key=decl.parent.key if decl.parent else None,
+                synthetic_id=decl.mi_id if decl.new_parent else None, stage="identification",
+                children=[t.id for t in decl.children],
+                facts={"first_opened_at": decl.started_at.isoformat(), "declared_at": max(now, decl.detected_at).isoformat(),
+                       "detected_at": decl.detected_at.isoformat(), "triggered_by": decl.triggered_by,
+                       "group_fields": list(decl.group_fields), "mode": decl.mode,
+                       "service": _group_value(decl, "service")},
+            )
+        for link in decisions.late_links:
+            record = records.get(link.mi_id)
+            if record is not None and link.ticket.id not in record.children:
+                record.children.append(link.ticket.id)
+
+    def rekey_created(self, id_map: Mapping[str, str]) -> list[str]:
+        """Track a parent the connector created under its real id once the platform gave it one; returns the
+        synthetic ids no longer tracked (the cycle forgets them in the state store)."""
+        records = self.records
+        dropped = []
+        for synthetic, real in id_map.items():
+            record = records.pop(synthetic, None)
+            if record is None:
+                continue
+            dropped.append(synthetic)
+            record.id = real
+            record.synthetic_id = synthetic
+            if real in records:
+                records[real].children = sorted(set(records[real].children) | set(record.children))
+            else:
+                records[real] = record
+        return dropped
+
+
+def record_followups(record: MIRecord, entry: Mapping[str, Any] | None, now: datetime) -> None:
+    """Keep what the platform said of ``record``'s change and review tasks (``Platform.fetch_followups``, read
+    ``now``) for the pure planner; ``entry`` None means the platform knows neither."""
+    entry = entry or {"change": None, "tasks": []}
+    facts = record.facts
+    facts["followed_at"] = now.isoformat()
+    change = entry.get("change")
+    if change:
+        facts["change_state"] = change.get("state")
+        if change.get("key"):
+            facts["change_key"] = change["key"]
+    tasks = entry.get("tasks") or []
+    done = [t for t in tasks if t.get("state") in DONE_STATES]
+    facts["review_tasks"] = {"done": len(done), "total": len(tasks)}
+    facts["review_open"] = [str(t.get("key") or t.get("title") or t.get("id")) for t in tasks
+                            if t.get("state") not in DONE_STATES]
+
+
+def _group_value(decl: Declaration, name: str) -> str | None:
+    if name in decl.group_fields:
+        return decl.group[decl.group_fields.index(name)]
+    if decl.parent is not None:
+        return getattr(decl.parent, name)
+    return decl.tickets[0].service if decl.tickets else None
+
+
+__all__ = ["MIRecord", "Registry", "record_followups", "DONE_STATES"]
