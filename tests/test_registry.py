@@ -13,6 +13,7 @@ import pytest
 from connector.core.ticket import Ticket
 from connector.detection.engine import Decisions, Declaration, LateLink
 from connector.detection.markers import marker_for
+from connector.detection.process_state import Declared, FollowUp, PlatformReading, ReviewCounts
 from connector.detection.registry import MIRecord, Registry, record_followups
 from connector.detection.rules import load_rules
 
@@ -47,8 +48,9 @@ def test_a_declaration_is_registered_with_what_was_known_when_it_was_declared() 
     assert (record.rule, record.group, record.key, record.stage, record.status) == (
         "service-surge", ["web-shop"], "INC-p", "identification", "open")
     assert (record.started_at, record.declared_at, record.children) == (T0, NOW, ["p1", "p2", "p3"])
-    assert record.facts["triggered_by"] == ["p", "p1", "p2", "p3"] and record.facts["service"] == "web-shop"
-    assert record.facts["detected_at"] == (T0 + timedelta(minutes=5)).isoformat() and record.facts["mode"] == "propose"
+    assert record.declaration == Declared(first_opened_at=T0, declared_at=NOW, detected_at=T0 + timedelta(minutes=5),
+                                          triggered_by=["p", "p1", "p2", "p3"], group_fields=["service"], mode="propose",
+                                          service="web-shop")
 
 
 def test_a_declaration_already_registered_is_left_as_it_is() -> None:
@@ -92,8 +94,7 @@ def test_a_stage_set_on_the_platform_and_the_first_resolution_are_kept() -> None
     registry.refresh([ticket("p", major="accepted", state="resolved", resolved_at=NOW + timedelta(hours=1))], RULES)
     record = registry.get("p")
     assert record is not None and record.stage == "resolution"
-    assert record.facts["resolved_at"] == NOW.isoformat() and record.facts["state"] == "resolved"
-    assert record.facts["major"] == "accepted"
+    assert record.reading == PlatformReading(major="accepted", state="resolved", resolved_at=NOW)
 
 
 def test_a_marked_incident_the_registry_lost_is_rebuilt_from_its_marker() -> None:
@@ -124,7 +125,8 @@ def test_a_created_parent_keeps_its_children_until_it_has_a_real_id() -> None:
 
 def test_a_created_parent_is_rekeyed_to_its_real_id() -> None:
     registry = registered(declaration("q", new_parent=True), declaration("r", new_parent=True))
-    registry.records["real-r"] = MIRecord("real-r", "service-surge", ["web-shop"], T0, NOW, children=["x"])
+    registry.records["real-r"] = MIRecord(id="real-r", rule="service-surge", group=["web-shop"], started_at=T0,
+                                          declared_at=NOW, children=["x"])
     dropped = registry.rekey_created({"new-q": "real-q", "new-r": "real-r", "new-gone": "real-gone"})
     assert dropped == ["new-q", "new-r"]
     assert set(registry.records) == {"real-q", "real-r"}
@@ -136,7 +138,7 @@ def test_a_created_parent_is_rekeyed_to_its_real_id() -> None:
 def test_active_records_and_the_tickets_to_keep() -> None:
     registry = registered(declaration(), declaration("o", service="vpn"), declaration("d", service="payments"))
     registry.records["o"].status = "rejected"
-    registry.records["d"].facts["process_done"] = True
+    registry.records["d"].progress.done = True
     assert [r.id for r in registry.active()] == ["p"]
     assert registry.ticket_ids() == {"p", "p1", "p2", "p3", "o", "o1", "o2", "o3", "d", "d1", "d2", "d3"}
     assert len(registry) == 3 and "p" in registry and [r.id for r in registry] == ["p", "o", "d"]
@@ -148,8 +150,8 @@ def test_follow_up_readings_are_kept_for_the_planner() -> None:
                               "tasks": [{"id": "t1", "key": "TASK1", "state": "closed"},
                                         {"id": "t2", "title": "RCA", "state": "new"},
                                         {"id": "t3", "state": "canceled"}]}, NOW)
-    assert record.facts["followed_at"] == NOW.isoformat()
-    assert (record.facts["change_state"], record.facts["change_key"]) == ("closed", "CHG1")
-    assert record.facts["review_tasks"] == {"done": 2, "total": 3} and record.facts["review_open"] == ["RCA"]
+    assert record.followup == FollowUp(followed_at=NOW, change_state="closed", change_key="CHG1",
+                                       review_tasks=ReviewCounts(done=2, total=3), review_open=["RCA"])
     record_followups(record, None, NOW + timedelta(minutes=15))
-    assert record.facts["review_tasks"] == {"done": 0, "total": 0} and record.facts["change_state"] == "closed"
+    assert record.followup.review_tasks == ReviewCounts(done=0, total=0) and record.followup.change_state == "closed"
+    assert record.followup.review_open == [] and record.followup.followed_at == NOW + timedelta(minutes=15)

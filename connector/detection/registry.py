@@ -6,38 +6,53 @@ I/O, no clock): the sync cycle loads the records from the state store, hands in 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any, Iterable, Iterator, Mapping, Sequence
+
+from pydantic import BaseModel, ConfigDict, Field
 
 from connector.core.ticket import Ticket
 from connector.detection.engine import Decisions, Declaration, MajorIncident
 from connector.detection.markers import major_incidents_from_tickets, parse_marker
+from connector.detection.process_state import (
+    Declared,
+    FollowUp,
+    Ownership,
+    PlatformReading,
+    Progress,
+    ReviewCounts,
+    TimelineEvent,
+    UtcMoment,
+)
 from connector.detection.rules import Rule
 
 DONE_STATES = frozenset({"resolved", "closed", "canceled"})
 """States of a change or review task that count as done."""
 
+class MIRecord(BaseModel):
+    """A major incident as the connector tracks it: the engine's view (id, rule, group, times, status, children)
+    and what the process remembers of it, in typed parts (:mod:`connector.detection.process_state`)."""
 
-def _iso(value: datetime) -> str:
-    return value.astimezone(timezone.utc).isoformat()
-
-
-@dataclass
-class MIRecord:
-    """A major incident as the connector tracks it (the engine's view plus process bookkeeping)."""
+    model_config = ConfigDict(extra="forbid")
 
     id: str
     rule: str
     group: list[str]
-    started_at: datetime
-    declared_at: datetime
+    started_at: UtcMoment
+    declared_at: UtcMoment
     status: str = "open"
+    """``open``, ``resolved``, ``closed`` or ``rejected`` (a human rejected or canceled it)."""
     key: str | None = None
     synthetic_id: str | None = None
+    """The ``new-…`` id of a parent the connector created, kept once it has its real id."""
     stage: str | None = None
-    children: list[str] = field(default_factory=list)
-    facts: dict[str, Any] = field(default_factory=dict)
+    children: list[str] = Field(default_factory=list)
+    declaration: Declared = Field(default_factory=Declared)
+    reading: PlatformReading = Field(default_factory=PlatformReading)
+    followup: FollowUp = Field(default_factory=FollowUp)
+    progress: Progress = Field(default_factory=Progress)
+    ownership: Ownership = Field(default_factory=Ownership)
+    timeline: list[TimelineEvent] = Field(default_factory=list)
 
     def to_engine(self) -> MajorIncident:
         """The engine's view of this record."""
@@ -46,17 +61,13 @@ class MIRecord:
                              status, key=self.key, children=set(self.children))  # type: ignore[arg-type]
 
     def to_json(self) -> str:
-        data = asdict(self)
-        data["started_at"] = _iso(self.started_at)
-        data["declared_at"] = _iso(self.declared_at)
-        return json.dumps(data, sort_keys=True)
+        """The record as the state store keeps it."""
+        return json.dumps(self.model_dump(mode="json"), sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str) -> "MIRecord":
-        data = json.loads(text)
-        data["started_at"] = datetime.fromisoformat(data["started_at"])
-        data["declared_at"] = datetime.fromisoformat(data["declared_at"])
-        return cls(**data)
+        """A record the state store kept (schema 2; older ones are migrated when the store opens)."""
+        return cls.model_validate_json(text)
 
 
 class Registry:
@@ -80,7 +91,7 @@ class Registry:
 
     def active(self) -> list[MIRecord]:
         """Records still in process: not rejected, not finished."""
-        return [r for r in self.records.values() if r.status != "rejected" and not r.facts.get("process_done")]
+        return [r for r in self.records.values() if r.status != "rejected" and not r.progress.done]
 
     def ticket_ids(self) -> set[str]:
         """Every tracked incident and child (their cached tickets are kept)."""
@@ -104,8 +115,8 @@ class Registry:
                 if not rebuilt:
                     continue
                 mi = rebuilt[0]
-                record = MIRecord(mi.id, mi.rule, list(mi.group), mi.started_at, mi.declared_at, mi.status, key=t.key,
-                                  synthetic_id=parsed[1])
+                record = MIRecord(id=mi.id, rule=mi.rule, group=list(mi.group), started_at=mi.started_at,
+                                  declared_at=mi.declared_at, status=mi.status, key=t.key, synthetic_id=parsed[1])
                 records[t.id] = record
             record.key = t.key or record.key
             if t.major in ("rejected", "canceled"):
@@ -118,10 +129,10 @@ class Registry:
                 record.status = "open"
             if t.stage:
                 record.stage = t.stage
-            record.facts["major"] = t.major
-            record.facts["state"] = t.state
-            if t.resolved_at and "resolved_at" not in record.facts:
-                record.facts["resolved_at"] = t.resolved_at.isoformat()
+            record.reading.major = t.major
+            record.reading.state = t.state
+            if t.resolved_at and record.reading.resolved_at is None:
+                record.reading.resolved_at = t.resolved_at
         for t in tickets:
             if t.parent and t.parent in records and t.id not in records[t.parent].children:
                 records[t.parent].children.append(t.id)
@@ -141,10 +152,10 @@ class Registry:
                 declared_at=max(now, decl.detected_at), status="open", key=decl.parent.key if decl.parent else None,
                 synthetic_id=decl.mi_id if decl.new_parent else None, stage="identification",
                 children=[t.id for t in decl.children],
-                facts={"first_opened_at": decl.started_at.isoformat(), "declared_at": max(now, decl.detected_at).isoformat(),
-                       "detected_at": decl.detected_at.isoformat(), "triggered_by": decl.triggered_by,
-                       "group_fields": list(decl.group_fields), "mode": decl.mode,
-                       "service": _group_value(decl, "service")},
+                declaration=Declared(first_opened_at=decl.started_at, declared_at=max(now, decl.detected_at),
+                                     detected_at=decl.detected_at, triggered_by=decl.triggered_by,
+                                     group_fields=list(decl.group_fields), mode=decl.mode,
+                                     service=_group_value(decl, "service")),
             )
         for link in decisions.late_links:
             record = records.get(link.mi_id)
@@ -174,17 +185,17 @@ def record_followups(record: MIRecord, entry: Mapping[str, Any] | None, now: dat
     """Keep what the platform said of ``record``'s change and review tasks (``Platform.fetch_followups``, read
     ``now``) for the pure planner; ``entry`` None means the platform knows neither."""
     entry = entry or {"change": None, "tasks": []}
-    facts = record.facts
-    facts["followed_at"] = now.isoformat()
+    followup = record.followup
+    followup.followed_at = now
     change = entry.get("change")
     if change:
-        facts["change_state"] = change.get("state")
+        followup.change_state = change.get("state")
         if change.get("key"):
-            facts["change_key"] = change["key"]
+            followup.change_key = change["key"]
     tasks = entry.get("tasks") or []
     done = [t for t in tasks if t.get("state") in DONE_STATES]
-    facts["review_tasks"] = {"done": len(done), "total": len(tasks)}
-    facts["review_open"] = [str(t.get("key") or t.get("title") or t.get("id")) for t in tasks
+    followup.review_tasks = ReviewCounts(done=len(done), total=len(tasks))
+    followup.review_open = [str(t.get("key") or t.get("title") or t.get("id")) for t in tasks
                             if t.get("state") not in DONE_STATES]
 
 

@@ -117,18 +117,18 @@ def follow_interval(process: ProcessFile) -> timedelta:
 
 def follow_due(record: MIRecord, process: ProcessFile, now: datetime) -> bool:
     """Whether ``record``'s change and review tasks are to be read back this cycle."""
-    if record.status == "rejected" or record.facts.get("process_done") or record.id.startswith("new-"):
+    if record.status == "rejected" or record.progress.done or record.id.startswith("new-"):
         return False
     if record.stage not in FOLLOWED_STAGES:
         return False
-    last = record.facts.get("followed_at")
-    return not last or now - datetime.fromisoformat(last) >= follow_interval(process)
+    last = record.followup.followed_at
+    return last is None or now - last >= follow_interval(process)
 
 
 def _follow_up(platform: Platform, records: Sequence[MIRecord], tickets: dict[str, Ticket], process: ProcessFile,
                now: datetime, report: CycleReport) -> None:
     """Read back the change and review tasks of every incident due for it, in one call; the result goes into
-    the record's facts for the (pure) planner. A quiet cycle with nothing due sends nothing here."""
+    the record (:func:`~connector.detection.registry.record_followups`) for the (pure) planner. A quiet cycle with nothing due sends nothing here."""
     due = [r for r in records if follow_due(r, process, now)]
     if not due:
         return

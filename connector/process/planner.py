@@ -11,8 +11,8 @@
 | closed         | the major incident is closed and its review tasks are done | final note, ``closed`` message |
 
 The change and the review tasks are read back by the sync cycle (``Platform.fetch_followups``, when due)
-into the record's facts (``change_state``, ``review_tasks: {done, total}``, ``review_open``); the planner
-only reads them. A closed incident whose review tasks are still open stays in maintenance (noted once, with
+into the record's :class:`~connector.detection.process_state.FollowUp` (change state, review tasks done/total,
+those still open); the planner only reads them. A closed incident whose review tasks are still open stays in maintenance (noted once, with
 the tasks that remain). Every change state seen is a timeline event; a change resolved or closed while the
 incident is in resolution is noted on the incident once.
 
@@ -21,11 +21,12 @@ declaration; only the latest due one is sent, so a connector that was down does 
 Children of an open major incident that arrived out of hours are routed to the out-of-hours group with
 raised urgency and a note.
 
-**Pure.** Time is ``ctx.now``; nothing here sends, logs or reads a clock. Reads of the state store are
-limited to cached tickets (children of long-running incidents are outside the cycle's window) and the rota
-counter. What the planner decided is kept in ``MIRecord.facts``, which the sync cycle saves in the same
-transaction that records the planned actions in the ledger, so a decision and its writes persist together
-(and a dry run persists neither).
+**Pure.** Time is ``ctx.now``; nothing here sends, logs, reads a clock or the state store: the sync cycle
+hands in the records, the latest known tickets (children of long-running incidents included, from its cache)
+and where the rota starts. What the planner decided is kept in the record's typed process state
+(``progress``, ``ownership``, ``timeline``: :mod:`connector.detection.process_state`), which the sync cycle
+saves in the same transaction that records the planned actions in the ledger, so a decision and its writes
+persist together (and a dry run persists neither).
 
 **Idempotent.** Every action key is deterministic (``assign:<mi>``, ``stage:<mi>:containment``,
 ``change:<mi>``, ``task:<mi>:<n>``, ``resolve:<child>:<mi>``, ``comms:<mi>:declared``,
@@ -58,6 +59,7 @@ from connector.core.actions import (
 from connector.core.durations import format_duration
 from connector.core.templating import TemplateError, render
 from connector.core.ticket import OPEN_STATES, Ticket
+from connector.detection.process_state import InitialAssignment, OwnedField, RotaTurn, StageEvents, TimelineEvent
 from connector.detection.registry import MIRecord
 from connector.process import messages, metrics
 from connector.process.calendar import BusinessCalendar
@@ -125,14 +127,6 @@ def choose_assignment(process: ProcessFile, calendar: BusinessCalendar, at: date
     return Assignment(team, person.id if person else None, "rota" if person else "none"), after
 
 
-def _iso(value: datetime) -> str:
-    return value.isoformat()
-
-
-def _parse(value: Any) -> datetime | None:
-    return datetime.fromisoformat(value) if isinstance(value, str) and value else None
-
-
 def business_days(due: timedelta) -> int:
     """Whole business days of a review task's ``due`` (``5d`` -> 5; ``36h`` -> 2, rounded up)."""
     seconds = due.total_seconds()
@@ -157,14 +151,16 @@ class _Pass:
 def rota_position(records: Iterable[MIRecord], counter: Any) -> tuple[int, int]:
     """``(position, sequence)`` of the rota: where the latest rota assignment left it, else the store counter.
 
-    Each rota assignment records its sequence number and the position after it in the record's facts, which
-    the sync cycle saves together with the planned assignment: the position advances exactly when an
-    assignment is planned, and a pass that is not persisted (a dry run, a crash) does not move it.
+    Each rota assignment records its sequence number and the position after it in the record
+    (:class:`~connector.detection.process_state.RotaTurn`), which the sync cycle saves together with the planned
+    assignment: the position advances exactly when an assignment is planned, and a pass that is not persisted
+    (a dry run, a crash) does not move it.
     """
-    latest = max(records, key=lambda r: int(r.facts.get("rota_seq", 0)), default=None)
-    if latest is None or not latest.facts.get("rota_seq"):
+    turns = [r.progress.containment.rota for r in records if r.progress.containment.rota is not None]
+    latest = max(turns, key=lambda turn: turn.seq, default=None)
+    if latest is None or not latest.seq:
         return int(counter or 0), 0
-    return int(latest.facts["rota_next"]), int(latest.facts["rota_seq"])
+    return latest.next, latest.seq
 
 
 def plan_process(ctx: ProcessContext) -> list[Action]:
@@ -174,7 +170,7 @@ def plan_process(ctx: ProcessContext) -> list[Action]:
                 ctx.declared)
     actions: list[Action] = []
     for record in records:
-        if record.status == "rejected" or record.facts.get("process_done"):
+        if record.status == "rejected" or record.progress.done:
             continue  # finished: not even a cache read
         actions += _RecordPlan(run, record).plan()
     return actions
@@ -188,7 +184,7 @@ class _RecordPlan:
         self.ctx = run.ctx
         self.process = run.ctx.process
         self.record = record
-        self.facts = record.facts
+        self.progress = record.progress
         self.now = run.ctx.now
         self.mid = record.synthetic_id or record.id
         self.target = record.id
@@ -202,30 +198,30 @@ class _RecordPlan:
 
     @property
     def epoch(self) -> int:
-        return int(self.facts.get("epoch", 0))
+        return self.progress.epoch
 
-    def _event(self, event: str, value: Any = None, by: str = "connector") -> None:
-        self.facts.setdefault("timeline", []).append({"at": _iso(self.now), "event": event, "value": value, "by": by})
+    def _event(self, event: str, value: str | int | None = None, by: str = "connector") -> None:
+        self.record.timeline.append(TimelineEvent(at=self.now, event=event, value=value, by=by))
 
     def values(self, stage: str | None = None) -> dict[str, object]:
         """The named values a message template may use."""
-        record, facts = self.record, self.facts
-        change = self._value("change") or facts.get("change")
+        record, progress = self.record, self.progress
+        change = self._value("change") or progress.resolution.change
         since = self.now - record.declared_at
-        triggered = facts.get("triggered_by") or []
+        triggered = record.declaration.triggered_by
         labels = self.run.tickets(triggered[:10])
         shown = [labels[i].label if i in labels else i for i in triggered[:10]]
         m = metrics.compute(record, self.process, self.now)
         return {
             "key": record.key or self._value("key") or record.id,
-            "title": self._value("title") or facts.get("title") or f"{record.rule} on {', '.join(record.group)}",
+            "title": self._value("title") or f"{record.rule} on {', '.join(record.group)}",
             "rule": record.rule,
             "stage": stage or record.stage or "identification",
-            "service": facts.get("service") or self._value("service") or "",
+            "service": record.declaration.service or self._value("service") or "",
             "group": ", ".join(str(g) for g in record.group),
             "children": len(record.children),
-            "manager": facts.get("manager") or "unassigned",
-            "team": facts.get("team") or "",
+            "manager": progress.containment.manager or "unassigned",
+            "team": progress.containment.team or "",
             "declared_at": f"{record.declared_at:%Y-%m-%d %H:%M} UTC",
             "since_declared": format_duration(timedelta(minutes=int(max(since, timedelta(0)).total_seconds() // 60)))
                               if since >= timedelta(minutes=1) else "0m",
@@ -233,18 +229,18 @@ class _RecordPlan:
             "triggered_by": ", ".join(shown) + (f" and {len(triggered) - 10} more" if len(triggered) > 10 else ""),
             "resolution": self._resolution_text(),
             "change": change or "none",
-            "updates_sent": int(facts.get("updates_sent", 0)),
+            "updates_sent": progress.comms.updates_sent,
             "impact_minutes": metrics.impact_minutes(record, self.now),
             "cost": metrics.money(m.estimated_cost, m.currency),
         }
 
     def _resolution_text(self) -> str:
-        resolved = _parse(self.facts.get("mi_resolved_at"))
+        resolved = self.progress.maintenance.resolved_at
         if resolved is None:
             return "not resolved yet"
         text = f"resolved at {resolved:%Y-%m-%d %H:%M} UTC"
         # the change's own id is opaque (a sys_id); the title we gave it is what people recognise
-        title = self.facts.get("change_title")
+        title = self.progress.resolution.change_title
         return text + (f" (resolution plan: {title})" if title else "")
 
     def _message(self, kind: str, key: ActionKey, stage: str | None = None) -> None:
@@ -253,13 +249,13 @@ class _RecordPlan:
 
     # -- ownership of fields (humans win) -----------------------------------------------------------------
 
-    def _wrote(self, name: str, value: Any, before: Any) -> None:
-        owned = self.facts.setdefault("owned", {})
-        ours = list(owned.get(name, {}).get("ours", []))
-        owned[name] = {"written": value, "ours": ours + [value], "before": before, "landed": False, "seen": None,
-                       "by": "connector", "at": _iso(self.now)}
+    def _wrote(self, name: str, value: str | None, before: str | None) -> None:
+        owned = self.record.ownership.owned
+        ours = list(owned[name].ours) if name in owned else []
+        owned[name] = OwnedField(written=value, ours=ours + [value], before=before, landed=False, seen=None,
+                                 by="connector", at=self.now)
 
-    def _observe(self, name: str, current: Any) -> bool:
+    def _observe(self, name: str, current: str | None) -> bool:
         """Track ``name`` against what we wrote; True when a human changed it (recorded, never overwritten).
 
         Until our write shows on the platform, the old value (or an earlier value of ours) means "not there
@@ -267,31 +263,32 @@ class _RecordPlan:
         read), so the first other value seen is taken as ours; stage values are canonical, so for the stage
         any value we never wrote is a human's.
         """
-        owned = self.facts.setdefault("owned", {}).get(name)
+        ownership = self.record.ownership
+        owned = ownership.owned.get(name)
         if owned is None or self.ticket is None:
             return False
-        if not owned["landed"]:
-            if current == owned["written"]:
-                owned.update(landed=True, seen=current)
+        if not owned.landed:
+            if current == owned.written:
+                owned.landed, owned.seen = True, current
                 return False
-            if current == owned["before"] or current in owned["ours"]:
+            if current == owned.before or current in owned.ours:
                 return False
             if name != "stage":
-                owned.update(landed=True, seen=current)
+                owned.landed, owned.seen = True, current
                 return False
-        elif current == owned["seen"] or (current == owned["written"] and owned["by"] == "connector"):
-            owned["seen"] = current
+        elif current == owned.seen or (current == owned.written and owned.by == "connector"):
+            owned.seen = current
             return False
-        owned.update(landed=True, seen=current, by="human", at=_iso(self.now))
-        self.facts.setdefault("human", {})[name] = current
-        self.facts.setdefault("human_at", {})[name] = _iso(self.now)
+        owned.landed, owned.seen, owned.by, owned.at = True, current, "human", self.now
+        ownership.human[name] = current
+        ownership.human_at[name] = self.now
         self._event(name, current, by="human")
         return True
 
     # -- the stages ---------------------------------------------------------------------------------------
 
     def plan(self) -> list[Action]:
-        if "process" not in self.facts:
+        if not self.progress.started:
             self._first_sight()
         self._observe_platform()
         state = self._value("state") or "new"
@@ -313,106 +310,110 @@ class _RecordPlan:
         self._write_stage()
         if state in OPEN_STATES:
             self._update_message()
-        if self.facts.get("closed"):
-            self.facts["process_done"] = True
+        if self.progress.closure.closed:
+            self.progress.done = True
         return self.actions
 
     def _first_sight(self) -> None:
         """Start tracking; a record the planner never saw before that already has a stage on the platform
         (a rebuilt state, an upgrade) adopts it instead of redoing the duties of the stages passed."""
-        facts = self.facts
-        facts["process"] = 1
-        facts.setdefault("epoch", 0)
+        progress = self.progress
+        progress.started = True
         if self.record.id in self.run.declared_now or self.mid in self.run.declared_now:
             # identification.py writes the stage and the declaration note in this very cycle
             self._wrote("stage", "identification", self._value("stage"))
-            facts["stage_keys"] = [ActionKey.stage(self.mid, "identification")]
-            facts["stage_event_at"] = {"identification": _iso(self.record.declared_at)}
+            progress.stage_keys = [ActionKey.stage(self.mid, "identification")]
+            progress.stage_events = StageEvents(identification=self.record.declared_at)
             self._event("stage", "identification")
             return
         stage = self._value("stage")
         if stage not in RANK:
             return
-        facts["adopted"] = stage
+        progress.adopted = stage
         self._adopt("stage", stage, by="platform")
-        facts["stage_keys"] = [ActionKey.stage(self.mid, s) for s in STAGES[:RANK[stage] + 1]]
+        progress.stage_keys = [ActionKey.stage(self.mid, s) for s in STAGES[:RANK[stage] + 1]]
         rank = RANK[stage]
-        facts["declared_sent"] = True
+        progress.comms.declared_sent = True
         every = self.process.communications.update_every
         if every:
-            facts["last_update"] = int((self.now - self.record.declared_at) / every)
+            progress.comms.last_update = int((self.now - self.record.declared_at) / every)
         if rank >= RANK["containment"]:
-            facts["contained"] = True
-            facts.setdefault("manager", self._value("assignee"))
-            facts.setdefault("team", self._value("assignment_group"))
-            facts["manager_source"] = "platform"
+            containment = progress.containment
+            containment.contained = True
+            if containment.manager is None:
+                containment.manager = self._value("assignee")
+            if containment.team is None:
+                containment.team = self._value("assignment_group")
+            containment.manager_source = "platform"
         if rank >= RANK["resolution"]:
-            facts["resolution"] = True
-            facts["change_planned"] = True
+            progress.resolution.entered = True
+            progress.resolution.change_planned = True
         if rank >= RANK["maintenance"]:
-            facts["maintained"] = [0]
-            facts["review_planned"] = True
-            facts["seen_state"] = self._value("state")
+            progress.maintenance.maintained = [0]
+            progress.maintenance.review_planned = True
+            progress.seen_state = self._value("state")
         if rank >= RANK["closed"]:
-            facts["closed"] = True
+            progress.closure.closed = True
 
     def _observe_platform(self) -> None:
         """Reopen, human edits of the stage, team and manager, and a change linked on the platform."""
-        facts, ticket = self.facts, self.ticket
+        progress, ticket = self.progress, self.ticket
         if ticket is None:
             return
         state = ticket.state
-        previous = facts.get("seen_state")
+        previous = progress.seen_state
         if previous in ENDED_STATES and state in OPEN_STATES:
-            facts["epoch"] = self.epoch + 1
-            facts["reopened_at"] = _iso(self.now)
-            facts.pop("mi_resolved_at", None)
-            facts.pop("closed", None)
-            facts.pop("closed_at", None)
+            progress.epoch = self.epoch + 1
+            progress.reopened_at = self.now
+            progress.maintenance.resolved_at = None
+            progress.closure.closed = False
+            progress.closure.closed_at = None
             self._event("reopened", state)
-        facts["seen_state"] = state
+        progress.seen_state = state
         if self._observe("stage", ticket.stage):
-            facts["stage_human_at"] = _iso(self.now)
-        elif ticket.stage and "stage" not in facts.get("owned", {}):
+            progress.stage_human_at = self.now
+        elif ticket.stage and "stage" not in self.record.ownership.owned:
             # a stage set while the planner never wrote one: a human's
             self._adopt("stage", ticket.stage, by="human")
-            facts["stage_human_at"] = _iso(self.now)
+            progress.stage_human_at = self.now
             self._event("stage", ticket.stage, by="human")
+        containment, resolution = progress.containment, progress.resolution
         for name in ("assignment_group", "assignee"):
             if self._observe(name, getattr(ticket, name)):
                 if name == "assignee":
-                    facts["manager"] = ticket.assignee
-                    facts["manager_source"] = "human"
+                    containment.manager = ticket.assignee
+                    containment.manager_source = "human"
                 else:
-                    facts["team"] = ticket.assignment_group
-        if ticket.change and ticket.change != facts.get("change"):
-            facts["change"] = ticket.change
-            facts.setdefault("change_linked_at", _iso(self.now))
+                    containment.team = ticket.assignment_group
+        if ticket.change and ticket.change != resolution.change:
+            resolution.change = ticket.change
+            if resolution.change_linked_at is None:
+                resolution.change_linked_at = self.now
             self._event("change_linked", ticket.change)
         if ticket.change and self.ctx.tickets.get(ticket.change) is not None:
             # the platform exposes the change as a ticket: follow its state
-            facts["change_state"] = self.ctx.tickets[ticket.change].state
+            self.record.followup.change_state = self.ctx.tickets[ticket.change].state
 
-    def _adopt(self, name: str, value: Any, by: str) -> None:
-        self.facts.setdefault("owned", {})[name] = {"written": value, "ours": [], "before": value, "landed": True,
-                                                    "seen": value, "by": by, "at": _iso(self.now)}
+    def _adopt(self, name: str, value: str | None, by: str) -> None:
+        self.record.ownership.owned[name] = OwnedField(written=value, ours=[], before=value, landed=True, seen=value,
+                                                       by=by, at=self.now)
 
     def _identification(self) -> None:
         """The ``declared`` message, once (after the team and manager are chosen, so it can name them)."""
-        if self.facts.get("declared_sent"):
+        if self.progress.comms.declared_sent:
             return
         self._containment()
         if self.target.startswith("new-"):
             return  # a parent still to be created has no number to announce yet: next cycle
-        self.facts["declared_sent"] = True
+        self.progress.comms.declared_sent = True
         self._message("declared", ActionKey.comms(self.mid, "declared"), stage="identification")
 
     def _containment(self) -> None:
-        facts = self.facts
-        if facts.get("contained"):
+        containment = self.progress.containment
+        if containment.contained:
             return
         ticket = self.ticket
-        human = facts.get("human", {})
+        human = self.record.ownership.human
         if "assignee" in human or "assignment_group" in human:
             self._contained("human")
             return
@@ -430,24 +431,24 @@ class _RecordPlan:
         fields = {name: value for name, value in fields.items() if name in self.ctx.writable}
         if not fields.keys() & {"assignment_group", "assignee"}:
             # nothing to assign from the process file: containment waits for a human to assign
-            facts.setdefault("initial", {"assignment_group": self._value("assignment_group"),
-                                         "assignee": self._value("assignee")})
-            initial = facts["initial"]
-            if ticket is not None and (ticket.assignee != initial["assignee"]
-                                       or ticket.assignment_group != initial["assignment_group"]):
-                facts["manager"] = ticket.assignee
-                facts["team"] = ticket.assignment_group
-                facts["manager_source"] = "human"
+            if containment.initial is None:
+                containment.initial = InitialAssignment(assignment_group=self._value("assignment_group"),
+                                                        assignee=self._value("assignee"))
+            initial = containment.initial
+            if ticket is not None and (ticket.assignee != initial.assignee
+                                       or ticket.assignment_group != initial.assignment_group):
+                containment.manager = ticket.assignee
+                containment.team = ticket.assignment_group
+                containment.manager_source = "human"
                 self._contained("human")
             return
         if assignment.source == "rota":
             self.run.position = after
             self.run.sequence += 1
-            facts["rota_next"] = after
-            facts["rota_seq"] = self.run.sequence
-        facts["manager"] = assignment.manager
-        facts["manager_source"] = assignment.source
-        facts["team"] = assignment.group
+            containment.rota = RotaTurn(seq=self.run.sequence, next=after)
+        containment.manager = assignment.manager
+        containment.manager_source = assignment.source
+        containment.team = assignment.group
         for name in ("assignment_group", "assignee"):
             if name in fields:
                 self._wrote(name, fields[name], self._value(name))
@@ -459,21 +460,22 @@ class _RecordPlan:
 
     def _containment_by_human_only(self) -> None:
         """An incident resolved before the connector assigned anyone is not assigned after the fact."""
-        if not self.facts.get("contained") and self.facts.get("human"):
+        if not self.progress.containment.contained and self.record.ownership.human:
             self._contained("human")
 
     def _contained(self, by: str) -> None:
-        self.facts["contained"] = True
-        self.facts["contained_at"] = _iso(self.now)
-        self.facts.setdefault("stage_event_at", {})["containment"] = _iso(self.now)
-        self._event("contained", self.facts.get("manager"), by=by)
+        containment = self.progress.containment
+        containment.contained = True
+        containment.contained_at = self.now
+        self.progress.stage_events.containment = self.now
+        self._event("contained", containment.manager, by=by)
 
     def _out_of_hours_children(self) -> None:
         ooh = self.process.out_of_hours
         if ooh is None or not self.record.children:
             return
-        checked = self.facts.setdefault("ooh_checked", [])
-        routed = self.facts.setdefault("ooh_routed", [])
+        checked = self.progress.containment.ooh_checked
+        routed = self.progress.containment.ooh_routed
         pending = [c for c in self.record.children if c not in checked and c != self.record.id]
         if not pending:
             return
@@ -506,20 +508,21 @@ class _RecordPlan:
             routed.append(child_id)
 
     def _resolution(self) -> None:
-        facts = self.facts
-        ours = facts.get("owned", {}).get("stage", {}).get("ours", [])
+        resolution = self.progress.resolution
+        stage = self.record.ownership.owned.get("stage")
+        ours = stage.ours if stage is not None else []
         human_stage = self._value("stage") == "resolution" and "resolution" not in ours
-        if not facts.get("resolution"):
-            if not (self._value("change") or facts.get("change") or human_stage):
+        if not resolution.entered:
+            if not (self._value("change") or resolution.change or human_stage):
                 return
-            facts["resolution"] = True
-            facts["resolution_at"] = _iso(self.now)
-            facts.setdefault("stage_event_at", {})["resolution"] = _iso(self.now)
-            self._event("resolution", "change linked" if (self._value("change") or facts.get("change")) else "stage set",
+            resolution.entered = True
+            resolution.entered_at = self.now
+            self.progress.stage_events.resolution = self.now
+            self._event("resolution", "change linked" if (self._value("change") or resolution.change) else "stage set",
                         by="connector" if self._value("change") else "human")
-        if facts.get("change_planned") or self._value("change") or facts.get("change"):
+        if resolution.change_planned or self._value("change") or resolution.change:
             return
-        facts["change_planned"] = True
+        resolution.change_planned = True
         template = self.process.change
         values = messages.template_values(self.values("resolution"))
         try:
@@ -532,18 +535,17 @@ class _RecordPlan:
                                          reason="resolution stage: the resolution plan is implemented as a change",
                                          title=title, description=description, group=group,
                                          change_type=template.type))
-        facts["change_title"] = title
+        resolution.change_title = title
         self._event("change_planned", title)
 
     def _maintenance(self, canceled: bool = False) -> None:
-        facts = self.facts
-        maintained = facts.setdefault("maintained", [])
-        if self.epoch in maintained:
+        maintenance = self.progress.maintenance
+        if self.epoch in maintenance.maintained:
             return
-        maintained.append(self.epoch)
+        maintenance.maintained.append(self.epoch)
         resolved = self._value("resolved_at") or self.now
-        facts["mi_resolved_at"] = _iso(resolved)
-        facts.setdefault("stage_event_at", {})[f"maintenance:{self.epoch}"] = _iso(self.now)
+        maintenance.resolved_at = resolved
+        self.progress.stage_events.maintenance[self.epoch] = self.now
         self._event("resolved", self._value("state"), by="platform")
         if canceled:
             return
@@ -569,12 +571,12 @@ class _RecordPlan:
                                              reason=f"major incident {key} resolved", notes=notes))
 
     def _review_tasks(self, resolved: datetime) -> None:
-        facts = self.facts
-        if facts.get("review_planned"):
+        maintenance = self.progress.maintenance
+        if maintenance.review_planned:
             return
-        facts["review_planned"] = True
+        maintenance.review_planned = True
         tasks = self.process.review.tasks
-        facts["review_tasks_planned"] = len(tasks)
+        maintenance.review_tasks_planned = len(tasks)
         key = self.record.key or self._value("key") or self.record.id
         for n, task in enumerate(tasks, start=1):
             due = self.run.calendar.add_business_days(resolved, business_days(task.due))
@@ -582,24 +584,24 @@ class _RecordPlan:
             self.actions.append(CreateTask(key=ActionKey.task(self.mid, n), target=self.target, rule=self.record.rule,
                                            reason=f"maintenance: review task {n} of {len(tasks)}",
                                            title=f"{task.title} ({key})", description=description,
-                                           owner=task.owner or facts.get("manager"), due=due))
+                                           owner=task.owner or self.progress.containment.manager, due=due))
 
     def review_done(self) -> bool:
         """The review tasks are known done (every one read back resolved, closed or canceled), or there are
         none to wait for."""
-        return metrics.reviews_done(self.facts)
+        return metrics.reviews_done(self.record)
 
     def _waiting_for_reviews(self) -> None:
         """Closed on the platform with review tasks open: stay in maintenance and say so, once."""
-        noted = self.facts.setdefault("waiting_noted", [])
+        noted = self.progress.maintenance.waiting_noted
         if self.epoch in noted:
             return
         noted.append(self.epoch)
-        followed = self.facts.get("review_tasks")
-        planned = metrics.planned_reviews(self.facts)
-        open_tasks = list(self.facts.get("review_open") or [])
-        if isinstance(followed, dict):
-            count = max(planned, int(followed.get("total", 0))) - int(followed.get("done", 0))
+        followed = self.record.followup.review_tasks
+        planned = metrics.planned_reviews(self.record)
+        open_tasks = list(self.record.followup.review_open)
+        if followed is not None:
+            count = max(planned, followed.total) - followed.done
         else:
             count = planned
         self._event("waiting_for_reviews", count)
@@ -614,18 +616,19 @@ class _RecordPlan:
     def _follow_change(self, state: str) -> None:
         """The change's state as read back: every new state is a timeline event; a change resolved or closed
         while the incident is in resolution is noted on the incident, once."""
-        facts = self.facts
-        change_state = facts.get("change_state")
+        resolution = self.progress.resolution
+        change_state = self.record.followup.change_state
         if not change_state:
             return
-        if change_state != facts.get("change_state_seen"):
-            facts["change_state_seen"] = change_state
+        if change_state != resolution.change_state_seen:
+            resolution.change_state_seen = change_state
             self._event("change_state", change_state, by="platform")
-        if (change_state in ("resolved", "closed") and state in OPEN_STATES and facts.get("resolution")
-                and not facts.get("change_done_noted")):
-            facts["change_done_noted"] = True
+        if (change_state in ("resolved", "closed") and state in OPEN_STATES and resolution.entered
+                and not resolution.change_done_noted):
+            resolution.change_done_noted = True
             key = self.record.key or self._value("key") or self.record.id
-            change = facts.get("change_key") or facts.get("change_title") or facts.get("change") or "the change"
+            change = (self.record.followup.change_key or resolution.change_title or resolution.change
+                      or "the change")
             self.actions.append(AddNote(
                 key=ActionKey.note(self.mid, "change_done"), target=self.target, rule=self.record.rule,
                 reason=f"resolution: the change is {change_state}",
@@ -633,12 +636,12 @@ class _RecordPlan:
                      f"Resolve the major incident once the service is confirmed restored."))
 
     def _closed(self) -> None:
-        facts = self.facts
-        if facts.get("closed"):
+        closure = self.progress.closure
+        if closure.closed:
             return
-        facts["closed"] = True
-        facts["closed_at"] = _iso(self.now)
-        facts.setdefault("stage_event_at", {})[f"closed:{self.epoch}"] = _iso(self.now)
+        closure.closed = True
+        closure.closed_at = self.now
+        self.progress.stage_events.closed[self.epoch] = self.now
         self._event("closed", self._value("state"), by="platform")
         m = metrics.compute(self.record, self.process, self.now)
         key = self.record.key or self._value("key") or self.record.id
@@ -650,36 +653,35 @@ class _RecordPlan:
 
     # -- the stage written back -----------------------------------------------------------------------------
 
-    def _desired(self) -> tuple[str, str | None]:
+    def _desired(self) -> tuple[str, datetime | None]:
         """The stage the process is in, and when the event that put it there was observed."""
-        facts, state = self.facts, self._value("state") or "new"
-        events = facts.get("stage_event_at", {})
+        progress, state = self.progress, self._value("state") or "new"
+        events = progress.stage_events
         if state in ("closed", "canceled"):
-            if not facts.get("closed"):
-                return "maintenance", events.get(f"maintenance:{self.epoch}")
-            return "closed", events.get(f"closed:{self.epoch}")
+            if not progress.closure.closed:
+                return "maintenance", events.maintenance.get(self.epoch)
+            return "closed", events.closed.get(self.epoch)
         if state == "resolved":
-            return "maintenance", events.get(f"maintenance:{self.epoch}")
-        reopened = facts.get("reopened_at") if self.epoch else None
-        if facts.get("resolution"):
-            return "resolution", max(filter(None, [events.get("resolution"), reopened]), default=None)
-        if facts.get("contained"):
-            return "containment", max(filter(None, [events.get("containment"), reopened]), default=None)
-        return "identification", events.get("identification")
+            return "maintenance", events.maintenance.get(self.epoch)
+        reopened = progress.reopened_at if self.epoch else None
+        if progress.resolution.entered:
+            return "resolution", max(filter(None, [events.resolution, reopened]), default=None)
+        if progress.containment.contained:
+            return "containment", max(filter(None, [events.containment, reopened]), default=None)
+        return "identification", events.identification
 
     def _write_stage(self) -> None:
         """Write the stage the process is in, once per stage (and per reopening); never over a human's stage
         set after the event that would move it."""
-        facts = self.facts
         stage, event_at = self._desired()
         current = self._value("stage")
-        planned = facts.setdefault("stage_keys", [])
+        planned = self.progress.stage_keys
         key = ActionKey.stage(self.mid, stage, self.epoch)
         self.record.stage = current or stage
         if key in planned:
             return
         planned.append(key)
-        human_at = facts.get("stage_human_at")
+        human_at = self.progress.stage_human_at
         if current == stage or (human_at and (event_at is None or event_at < human_at)):
             return
         self._wrote("stage", stage, current)
@@ -690,15 +692,15 @@ class _RecordPlan:
 
     def _update_message(self) -> None:
         every = self.process.communications.update_every
-        if not every or not self.process.communications.stakeholders or not self.facts.get("declared_sent"):
+        comms = self.progress.comms
+        if not every or not self.process.communications.stakeholders or not comms.declared_sent:
             return
         due = int((self.now - self.record.declared_at) / every)
-        last = int(self.facts.get("last_update", 0))
-        if due < 1 or due <= last:
+        if due < 1 or due <= comms.last_update:
             return
         # only the latest due update goes out: after downtime nobody wants the missed ones in a burst
-        self.facts["last_update"] = due
-        self.facts["updates_sent"] = int(self.facts.get("updates_sent", 0)) + 1
+        comms.last_update = due
+        comms.updates_sent += 1
         self._message("update", ActionKey.comms(self.mid, "update", due), stage=self.record.stage)
         self._event("update", due)
 
