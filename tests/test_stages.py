@@ -16,8 +16,10 @@ from connector.detection.engine import Decisions, Declaration
 from connector.detection.process_state import Declared, ReviewCounts
 from connector.detection.rules import load_rules
 from connector.job.store import MIRecord, StateStore
+from connector.process.assignment import calendar_for, choose_assignment
 from connector.process.context import ProcessContext
-from connector.process.planner import business_days, calendar_for, choose_assignment, plan_process
+from connector.process.maintenance import business_days
+from connector.process.planner import plan_process
 from connector.process.processfile import ProcessFile, load_process
 
 ROOT = Path(__file__).resolve().parent.parent
