@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 from connector.core.actions import Action, ActionKey, CreateParent, LinkChild, Notify, action_from_dict
 from connector.core.durations import parse_duration
 from connector.core.mapping import MappingError
-from connector.core.ticket import CANONICAL_FIELDS, Ticket
+from connector.core.ticket import Ticket
 from connector.detection.engine import decide, window_horizon
 from connector.detection.identification import identification_actions
 from connector.detection.registry import MIRecord, Registry, record_followups
