@@ -1,6 +1,7 @@
 """``mim``: the command line of the major incident connector.
 
-Commands parse options and call the library; exit codes mean 0 ok, 1 findings or failure, 2 usage.
+Commands parse options and call the library; exit codes (:mod:`connector.core.exits`) mean 0 ok, 1 findings or
+failure, 2 usage, 3 a problem with the environment (state, lock, CA bundle...), reported with its fix.
 """
 
 from __future__ import annotations
@@ -13,7 +14,21 @@ from typing import Any
 
 import click
 
+from connector.core.exits import OperationalError
 from connector.core.settings import Settings, SettingsError, load_settings
+
+
+class _Group(click.Group):
+    """The ``mim`` command group: an :class:`OperationalError` from any command is one message with its fix
+    on stderr and its documented exit code, never a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except OperationalError as exc:
+            click.echo(f"Error: {exc.problem}", err=True)
+            click.echo(f"Fix: {exc.fix}", err=True)
+            ctx.exit(exc.exit_code)
 
 
 def _settings(ctx: click.Context) -> Settings:
@@ -23,7 +38,7 @@ def _settings(ctx: click.Context) -> Settings:
         raise click.ClickException(str(exc)) from None
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--config", "config", type=click.Path(dir_okay=False), default=None,
               help="TOML configuration file (default: $MIM_CONFIG, else ./mim.toml if present).")
 @click.version_option("0.1.0", prog_name="mim")
