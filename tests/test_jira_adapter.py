@@ -326,20 +326,6 @@ def test_quiet_poll_with_cached_discovery_is_one_request(mapping: Mapping) -> No
     assert platform.requests_sent == 1
 
 
-def test_fetch_records_uses_id_in_and_reconciles_on_cloud(mapping: Mapping) -> None:
-    platform, _ = discovered(mapping)
-    ids = [str(10000 + n) for n in range(60)]
-    with mock() as rsps:
-        rsps.post(SEARCH, json=page(issue("10000", "ITSM-1")))
-        rsps.post(SEARCH, json=page(issue("10059", "ITSM-60")))
-        got = platform.fetch_records(ids + ["new-abc", "10000"])
-        first, second = (body(c) for c in rsps.calls)
-    assert [i["key"] for i in got] == ["ITSM-1", "ITSM-60"]
-    assert first["jql"].startswith('project = "ITSM" AND id IN (10000, 10001') and len(first["reconcileIssues"]) == 50
-    assert second["reconcileIssues"] == [int(i) for i in ids[50:]]
-    assert "new-abc" not in first["jql"] + second["jql"]
-
-
 def test_fetch_marked_keeps_only_issues_with_our_marker(mapping: Mapping) -> None:
     platform, _ = discovered(mapping)
     ours = issue("1", "ITSM-1", customfield_10050="MAJOR_INCIDENT", prop={"marker": "mim:service-surge", "declared": True})
@@ -1107,3 +1093,18 @@ def test_fetch_followups_with_no_issue_ids_sends_nothing(mapping: Mapping) -> No
     platform, _ = discovered(mapping)
     with mock():
         assert platform.fetch_followups(["new-1"]) == {"new-1": {"change": None, "tasks": []}}
+
+
+def test_fetch_followups_asks_by_id_in_chunks_and_reconciles_on_cloud(mapping: Mapping) -> None:
+    platform, _ = discovered(mapping)
+    ids = [str(10000 + n) for n in range(60)]
+    with mock() as rsps:
+        rsps.post(SEARCH, json=page(issue("10000", "ITSM-1")))
+        rsps.post(SEARCH, json=page(issue("10059", "ITSM-60", links=[
+            relates("206", "ITSM-16", "10003", "Change", "Done", "done")])))
+        found = platform.fetch_followups(ids + ["new-abc", "10000"])
+        first, second = (body(c) for c in rsps.calls)
+    assert found["10059"]["change"] == {"id": "206", "key": "ITSM-16", "state": "resolved"}
+    assert first["jql"].startswith('project = "ITSM" AND id IN (10000, 10001') and len(first["reconcileIssues"]) == 50
+    assert second["reconcileIssues"] == [int(i) for i in ids[50:]]
+    assert "new-abc" not in first["jql"] + second["jql"]

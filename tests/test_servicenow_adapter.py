@@ -323,14 +323,22 @@ def test_fetch_marked_uses_in_not_the_null_dropping_not_equal(make: Callable[...
                                        "^stateNOT IN7,8^ORDERBYsys_id")
 
 
-def test_fetch_records_asks_in_chunks(make: Callable[..., ServiceNowPlatform], rsps: responses.RequestsMock) -> None:
+def test_unknown_incidents_are_read_by_sys_id_in_chunks(make: Callable[..., ServiceNowPlatform],
+                                                        rsps: responses.RequestsMock) -> None:
     ids = [sid(n) for n in range(150)]
-    rsps.get(TABLE, **page([row(i) for i in ids[:100]]))
-    rsps.get(TABLE, **page([row(i) for i in ids[100:]]))
-    rows = make().fetch_records(ids)
-    assert len(rows) == 150
+    changes = [sid(1000 + n) for n in range(150)]
+    rsps.get(TABLE, **page([row(i, rfc=c) for i, c in zip(ids[:100], changes[:100])]))
+    rsps.get(TABLE, **page([row(i, rfc=c) for i, c in zip(ids[100:], changes[100:])]))
+    rsps.get(f"{BASE}/api/now/table/change_request", **page([]))
+    rsps.get(f"{BASE}/api/now/table/change_request", **page([]))
+    rsps.get(f"{BASE}/api/now/table/incident_task", **page([]))
+    rsps.get(f"{BASE}/api/now/table/incident_task", **page([]))
+    make().fetch_followups(ids)
     assert query_of(rsps.calls[0]) == "sys_idIN" + ",".join(ids[:100]) + "^ORDERBYsys_id"
     assert query_of(rsps.calls[1]).startswith("sys_idIN" + ids[100])
+    # every row of both pages was read: each one's change is asked for
+    assert query_of(rsps.calls[2]) == "sys_idIN" + ",".join(changes[:100]) + "^ORDERBYsys_id"
+    assert query_of(rsps.calls[3]) == "sys_idIN" + ",".join(changes[100:]) + "^ORDERBYsys_id"
 
 
 # -- escaping ------------------------------------------------------------------------------------
@@ -352,7 +360,7 @@ def test_a_comma_cannot_split_an_in_list() -> None:
 def test_an_unsafe_id_is_rejected_before_any_request(make: Callable[..., ServiceNowPlatform],
                                                      rsps: responses.RequestsMock) -> None:
     with pytest.raises(QueryValueError):
-        make().fetch_records([sid(1), sid(2) + "^NQactive=true"])
+        make().fetch_followups([sid(1), sid(2) + "^NQactive=true"])
     assert len(rsps.calls) == 0
 
 

@@ -289,17 +289,16 @@ class JiraPlatform:
         """Build the adapter from ``[jira]`` settings; :class:`SettingsError` names what is missing
         (never the token)."""
         missing = []
-        if not settings.url:
+        url, token = settings.url, settings.secret()
+        if not url:
             missing.append("jira.url (MIM_JIRA_URL)")
-        token = settings.secret()
         if token is None or not token.get_secret_value().strip():
             missing.append("jira.token (MIM_JIRA_TOKEN) or jira.token_file")
         if settings.flavour == "cloud" and not settings.email:
             missing.append("jira.email (MIM_JIRA_EMAIL), needed for Jira Cloud basic auth")
-        if missing:
+        if missing or not url or token is None:
             raise SettingsError("Jira is not configured: missing " + "; ".join(missing))
-        assert settings.url is not None and token is not None
-        return cls(settings.url, settings.email, token, mapping, project=settings.project, flavour=settings.flavour,
+        return cls(url, settings.email, token, mapping, project=settings.project, flavour=settings.flavour,
                    verify=settings.verify, timeout=settings.timeout, policy=policy)
 
     def __repr__(self) -> str:
@@ -512,10 +511,7 @@ class JiraPlatform:
                 "change": pick(self._setting("change_issue_type", "Change"))}
 
     def _discovery(self) -> dict[str, Any]:
-        if self._disc is None:
-            self.discover(None)
-        assert self._disc is not None
-        return self._disc
+        return self._disc if self._disc is not None else self.discover(None)
 
     def _field(self, role: str) -> dict[str, Any] | None:
         found: dict[str, Any] | None = (self._disc or {}).get("fields", {}).get(role)
@@ -662,26 +658,6 @@ class JiraPlatform:
                "ORDER BY key ASC")
         return [issue for issue in self.search(jql)
                 if str(self._property(issue).get("marker") or "").startswith("mim:")]
-
-    def fetch_records(self, ids: Sequence[str]) -> list[dict[str, Any]]:
-        """Fresh issues by id (``id IN (...)`` in chunks; on Cloud the ids are also reconciled so that the
-        answer is not stale). Ids that are not Jira issue ids (``new-…``) are ignored."""
-        self._discovery()
-        numeric = list(dict.fromkeys(str(i) for i in ids if str(i).isdigit()))
-        fields = self._fields_wanted()
-        props = [self._property_key()]
-        found: list[dict[str, Any]] = []
-        for i in range(0, len(numeric), MAX_RECONCILE):
-            chunk = numeric[i:i + MAX_RECONCILE]
-            jql = f"{self._project_clause()} AND id IN ({', '.join(chunk)}) ORDER BY key ASC"
-            if self._flavour == "cloud":
-                pages = self._search_cloud(jql, fields, props, chunk)
-            else:
-                pages = self._search_dc(jql, fields, props)
-            for issue in pages:
-                self._remember(issue)
-                found.append(issue)
-        return found
 
     def fetch_followups(self, mi_ids: Sequence[str],
                         changes: dict[str, str | None] | None = None) -> dict[str, dict[str, Any]]:

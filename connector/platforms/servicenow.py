@@ -329,14 +329,12 @@ class ServiceNowPlatform:
     def from_settings(cls, settings: ServiceNowSettings, mapping: Mapping,
                       policy: RetryPolicy | None = None) -> "ServiceNowPlatform":
         """An adapter from the ``[servicenow]`` settings; :class:`SettingsError` names what is missing."""
-        password = settings.secret()
-        missing = [f"servicenow.{name} (or MIM_SERVICENOW_{name.upper()})"
-                   for name, value in (("url", settings.url), ("username", settings.username), ("password", password))
-                   if not value]
-        if missing:
+        url, username, password = settings.url, settings.username, settings.secret()
+        if not url or not username or not password:
+            missing = [f"servicenow.{name} (or MIM_SERVICENOW_{name.upper()})"
+                       for name, value in (("url", url), ("username", username), ("password", password)) if not value]
             raise SettingsError("ServiceNow is not configured: set " + ", ".join(missing))
-        assert settings.url and settings.username and password is not None
-        return cls(settings.url, settings.username, password, mapping, client_id=settings.client_id,
+        return cls(url, username, password, mapping, client_id=settings.client_id,
                    client_secret=settings.client_secret, verify=settings.verify, timeout=settings.timeout,
                    policy=policy)
 
@@ -393,21 +391,23 @@ class ServiceNowPlatform:
 
     def _fetch_token(self) -> None:
         """Password grant (or refresh grant when a refresh token is held) at ``/oauth_token.do``."""
-        assert self._oauth is not None and self._client_id and self._client_secret is not None
-        form = {"client_id": self._client_id, "client_secret": self._client_secret.get_secret_value()}
-        if self._oauth.refresh:
-            form.update(grant_type="refresh_token", refresh_token=self._oauth.refresh)
+        oauth, client_id, client_secret = self._oauth, self._client_id, self._client_secret
+        if oauth is None or not client_id or client_secret is None:
+            raise AuthenticationError("OAuth needs a client id and a client secret", method="POST", path="/oauth_token.do")
+        form = {"client_id": client_id, "client_secret": client_secret.get_secret_value()}
+        if oauth.refresh:
+            form.update(grant_type="refresh_token", refresh_token=oauth.refresh)
         else:
             form.update(grant_type="password", username=self.username, password=self._password.get_secret_value())
         self._requests += 1
         try:
-            response = self._session.post(self._oauth.token_url, data=form, timeout=self._timeout, verify=self._verify,
+            response = self._session.post(oauth.token_url, data=form, timeout=self._timeout, verify=self._verify,
                                           headers={"Content-Type": "application/x-www-form-urlencoded"})
         except requests.exceptions.RequestException as exc:
             raise TransientError(f"token request failed ({type(exc).__name__})", method="POST",
                                  path="/oauth_token.do") from None
-        if response.status_code in (400, 401) and self._oauth.refresh:
-            self._oauth.refresh = None  # an expired refresh token: the next attempt uses the password grant
+        if response.status_code in (400, 401) and oauth.refresh:
+            oauth.refresh = None  # an expired refresh token: the next attempt uses the password grant
             raise TransientError("refresh token refused", method="POST", path="/oauth_token.do")
         if response.status_code in (400, 401):
             raise AuthenticationError("OAuth token request refused (check client id, client secret and user)",
@@ -416,9 +416,9 @@ class ServiceNowPlatform:
         data = answer.data if isinstance(answer.data, dict) else {}
         if not data.get("access_token"):
             raise UnexpectedResponse("token answer has no access_token", method="POST", path="/oauth_token.do")
-        self._oauth.access = str(data["access_token"])
-        self._oauth.refresh = str(data.get("refresh_token") or "") or None
-        self._oauth.expires_at = time.monotonic() + float(data.get("expires_in") or 1800)
+        oauth.access = str(data["access_token"])
+        oauth.refresh = str(data.get("refresh_token") or "") or None
+        oauth.expires_at = time.monotonic() + float(data.get("expires_in") or 1800)
 
     # -- reading ---------------------------------------------------------------------------------
 
@@ -560,7 +560,7 @@ class ServiceNowPlatform:
         self._remember(rows)
         return rows
 
-    def fetch_records(self, ids: Sequence[str]) -> list[dict[str, Any]]:
+    def _fetch_records(self, ids: Sequence[str]) -> list[dict[str, Any]]:
         """Fresh incidents by sys_id (``sys_idIN…`` in chunks)."""
         rows: list[dict[str, Any]] = []
         unique = list(dict.fromkeys(ids))
@@ -584,7 +584,7 @@ class ServiceNowPlatform:
         known = dict(changes or {})
         missing = [i for i in unique if i not in known and i not in self._known]
         if missing:
-            self.fetch_records(missing)
+            self._fetch_records(missing)
         for mi in unique:
             if mi not in known:
                 known[mi] = _text((self._known.get(mi) or {}).get(link_field)) or None
