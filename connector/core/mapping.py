@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Iterable, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, ValidatorFunctionWrapHandler, field_validator
 
 from connector.core.ticket import (
     CANONICAL_FIELDS,
@@ -26,6 +26,7 @@ from connector.core.ticket import (
     State,
     Ticket,
 )
+from connector.core.write_settings import WriteSettings, write_settings_for
 from connector.core.yamlfile import Diagnostic, Problem, Strict, load_yaml, problems, validate
 
 _ENUM_VALUES = {"state": frozenset(m.value for m in State), "major": frozenset(m.value for m in Major),
@@ -166,7 +167,7 @@ class MappingFile(_FieldsAndValues):
     values: dict[str, dict[str, Any]] = Field(default_factory=dict)
     times: TimeFormat = Field(default_factory=TimeFormat)
     url: str | None = None
-    write: dict[str, Any] = Field(default_factory=dict)
+    write: WriteSettings = Field(default_factory=dict, validate_default=True)  # type: ignore[arg-type]
     export: ExportFormat | None = None
 
 
@@ -178,6 +179,16 @@ class MappingFile(_FieldsAndValues):
                 raise ValueError(f"fields must map {name!r}")
         return value
 
+    @field_validator("write", mode="wrap")
+    @classmethod
+    def _write_of_platform(cls, value: Any, handler: ValidatorFunctionWrapHandler, info: ValidationInfo) -> Any:
+        """The ``write:`` section as the typed settings of this mapping's platform (see
+        :mod:`connector.core.write_settings`); not checked when the platform itself is invalid."""
+        platform = info.data.get("platform")
+        if platform is None:
+            return value
+        return handler(write_settings_for(platform, value, info.data.get("fields"), info.data.get("values")))
+
 
 class Mapping:
     """A loaded mapping: converts platform records into :class:`Ticket` and canonical values back."""
@@ -186,6 +197,8 @@ class Mapping:
         self.spec = spec
         self.path = path
         self.platform = spec.platform
+        self.write: WriteSettings = spec.write
+        """The typed ``write:`` settings of this platform."""
         self._fields = {name: self._paths(src) for name, src in spec.fields.items()}
         self._values = {name: {str(k): v for k, v in table.items()} for name, table in spec.values.items()}
         self._reverse = {name: _reverse(table) for name, table in spec.values.items()}
@@ -436,10 +449,6 @@ class Mapping:
         if table is not None and key in table:
             return table[key]
         return value
-
-    def write_setting(self, name: str, default: Any = None) -> Any:
-        """A setting from the mapping's ``write:`` section."""
-        return self.spec.write.get(name, default)
 
 
 def _reverse(table: dict[str, Any]) -> dict[Any, str]:

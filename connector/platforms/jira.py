@@ -42,10 +42,10 @@ from connector.core.actions import (
     SetFields,
     SetStage,
 )
-from connector.core.durations import parse_duration
 from connector.core.mapping import Mapping
 from connector.core.settings import JiraSettings, SettingsError
 from connector.core.ticket import Stage, Ticket
+from connector.core.write_settings import JiraWrite
 from connector.platforms.base import ApplyResult, Resolver, Watermark, doctor_check, marker_tag
 from connector.platforms.errors import (
     ClientError,
@@ -281,8 +281,12 @@ class JiraPlatform:
         self._keys: dict[str, str] = {}
         self._accounts: dict[str, str] = {}
         self._written: deque[str] = deque(maxlen=MAX_RECONCILE)
-        self._overlap = parse_duration(self._setting("overlap", "2m"))
-        self._page_size = max(1, int(self._setting("page_size", 100)))
+        write = mapping.write
+        if not isinstance(write, JiraWrite):
+            raise SettingsError(f"{mapping.path} is a {mapping.platform} mapping, not a Jira one")
+        self._write = write
+        self._overlap = write.overlap
+        self._page_size = write.page_size
 
     @classmethod
     def from_settings(cls, settings: JiraSettings, mapping: Mapping, policy: RetryPolicy | None = None) -> "JiraPlatform":
@@ -322,15 +326,12 @@ class JiraPlatform:
 
     # -- settings -------------------------------------------------------------------------------------------
 
-    def _setting(self, name: str, default: Any = None) -> Any:
-        return self.mapping.write_setting(name, default)
-
     def _fingerprint(self) -> dict[str, Any]:
         """The settings discovery depends on: a cached discovery made under other settings is not reused."""
         names = ("major_field_type", "stage_field_name", "link_type", "issue_type", "review_issue_type",
                  "review_fallback_type", "change_issue_type", "review_link_type", "change_link_type")
         return {"version": DISCOVERY_VERSION, "url": self.base_url, "project": self.project,
-                "flavour": self._flavour_setting, **{n: self._setting(n) for n in names}}
+                "flavour": self._flavour_setting, **{n: getattr(self._write, n) for n in names}}
 
     # -- HTTP -------------------------------------------------------------------------------------------------
 
@@ -459,8 +460,8 @@ class JiraPlatform:
             clause = f"cf[{number}]" if number is not None else jql_string(item.get("name", ""))
             return {"id": str(item["id"]), "name": item.get("name"), "clause": clause, "type": schema.get("type")}
 
-        major_type = self._setting("major_field_type")
-        stage_name = str(self._setting("stage_field_name", "") or "").strip().lower()
+        major_type = self._write.major_field_type
+        stage_name = (self._write.stage_field_name or "").strip().lower()
         major = next((f for f in fields if major_type and (f.get("schema") or {}).get("custom") == major_type), None)
         stage = next((f for f in fields if f.get("custom") and stage_name
                       and str(f.get("name", "")).strip().lower() == stage_name), None)
@@ -477,15 +478,15 @@ class JiraPlatform:
                 return None
             return {k: str(found.get(k, "")) for k in ("id", "name", "inward", "outward")}
 
-        wanted = str(self._setting("link_type", "Problem/Incident"))
+        wanted = self._write.link_type
         child = pick(wanted)
         if child is None:
             available = ", ".join(sorted(str(t.get("name")) for t in link_types))
             raise SettingsError(f"link type {wanted!r} (write.link_type in mappings/jira.yaml) does not exist on "
                                      f"{self.base_url}; available: {available}")
         relates = pick("Relates") or child
-        review = pick(str(self._setting("review_link_type", "Relates"))) or relates
-        change = pick(str(self._setting("change_link_type", "Relates"))) or relates
+        review = pick(self._write.review_link_type) or relates
+        change = pick(self._write.change_link_type) or relates
         return {"child": child, "review": review, "change": change}
 
     def _discover_issue_types(self, issue_types: list[dict[str, Any]]) -> dict[str, Any]:
@@ -505,10 +506,9 @@ class JiraPlatform:
                     return {"id": str(found.get("id")), "name": str(found.get("name"))}
             return None
 
-        return {"incident": pick(self._setting("issue_type", "Incident")),
-                "review": pick(self._setting("review_issue_type", "Post-incident review"),
-                               self._setting("review_fallback_type", "Task")),
-                "change": pick(self._setting("change_issue_type", "Change"))}
+        return {"incident": pick(self._write.issue_type),
+                "review": pick(self._write.review_issue_type, self._write.review_fallback_type),
+                "change": pick(self._write.change_issue_type)}
 
     def _discovery(self) -> dict[str, Any]:
         return self._disc if self._disc is not None else self.discover(None)
@@ -531,7 +531,7 @@ class JiraPlatform:
         return wanted
 
     def _property_key(self) -> str:
-        return str(self._setting("property_key", "mim"))
+        return self._write.property_key
 
     def _project_clause(self) -> str:
         return f"project = {jql_string(self.project)}"
@@ -649,8 +649,8 @@ class JiraPlatform:
         """Open issues flagged as major incidents whose ``mim`` property carries our marker (state rebuild),
         including those a human un-flagged (they still carry the ``declared_label``)."""
         self._discovery()
-        flags = [f"labels = {jql_string(self._setting('major_label', 'major-incident'))}",
-                 f"labels = {jql_string(self._setting('declared_label', 'mim-declared'))}"]
+        flags = [f"labels = {jql_string(self._write.major_label)}",
+                 f"labels = {jql_string(self._write.declared_label)}"]
         major = self._field("major")
         if major:
             flags.append(f"{major['clause']} IS NOT EMPTY")
@@ -736,7 +736,7 @@ class JiraPlatform:
         major = self._field("major")
         if major and _flag_on(fields.get(major["id"])):
             return True
-        return str(self._setting("major_label", "major-incident")) in labels
+        return self._write.major_label in labels
 
     def derived_fields(self, raw: dict[str, Any]) -> dict[str, Any]:
         """The ``_``-prefixed keys the mapping reads: ``_major`` (none / proposed / accepted / rejected),
@@ -748,8 +748,8 @@ class JiraPlatform:
         prop = self._property(raw)
         out: dict[str, Any] = {}
         if self._is_flagged(fields, labels):
-            out["_major"] = "proposed" if str(self._setting("proposed_label", "mim-proposed")) in labels else "accepted"
-        elif prop.get("declared") is True or str(self._setting("declared_label", "mim-declared")) in labels:
+            out["_major"] = "proposed" if self._write.proposed_label in labels else "accepted"
+        elif prop.get("declared") is True or self._write.declared_label in labels:
             out["_major"] = "rejected"  # we declared it and a human took the flag away
         else:
             out["_major"] = "none"
@@ -814,7 +814,7 @@ class JiraPlatform:
             value = _first_name(fields.get(stage_field["id"]))
             if value and value.lower() in STAGE_ORDER:
                 return value.lower()
-        prefix = str(self._setting("stage_label_prefix", "mim-stage-"))
+        prefix = self._write.stage_label_prefix
         found = [label[len(prefix):].lower() for label in labels if label.startswith(prefix)]
         known = [s for s in found if s in STAGE_ORDER]
         return max(known, key=STAGE_ORDER.index) if known else None
@@ -850,19 +850,19 @@ class JiraPlatform:
         major = disc["fields"].get("major")
         checks.append(("major incident field", True,
                        f"{major['name']} ({major['id']})" if major else
-                       f"none on this site: the label {self._setting('major_label', 'major-incident')!r} marks major "
+                       f"none on this site: the label {self._write.major_label!r} marks major "
                        "incidents", ""))
         stage = disc["fields"].get("stage")
         checks.append(("stage field", True, f"{stage['name']} ({stage['id']})" if stage else
-                       f"none: stages are labels {self._setting('stage_label_prefix', 'mim-stage-')}<stage>",
-                       "" if stage else f"add a text field named {self._setting('stage_field_name')!r} to see the "
+                       f"none: stages are labels {self._write.stage_label_prefix}<stage>",
+                       "" if stage else f"add a text field named {self._write.stage_field_name!r} to see the "
                                         "stage as a field"))
         child = disc["link_types"]["child"]
         checks.append(("link type", True, f"{child['name']}: major incident {child['outward']} child", ""))
         for role, setting in (("incident", "issue_type"), ("review", "review_issue_type"), ("change", "change_issue_type")):
             found = disc["issue_types"].get(role)
             checks.append((f"issue type {role}", found is not None,
-                           f"{found['name']} ({found['id']})" if found else f"{self._setting(setting)!r} not found",
+                           f"{found['name']} ({found['id']})" if found else f"{getattr(self._write, setting)!r} not found",
                            "" if found else f"add the issue type to the project or set write.{setting}"))
         return checks
 
@@ -897,7 +897,7 @@ class JiraPlatform:
 
     def _comment_body(self, text: str, internal: bool) -> dict[str, Any]:
         body: dict[str, Any] = {"body": self._text(text)}
-        if internal and self._setting("internal_comments", True):
+        if internal and self._write.internal_comments:
             body["properties"] = [{"key": INTERNAL_COMMENT_PROPERTY, "value": {"internal": True}}]
         return body
 
@@ -1033,7 +1033,7 @@ class JiraPlatform:
         body: dict[str, Any] = {"transition": {"id": str(chosen["id"])}}
         resolution = (chosen.get("fields") or {}).get("resolution")
         if isinstance(resolution, dict) and resolution.get("required"):
-            body["fields"] = {"resolution": {"name": str(self._setting("resolution", "Done"))}}
+            body["fields"] = {"resolution": {"name": self._write.resolution}}
         if comment is not None:
             body["update"] = {"comment": [{"add": comment}]}
         if properties:
@@ -1048,9 +1048,10 @@ class JiraPlatform:
         self._forget(issue_id)
 
     def _status_for(self, state: str) -> str:
-        table = {**DEFAULT_STATE_STATUSES, "resolved": str(self._setting("resolve_status", "Resolved")),
-                 **(self._setting("state_statuses", {}) or {})}
-        return str(table.get(state, state))
+        table = {**DEFAULT_STATE_STATUSES, "resolved": self._write.resolve_status}
+        for canonical, status in self._write.state_statuses.items():
+            table[canonical] = status
+        return table.get(state, state)
 
     def _field_changes(self, canonical: dict[str, Any], current: dict[str, Any] | None
                        ) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
@@ -1099,12 +1100,12 @@ class JiraPlatform:
         if major:
             if not _flag_on(fields_now.get(major["id"])):
                 fields[major["id"]] = MAJOR_INCIDENT_VALUE
-        elif str(self._setting("major_label", "major-incident")) not in labels:
-            add.append(str(self._setting("major_label", "major-incident")))
-        proposed = str(self._setting("proposed_label", "mim-proposed"))
+        elif self._write.major_label not in labels:
+            add.append(self._write.major_label)
+        proposed = self._write.proposed_label
         if mode == "propose" and derived["_major"] != "accepted" and proposed not in labels:
             add.append(proposed)
-        declared_label = str(self._setting("declared_label", "mim-declared"))
+        declared_label = self._write.declared_label
         if declared_label not in labels:
             add.append(declared_label)
         old = self._property(issue)
@@ -1181,7 +1182,7 @@ class JiraPlatform:
         incident = (self._discovery().get("issue_types") or {}).get("incident")
         if not incident:
             return ApplyResult(action.key, "failed", retryable=False,
-                               detail=f"issue type {self._setting('issue_type', 'Incident')!r} does not exist on the site")
+                               detail=f"issue type {self._write.issue_type!r} does not exist on the site")
         fields, separate, unwritable = self._field_changes(action.fields, None)
         fields.setdefault("summary", "Major incident")
         fields.update({"project": {"key": self.project}, "issuetype": {"id": incident["id"]}})
@@ -1265,7 +1266,7 @@ class JiraPlatform:
                 value = {"value": value}
             self._edit(issue_id, {"fields": {stage_field["id"]: value}})
         else:
-            prefix = str(self._setting("stage_label_prefix", "mim-stage-"))
+            prefix = self._write.stage_label_prefix
             ops: list[dict[str, str]] = [{"remove": prefix + other} for other in STAGE_ORDER if other != stage]
             ops.append({"add": prefix + stage})
             self._edit(issue_id, {"update": {"labels": ops}})
@@ -1289,7 +1290,7 @@ class JiraPlatform:
         if not issue_type:
             setting = "review_issue_type" if kind == "review" else "change_issue_type"
             return ApplyResult(action.key, "failed", retryable=False,
-                               detail=f"issue type {self._setting(setting)!r} ({setting}) does not exist on the site")
+                               detail=f"issue type {getattr(self._write, setting)!r} ({setting}) does not exist on the site")
         fields: dict[str, Any] = {"project": {"key": self.project}, "issuetype": {"id": issue_type["id"]},
                                   "summary": summary[:255]}
         if due is not None:
@@ -1331,7 +1332,7 @@ class JiraPlatform:
         parent = self._key_of(parent_id) or parent_id
         text = action.notes.strip() or f"Resolved with major incident {parent}."
         prop = {**self._property(child), "resolved_by": tag}
-        self._transition(child_id, str(self._setting("resolve_status", "Resolved")),
+        self._transition(child_id, self._write.resolve_status,
                          comment=self._comment_body(f"{text}\n[{tag}]", True),
                          properties=[{"key": self._property_key(), "value": prop}])
         return ApplyResult(action.key, "applied", detail=f"resolved with {parent}")

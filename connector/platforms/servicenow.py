@@ -46,10 +46,10 @@ from connector.core.actions import (
     SetFields,
     SetStage,
 )
-from connector.core.durations import parse_duration
 from connector.core.mapping import Mapping
 from connector.core.settings import ServiceNowSettings, SettingsError
 from connector.core.ticket import OPEN_STATES, Ticket
+from connector.core.write_settings import ServiceNowWrite
 from connector.platforms.base import ApplyResult, Resolver, Watermark, doctor_check, marker_tag
 from connector.platforms.errors import (
     AuthenticationError,
@@ -310,12 +310,16 @@ class ServiceNowPlatform:
         self._session = self._client.session
         self.base_url: str = self._client.base_url
 
-        self._table = str(mapping.write_setting("table", "incident"))
-        self._batch = bool(mapping.write_setting("batch", True)) if batch is None else batch
-        self._batch_size = max(1, int(mapping.write_setting("batch_size", 50)))
-        self._page_size = max(1, int(page_size or mapping.write_setting("page_size", 500)))
-        self._overlap = parse_duration(mapping.write_setting("overlap", "2s"))
-        self._poll_filter = str(mapping.write_setting("poll_filter", "") or "")
+        write = mapping.write
+        if not isinstance(write, ServiceNowWrite):
+            raise SettingsError(f"{mapping.path} is a {mapping.platform} mapping, not a ServiceNow one")
+        self._write = write
+        self._table = write.table
+        self._batch = write.batch if batch is None else batch
+        self._batch_size = write.batch_size
+        self._page_size = max(1, page_size or write.page_size)
+        self._overlap = write.overlap
+        self._poll_filter = write.poll_filter
         if "^NQ" in self._poll_filter:
             raise SettingsError("write.poll_filter must not contain ^NQ (it is repeated in each keyset group)")
         self._id_field = query_field(mapping.source("id") or "sys_id")
@@ -548,8 +552,8 @@ class ServiceNowPlatform:
     def fetch_marked(self) -> list[dict[str, Any]]:
         """Incidents carrying a ``mim:`` marker whose major incident state is proposed, accepted or rejected,
         and that are not closed or canceled."""
-        marker = query_field(str(self.mapping.write_setting("marker_field", "correlation_id")))
-        major = query_field(str(self.mapping.write_setting("major_field", "major_incident_state")))
+        marker = query_field(self._write.marker_field)
+        major = query_field(self._write.major_field)
         state = query_field(self.mapping.source("state") or "state")
         majors = ",".join(query_value(self.mapping.to_platform("major", m), in_list=True)
                           for m in ("proposed", "accepted", "rejected"))
@@ -580,7 +584,7 @@ class ServiceNowPlatform:
         out: dict[str, dict[str, Any]] = {i: {"change": None, "tasks": []} for i in unique}
         if not unique:
             return out
-        link_field = str(self.mapping.write_setting("change_link_field", self.mapping.source("change") or "rfc"))
+        link_field = self._write.change_link_field
         known = dict(changes or {})
         missing = [i for i in unique if i not in known and i not in self._known]
         if missing:
@@ -591,8 +595,8 @@ class ServiceNowPlatform:
         title = self.mapping.source("title") or "short_description"
         fields = ["sys_id", "number", "state", title]
         change_ids = list(dict.fromkeys(c for c in (known.get(mi) for mi in unique) if c))
-        change_table = str(self.mapping.write_setting("change_table", "change_request"))
-        change_states = {str(k): str(v) for k, v in (self.mapping.write_setting("change_states") or {}).items()}
+        change_table = self._write.change_table
+        change_states = self._write.change_states
         found: dict[str, dict[str, Any]] = {}
         for start in range(0, len(change_ids), ID_CHUNK):
             chunk = ",".join(query_value(c, in_list=True) for c in change_ids[start:start + ID_CHUNK])
@@ -603,9 +607,9 @@ class ServiceNowPlatform:
             if hit is not None:
                 out[mi]["change"] = {"id": str(hit.get("sys_id")), "key": _text(hit.get("number")) or None,
                                      "state": change_states.get(_text(hit.get("state")), "unknown")}
-        task_table = str(self.mapping.write_setting("task_table", "incident_task"))
-        parent = query_field(str(self.mapping.write_setting("task_parent_field", "incident")))
-        task_states = {str(k): str(v) for k, v in (self.mapping.write_setting("task_states") or {}).items()}
+        task_table = self._write.task_table
+        parent = query_field(self._write.task_parent_field)
+        task_states = self._write.task_states
         for start in range(0, len(unique), ID_CHUNK):
             chunk = ",".join(query_value(i, in_list=True) for i in unique[start:start + ID_CHUNK])
             for row in self._select(task_table, f"{parent}IN{chunk}", fields + [parent]):
@@ -636,7 +640,7 @@ class ServiceNowPlatform:
             cached.setdefault("users", {})
             self._facts = cached
             return cached
-        stage = self.mapping.write_setting("stage_field", self.mapping.source("stage"))
+        stage = self._write.stage_field
         facts: dict[str, Any] = {"version": FACTS_VERSION, "stage_field": None, "groups": {}, "users": {}}
         if stage:
             facts["stage_field"] = stage if self._field_exists(query_field(str(stage))) else None
@@ -665,12 +669,10 @@ class ServiceNowPlatform:
         stage = discovery.get("stage_field")
         checks.append(("stage field", True, f"{stage} exists on {self._table}" if stage else
                        "no stage field: stages are written as work notes",
-                       "" if stage else f"add {self.mapping.write_setting('stage_field', 'u_mim_stage')} (string) to "
+                       "" if stage else f"add {self._write.stage_field or 'u_mim_stage'} (string) to "
                                         f"{self._table} to see the stage as a field"))
-        tables = [self._table, "sys_journal_field", str(self.mapping.write_setting("task_table", "incident_task")),
-                  str(self.mapping.write_setting("change_table", "change_request")),
-                  str(self.mapping.write_setting("group_table", "sys_user_group")),
-                  str(self.mapping.write_setting("user_table", "sys_user"))]
+        tables = [self._table, "sys_journal_field", self._write.task_table, self._write.change_table,
+                  self._write.group_table, self._write.user_table]
         for table in dict.fromkeys(tables):
             checks.append(doctor_check(f"table {table} readable", functools.partial(self._check_table, table),
                                        f"give the integration user read access to {table} (writes are not tried: "
@@ -798,10 +800,10 @@ class ServiceNowPlatform:
             column = stage_field if name == "stage" else self.mapping.source(name)
             if column is None or not _FIELD.fullmatch(column) or "." in column:
                 raise ClientError(f"canonical field {name!r} has no writable ServiceNow column in the mapping")
-            via = self.mapping.write_setting("priority_via") if name == "priority" else None
-            if isinstance(via, dict) and (via.get(value) or via.get(str(value))):
+            via = self._priority_via(value) if name == "priority" else None
+            if via:
                 # priority lookup rules derive priority from impact x urgency and overwrite a direct write
-                for field_name, field_value in (via.get(value) or via.get(str(value))).items():
+                for field_name, field_value in via.items():
                     out[str(self.mapping.source(field_name) or field_name)] = _text(field_value)
                 out[column] = _text(self.mapping.to_platform(name, value))
             elif name == "assignment_group":
@@ -812,6 +814,11 @@ class ServiceNowPlatform:
                 out[column] = _text(self.mapping.to_platform(name, value))
         return out, notes
 
+    def _priority_via(self, priority: Any) -> dict[str, int | str] | None:
+        """The impact and urgency that make ``priority`` (``write.priority_via``), if the mapping says."""
+        via = self._write.priority_via
+        return via.get(priority) or via.get(str(priority))
+
     def _reference(self, kind: str, value: str) -> str:
         """A group or user name as its sys_id (looked up once, cached in the discovery facts); the value
         itself when it is a sys_id already or nothing matches."""
@@ -820,11 +827,11 @@ class ServiceNowPlatform:
         cache: dict[str, str | None] = self._ensure_facts().setdefault(kind, {})
         if value not in cache:
             if kind == "groups":
-                table = str(self.mapping.write_setting("group_table", "sys_user_group"))
-                column = str(self.mapping.write_setting("group_name_field", "name"))
+                table = self._write.group_table
+                column = self._write.group_name_field
             else:
-                table = str(self.mapping.write_setting("user_table", "sys_user"))
-                column = str(self.mapping.write_setting("user_name_field", "user_name"))
+                table = self._write.user_table
+                column = self._write.user_name_field
             try:
                 answer = self._get_page(table, self._read_params(f"{query_field(column)}={query_value(value)}",
                                                                  ["sys_id"], 1))
@@ -837,8 +844,8 @@ class ServiceNowPlatform:
     def _declare(self, run: _Run, index: int, action: DeclareMajor) -> None:
         sys_id = run.resolve(action.target)
         current = self._current(run, action, sys_id)
-        major_field = str(self.mapping.write_setting("major_field", "major_incident_state"))
-        marker_field = str(self.mapping.write_setting("marker_field", "correlation_id"))
+        major_field = self._write.major_field
+        marker_field = self._write.marker_field
         target_state = "accepted" if action.mode == "accept" else "proposed"
         fields, notes = self._platform_fields(action.fields)
         now_state = self._canonical_major(current.get(major_field)) if current else None
@@ -860,7 +867,7 @@ class ServiceNowPlatform:
 
     def _find_marked(self, table: str, marker: str, fields: Sequence[str] = ("sys_id", "number")) -> dict[str, Any] | None:
         """The record of ``table`` whose marker field equals ``marker`` (one request), or None."""
-        marker_field = query_field(str(self.mapping.write_setting("marker_field", "correlation_id")))
+        marker_field = query_field(self._write.marker_field)
         answer = self._get_page(table, self._read_params(f"{marker_field}={query_value(marker)}^ORDERBYsys_created_on",
                                                          list(fields), 1))
         rows = answer.result
@@ -891,8 +898,8 @@ class ServiceNowPlatform:
         return self._policy.call(attempt)
 
     def _create_parent(self, run: _Run, index: int, action: CreateParent) -> None:
-        major_field = str(self.mapping.write_setting("major_field", "major_incident_state"))
-        marker_field = str(self.mapping.write_setting("marker_field", "correlation_id"))
+        major_field = self._write.major_field
+        marker_field = self._write.marker_field
         if action.key in run.uncertain:
             found = self._find_marked(self._table, action.marker)
             if found is not None:
@@ -913,7 +920,7 @@ class ServiceNowPlatform:
     def _link(self, run: _Run, index: int, action: LinkChild) -> None:
         parent = run.resolve(action.parent)
         child = run.resolve(action.target)
-        parent_field = str(self.mapping.write_setting("parent_field", self.mapping.source("parent") or "parent_incident"))
+        parent_field = self._write.parent_field
         current = self._known.get(child)
         self._queue(run, index, action, self._table, child, self._unchanged({parent_field: parent}, current))
 
@@ -925,10 +932,9 @@ class ServiceNowPlatform:
     def _resolution(self, notes: str | None) -> dict[str, str]:
         """The fields that resolve an incident: state, close code and notes (mandatory on most instances)."""
         state_column = self.mapping.source("state") or "state"
-        resolved = self.mapping.write_setting("resolved_state", self.mapping.to_platform("state", "resolved"))
-        return {state_column: _text(resolved),
-                "close_code": str(self.mapping.write_setting("close_code", "Solved (Permanently)")),
-                "close_notes": notes or str(self.mapping.write_setting("close_notes", "Resolved with the major incident."))}
+        return {state_column: self._write.resolved_state,
+                "close_code": self._write.close_code,
+                "close_notes": notes or self._write.close_notes}
 
     def _set_fields(self, run: _Run, index: int, action: SetFields) -> None:
         sys_id = run.resolve(action.target)
@@ -953,7 +959,7 @@ class ServiceNowPlatform:
 
     def _create_task(self, run: _Run, index: int, action: CreateTask) -> None:
         mi = run.resolve(action.target)
-        table = str(self.mapping.write_setting("task_table", "incident_task"))
+        table = self._write.task_table
         tag = marker_tag(action.key)
         if action.key in run.uncertain:
             found = self._find_marked(table, tag)
@@ -961,21 +967,21 @@ class ServiceNowPlatform:
                 run.results[index] = ApplyResult(action.key, "skipped", created_id=str(found["sys_id"]),
                                                  created_key=found.get("number") or None, detail="already created")
                 return
-        payload = {str(self.mapping.write_setting("task_parent_field", "incident")): mi,
+        payload = {self._write.task_parent_field: mi,
                    self.mapping.source("title") or "short_description": action.title,
                    self.mapping.source("description") or "description": action.description,
-                   str(self.mapping.write_setting("marker_field", "correlation_id")): tag}
+                   self._write.marker_field: tag}
         if action.owner:
             payload[self.mapping.source("assignee") or "assigned_to"] = self._reference("users", action.owner)
         if action.due is not None:
-            payload[str(self.mapping.write_setting("task_due_field", "due_date"))] = query_time(action.due)
+            payload[self._write.task_due_field] = query_time(action.due)
         record = self._create(table, payload, tag)
         run.results[index] = ApplyResult(action.key, "applied", created_id=str(record["sys_id"]),
                                          created_key=record.get("number") or None)
 
     def _create_change(self, run: _Run, index: int, action: CreateChange) -> None:
         mi = run.resolve(action.target)
-        table = str(self.mapping.write_setting("change_table", "change_request"))
+        table = self._write.change_table
         tag = marker_tag(action.key)
         found = self._find_marked(table, tag) if action.key in run.uncertain else None
         if found is not None:
@@ -986,13 +992,13 @@ class ServiceNowPlatform:
             payload = {self.mapping.source("title") or "short_description": action.title,
                        self.mapping.source("description") or "description": action.description,
                        "type": action.change_type,
-                       str(self.mapping.write_setting("marker_field", "correlation_id")): tag}
+                       self._write.marker_field: tag}
             if action.group:
                 payload[self.mapping.source("assignment_group") or "assignment_group"] = self._reference("groups", action.group)
             record = self._create(table, payload, tag)
             result = ApplyResult(action.key, "applied", created_id=str(record["sys_id"]),
                                  created_key=record.get("number") or None)
-        link_field = str(self.mapping.write_setting("change_link_field", self.mapping.source("change") or "rfc"))
+        link_field = self._write.change_link_field
         current = self._known.get(mi)
         if found is not None and current is None:
             current = self._current(run, action, mi)
