@@ -38,6 +38,7 @@ from connector.platforms.errors import (
     LimitExceeded,
     NotFound,
     PermissionDenied,
+    ResponseAction,
     TransientError,
 )
 from connector.platforms.jira import (
@@ -47,7 +48,15 @@ from connector.platforms.jira import (
     jql_epoch_ms,
     jql_string,
 )
-from connector.platforms.retry import RetryPolicy
+from connector.platforms.retry import (
+    OTHER_4XX,
+    OTHER_STATUS,
+    RETRY_AFTER_503,
+    RETRY_TABLE,
+    UNREADABLE_2XX,
+    Condition,
+    RetryPolicy,
+)
 from connector.sim.base import SimRequest
 from connector.sim.jira import JiraSim
 
@@ -488,6 +497,35 @@ def test_a_non_json_error_body_is_not_echoed(mapping: Mapping) -> None:
         with pytest.raises(ClientError) as caught:
             list(platform.fetch_changed(None, T0))
     assert "jane.doe" not in str(caught.value)
+
+
+def failure_of(condition: Condition) -> dict[str, Any]:
+    """``responses`` arguments that make a Jira endpoint answer with the condition of a retry table row."""
+    if isinstance(condition, type):
+        return {"body": condition("simulated")}
+    if condition == RETRY_AFTER_503:
+        return {"status": 503, "json": {}, "headers": {"Retry-After": "0"}}
+    if condition == UNREADABLE_2XX:
+        return {"status": 200, "body": "<html>Down for maintenance</html>", "content_type": "text/html"}
+    status = {OTHER_4XX: 418, OTHER_STATUS: 501}.get(condition, condition)
+    return {"status": status, "json": {"errorMessages": ["refused"], "errors": {}}}
+
+
+@pytest.mark.parametrize("condition", list(RETRY_TABLE), ids=lambda c: getattr(c, "__name__", str(c)))
+def test_a_comment_walks_every_row_of_the_retry_table(mapping: Mapping, condition: Condition) -> None:
+    row = RETRY_TABLE[condition]
+    platform, _ = discovered(mapping)
+    comments = f"{ISSUE}/1/comment"
+    with mock() as rsps:
+        rsps.post(comments, **failure_of(condition))
+        if row.action is ResponseAction.REREAD:  # it may have landed: read back before sending again
+            rsps.get(comments, json={"comments": [], "total": 0})
+        if row.action is not ResponseAction.FATAL:
+            rsps.post(comments, status=201, json={"id": "100"})
+        [result] = platform.apply([AddNote(key="note:1:walk", target="1", text="Walk the table.")], keep)
+    assert result.status == ("failed" if row.action is ResponseAction.FATAL else "applied"), result.detail
+    sent = {ResponseAction.FATAL: 1, ResponseAction.RETRY: 2, ResponseAction.RETRY_ONCE: 2, ResponseAction.REREAD: 3}
+    assert platform.requests_sent == 4 + sent[row.action]
 
 
 def test_secrets_never_appear_in_errors_or_reprs(mapping: Mapping) -> None:

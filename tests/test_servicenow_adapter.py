@@ -41,10 +41,20 @@ from connector.platforms.errors import (
     Conflict,
     NotFound,
     PermissionDenied,
+    ResponseAction,
     TransientError,
     UnexpectedResponse,
 )
-from connector.platforms.retry import RetryPolicy
+from connector.platforms.retry import (
+    EMPTY_202,
+    OTHER_4XX,
+    OTHER_STATUS,
+    RETRY_AFTER_503,
+    SERVICENOW_TABLE,
+    UNREADABLE_2XX,
+    Condition,
+    RetryPolicy,
+)
 from connector.platforms.servicenow import PagingStalled, QueryValueError, ServiceNowPlatform, query_value
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -414,6 +424,37 @@ def test_retryable_answers_are_retried(failure: dict[str, Any], expected_sleeps:
         assert sleeps == expected_sleeps
     else:
         assert 0 < sleeps[0] <= 30.0
+
+
+def failure_of(condition: Condition) -> dict[str, Any]:
+    """``responses`` arguments that make the Table API answer with the condition of a retry table row."""
+    if isinstance(condition, type):
+        return {"body": condition("simulated")}
+    if condition == RETRY_AFTER_503:
+        return {"status": 503, "json": {"error": {"message": "Unavailable"}}, "headers": {"Retry-After": "0"}}
+    if condition == EMPTY_202:
+        return {"status": 202, "body": ""}
+    if condition == UNREADABLE_2XX:
+        return {"status": 200, "body": "<html>Instance hibernating</html>", "content_type": "text/html"}
+    status = {OTHER_4XX: 418, OTHER_STATUS: 501}.get(condition, condition)
+    return {"status": status, "json": {"error": {"message": "refused"}}}
+
+
+@pytest.mark.parametrize("condition", list(SERVICENOW_TABLE), ids=lambda c: getattr(c, "__name__", str(c)))
+def test_a_create_walks_every_row_of_the_retry_table(condition: Condition, make: Callable[..., ServiceNowPlatform],
+                                                     rsps: responses.RequestsMock) -> None:
+    row = SERVICENOW_TABLE[condition]
+    rsps.post(TABLE, **failure_of(condition))
+    if row.action is ResponseAction.REREAD:  # it may have landed: look for its marker before posting again
+        rsps.get(TABLE, **page([]))
+    if row.action is not ResponseAction.FATAL:
+        rsps.post(TABLE, status=201, json={"result": {"sys_id": sid(99), "number": "INC0010099"}})
+    platform = make()
+    platform.discover(facts())
+    [result] = platform.apply([CreateParent(key="c", target="new-1", mode="propose", marker="mim:r:new-1")], ident)
+    assert result.status == ("failed" if row.action is ResponseAction.FATAL else "applied"), result.detail
+    sent = {ResponseAction.FATAL: 1, ResponseAction.RETRY: 2, ResponseAction.RETRY_ONCE: 2, ResponseAction.REREAD: 3}
+    assert platform.requests_sent == sent[row.action]
 
 
 def test_backoff_grows_and_the_last_error_is_raised(make: Callable[..., ServiceNowPlatform],

@@ -52,12 +52,18 @@ from connector.platforms.errors import (
     NotFound,
     PermissionDenied,
     PlatformError,
-    RateLimited,
-    TransientError,
     UnexpectedResponse,
-    error_for_status,
 )
-from connector.platforms.retry import RetryPolicy, parse_retry_after
+from connector.platforms.retry import (
+    RETRY_TABLE,
+    UNREADABLE_2XX,
+    ResponseAction,
+    RetryPolicy,
+    error_for_status,
+    error_from,
+    parse_retry_after,
+    resolve_exception,
+)
 
 __all__ = ["JiraPlatform", "jql_string", "jql_epoch_ms", "adf_document", "adf_plain_text"]
 
@@ -350,12 +356,14 @@ class JiraPlatform:
         try:
             response = self._session.request(method, self.base_url + path, params=params, json=body, auth=self._auth(),
                                              timeout=self.timeout, verify=self.verify, allow_redirects=False)
-        except requests.Timeout:
-            raise TransientError(f"no answer within {self.timeout:g}s", method=method, path=path) from None
-        except requests.ConnectionError:
-            raise TransientError("connection failed", method=method, path=path) from None
+        except requests.Timeout as exc:
+            raise error_from(resolve_exception(exc), f"no answer within {self.timeout:g}s", method=method,
+                             path=path) from None
+        except requests.ConnectionError as exc:
+            raise error_from(resolve_exception(exc), "connection failed", method=method, path=path) from None
         except requests.RequestException as exc:
-            raise TransientError(f"request failed ({type(exc).__name__})", method=method, path=path) from None
+            raise error_from(resolve_exception(exc), f"request failed ({type(exc).__name__})", method=method,
+                             path=path) from None
         return self._read(response, method, path)
 
     def _read(self, response: requests.Response, method: str, path: str) -> Any:
@@ -366,11 +374,12 @@ class JiraPlatform:
                 return None
             ctype = response.headers.get("Content-Type", "")
             if "json" not in ctype.lower():
-                raise UnexpectedResponse(f"expected JSON, got {ctype.split(';')[0] or 'no content type'}", **where)
+                raise error_from(RETRY_TABLE[UNREADABLE_2XX],
+                                 f"expected JSON, got {ctype.split(';')[0] or 'no content type'}", **where)
             try:
                 return response.json()
             except ValueError:
-                raise UnexpectedResponse("the answer is not valid JSON", **where) from None
+                raise error_from(RETRY_TABLE[UNREADABLE_2XX], "the answer is not valid JSON", **where) from None
         message = _error_message(response)
         retry_after = parse_retry_after(response.headers.get("Retry-After"))
         if status in (429, 503):
@@ -401,10 +410,8 @@ class JiraPlatform:
                     return done
             try:
                 return self._send(method, path, params, body)
-            except RateLimited:
-                raise
-            except (TransientError, UnexpectedResponse):
-                ambiguous = True
+            except PlatformError as exc:
+                ambiguous = ambiguous or exc.action is ResponseAction.REREAD
                 raise
 
         return self.policy.call(attempt)

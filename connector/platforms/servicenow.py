@@ -59,9 +59,19 @@ from connector.platforms.errors import (
     PlatformError,
     TransientError,
     UnexpectedResponse,
-    error_for_status,
 )
-from connector.platforms.retry import RetryPolicy, parse_retry_after
+from connector.platforms.retry import (
+    EMPTY_202,
+    SERVICENOW_TABLE,
+    UNREADABLE_2XX,
+    Resolution,
+    ResponseAction,
+    RetryPolicy,
+    error_from,
+    parse_retry_after,
+    resolve_exception,
+    resolve_status,
+)
 
 QUERY_TIME = "%Y-%m-%d %H:%M:%S"
 """How a time is written in an encoded query: UTC, second resolution (plain dates in a query are UTC)."""
@@ -84,7 +94,6 @@ JOURNAL = ("work_notes", "comments")
 _FIELD = re.compile(r"[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*")
 _PATH_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _SYS_ID = re.compile(r"[0-9a-f]{32}")
-_AMBIGUOUS_STATUSES = (500, 502, 504)
 
 
 class QueryValueError(ValueError):
@@ -377,20 +386,21 @@ class ServiceNowPlatform:
             # verify per request: requests lets REQUESTS_CA_BUNDLE override the session's own bundle
             resource.request(method, data=None if body is None else json.dumps(body), verify=self._verify,
                              hooks={"response": [lambda response, *args, **kwargs: captured.append(response)]})
-        except requests.exceptions.ConnectTimeout:
-            raise TransientError("connection timed out", method=method, path=path) from None
+        except requests.exceptions.ConnectTimeout as exc:
+            raise _failure(resolve_exception(exc, SERVICENOW_TABLE), "connection timed out", method, path) from None
         except requests.exceptions.Timeout as exc:
-            raise _transient(f"no answer within {self._timeout:g}s ({type(exc).__name__})", method, path,
-                             maybe_applied=True) from None
+            raise _failure(resolve_exception(exc, SERVICENOW_TABLE),
+                           f"no answer within {self._timeout:g}s ({type(exc).__name__})", method, path) from None
         except requests.exceptions.ConnectionError as exc:
-            raise _transient(f"connection failed ({type(exc).__name__})", method, path, maybe_applied=True) from None
+            raise _failure(resolve_exception(exc, SERVICENOW_TABLE), f"connection failed ({type(exc).__name__})",
+                           method, path) from None
         response = captured[-1]
         if response.status_code == 401 and self._oauth is not None:
             self._oauth.invalidate()
         answer = _answer(response, method, path)
         if expect is not None and not isinstance(answer.result, expect):
-            raise UnexpectedResponse(f"answer has no result {expect.__name__}", status=answer.status,
-                                     method=method, path=path)
+            raise _failure(SERVICENOW_TABLE[UNREADABLE_2XX], f"answer has no result {expect.__name__}", method, path,
+                           status=answer.status)
         return answer
 
     def _fetch_token(self) -> None:
@@ -1231,11 +1241,12 @@ def _int(value: Any) -> int | None:
         return None
 
 
-def _transient(message: str, method: str, path: str, maybe_applied: bool, status: int | None = None,
-               retry_after: float | None = None) -> TransientError:
-    """A transient error; :class:`MaybeApplied` when a write was sent and its answer lost."""
-    kind = MaybeApplied if maybe_applied and method != "GET" else TransientError
-    return kind(message, retry_after=retry_after, status=status, method=method, path=path)
+def _failure(row: Resolution, message: str, method: str, path: str, status: int | None = None,
+             retry_after: float | None = None) -> PlatformError:
+    """The error of a row of ServiceNow's retry table; :class:`MaybeApplied` when the row says a write may have
+    been carried out (``re-read``): it was sent and its answer lost."""
+    lost = MaybeApplied if row.action is ResponseAction.REREAD and method != "GET" else None
+    return error_from(row, message, status=status, method=method, path=path, retry_after=retry_after, error=lost)
 
 
 def _platform_message(data: Any, status: int) -> str:
@@ -1267,8 +1278,7 @@ def error_for(status: int, headers: Any, data: Any, method: str, path: str) -> P
         return None
     message = _platform_message(data, status)
     retry_after = parse_retry_after(headers.get("Retry-After")) if headers is not None else None
-    lost = MaybeApplied if status in _AMBIGUOUS_STATUSES and method != "GET" else TransientError
-    return error_for_status(status, message, retry_after=retry_after, method=method, path=path, transient=lost)
+    return _failure(resolve_status(status, retry_after, SERVICENOW_TABLE), message, method, path, status, retry_after)
 
 
 def _answer(response: requests.Response, method: str, path: str) -> _Answer:
@@ -1279,12 +1289,12 @@ def _answer(response: requests.Response, method: str, path: str) -> _Answer:
     if error is not None:
         raise error
     if status == 202 and data is None:
-        raise TransientError("request queued and dropped (HTTP 202 without a body)", status=status,
-                             method=method, path=path)
+        raise _failure(SERVICENOW_TABLE[EMPTY_202], "", method, path, status=status)
     if not parsed or "html" in (response.headers.get("Content-Type") or "").lower():
-        raise UnexpectedResponse("answer is not JSON (maintenance page?)", status=status, method=method, path=path)
+        raise _failure(SERVICENOW_TABLE[UNREADABLE_2XX], "answer is not JSON (maintenance page?)", method, path,
+                       status=status)
     if status != 204 and data is None and method == "GET":
-        raise UnexpectedResponse("empty answer", status=status, method=method, path=path)
+        raise _failure(SERVICENOW_TABLE[UNREADABLE_2XX], "empty answer", method, path, status=status)
     next_link = response.links.get("next", {}).get("url")
     return _Answer(status, response.headers, data, next_link)
 
