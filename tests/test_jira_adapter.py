@@ -48,6 +48,7 @@ from connector.platforms.jira import (
     jql_epoch_ms,
     jql_string,
 )
+from connector.platforms.paging import PagingStalled
 from connector.platforms.retry import (
     OTHER_4XX,
     OTHER_STATUS,
@@ -257,8 +258,44 @@ def test_a_repeated_page_token_is_a_loop_not_an_endless_poll(mapping: Mapping) -
     with mock() as rsps:
         rsps.post(SEARCH, json=page(issue("1", "ITSM-1"), token="same"))
         rsps.post(SEARCH, json=page(issue("2", "ITSM-2"), token="same"))
-        with pytest.raises(Exception, match="paging loop"):
+        with pytest.raises(PagingStalled, match="paging loop"):
             list(platform.fetch_changed(None, T0))
+
+
+def test_a_data_center_search_that_ignores_start_at_is_a_loop_not_an_endless_search(mapping: Mapping) -> None:
+    platform, _ = discovered(mapping, "dc")
+    with mock() as rsps:
+        # no total: only the issues themselves show that startAt is ignored
+        rsps.post(DC_SEARCH, json={"startAt": 0, "issues": [issue("1", "ITSM-1"), issue("2", "ITSM-2")]})
+        rsps.post(DC_SEARCH, json={"startAt": 2, "issues": [issue("1", "ITSM-1"), issue("2", "ITSM-2")]})
+        with pytest.raises(PagingStalled, match="offset 2 repeated rows already read") as caught:
+            platform.search('project = "ITSM"')
+        assert [body(c)["startAt"] for c in rsps.calls] == [0, 2]
+    assert caught.value.retryable and "POST /rest/api/2/search" in str(caught.value)
+
+
+def test_a_data_center_delta_poll_that_ignores_start_at_is_a_loop(mapping: Mapping) -> None:
+    platform, _ = discovered(mapping, "dc")
+    t1 = "2024-01-15T14:50:00.000+0000"
+    same = {"issues": [issue("1", "ITSM-1", t1), issue("2", "ITSM-2", t1)]}
+    with mock() as rsps:
+        rsps.post(DC_SEARCH, json=same)  # moves the cursor to 14:50
+        rsps.post(DC_SEARCH, json=same)  # the restart from 14:50 reads them again: expected
+        rsps.post(DC_SEARCH, json=same)  # startAt 2 within 14:50 brings nothing new: the server ignores it
+        with pytest.raises(PagingStalled, match="startAt 2 repeated issues"):
+            list(platform.fetch_changed(None, T0 - timedelta(hours=1)))
+        assert [body(c)["startAt"] for c in rsps.calls] == [0, 0, 2]
+
+
+def test_comments_that_ignore_start_at_fail_the_note_for_a_later_cycle(mapping: Mapping) -> None:
+    platform, _ = discovered(mapping)
+    comments = {"comments": [{"id": "1", "body": "first"}, {"id": "2", "body": "second"}]}
+    with mock() as rsps:
+        rsps.get(f"{ISSUE}/1/comment", json=comments)
+        rsps.get(f"{ISSUE}/1/comment", json=comments)
+        action = AddNote(key="note:1:loop", target="1", text="t")
+        [result] = platform.apply([action], keep, frozenset({action.key}))
+    assert result.status == "failed" and result.retryable and "repeated rows already read" in result.detail
 
 
 def test_changed_issues_are_deduplicated_by_id_and_updated(mapping: Mapping) -> None:

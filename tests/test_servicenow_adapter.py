@@ -289,6 +289,17 @@ def test_a_link_loop_over_empty_pages_raises(make: Callable[..., ServiceNowPlatf
         list(make(page_size=2).fetch_changed(None, T0))
 
 
+def test_a_lookup_query_that_does_not_move_forward_raises(make: Callable[..., ServiceNowPlatform],
+                                                          rsps: responses.RequestsMock) -> None:
+    tasks = [{"sys_id": sid(600), "number": "TASK0000001", "state": "1", "incident": MI},
+             {"sys_id": sid(601), "number": "TASK0000002", "state": "1", "incident": MI}]
+    rsps.get(f"{BASE}/api/now/table/incident_task", **page(tasks, total=4))
+    rsps.get(f"{BASE}/api/now/table/incident_task", **page(tasks, total=4))
+    with pytest.raises(PagingStalled, match="did not move forward") as caught:
+        make(page_size=2).fetch_followups([MI], {MI: None})
+    assert "GET /api/now/table/incident_task" in str(caught.value) and not caught.value.retryable
+
+
 def test_quiet_poll_is_one_request_and_does_not_repeat_what_was_returned(
         make: Callable[..., ServiceNowPlatform], rsps: responses.RequestsMock) -> None:
     last = row(sid(5), "2024-05-01 10:00:00")

@@ -22,7 +22,7 @@ import logging
 import re
 from collections import OrderedDict, deque
 from datetime import datetime, timedelta, timezone
-from typing import Any, Callable, Iterator, Literal, Sequence, TypeVar
+from typing import Any, Callable, Hashable, Iterator, Literal, Sequence, TypeVar
 from urllib.parse import urlsplit
 
 import requests
@@ -54,6 +54,7 @@ from connector.platforms.errors import (
     PlatformError,
     UnexpectedResponse,
 )
+from connector.platforms.paging import OffsetPaginator, Page, Paginator, TokenPaginator, paginate, remember
 from connector.platforms.retry import (
     RETRY_TABLE,
     UNREADABLE_2XX,
@@ -583,9 +584,10 @@ class JiraPlatform:
     def _search_cloud(self, jql: str, fields: list[str], properties: list[str],
                       reconcile: Sequence[str] = ()) -> Iterator[dict[str, Any]]:
         """``POST /rest/api/3/search/jql`` following ``nextPageToken`` until it is absent or ``isLast``."""
-        token: str | None = None
-        tokens: set[str] = set()
-        while True:
+        path = "/rest/api/3/search/jql"
+        paginator = TokenPaginator(where=f"POST {path}", source="Jira", field="nextPageToken", retryable=True)
+
+        def fetch(token: str | None) -> Page:
             body: dict[str, Any] = {"jql": jql, "maxResults": min(self._page_size, 100), "fields": fields}
             if properties:
                 body["properties"] = properties
@@ -593,52 +595,40 @@ class JiraPlatform:
                 body["reconcileIssues"] = [int(i) for i in reconcile]
             if token:
                 body["nextPageToken"] = token
-            page = self._call("POST", "/rest/api/3/search/jql", body=body) or {}
-            yield from page.get("issues") or []
-            token = page.get("nextPageToken")
-            if not token or page.get("isLast") is True:
-                return
-            if token in tokens:
-                raise UnexpectedResponse("Jira returned a nextPageToken it had returned before (paging loop)",
-                                         method="POST", path="/rest/api/3/search/jql")
-            tokens.add(token)
+            page = self._call("POST", path, body=body) or {}
+            return Page(page.get("issues") or [], token=page.get("nextPageToken"), last=page.get("isLast") is True)
+
+        for page in paginate(paginator, fetch):
+            yield from page.rows
 
     def _search_dc(self, jql: str, fields: list[str], properties: list[str]) -> Iterator[dict[str, Any]]:
         """``POST /rest/api/2/search`` with ``startAt`` (small, stable result sets only)."""
-        start = 0
-        while True:
+        path = "/rest/api/2/search"
+        paginator = OffsetPaginator(_issue_id, where=f"POST {path}", retryable=True)
+
+        def fetch(start: int) -> Page:
             body: dict[str, Any] = {"jql": jql, "startAt": start, "maxResults": self._page_size, "fields": fields}
             if properties:
                 body["properties"] = properties
-            page = self._call("POST", "/rest/api/2/search", body=body) or {}
-            issues = page.get("issues") or []
-            yield from issues
-            start += len(issues)
-            total = page.get("total")
-            if not issues or (isinstance(total, int) and start >= total):
-                return
+            return _offset_page(self._call("POST", path, body=body), "issues")
+
+        for page in paginate(paginator, fetch):
+            yield from page.rows
 
     def _changed_dc(self, start: datetime, fields: list[str], properties: list[str]) -> Iterator[dict[str, Any]]:
-        """Data Center delta pages. Paging by ``startAt`` alone skips an issue whenever an earlier one is
-        updated mid-scan (it moves to the end and the rest shift left), so each page restarts the query from
-        the last ``updated`` seen; ``startAt`` only steps through issues sharing that one millisecond."""
-        cursor = jql_epoch_ms(start)
-        offset = 0
-        while True:
-            jql = self.changed_jql(cursor)
-            body: dict[str, Any] = {"jql": jql, "startAt": offset, "maxResults": self._page_size, "fields": fields,
-                                    "properties": properties}
-            page = self._call("POST", "/rest/api/2/search", body=body) or {}
-            issues = page.get("issues") or []
-            yield from issues
-            total = page.get("total")
-            if not issues or (isinstance(total, int) and offset + len(issues) >= total):
-                return
-            last = _updated_ms(issues[-1])
-            if last is not None and last > cursor:
-                cursor, offset = last, 0
-            else:
-                offset += len(issues)
+        """Data Center delta pages (a :class:`_ChangedPaginator`): each page restarts the query from the last
+        ``updated`` seen; ``startAt`` only steps through issues sharing that one millisecond."""
+        path = "/rest/api/2/search"
+        paginator = _ChangedPaginator(jql_epoch_ms(start), where=f"POST {path}")
+
+        def fetch(position: tuple[int, int]) -> Page:
+            cursor, offset = position
+            body: dict[str, Any] = {"jql": self.changed_jql(cursor), "startAt": offset, "maxResults": self._page_size,
+                                    "fields": fields, "properties": properties}
+            return _offset_page(self._call("POST", path, body=body), "issues")
+
+        for page in paginate(paginator, fetch):
+            yield from page.rows
 
     def search(self, jql: str, fields: list[str] | None = None) -> list[dict[str, Any]]:
         """Every issue matching ``jql`` (built with :func:`jql_string` for values), with the ``mim`` property."""
@@ -968,18 +958,14 @@ class JiraPlatform:
     def _comment_tagged(self, issue_id: str, tag: str, once: bool = False) -> bool:
         """Whether a comment on the issue already carries ``[tag]`` (newest first, every page)."""
         needle = f"[{tag}]"
-        start = 0
-        while True:
+        path = self._api(f"/issue/{issue_id}/comment")
+        paginator = OffsetPaginator(lambda comment: str(comment.get("id")), where=f"GET {path}", retryable=True)
+
+        def fetch(start: int) -> Page:
             params = {"startAt": start, "maxResults": 100, "orderBy": "-created"}
-            path = self._api(f"/issue/{issue_id}/comment")
-            page = (self._send("GET", path, params) if once else self._get(path, params)) or {}
-            comments = page.get("comments") or []
-            if any(needle in adf_plain_text(c.get("body")) for c in comments):
-                return True
-            start += len(comments)
-            total = page.get("total")
-            if not comments or (isinstance(total, int) and start >= total):
-                return False
+            return _offset_page(self._send("GET", path, params) if once else self._get(path, params), "comments")
+
+        return any(needle in adf_plain_text(c.get("body")) for page in paginate(paginator, fetch) for c in page.rows)
 
     def _add_comment(self, issue_id: str, text: str, tag: str, internal: bool) -> None:
         body = self._comment_body(f"{text}\n[{tag}]", internal)
@@ -1343,6 +1329,44 @@ class JiraPlatform:
                          comment=self._comment_body(f"{text}\n[{tag}]", True),
                          properties=[{"key": self._property_key(), "value": prop}])
         return ApplyResult(action.key, "applied", detail=f"resolved with {parent}")
+
+
+class _ChangedPaginator(Paginator[tuple[int, int]]):
+    """Data Center delta pages, by ``(updated cursor in epoch ms, startAt)``. Paging by ``startAt`` alone skips
+    an issue whenever an earlier one is updated mid-scan (it moves to the end and the rest shift left), so the
+    query restarts from the last ``updated`` seen, and ``startAt`` only steps through issues sharing that one
+    millisecond. A step that brings no issue version not seen before means the server ignores ``startAt``."""
+
+    def __init__(self, cursor: int, *, where: str) -> None:
+        super().__init__((cursor, 0), where=where, retryable=True)
+        self._seen: set[Hashable] = set()
+
+    def next_request(self, page: Page) -> tuple[int, int] | None:
+        cursor, offset = self.current
+        fresh = remember(self._seen, page.rows, lambda issue: (_issue_id(issue), _updated(issue)))
+        if not page.rows or (page.total is not None and offset + len(page.rows) >= page.total):
+            return None
+        if offset > 0 and not fresh:
+            raise self.stalled(f"the page at startAt {offset} repeated issues already read (startAt ignored?)")
+        last = _updated_ms(page.rows[-1])
+        if last is not None and last > cursor:
+            return last, 0
+        return cursor, offset + len(page.rows)
+
+
+def _issue_id(issue: dict[str, Any]) -> str:
+    return str(issue.get("id"))
+
+
+def _updated(issue: dict[str, Any]) -> str:
+    return str((issue.get("fields") or {}).get("updated"))
+
+
+def _offset_page(answer: Any, items: str) -> Page:
+    """A ``startAt`` answer (``{items: [...], "total": n}``) as a page."""
+    answer = answer or {}
+    total = answer.get("total")
+    return Page(answer.get(items) or [], total=total if isinstance(total, int) else None)
 
 
 def _error_message(response: requests.Response) -> str:

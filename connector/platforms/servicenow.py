@@ -19,7 +19,6 @@ import base64
 import functools
 import http.cookiejar
 import json
-import math
 import re
 import time
 from dataclasses import dataclass, field
@@ -60,6 +59,7 @@ from connector.platforms.errors import (
     TransientError,
     UnexpectedResponse,
 )
+from connector.platforms.paging import KeysetPaginator, Page, PagingStalled, paginate
 from connector.platforms.retry import (
     EMPTY_202,
     SERVICENOW_TABLE,
@@ -103,10 +103,6 @@ class QueryValueError(ValueError):
 class MaybeApplied(TransientError):
     """A write was sent but its answer was lost (500/502/504, a dropped connection, a read timeout): it may
     have been applied, so a retry first looks for its marker or note tag."""
-
-
-class PagingStalled(PlatformError):
-    """A page loop that made no progress (the same keyset or ``Link`` again): stopped instead of looping."""
 
 
 def query_value(value: object, *, in_list: bool = False) -> str:
@@ -453,44 +449,20 @@ class ServiceNowPlatform:
     def _pages(self, table: str, first: str, after: Callable[[dict[str, Any]], str],
                key: Callable[[dict[str, Any]], tuple[str, ...]], fields: Sequence[str],
                limit: int) -> Iterator[list[dict[str, Any]]]:
-        """Every page of a keyset-ordered query: ``first`` is the first page's query, ``after(row)`` the
-        query for rows after ``row``. An empty page is not the end while ``Link rel="next"`` exists; a loop
-        that makes no progress raises :class:`PagingStalled`."""
-        params = self._read_params(first, fields, limit)
-        last: tuple[str, ...] | None = None
-        links: set[str] = set()
-        pages = 0
-        cap: int | None = None
-        while True:
+        """Every page of a keyset-ordered query (a :class:`KeysetPaginator`): ``first`` is the first page's
+        query, ``after(row)`` the query for rows after ``row``. An empty page is not the end while
+        ``Link rel="next"`` exists; a loop that makes no progress raises :class:`PagingStalled`."""
+        paginator = KeysetPaginator(self._read_params(first, fields, limit),
+                                    lambda row: self._read_params(after(row), fields, limit),
+                                    lambda link: self._link_params(link, table), key, limit,
+                                    where=f"GET /api/now/table/{table}")
+
+        def fetch(params: dict[str, Any]) -> Page:
             answer = self._get_page(table, params)
-            rows = answer.result
-            pages += 1
-            if cap is None:
-                total = _int(answer.headers.get("X-Total-Count"))
-                # A hot table keeps moving the end: stop after 1.5x the pages counted at the start and
-                # leave the rest to the next cycle (the watermark resumes there).
-                cap = math.ceil(total * 1.5 / limit) + 2 if total is not None else None
-            yield rows
-            if rows:
-                newest = max(key(row) for row in rows)
-                if last is not None and newest <= last:
-                    raise PagingStalled(f"the page after {'/'.join(last)} did not move forward",
-                                        method="GET", path=f"/api/now/table/{table}")
-                last = newest
-                if len(rows) < limit and answer.next_link is None:
-                    return
-                newest_row = max(rows, key=key)
-                params = self._read_params(after(newest_row), fields, limit)
-            else:
-                if answer.next_link is None:
-                    return
-                if answer.next_link in links:
-                    raise PagingStalled("the Link header pointed at a page already read", method="GET",
-                                        path=f"/api/now/table/{table}")
-                links.add(answer.next_link)
-                params = self._link_params(answer.next_link, table)
-            if cap is not None and pages >= cap:
-                return
+            return Page(answer.result, link=answer.next_link, total=_int(answer.headers.get("X-Total-Count")))
+
+        for page in paginate(paginator, fetch):
+            yield list(page.rows)
 
     def _link_params(self, link: str, table: str) -> dict[str, Any]:
         """The query parameters of a ``Link`` URL; only its parameters are used, never its host, so a link
