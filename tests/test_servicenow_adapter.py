@@ -1099,10 +1099,10 @@ def test_doctor_reports_missing_fields_and_unreadable_tables(make: Callable[...,
     assert [item["method"] for item in body_of(rsps.calls[-1])["rest_requests"]] == ["GET"]  # doctor never writes
 
 
-def test_only_the_servicenow_adapter_imports_pysnow() -> None:
+def test_only_the_servicenow_client_imports_pysnow() -> None:
     importers = [path.relative_to(ROOT) for path in [ROOT / "cli.py", *(ROOT / "connector").rglob("*.py")]
                  if "import pysnow" in path.read_text(encoding="utf-8")]
-    assert importers == [Path("connector/platforms/servicenow.py")]
+    assert importers == [Path("connector/platforms/servicenow/client.py")]
 
 
 def test_a_javascript_value_is_refused_in_an_encoded_query() -> None:
