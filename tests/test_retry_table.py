@@ -123,7 +123,7 @@ def test_backoff_has_jitter_grows_and_is_capped() -> None:
     call, _ = failing(7, lambda: error_for_status(502))
     assert policy.call(call) == "ok"
     ceilings = [min(4.0, 0.5 * 2 ** n) for n in range(7)]
-    assert all(c / 2 <= s <= c for s, c in zip(sleeps, ceilings)), sleeps
+    assert all(c / 2 <= s <= c for s, c in zip(sleeps, ceilings, strict=True)), sleeps
     assert sleeps[-1] > sleeps[0] and max(sleeps) <= 4.0
 
 
