@@ -18,12 +18,10 @@ from connector.detection.engine import (
     LateLink,
     MajorIncident,
     decide,
-    major_incidents_from_tickets,
-    marker_for,
     new_parent_id,
-    parse_marker,
     window_horizon,
 )
+from connector.detection.markers import major_incidents_from_tickets, marker_for, parse_marker
 from connector.detection.rules import Rule, load_rules, ordered
 
 T0 = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)

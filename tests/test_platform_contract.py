@@ -11,7 +11,7 @@ import pytest
 
 from connector.core.actions import AddNote, DeclareMajor, LinkChild
 from connector.core.mapping import load_mapping
-from connector.detection.engine import marker_for
+from connector.detection.markers import marker_for
 from connector.platforms.base import Platform, Watermark
 from connector.tools.demo import DemoClock, JiraSite, ServiceNowSite, Site
 

@@ -14,6 +14,7 @@ from typing import Any, Iterator
 import pytest
 
 from connector.core.mapping import Mapping, load_mapping
+from connector.detection.process_state import ReviewCounts
 from connector.detection.rules import load_rules
 from connector.job.cycle import CycleReport, run_cycle
 from connector.job.store import StateStore
@@ -142,14 +143,14 @@ def test_a_quiet_cycle_reads_the_followups_only_when_due(fake: tuple[Clock, Fake
     assert cycle(minutes=10).requests == 1
     due = cycle(minutes=5)
     assert due.requests == 2 and due.failures == [] and due.planned == [], "the poll and one follow-up read"
-    facts = next(r for r in store.major_incidents() if r.id == mi).facts
-    assert facts["change_state"] == "new" and facts["review_tasks"] == {"done": 0, "total": 0}
-    assert facts["followed_at"] == clock().isoformat()
+    followup = next(r for r in store.major_incidents() if r.id == mi).followup
+    assert followup.change_state == "new" and followup.review_tasks == ReviewCounts(done=0, total=0)
+    assert followup.followed_at == clock()
     assert cycle().requests == 1
     dry = run_cycle(platform, store, RULES, process, clock.advance(minutes=16), planners=[plan_process], dry_run=True)
     assert dry.requests == 2, "a dry run reads the follow-ups too (it only reads)"
-    after = next(r for r in store.major_incidents() if r.id == mi).facts
-    assert after["followed_at"] == facts["followed_at"], "and saves nothing"
+    after = next(r for r in store.major_incidents() if r.id == mi).followup
+    assert after.followed_at == followup.followed_at, "and saves nothing"
 
 
 # -- the ServiceNow simulator -------------------------------------------------------------------------------------
@@ -262,8 +263,8 @@ def test_the_whole_process_on_the_servicenow_simulator(servicenow: ServiceNowSit
     assert site.cycle(minutes=5).requests == 1, "a closed major incident costs nothing"
     assert len(sim.records("change_request")) == 1 and len(sim.records("incident_task")) == 3
     record = next(r for r in site.store.major_incidents() if r.id == mi)
-    assert record.facts["review_tasks"] == {"done": 3, "total": 3} and record.facts["change_state"] == "closed"
-    assert [e["value"] for e in record.facts["timeline"] if e["event"] == "change_state"] == ["new", "closed"]
+    assert record.followup.review_tasks == ReviewCounts(done=3, total=3) and record.followup.change_state == "closed"
+    assert [e.value for e in record.timeline if e.event == "change_state"] == ["new", "closed"]
 
 
 def test_a_quiet_servicenow_cycle_in_resolution_follows_up_only_when_due(servicenow: ServiceNowSite) -> None:

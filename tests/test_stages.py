@@ -13,10 +13,13 @@ import pytest
 from connector.core.actions import Action, AddNote, CreateChange, CreateTask, Notify, ResolveChild, SetFields, SetStage
 from connector.core.ticket import Ticket
 from connector.detection.engine import Decisions, Declaration
+from connector.detection.process_state import Declared, ReviewCounts
 from connector.detection.rules import load_rules
 from connector.job.store import MIRecord, StateStore
+from connector.process.assignment import calendar_for, choose_assignment
 from connector.process.context import ProcessContext
-from connector.process.planner import business_days, calendar_for, choose_assignment, plan_process
+from connector.process.maintenance import business_days
+from connector.process.planner import plan_process
 from connector.process.processfile import ProcessFile, load_process
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -67,8 +70,8 @@ class World:
                 for i in range(children)]
         record = MIRecord(id=parent.id, rule="service-surge", group=[service], started_at=parent.opened_at,
                           declared_at=at, key=parent.key, stage="identification", children=[k.id for k in kids],
-                          facts={"first_opened_at": parent.opened_at.isoformat(), "declared_at": at.isoformat(),
-                                 "triggered_by": [parent.id] + [k.id for k in kids], "service": service})
+                          declaration=Declared(first_opened_at=parent.opened_at, declared_at=at,
+                                               triggered_by=[parent.id] + [k.id for k in kids], service=service))
         self.records[record.id] = record
         self._declared.append(Declaration(
             mi_id=parent.id, rule="service-surge", mode="propose", parent_mode="earliest", group_fields=("service",),
@@ -160,7 +163,7 @@ def test_declared_in_hours_is_contained_with_team_rota_manager_and_raised_priori
     assert f"comms:{mi.id}:declared" in keys(actions)
     declared = next(a for a in actions if a.key == f"comms:{mi.id}:declared")
     assert "Manager: alice.martin" in declared.text and mi.key in declared.text
-    assert mi.facts["manager"] == "alice.martin" and mi.facts["manager_source"] == "rota"
+    assert mi.progress.containment.manager == "alice.martin" and mi.progress.containment.manager_source == "rota"
     assert world.tickets[mi.id].stage == "containment"
 
 
@@ -204,7 +207,7 @@ def test_resolution_by_hand_creates_the_change_from_the_template(world: World) -
     assert change.description == f"Implements the resolution of major incident {mi.key} on web-shop."
     assert change.group == "major-incident-team" and change.change_type == "normal"
     assert not only(actions, SetStage), "the agent already set the stage"
-    assert mi.facts["resolution_at"] == world.now.isoformat()
+    assert mi.progress.resolution.entered_at == world.now
     assert world.step(minutes=1) == []
 
 
@@ -214,7 +217,7 @@ def test_a_linked_change_enters_resolution_without_creating_another(world: World
     world.human(mi.id, change="chg-42")
     actions = world.step(minutes=2)
     assert keys(actions) == [f"stage:{mi.id}:resolution"]
-    assert mi.facts["change"] == "chg-42" and mi.facts["change_linked_at"] == world.now.isoformat()
+    assert mi.progress.resolution.change == "chg-42" and mi.progress.resolution.change_linked_at == world.now
 
 
 def test_maintenance_resolves_only_open_children_and_creates_review_tasks_with_business_day_dues(world: World) -> None:
@@ -269,12 +272,12 @@ def test_closed_writes_the_final_note_and_stops(world: World) -> None:
     world.step()
     world.human(mi.id, state="resolved")
     world.step(minutes=30)
-    mi.facts["review_tasks"] = {"done": 3, "total": 3}  # read back by the sync cycle
+    mi.followup.review_tasks = ReviewCounts(done=3, total=3)  # read back by the sync cycle
     world.human(mi.id, state="closed")
     actions = world.step(minutes=60)
     assert keys(actions) == [f"note:{mi.id}:closed", f"comms:{mi.id}:closed", f"stage:{mi.id}:closed"]
     assert "is closed" in actions[0].text
-    assert mi.facts["process_done"] is True
+    assert mi.progress.done is True
     world.human(mi.id, stage="maintenance")
     assert world.step(minutes=60) == [], "a closed major incident is finished: nothing is written again"
 
@@ -296,8 +299,8 @@ def test_a_manager_changed_by_hand_is_recorded_and_never_overwritten(world: Worl
     world.step(minutes=1)  # the connector sees its own assignment on the platform
     world.human(mi.id, assignee="dave.on.shift")
     assert world.step(minutes=2) == []
-    assert mi.facts["manager"] == "dave.on.shift" and mi.facts["manager_source"] == "human"
-    assert mi.facts["human"]["assignee"] == "dave.on.shift"
+    assert mi.progress.containment.manager == "dave.on.shift" and mi.progress.containment.manager_source == "human"
+    assert mi.ownership.human["assignee"] == "dave.on.shift"
     for _ in range(3):
         assert not only(world.step(minutes=40), SetFields)
     assert world.tickets[mi.id].assignee == "dave.on.shift"
@@ -312,7 +315,7 @@ def test_a_team_changed_by_hand_is_kept(world: World) -> None:
     world.human(mi.id, state="resolved")
     world.step(minutes=1)
     assert world.tickets[mi.id].assignment_group == "network-team"
-    assert mi.facts["team"] == "network-team"
+    assert mi.progress.containment.team == "network-team"
 
 
 def test_a_write_not_yet_on_the_platform_is_not_mistaken_for_a_human(world: World) -> None:
@@ -321,7 +324,7 @@ def test_a_write_not_yet_on_the_platform_is_not_mistaken_for_a_human(world: Worl
     assert only(actions, SetFields)
     world.now += timedelta(minutes=1)
     assert not only(world.plan(), SetFields)
-    assert "human" not in mi.facts
+    assert mi.ownership.human == {}
 
 
 def test_a_reference_read_back_as_a_sys_id_is_not_a_human_change(world: World) -> None:
@@ -329,10 +332,10 @@ def test_a_reference_read_back_as_a_sys_id_is_not_a_human_change(world: World) -
     world.step()
     world.human(mi.id, assignee="6816f79cc0a8016401c5a33be04be441")  # ServiceNow shows assigned_to as a sys_id
     world.step(minutes=1)
-    assert "human" not in mi.facts and mi.facts["manager"] == "alice.martin"
+    assert mi.ownership.human == {} and mi.progress.containment.manager == "alice.martin"
     world.human(mi.id, assignee="a-human-choice")
     world.step(minutes=1)
-    assert mi.facts["human"]["assignee"] == "a-human-choice"
+    assert mi.ownership.human["assignee"] == "a-human-choice"
 
 
 def test_a_stage_moved_back_by_hand_is_not_overwritten_until_something_new_happens(world: World) -> None:
@@ -346,7 +349,7 @@ def test_a_stage_moved_back_by_hand_is_not_overwritten_until_something_new_happe
     for _ in range(3):
         assert not only(world.step(minutes=10), SetStage)
     assert world.tickets[mi.id].stage == "containment"
-    assert mi.facts["human"]["stage"] == "containment"
+    assert mi.ownership.human["stage"] == "containment"
     world.human(mi.id, state="resolved")
     world.step(minutes=10)
     assert world.tickets[mi.id].stage == "maintenance", "resolving the incident is new: the process moves on"
@@ -364,11 +367,11 @@ def test_a_human_assignment_counts_as_containment_when_there_is_nothing_to_assig
     world = World(store, process_with(team=None, managers={"rota": [], "on_call": []}))
     mi = world.declare()
     first = world.step()
-    assert not only(first, SetFields) and "contained" not in mi.facts
+    assert not only(first, SetFields) and not mi.progress.containment.contained
     world.human(mi.id, assignee="eve", assignment_group="ops")
     actions = world.step(minutes=3)
     assert keys(actions) == [f"stage:{mi.id}:containment"]
-    assert mi.facts["manager"] == "eve" and mi.facts["manager_source"] == "human"
+    assert mi.progress.containment.manager == "eve" and mi.progress.containment.manager_source == "human"
 
 
 # -- reopen --------------------------------------------------------------------------------------------------
@@ -387,7 +390,7 @@ def test_a_reopened_incident_goes_back_to_resolution_and_is_maintained_again(wor
         world.human(child, state="in_progress")
     actions = world.step(minutes=10)
     assert [k for k in keys(actions) if ":update:" not in k] == [f"stage:{mi.id}:resolution:r1"]
-    assert mi.facts["epoch"] == 1 and "mi_resolved_at" not in mi.facts
+    assert mi.progress.epoch == 1 and mi.progress.maintenance.resolved_at is None
     world.human(mi.id, state="resolved")
     again = world.step(minutes=30)
     assert sorted(a.key for a in only(again, ResolveChild)) == sorted(f"resolve:{c}:{mi.id}:r1" for c in mi.children)
@@ -446,7 +449,7 @@ def test_sunday_03_00_in_berlin_gets_the_on_call_manager(store: StateStore) -> N
     actions = world.step()
     assert only(actions, SetFields)[0].fields["assignee"] == "oncall.duty"
     assert "out of hours" in only(actions, SetFields)[0].reason
-    assert "rota_next" not in mi.facts
+    assert mi.progress.containment.rota is None
 
 
 def test_children_that_arrive_out_of_hours_are_routed_with_raised_urgency(store: StateStore) -> None:
@@ -479,7 +482,7 @@ def test_updates_follow_the_cadence_and_only_the_latest_due_one_is_sent(world: W
     assert [k for k in keys(world.step(minutes=30)) if ":update:" in k] == [f"comms:{mi.id}:update:2"]
     # the connector is down for two and a half hours: one update on return, not five
     assert [k for k in keys(world.step(minutes=150)) if ":update:" in k] == [f"comms:{mi.id}:update:7"]
-    assert mi.facts["updates_sent"] == 3
+    assert mi.progress.comms.updates_sent == 3
     update = world.ledger[f"comms:{mi.id}:update:7"]
     assert isinstance(update, AddNote) and "stage containment" in update.text and "3h" in update.text
     world.human(mi.id, state="resolved")
@@ -515,7 +518,7 @@ def test_the_rota_turns_across_incidents_skipping_the_unavailable(store: StateSt
     for n in range(4):
         mi = world.declare(service=f"svc-{n}")
         world.step(minutes=1)
-        picked.append(mi.facts["manager"])
+        picked.append(mi.progress.containment.manager)
     assert picked == ["alice.martin", "carla.rossi", "alice.martin", "carla.rossi"]
 
 
@@ -525,14 +528,14 @@ def test_the_rota_position_is_not_advanced_by_planning_again(world: World) -> No
     world.plan()
     second = world.declare(service="b")
     world.step()
-    assert (first.facts["manager"], second.facts["manager"]) == ("alice.martin", "bob.schneider")
+    assert (first.progress.containment.manager, second.progress.containment.manager) == ("alice.martin", "bob.schneider")
 
 
 def test_the_rota_start_seeds_the_first_assignment(world: World) -> None:
     world.rota_start = 2
     mi = world.declare()
     world.step()
-    assert mi.facts["manager"] == "carla.rossi"
+    assert mi.progress.containment.manager == "carla.rossi"
 
 
 # -- idempotency, purity, rebuild ------------------------------------------------------------------------------
@@ -575,13 +578,13 @@ def test_a_rebuilt_state_adopts_the_platform_stage_and_redoes_nothing(world: Wor
     world.step()
     world.human(mi.id, change="chg-1")
     world.step(minutes=5)
-    # the state file is lost: the registry is rebuilt from the platform's marker, without facts
+    # the state file is lost: the registry is rebuilt from the platform's marker, with no process state
     rebuilt = MIRecord(id=mi.id, rule=mi.rule, group=mi.group, started_at=mi.started_at, declared_at=mi.declared_at,
                        key=mi.key, children=list(mi.children))
     world.records = {mi.id: rebuilt}
     world.ledger.clear()
     assert world.step(minutes=5) == []
-    assert rebuilt.facts["adopted"] == "resolution" and rebuilt.facts["manager"] == "alice.martin"
+    assert rebuilt.progress.adopted == "resolution" and rebuilt.progress.containment.manager == "alice.martin"
     world.human(mi.id, state="resolved")
     assert f"stage:{mi.id}:maintenance" in keys(world.step(minutes=5))
 
@@ -592,7 +595,7 @@ def test_a_new_parent_is_planned_on_its_synthetic_id_and_keeps_its_keys_after_cr
     real = world.tickets.pop(mi.id)
     world.records = {synthetic: MIRecord(id=synthetic, rule=mi.rule, group=mi.group, started_at=mi.started_at,
                                          declared_at=mi.declared_at, synthetic_id=synthetic, children=mi.children,
-                                         facts=dict(mi.facts))}
+                                         declaration=mi.declaration.model_copy(deep=True))}
     world._declared = [Declaration(mi_id=synthetic, rule=mi.rule, mode="propose", parent_mode="new",
                                    group_fields=("service",), group=("web-shop",), detected_at=world.now,
                                    started_at=mi.started_at, tickets=(), parent=None, set_fields={})]
@@ -622,7 +625,7 @@ def test_review_due_counts_whole_business_days() -> None:
     assert business_days(timedelta(hours=36)) == 2
 
 
-# -- following the change and the review tasks (facts read back by the sync cycle) ------------------------------
+# -- following the change and the review tasks (read back by the sync cycle) ------------------------------------
 
 
 def duties(actions: list[Action]) -> list[str]:
@@ -632,12 +635,12 @@ def duties(actions: list[Action]) -> list[str]:
 
 def follow(record: MIRecord, change: str | None = None, done: int | None = None, total: int = 3,
            open_tasks: list[str] | None = None) -> None:
-    """What ``sync._follow_up`` stores after ``fetch_followups``."""
+    """What the sync cycle keeps after ``fetch_followups`` (:func:`~connector.detection.registry.record_followups`)."""
     if change is not None:
-        record.facts["change_state"] = change
+        record.followup.change_state = change
     if done is not None:
-        record.facts["review_tasks"] = {"done": done, "total": total}
-        record.facts["review_open"] = open_tasks if open_tasks is not None else [f"TASK{n}" for n in range(done, total)]
+        record.followup.review_tasks = ReviewCounts(done=done, total=total)
+        record.followup.review_open = open_tasks if open_tasks is not None else [f"TASK{n}" for n in range(done, total)]
 
 
 def test_closed_waits_for_the_review_tasks_and_says_so_once(world: World) -> None:
@@ -650,7 +653,7 @@ def test_closed_waits_for_the_review_tasks_and_says_so_once(world: World) -> Non
     waiting = world.step(minutes=60)
     assert keys(waiting) == [f"note:{mi.id}:waiting"]
     assert "waiting for 2 review tasks: TASK1, TASK2" in waiting[0].text
-    assert world.tickets[mi.id].stage == "maintenance" and not mi.facts.get("process_done")
+    assert world.tickets[mi.id].stage == "maintenance" and not mi.progress.done
     assert [k for k in keys(world.plan()) if k not in world.ledger] == [], "a second pass plans nothing new"
     assert world.step(minutes=30) == [], "the waiting note is written once"
     follow(mi, done=2)
@@ -659,8 +662,8 @@ def test_closed_waits_for_the_review_tasks_and_says_so_once(world: World) -> Non
     closed = world.step(minutes=30)
     assert keys(closed) == [f"note:{mi.id}:closed", f"comms:{mi.id}:closed", f"stage:{mi.id}:closed"]
     assert "review tasks done 3/3" in closed[0].text
-    assert world.tickets[mi.id].stage == "closed" and mi.facts["process_done"] is True
-    assert [e["value"] for e in mi.facts["timeline"] if e["event"] == "waiting_for_reviews"] == [2]
+    assert world.tickets[mi.id].stage == "closed" and mi.progress.done is True
+    assert [e.value for e in mi.timeline if e.event == "waiting_for_reviews"] == [2]
 
 
 def test_review_tasks_not_read_back_yet_are_not_done(world: World) -> None:
@@ -685,7 +688,7 @@ def test_without_review_tasks_closing_the_incident_closes_the_process(store: Sta
     world.human(mi.id, state="closed")
     actions = world.step(minutes=30)
     assert f"stage:{mi.id}:closed" in keys(actions) and f"note:{mi.id}:waiting" not in keys(actions)
-    assert mi.facts["process_done"] is True
+    assert mi.progress.done is True
 
 
 def test_change_states_are_timeline_events_and_a_done_change_is_noted_once(world: World) -> None:
@@ -698,7 +701,7 @@ def test_change_states_are_timeline_events_and_a_done_change_is_noted_once(world
     follow(mi, change="in_progress")
     assert duties(world.step(minutes=15)) == []
     follow(mi, change="resolved")
-    mi.facts["change_key"] = "CHG0001"
+    mi.followup.change_key = "CHG0001"
     noted = world.step(minutes=15)
     assert duties(noted) == [f"note:{mi.id}:change_done"]
     assert "The change CHG0001" in noted[0].text and "is resolved" in noted[0].text
@@ -706,7 +709,7 @@ def test_change_states_are_timeline_events_and_a_done_change_is_noted_once(world
     assert duties(world.step(minutes=15)) == [], "noted once, not again when it closes"
     again = world.plan()
     assert [k for k in keys(again) if k not in world.ledger] == []
-    events = [(e["value"], e["by"]) for e in mi.facts["timeline"] if e["event"] == "change_state"]
+    events = [(e.value, e.by) for e in mi.timeline if e.event == "change_state"]
     assert events == [("new", "platform"), ("in_progress", "platform"), ("resolved", "platform"),
                       ("closed", "platform")]
 
@@ -720,7 +723,7 @@ def test_a_change_done_after_the_incident_is_resolved_is_an_event_but_no_note(wo
     world.step(minutes=30)
     follow(mi, change="closed")
     assert duties(world.step(minutes=15)) == []
-    assert [e["value"] for e in mi.facts["timeline"] if e["event"] == "change_state"] == ["closed"]
+    assert [e.value for e in mi.timeline if e.event == "change_state"] == ["closed"]
 
 
 def test_following_is_idempotent_across_the_whole_story(world: World) -> None:

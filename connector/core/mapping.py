@@ -167,7 +167,7 @@ class MappingFile(_FieldsAndValues):
     values: dict[str, dict[str, Any]] = Field(default_factory=dict)
     times: TimeFormat = Field(default_factory=TimeFormat)
     url: str | None = None
-    write: WriteSettings = Field(default_factory=dict, validate_default=True)  # type: ignore[arg-type]
+    write: WriteSettings = Field(default_factory=dict, validate_default=True)
     export: ExportFormat | None = None
 
 

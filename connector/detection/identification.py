@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from connector.core.actions import Action, AddNote, CreateParent, DeclareMajor, LinkChild, SetStage
-from connector.detection.engine import Decisions, Declaration, LateLink, marker_for
+from connector.core.actions import Action, ActionKey, AddNote, CreateParent, DeclareMajor, LinkChild, SetStage
+from connector.detection.engine import Decisions, Declaration, LateLink
+from connector.detection.markers import marker_for
 from connector.detection.rules import Rule
 
 PARENT_COPY = ("service", "ci", "category", "subcategory", "location", "priority", "impact", "urgency")
@@ -54,24 +55,24 @@ def declaration_actions(decl: Declaration, rule: Rule | None) -> list[Action]:
     actions: list[Action] = []
     reason = f"rule {decl.rule}: {len(decl.tickets)} tickets on {group_text(decl)}"
     if decl.new_parent:
-        actions.append(CreateParent(key=f"create:{mi}", target=mi, rule=decl.rule, reason=reason,
+        actions.append(CreateParent(key=ActionKey.create(mi), target=mi, rule=decl.rule, reason=reason,
                                     mode=decl.mode, marker=marker, fields=new_parent_fields(decl)))
     else:
-        actions.append(DeclareMajor(key=f"declare:{mi}", target=mi, rule=decl.rule, reason=reason,
+        actions.append(DeclareMajor(key=ActionKey.declare(mi), target=mi, rule=decl.rule, reason=reason,
                                     mode=decl.mode, marker=marker, fields=dict(decl.set_fields)))
     for child in decl.children:
-        actions.append(LinkChild(key=f"link:{child.id}:{mi}", target=child.id, parent=mi, rule=decl.rule,
+        actions.append(LinkChild(key=ActionKey.link(child.id, mi), target=child.id, parent=mi, rule=decl.rule,
                                  reason=f"part of the surge that triggered {decl.rule}"))
-    actions.append(AddNote(key=f"note:{mi}:declared", target=mi, rule=decl.rule, reason="declaration note",
+    actions.append(AddNote(key=ActionKey.note(mi, "declared"), target=mi, rule=decl.rule, reason="declaration note",
                            text=declaration_note(decl, rule)))
-    actions.append(SetStage(key=f"stage:{mi}:identification", target=mi, rule=decl.rule,
+    actions.append(SetStage(key=ActionKey.stage(mi, "identification"), target=mi, rule=decl.rule,
                             reason="major incident declared", stage="identification"))
     return actions
 
 
 def late_link_actions(link: LateLink) -> list[Action]:
     """A late ticket joins the open major incident."""
-    return [LinkChild(key=f"link:{link.ticket.id}:{link.mi_id}", target=link.ticket.id, parent=link.mi_id, rule=link.rule,
+    return [LinkChild(key=ActionKey.link(link.ticket.id, link.mi_id), target=link.ticket.id, parent=link.mi_id, rule=link.rule,
                       reason=f"arrived at {link.at:%H:%M} UTC while major incident {link.mi_id} was open "
                              f"({', '.join(link.group)})")]
 

@@ -1,35 +1,58 @@
-"""The major incident registry record: the engine's view of an incident plus the process bookkeeping.
-Plain data (no I/O), so the pure modules can use it; the state store persists it."""
+"""The major incident registry: each record is the engine's view of an incident plus the process bookkeeping,
+and :class:`Registry` keeps them in line with the engine's decisions and what the platform shows. Pure (no
+I/O, no clock): the sync cycle loads the records from the state store, hands in what it read, and saves them.
+"""
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
-from typing import Any
+from datetime import datetime
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
-from connector.detection.engine import MajorIncident
+from pydantic import BaseModel, ConfigDict, Field
 
+from connector.core.ticket import Ticket
+from connector.detection.engine import Decisions, Declaration, MajorIncident
+from connector.detection.markers import major_incidents_from_tickets, parse_marker
+from connector.detection.process_state import (
+    Declared,
+    FollowUp,
+    Ownership,
+    PlatformReading,
+    Progress,
+    ReviewCounts,
+    TimelineEvent,
+    UtcMoment,
+)
+from connector.detection.rules import Rule
 
-def _iso(value: datetime) -> str:
-    return value.astimezone(timezone.utc).isoformat()
+DONE_STATES = frozenset({"resolved", "closed", "canceled"})
+"""States of a change or review task that count as done."""
 
+class MIRecord(BaseModel):
+    """A major incident as the connector tracks it: the engine's view (id, rule, group, times, status, children)
+    and what the process remembers of it, in typed parts (:mod:`connector.detection.process_state`)."""
 
-@dataclass
-class MIRecord:
-    """A major incident as the connector tracks it (the engine's view plus process bookkeeping)."""
+    model_config = ConfigDict(extra="forbid")
 
     id: str
     rule: str
     group: list[str]
-    started_at: datetime
-    declared_at: datetime
+    started_at: UtcMoment
+    declared_at: UtcMoment
     status: str = "open"
+    """``open``, ``resolved``, ``closed`` or ``rejected`` (a human rejected or canceled it)."""
     key: str | None = None
     synthetic_id: str | None = None
+    """The ``new-…`` id of a parent the connector created, kept once it has its real id."""
     stage: str | None = None
-    children: list[str] = field(default_factory=list)
-    facts: dict[str, Any] = field(default_factory=dict)
+    children: list[str] = Field(default_factory=list)
+    declaration: Declared = Field(default_factory=Declared)
+    reading: PlatformReading = Field(default_factory=PlatformReading)
+    followup: FollowUp = Field(default_factory=FollowUp)
+    progress: Progress = Field(default_factory=Progress)
+    ownership: Ownership = Field(default_factory=Ownership)
+    timeline: list[TimelineEvent] = Field(default_factory=list)
 
     def to_engine(self) -> MajorIncident:
         """The engine's view of this record."""
@@ -38,14 +61,150 @@ class MIRecord:
                              status, key=self.key, children=set(self.children))  # type: ignore[arg-type]
 
     def to_json(self) -> str:
-        data = asdict(self)
-        data["started_at"] = _iso(self.started_at)
-        data["declared_at"] = _iso(self.declared_at)
-        return json.dumps(data, sort_keys=True)
+        """The record as the state store keeps it."""
+        return json.dumps(self.model_dump(mode="json"), sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str) -> "MIRecord":
-        data = json.loads(text)
-        data["started_at"] = datetime.fromisoformat(data["started_at"])
-        data["declared_at"] = datetime.fromisoformat(data["declared_at"])
-        return cls(**data)
+        """A record the state store kept (schema 2; older ones are migrated when the store opens)."""
+        return cls.model_validate_json(text)
+
+
+class Registry:
+    """Every major incident the connector tracks, by id, and the bookkeeping that keeps them current."""
+
+    def __init__(self, records: Iterable[MIRecord] = ()) -> None:
+        self.records: dict[str, MIRecord] = {r.id: r for r in records}
+
+    def __iter__(self) -> Iterator[MIRecord]:
+        return iter(list(self.records.values()))
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __contains__(self, mi_id: object) -> bool:
+        return mi_id in self.records
+
+    def get(self, mi_id: str) -> MIRecord | None:
+        """The record of ``mi_id``, if tracked."""
+        return self.records.get(mi_id)
+
+    def active(self) -> list[MIRecord]:
+        """Records still in process: not rejected, not finished."""
+        return [r for r in self.records.values() if r.status != "rejected" and not r.progress.done]
+
+    def ticket_ids(self) -> set[str]:
+        """Every tracked incident and child (their cached tickets are kept)."""
+        out = set(self.records)
+        for record in self.records.values():
+            out.update(record.children)
+        return out
+
+    def refresh(self, tickets: Sequence[Ticket], rules: Sequence[Rule]) -> None:
+        """Bring the registry in line with what the platform says (humans win): a candidate a human rejected,
+        an incident resolved or closed, a stage changed by hand, a marked incident the registry lost."""
+        records = self.records
+        by_rule = {r.id: r for r in rules}
+        for t in tickets:
+            record = records.get(t.id)
+            if record is None:
+                parsed = parse_marker(t.marker)
+                if parsed is None or t.major in ("none",) or parsed[0] not in by_rule:
+                    continue
+                rebuilt = major_incidents_from_tickets([t], rules)
+                if not rebuilt:
+                    continue
+                mi = rebuilt[0]
+                record = MIRecord(id=mi.id, rule=mi.rule, group=list(mi.group), started_at=mi.started_at,
+                                  declared_at=mi.declared_at, status=mi.status, key=t.key, synthetic_id=parsed[1])
+                records[t.id] = record
+            record.key = t.key or record.key
+            if t.major in ("rejected", "canceled"):
+                record.status = "rejected"
+            elif not t.is_open and t.state == "closed":
+                record.status = "closed"
+            elif not t.is_open:
+                record.status = "resolved"
+            else:
+                record.status = "open"
+            if t.stage:
+                record.stage = t.stage
+            record.reading.major = t.major
+            record.reading.state = t.state
+            if t.resolved_at and record.reading.resolved_at is None:
+                record.reading.resolved_at = t.resolved_at
+        for t in tickets:
+            if t.parent and t.parent in records and t.id not in records[t.parent].children:
+                records[t.parent].children.append(t.id)
+            for record in records.values():
+                # a child a human unlinked (or moved to another incident) is no longer ours to resolve
+                if t.id in record.children and t.parent != record.id and not record.id.startswith("new-"):
+                    record.children.remove(t.id)
+
+    def register(self, decisions: Decisions, now: datetime) -> None:
+        """Track the incidents declared this cycle and the late children that joined open ones."""
+        records = self.records
+        for decl in decisions.declarations:
+            if decl.mi_id in records:
+                continue
+            records[decl.mi_id] = MIRecord(
+                id=decl.mi_id, rule=decl.rule, group=list(decl.group), started_at=decl.started_at,
+                declared_at=max(now, decl.detected_at), status="open", key=decl.parent.key if decl.parent else None,
+                synthetic_id=decl.mi_id if decl.new_parent else None, stage="identification",
+                children=[t.id for t in decl.children],
+                declaration=Declared(first_opened_at=decl.started_at, declared_at=max(now, decl.detected_at),
+                                     detected_at=decl.detected_at, triggered_by=decl.triggered_by,
+                                     group_fields=list(decl.group_fields), mode=decl.mode,
+                                     service=_group_value(decl, "service")),
+            )
+        for link in decisions.late_links:
+            record = records.get(link.mi_id)
+            if record is not None and link.ticket.id not in record.children:
+                record.children.append(link.ticket.id)
+
+    def rekey_created(self, id_map: Mapping[str, str]) -> list[str]:
+        """Track a parent the connector created under its real id once the platform gave it one; returns the
+        synthetic ids no longer tracked (the cycle forgets them in the state store)."""
+        records = self.records
+        dropped = []
+        for synthetic, real in id_map.items():
+            record = records.pop(synthetic, None)
+            if record is None:
+                continue
+            dropped.append(synthetic)
+            record.id = real
+            record.synthetic_id = synthetic
+            if real in records:
+                records[real].children = sorted(set(records[real].children) | set(record.children))
+            else:
+                records[real] = record
+        return dropped
+
+
+def record_followups(record: MIRecord, entry: Mapping[str, Any] | None, now: datetime) -> None:
+    """Keep what the platform said of ``record``'s change and review tasks (``Platform.fetch_followups``, read
+    ``now``) for the pure planner; ``entry`` None means the platform knows neither."""
+    entry = entry or {"change": None, "tasks": []}
+    followup = record.followup
+    followup.followed_at = now
+    change = entry.get("change")
+    if change:
+        followup.change_state = change.get("state")
+        if change.get("key"):
+            followup.change_key = change["key"]
+    tasks = entry.get("tasks") or []
+    done = [t for t in tasks if t.get("state") in DONE_STATES]
+    followup.review_tasks = ReviewCounts(done=len(done), total=len(tasks))
+    followup.review_open = [str(t.get("key") or t.get("title") or t.get("id")) for t in tasks
+                            if t.get("state") not in DONE_STATES]
+
+
+def _group_value(decl: Declaration, name: str) -> str | None:
+    if name in decl.group_fields:
+        return decl.group[decl.group_fields.index(name)]
+    if decl.parent is not None:
+        return getattr(decl.parent, name)
+    return decl.tickets[0].service if decl.tickets else None
+
+
+__all__ = ["MIRecord", "Registry", "record_followups", "DONE_STATES"]

@@ -18,19 +18,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
-from connector.core.actions import Action, CreateParent, LinkChild, Notify, action_from_dict
+from connector.core.actions import Action, ActionKey, CreateParent, LinkChild, Notify, action_from_dict
 from connector.core.mapping import MappingError
-from connector.core.ticket import CANONICAL_FIELDS, Ticket
-from connector.detection.engine import (
-    Decisions,
-    Declaration,
-    decide,
-    major_incidents_from_tickets,
-    parse_marker,
-    window_horizon,
-)
+from connector.core.ticket import Ticket
+from connector.detection.engine import decide, window_horizon
 from connector.detection.identification import identification_actions
-from connector.detection.registry import MIRecord
+from connector.detection.registry import MIRecord, Registry, record_followups
 from connector.detection.rules import Rule
 from connector.job.store import StateStore
 from connector.platforms.base import ApplyResult, Platform, Watermark
@@ -110,70 +103,8 @@ def _latest_watermark(tickets: Sequence[Ticket], current: Watermark | None) -> W
     return best
 
 
-def _refresh_registry(records: dict[str, MIRecord], tickets: Sequence[Ticket], rules: Sequence[Rule]) -> None:
-    """Bring the registry in line with what the platform says (humans win): a candidate a human rejected,
-    an incident resolved or closed, a stage changed by hand, a marked incident the registry lost."""
-    by_rule = {r.id: r for r in rules}
-    for t in tickets:
-        record = records.get(t.id)
-        if record is None:
-            parsed = parse_marker(t.marker)
-            if parsed is None or t.major in ("none",) or parsed[0] not in by_rule:
-                continue
-            rebuilt = major_incidents_from_tickets([t], rules)
-            if not rebuilt:
-                continue
-            mi = rebuilt[0]
-            record = MIRecord(mi.id, mi.rule, list(mi.group), mi.started_at, mi.declared_at, mi.status, key=t.key,
-                              synthetic_id=parsed[1])
-            records[t.id] = record
-        record.key = t.key or record.key
-        if t.major in ("rejected", "canceled"):
-            record.status = "rejected"
-        elif not t.is_open and t.state == "closed":
-            record.status = "closed"
-        elif not t.is_open:
-            record.status = "resolved"
-        else:
-            record.status = "open"
-        if t.stage:
-            record.stage = t.stage
-        record.facts["major"] = t.major
-        record.facts["state"] = t.state
-        if t.resolved_at and "resolved_at" not in record.facts:
-            record.facts["resolved_at"] = t.resolved_at.isoformat()
-    for t in tickets:
-        if t.parent and t.parent in records and t.id not in records[t.parent].children:
-            records[t.parent].children.append(t.id)
-        for record in records.values():
-            # a child a human unlinked (or moved to another incident) is no longer ours to resolve
-            if t.id in record.children and t.parent != record.id and not record.id.startswith("new-"):
-                record.children.remove(t.id)
-
-
-def _register(decisions: Decisions, records: dict[str, MIRecord], now: datetime) -> None:
-    for decl in decisions.declarations:
-        if decl.mi_id in records:
-            continue
-        records[decl.mi_id] = MIRecord(
-            id=decl.mi_id, rule=decl.rule, group=list(decl.group), started_at=decl.started_at,
-            declared_at=max(now, decl.detected_at), status="open", key=decl.parent.key if decl.parent else None,
-            synthetic_id=decl.mi_id if decl.new_parent else None, stage="identification",
-            children=[t.id for t in decl.children],
-            facts={"first_opened_at": decl.started_at.isoformat(), "declared_at": max(now, decl.detected_at).isoformat(),
-                   "detected_at": decl.detected_at.isoformat(), "triggered_by": decl.triggered_by,
-                   "group_fields": list(decl.group_fields), "mode": decl.mode,
-                   "service": _group_value(decl, "service")},
-        )
-    for link in decisions.late_links:
-        record = records.get(link.mi_id)
-        if record is not None and link.ticket.id not in record.children:
-            record.children.append(link.ticket.id)
-
-
 FOLLOWED_STAGES = frozenset({"resolution", "maintenance"})
 """Stages in which the change and the review tasks are read back."""
-DONE_STATES = frozenset({"resolved", "closed", "canceled"})
 DEFAULT_FOLLOW_EVERY = timedelta(minutes=15)
 
 
@@ -185,18 +116,18 @@ def follow_interval(process: ProcessFile) -> timedelta:
 
 def follow_due(record: MIRecord, process: ProcessFile, now: datetime) -> bool:
     """Whether ``record``'s change and review tasks are to be read back this cycle."""
-    if record.status == "rejected" or record.facts.get("process_done") or record.id.startswith("new-"):
+    if record.status == "rejected" or record.progress.done or record.id.startswith("new-"):
         return False
     if record.stage not in FOLLOWED_STAGES:
         return False
-    last = record.facts.get("followed_at")
-    return not last or now - datetime.fromisoformat(last) >= follow_interval(process)
+    last = record.followup.followed_at
+    return last is None or now - last >= follow_interval(process)
 
 
 def _follow_up(platform: Platform, records: Sequence[MIRecord], tickets: dict[str, Ticket], process: ProcessFile,
                now: datetime, report: CycleReport) -> None:
     """Read back the change and review tasks of every incident due for it, in one call; the result goes into
-    the record's facts for the (pure) planner. A quiet cycle with nothing due sends nothing here."""
+    the record (:func:`~connector.detection.registry.record_followups`) for the (pure) planner. A quiet cycle with nothing due sends nothing here."""
     due = [r for r in records if follow_due(r, process, now)]
     if not due:
         return
@@ -208,27 +139,7 @@ def _follow_up(platform: Platform, records: Sequence[MIRecord], tickets: dict[st
         report.failures.append(f"followups: {exc}")
         return
     for record in due:
-        entry = found.get(record.id) or {"change": None, "tasks": []}
-        facts = record.facts
-        facts["followed_at"] = now.isoformat()
-        change = entry.get("change")
-        if change:
-            facts["change_state"] = change.get("state")
-            if change.get("key"):
-                facts["change_key"] = change["key"]
-        tasks = entry.get("tasks") or []
-        done = [t for t in tasks if t.get("state") in DONE_STATES]
-        facts["review_tasks"] = {"done": len(done), "total": len(tasks)}
-        facts["review_open"] = [str(t.get("key") or t.get("title") or t.get("id")) for t in tasks
-                                if t.get("state") not in DONE_STATES]
-
-
-def _group_value(decl: Declaration, name: str) -> str | None:
-    if name in decl.group_fields:
-        return decl.group[decl.group_fields.index(name)]
-    if decl.parent is not None:
-        return getattr(decl.parent, name)
-    return decl.tickets[0].service if decl.tickets else None
+        record_followups(record, found.get(record.id), now)
 
 
 def run_cycle(platform: Platform, store: StateStore, rules: Sequence[Rule], process: ProcessFile, now: datetime,
@@ -268,27 +179,27 @@ def run_cycle(platform: Platform, store: StateStore, rules: Sequence[Rule], proc
         tickets += [t for t in marked if t.id not in known_ids]
         report.rebuilt = bool(marked)
 
-    records = {r.id: r for r in store.major_incidents()}
-    _refresh_registry(records, tickets, rules)
+    registry = Registry(store.major_incidents())
+    registry.refresh(tickets, rules)
 
     window: dict[str, Ticket] = {t.id: t for t in store.recent_tickets(now - horizon)}
     for t in tickets:
         window[t.id] = t
-    known = [r.to_engine() for r in records.values()]
+    known = [r.to_engine() for r in registry]
     decisions = decide(window.values(), known, rules, now)
     report.declarations = [{"parent": d.mi_id, "parent_key": d.parent.key if d.parent else None, "rule": d.rule,
                             "children": [t.label for t in d.children], "group": dict(zip(d.group_fields, d.group))}
                            for d in decisions.declarations]
     report.late_links = len(decisions.late_links)
-    _register(decisions, records, now)
+    registry.register(decisions, now)
 
     actions = identification_actions(decisions, rules)
     # the planners see every ticket of every incident still in process, not only the recent window
-    active = [r for r in records.values() if r.status != "rejected" and not r.facts.get("process_done")]
+    active = registry.active()
     wanted = {ticket_id for r in active for ticket_id in (r.id, *r.children) if ticket_id not in window}
     known_tickets = {**store.tickets_by_id(wanted), **window} if wanted else window
     _follow_up(platform, active, known_tickets, process, now, report)
-    context = ProcessContext(now, process, list(records.values()), known_tickets,
+    context = ProcessContext(now, process, list(registry), known_tickets,
                              declared=frozenset(d.mi_id for d in decisions.declarations),
                              writable=frozenset(platform.mapping.provided))
     for planner in (plan_process,) if planners is None else planners:
@@ -327,7 +238,7 @@ def run_cycle(platform: Platform, store: StateStore, rules: Sequence[Rule], proc
 
     with store.transaction():
         store.record_planned(todo, now)
-        for record in records.values():
+        for record in registry:
             store.save_major_incident(record)
         store.upsert_tickets(tickets)
 
@@ -352,8 +263,7 @@ def run_cycle(platform: Platform, store: StateStore, rules: Sequence[Rule], proc
         results += applied
     # announce only what the platform now shows: not an incident whose declaration failed this cycle
     # (its messages stay planned and go out once the declaration lands)
-    failed_targets = {r.key.split(":", 1)[1] for r in results
-                      if r.status == "failed" and r.key.startswith(("declare:", "create:"))}
+    failed_targets = {mi for r in results if r.status == "failed" and (mi := _declared_by(r.key)) is not None}
 
     def announceable(action: Notify) -> bool:
         return action.target not in failed_targets and resolve(action.target) is not None
@@ -370,13 +280,14 @@ def run_cycle(platform: Platform, store: StateStore, rules: Sequence[Rule], proc
 
     with store.transaction():
         store.abandon_exhausted(now)
-        _rekey_created(records, id_map, store)
+        for synthetic in registry.rekey_created(id_map):
+            store.delete_major_incident(synthetic)
         for result in results:
             report.outcomes[result.key] = result
             report.results[result.status] = report.results.get(result.status, 0) + 1
             if result.status == "failed":
                 report.failures.append(f"{result.key}: {result.detail}")
-        for record in records.values():
+        for record in registry:
             store.save_major_incident(record)
         new_mark = _latest_watermark(tickets, mark)
         if new_mark is None:
@@ -385,29 +296,20 @@ def run_cycle(platform: Platform, store: StateStore, rules: Sequence[Rule], proc
         store.set_watermark(new_mark)
         if json.dumps(discovery, sort_keys=True, default=str) != discovered_before:
             store.set_discovery(discovery, now + ttl)
-        keep = set(records)
-        for record in records.values():
-            keep.update(record.children)
-        store.prune_tickets(now - horizon, keep=keep)
+        store.prune_tickets(now - horizon, keep=registry.ticket_ids())
     report.requests = platform.requests_sent - requests_before
     report.duration_s = time.monotonic() - clock
     store.record_cycle(now, report.summary())
     return report
 
 
-def _rekey_created(records: dict[str, MIRecord], id_map: dict[str, str], store: StateStore) -> None:
-    """A parent the connector created is tracked under its real id once the platform gave it one."""
-    for synthetic, real in id_map.items():
-        record = records.pop(synthetic, None)
-        if record is None:
-            continue
-        store.delete_major_incident(synthetic)
-        record.id = real
-        record.synthetic_id = synthetic
-        if real in records:
-            records[real].children = sorted(set(records[real].children) | set(record.children))
-        else:
-            records[real] = record
+def _declared_by(key: str) -> str | None:
+    """The major incident a declaring action (``declare:<mi>``, ``create:<mi>``) is about, else None."""
+    try:
+        parsed = ActionKey.parse(key)
+    except ValueError:  # a key of an older version, re-driven from the ledger: never a declaration
+        return None
+    return parsed.mi if parsed.kind in ("declare", "create") else None
 
 
 __all__ = ["run_cycle", "CycleReport", "ProcessPlanner"]

@@ -16,17 +16,21 @@ import os
 import sqlite3
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 from connector.core.actions import Action
 from connector.core.ticket import Ticket
 from connector.detection.registry import MIRecord
+from connector.job.migrations import upgrade_records_to_v2
 from connector.platforms.base import ApplyResult, Watermark
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 MAX_ATTEMPTS = 10
 
-MIGRATIONS: dict[int, list[str]] = {
+Step = str | Callable[[sqlite3.Connection], None]
+"""A migration step: an SQL statement, or a function that rewrites rows (same transaction)."""
+
+MIGRATIONS: dict[int, list[Step]] = {
     1: [
         "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
         "CREATE TABLE watermark (platform TEXT PRIMARY KEY, updated_at TEXT NOT NULL, id TEXT NOT NULL)",
@@ -44,7 +48,10 @@ MIGRATIONS: dict[int, list[str]] = {
         "CREATE TABLE cycles (id INTEGER PRIMARY KEY AUTOINCREMENT, platform TEXT NOT NULL, started_at TEXT NOT NULL, "
         "summary TEXT NOT NULL)",
     ],
+    # the registry record's ``facts`` dict becomes typed parts (connector/detection/process_state.py)
+    2: [upgrade_records_to_v2],
 }
+"""Schema version -> the steps that bring the previous version to it, run in one transaction per opening."""
 
 
 class LockHeld(Exception):
@@ -84,8 +91,11 @@ class StateStore:
             if current > SCHEMA_VERSION:
                 raise RuntimeError(f"{self.path}: state schema {current} is newer than this version of mim ({SCHEMA_VERSION})")
             for version in range(current + 1, SCHEMA_VERSION + 1):
-                for statement in MIGRATIONS[version]:
-                    self.db.execute(statement)
+                for step in MIGRATIONS[version]:
+                    if isinstance(step, str):
+                        self.db.execute(step)
+                    else:
+                        step(self.db)
             if row is None:
                 self.db.execute("INSERT INTO schema_version VALUES (?)", (SCHEMA_VERSION,))
             else:

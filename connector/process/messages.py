@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from connector.core.actions import Action, AddNote, Notify
+from connector.core.actions import Action, ActionKey, AddNote, Notify
 from connector.core.templating import TemplateError, render
 from connector.process.processfile import TEMPLATE_VALUES, ProcessFile, Stakeholder
 
@@ -84,7 +84,7 @@ def payload(fmt: str, kind: str, text: str, values: Mapping[str, object]) -> dic
     }
 
 
-def message_actions(process: ProcessFile, kind: str, key: str, target: str, values: Mapping[str, object],
+def message_actions(process: ProcessFile, kind: str, key: ActionKey | str, target: str, values: Mapping[str, object],
                     rule: str | None = None) -> list[Action]:
     """One message to every stakeholder: a note per audience (``<key>`` internal, ``<key>:public``) and a
     Notify per webhook stakeholder (``<key>:hook:<stakeholder>``, so no stakeholder name can collide with an
@@ -92,17 +92,18 @@ def message_actions(process: ProcessFile, kind: str, key: str, target: str, valu
     stakeholders = process.communications.stakeholders
     if not stakeholders:
         return []
+    base = ActionKey.parse(key)
     text = render_message(process, kind, values)
     reason = f"{kind} message"
     actions: list[Action] = []
     audiences = {s.audience for s in stakeholders}
     for audience in ("internal", "public"):
         if audience in audiences:
-            actions.append(AddNote(key=key if audience == "internal" else f"{key}:public", target=target, rule=rule,
+            actions.append(AddNote(key=base if audience == "internal" else base.public(), target=target, rule=rule,
                                    reason=reason, text=text, internal=audience == "internal"))
     for stakeholder in stakeholders:
         if stakeholder.webhook:
-            actions.append(notify_action(stakeholder, kind, f"{key}:hook:{stakeholder.name}", target, text, values, rule))
+            actions.append(notify_action(stakeholder, kind, base.hook(stakeholder.name), target, text, values, rule))
     return actions
 
 

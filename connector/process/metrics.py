@@ -1,4 +1,4 @@
-"""Metrics of a major incident, from what the connector recorded (``MIRecord.facts``) and the tickets.
+"""Metrics of a major incident, from what the connector recorded of it (:class:`MIRecord`).
 
 Milestones: first ticket opened, declared, contained, resolution plan (change linked or resolution entered),
 resolved, closed. Durations:
@@ -25,11 +25,6 @@ from connector.process.processfile import ProcessFile
 MILESTONES = ("first_opened_at", "declared_at", "contained_at", "resolution_at", "change_linked_at", "resolved_at",
               "closed_at")
 DURATIONS = ("time_to_identify_s", "time_to_contain_s", "time_to_resolution_plan_s", "time_to_resolve_s", "impact_s")
-
-
-def _at(facts: dict[str, Any], name: str) -> datetime | None:
-    value = facts.get(name)
-    return datetime.fromisoformat(value) if isinstance(value, str) and value else None
 
 
 def _seconds(start: datetime | None, end: datetime | None) -> float | None:
@@ -84,29 +79,30 @@ class Metrics:
 
 def compute(record: MIRecord, process: ProcessFile, now: datetime) -> Metrics:
     """The metrics of ``record`` as of ``now``."""
-    facts = record.facts
-    first = _at(facts, "first_opened_at") or record.started_at
+    progress = record.progress
+    containment, resolution = progress.containment, progress.resolution
+    first = record.declaration.first_opened_at or record.started_at
     declared = record.declared_at
-    resolved = _at(facts, "mi_resolved_at") or _at(facts, "resolved_at")
-    if record.status == "open" and _at(facts, "mi_resolved_at") is None:
+    resolved = progress.maintenance.resolved_at or record.reading.resolved_at
+    if record.status == "open" and progress.maintenance.resolved_at is None:
         resolved = None
     end = resolved or (None if record.status == "rejected" else now)
     impact = _seconds(first, end)
-    service = facts.get("service")
+    service = record.declaration.service
     per_hour = process.costs.per_hour(service)
-    review_done, review_total = review_counts(facts)
+    review_done, review_total = review_counts(record)
     return Metrics(
         id=record.id, key=record.key, rule=record.rule, service=service, stage=record.stage, status=record.status,
-        manager=facts.get("manager"), team=facts.get("team"),
-        first_opened_at=first, declared_at=declared, contained_at=_at(facts, "contained_at"),
-        resolution_at=_at(facts, "resolution_at"), change_linked_at=_at(facts, "change_linked_at"),
-        resolved_at=resolved, closed_at=_at(facts, "closed_at"),
+        manager=containment.manager, team=containment.team,
+        first_opened_at=first, declared_at=declared, contained_at=containment.contained_at,
+        resolution_at=resolution.entered_at, change_linked_at=resolution.change_linked_at,
+        resolved_at=resolved, closed_at=progress.closure.closed_at,
         time_to_identify_s=_seconds(first, declared),
-        time_to_contain_s=_seconds(declared, _at(facts, "contained_at")),
-        time_to_resolution_plan_s=_seconds(declared, _at(facts, "resolution_at")),
+        time_to_contain_s=_seconds(declared, containment.contained_at),
+        time_to_resolution_plan_s=_seconds(declared, resolution.entered_at),
         time_to_resolve_s=_seconds(declared, resolved),
         impact_s=impact, impact_ongoing=resolved is None and record.status != "rejected",
-        children=len(record.children), updates_sent=int(facts.get("updates_sent", 0)),
+        children=len(record.children), updates_sent=progress.comms.updates_sent,
         review_tasks_total=review_total, review_tasks_done=review_done,
         cost_per_hour=per_hour,
         estimated_cost=None if impact is None else impact / 3600 * per_hour,
@@ -114,33 +110,25 @@ def compute(record: MIRecord, process: ProcessFile, now: datetime) -> Metrics:
     )
 
 
-DONE_STATES = frozenset({"resolved", "closed", "canceled"})
+def planned_reviews(record: MIRecord) -> int:
+    """Review tasks the connector planned."""
+    return record.progress.maintenance.review_tasks_planned or 0
 
 
-def planned_reviews(facts: dict[str, Any]) -> int:
-    """Review tasks the connector planned (older records kept the count as ``review_tasks``)."""
-    planned = facts.get("review_tasks_planned")
-    if planned is None and isinstance(facts.get("review_tasks"), int):
-        planned = facts["review_tasks"]
-    return int(planned or 0)
+def review_counts(record: MIRecord) -> tuple[int | None, int]:
+    """``(done, total)`` of the review tasks: as read back from the platform (:attr:`FollowUp.review_tasks
+    <connector.detection.process_state.FollowUp.review_tasks>`), the total at least the number planned; done is
+    None while nothing was read back yet (0 when there is nothing to wait for)."""
+    planned = planned_reviews(record)
+    followed = record.followup.review_tasks
+    if followed is not None:
+        return followed.done, max(planned, followed.total)
+    return (None if planned else 0), planned
 
 
-def review_counts(facts: dict[str, Any]) -> tuple[int | None, int]:
-    """``(done, total)`` of the review tasks: as read back from the platform (``review_tasks: {done,
-    total}``), the total at least the number planned; done is None while nothing was read back yet."""
-    planned = planned_reviews(facts)
-    followed = facts.get("review_tasks")
-    if isinstance(followed, dict):
-        return int(followed.get("done", 0)), max(planned, int(followed.get("total", 0)))
-    done = facts.get("review_tasks_done")
-    if done is None and planned == 0:
-        done = 0
-    return (int(done) if done is not None else None), planned
-
-
-def reviews_done(facts: dict[str, Any]) -> bool:
+def reviews_done(record: MIRecord) -> bool:
     """Every review task is known done, or there is none to wait for."""
-    done, total = review_counts(facts)
+    done, total = review_counts(record)
     if total == 0:
         return True
     return done is not None and done >= total
@@ -193,8 +181,8 @@ def note_text(metrics: Metrics) -> str:
 
 def impact_minutes(record: MIRecord, now: datetime) -> int:
     """Whole minutes of impact so far (for message templates)."""
-    first = _at(record.facts, "first_opened_at") or record.started_at
-    end = _at(record.facts, "mi_resolved_at") or now
+    first = record.declaration.first_opened_at or record.started_at
+    end = record.progress.maintenance.resolved_at or now
     return int(max(timedelta(0), end - first).total_seconds() // 60)
 
 

@@ -1,8 +1,10 @@
-"""Shared machinery for the platform simulators: a threaded loopback HTTP server, a request log and
-fault injection.
+"""Shared machinery for the platform simulators: one way to route requests, a threaded loopback HTTP server,
+a request log and fault injection.
 
-A simulator is a plain function ``handle(request) -> SimResponse`` wrapped by :class:`SimServer`.
-The server adds two control endpoints that every simulator has:
+A simulator declares its endpoints as a table of :class:`Route` values and answers through one
+:class:`Router`, which also holds what the platform says to an unknown path, a wrong method and missing
+credentials. :class:`SimServer` serves a plain function ``handle(request) -> SimResponse`` (the simulator's
+router behind its lock) and adds, in front of every route, fault injection and two control endpoints:
 
 * ``GET /__sim/requests`` -- the request log, a JSON list of ``{"method", "path", "status"}`` oldest
   first; ``DELETE /__sim/requests`` clears it.
@@ -21,7 +23,7 @@ import threading
 import time
 from dataclasses import asdict, dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable
+from typing import Any, Callable, Mapping, Sequence
 from urllib.parse import parse_qs, urlsplit
 
 FAULT_KINDS = ("429", "500", "502", "503", "504", "202", "slow", "drop", "html")
@@ -106,11 +108,173 @@ class FaultRule:
 
 Handler = Callable[[SimRequest], SimResponse]
 
+ANY_METHOD = "*"
+"""``Route.methods`` of a route whose handler answers every method itself (when the platform checks
+something else before the method)."""
+
+Groups = Mapping[str, "str | None"]
+"""The named parts of a matched path (``None`` for an optional part that was absent)."""
+
+_TEMPLATE_TOKEN = re.compile(r"\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::(?P<choices>[^{}]*))?\}|(?P<bracket>[\[\]])")
+
+
+def compile_path(template: str) -> re.Pattern[str]:
+    """The regex of a path template, matched against a whole path.
+
+    ``{name}`` is one path segment (a named group), ``{name:a|b}`` one of the words given, ``[...]`` an
+    optional part; everything else is literal: ``/api/now[/{version:v1|v2}]/table/{table}[/]``.
+    """
+    parts: list[str] = []
+    depth = 0
+    position = 0
+    for token in _TEMPLATE_TOKEN.finditer(template):
+        parts.append(re.escape(template[position:token.start()]))
+        position = token.end()
+        if token["bracket"] == "[":
+            depth += 1
+            parts.append("(?:")
+        elif token["bracket"] == "]":
+            depth -= 1
+            if depth < 0:
+                raise ValueError(f"unbalanced ']' in path template {template!r}")
+            parts.append(")?")
+        elif token["choices"] is None:
+            parts.append(f"(?P<{token['name']}>[^/]+)")
+        else:
+            choices = "|".join(re.escape(choice) for choice in token["choices"].split("|"))
+            parts.append(f"(?P<{token['name']}>{choices})")
+    if depth:
+        raise ValueError(f"unbalanced '[' in path template {template!r}")
+    parts.append(re.escape(template[position:]))
+    return re.compile("".join(parts))
+
+
+@dataclass(frozen=True)
+class Route:
+    """One endpoint of a simulated API: the methods it answers, a path template (see :func:`compile_path`) and
+    the handler, called as ``handler(request, **groups)``.
+
+    ``methods`` is a space-separated list (``"GET HEAD"``) or :data:`ANY_METHOD`. A ``public`` route needs no
+    credentials. ``serves(groups)`` says whether the site serves the path right now (a flavour, an API
+    version, a feature switch); a path no route serves is unknown, not a wrong method. ``check(request,
+    **groups)`` runs as soon as the path matches, before the method is looked at, and may answer instead of
+    the handler (what the platform validates first). Routes that share a path share ``public`` and ``check``.
+    """
+
+    methods: str
+    path: str
+    handler: Callable[..., SimResponse]
+    public: bool = False
+    serves: Callable[[Groups], bool] | None = None
+    check: Callable[..., SimResponse | None] | None = None
+    regex: re.Pattern[str] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "regex", compile_path(self.path))
+
+    def accepts(self, method: str) -> bool:
+        """Whether the route answers ``method``."""
+        return self.methods == ANY_METHOD or method.upper() in self.methods.split()
+
+    def match(self, path: str) -> dict[str, str | None] | None:
+        """The named parts of ``path`` when this route serves it, else ``None``."""
+        found = self.regex.fullmatch(path)
+        if found is None:
+            return None
+        groups = found.groupdict()
+        if self.serves is not None and not self.serves(groups):
+            return None
+        return groups
+
+    def example(self, **values: str) -> str:
+        """A concrete path of this route: each ``{name}`` from ``values`` (default: its first word, or ``x``),
+        optional parts left out."""
+        out: list[str] = []
+        depth = 0
+        position = 0
+        for token in _TEMPLATE_TOKEN.finditer(self.path):
+            if not depth:
+                out.append(self.path[position:token.start()])
+            position = token.end()
+            if token["bracket"]:
+                depth += 1 if token["bracket"] == "[" else -1
+            elif not depth:
+                default = token["choices"].split("|")[0] if token["choices"] is not None else "x"
+                out.append(values.get(token["name"], default))
+        out.append(self.path[position:])
+        return "".join(out)
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """Where a request goes: ``known`` is the first route serving the path (``None``: unknown path),
+    ``route`` the one that also accepts the method (``None``: wrong method), ``groups`` the path's parts."""
+
+    known: Route | None
+    route: Route | None
+    groups: dict[str, str | None]
+
+
+class Router:
+    """The one dispatcher of both simulators: a table of :class:`Route` values plus the platform's answers to
+    an unknown path, a wrong method and missing credentials.
+
+    A request is authenticated first (unless its path is public), then the path's ``check`` runs, then the
+    first route that accepts the method answers.
+    """
+
+    def __init__(
+        self,
+        routes: Sequence[Route],
+        *,
+        not_found: Handler,
+        wrong_method: Handler,
+        authorised: Callable[[SimRequest], bool],
+        unauthorised: Handler,
+    ) -> None:
+        self.routes: tuple[Route, ...] = tuple(routes)
+        self.not_found = not_found
+        self.wrong_method = wrong_method
+        self.authorised = authorised
+        self.unauthorised = unauthorised
+
+    def resolve(self, method: str, path: str) -> Resolution:
+        """The routes that serve ``path`` and accept ``method``."""
+        known: Route | None = None
+        known_groups: dict[str, str | None] = {}
+        for route in self.routes:
+            groups = route.match(path)
+            if groups is None:
+                continue
+            if known is None:
+                known, known_groups = route, groups
+            if route.accepts(method):
+                return Resolution(known, route, groups)
+        return Resolution(known, None, known_groups)
+
+    def dispatch(self, request: SimRequest, *, path: str | None = None, authenticate: bool = True) -> SimResponse:
+        """Answer ``request`` (its path, or ``path`` when the platform normalises it first); with
+        ``authenticate=False`` credentials are not checked (a sub-request of an authenticated batch)."""
+        found = self.resolve(request.method, request.path if path is None else path)
+        if authenticate and not (found.known is not None and found.known.public) and not self.authorised(request):
+            return self.unauthorised(request)
+        if found.known is None:
+            return self.not_found(request)
+        if found.known.check is not None:
+            answer = found.known.check(request, **found.groups)
+            if answer is not None:
+                return answer
+        if found.route is None:
+            return self.wrong_method(request)
+        return found.route.handler(request, **found.groups)
+
 
 class SimServer:
-    """A threaded HTTP server on 127.0.0.1 around a simulator handler.
+    """A threaded HTTP server on 127.0.0.1 around a simulator handler (which checks credentials itself, see
+    :class:`Router`).
 
-    Use as a context manager or call :meth:`start` / :meth:`stop`. ``port=0`` picks a free port.
+    Use as a context manager or call :meth:`start` / :meth:`stop`. ``port=0`` picks a free port;
+    ``poll_interval`` is how often the serving thread looks for :meth:`stop`.
     """
 
     def __init__(
@@ -118,13 +282,14 @@ class SimServer:
         handler: Handler,
         port: int = 0,
         host: str = "127.0.0.1",
-        auth_check: Callable[[SimRequest], bool] | None = None,
-        auth_failure: Callable[[], SimResponse] | None = None,
         seed: int = 1,
+        *,
+        poll_interval: float = 0.05,
+        name: str = "sim",
     ) -> None:
         self.handler = handler
-        self.auth_check = auth_check
-        self.auth_failure = auth_failure or (lambda: SimResponse(401, {"error": "unauthorised"}))
+        self.poll_interval = poll_interval
+        self.name = name
         self.log: list[dict[str, Any]] = []
         self.faults: list[FaultRule] = []
         self._lock = threading.Lock()
@@ -145,14 +310,18 @@ class SimServer:
 
     def start(self) -> "SimServer":
         """Serve in a background thread."""
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name="sim", daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": self.poll_interval},
+                                        name=self.name, daemon=True)
         self._thread.start()
         return self
 
     def serve_forever(self) -> None:
         """Serve in the calling thread until interrupted."""
         self._server.serve_forever()
+
+    def close(self) -> None:
+        """Close the socket after :meth:`serve_forever` returned."""
+        self._server.server_close()
 
     def stop(self) -> None:
         """Stop serving and close the socket."""
@@ -226,7 +395,8 @@ class SimServer:
             return SimResponse(200, [asdict(f) for f in self.faults])
         return SimResponse(404, {"error": "unknown control endpoint"})
 
-    def _fault_response(self, rule: FaultRule) -> SimResponse | None:
+    def _fault_response(self, rule: FaultRule, request: SimRequest) -> SimResponse | None:
+        """The answer of a fault that answers (``None`` for ``slow`` and ``drop``)."""
         headers: dict[str, str] = {}
         if rule.kind in ("429", "503") and rule.retry_after is not None:
             headers["Retry-After"] = str(int(rule.retry_after) if float(rule.retry_after).is_integer() else rule.retry_after)
@@ -282,15 +452,12 @@ class SimServer:
                         pass
                     self.close_connection = True
                     return
-                response = server._fault_response(rule) if rule is not None else None
+                response = server._fault_response(rule, request) if rule is not None else None
                 if response is None:
-                    if server.auth_check is not None and not server.auth_check(request):
-                        response = server.auth_failure()
-                    else:
-                        try:
-                            response = server.handler(request)
-                        except Exception as exc:  # a simulator bug must answer 500, not hang the client
-                            response = SimResponse(500, {"error": {"message": f"simulator error: {exc!r}"}})
+                    try:
+                        response = server.handler(request)
+                    except Exception as exc:  # a simulator bug must answer 500, not hang the client
+                        response = SimResponse(500, {"error": {"message": f"simulator error: {exc!r}"}})
                 server._record(request, response.status)
                 self._send(response)
 

@@ -157,8 +157,8 @@ def collapse_rows(header: list[str], rows: Iterable[list[str]], mapping: Mapping
     order_at = header.index(export.order_by) if export.order_by in header else None
     last_at = []
     for canonical in export.resolved_from_last:
-        source = export.fields.get(canonical) or mapping.spec.fields.get(canonical)
-        for name in [source] if isinstance(source, str) else (source or []):
+        column = export.fields.get(canonical) or mapping.spec.fields.get(canonical)
+        for name in [column] if isinstance(column, str) else (column or []):
             if name in header:
                 last_at.append(header.index(name))
     # A mapping restricted to a few fields (a backtest) keeps only the columns it reads: each ticket's
@@ -168,7 +168,7 @@ def collapse_rows(header: list[str], rows: Iterable[list[str]], mapping: Mapping
     if columns is not None:
         wanted = {header.index(c) for c in columns if c in header} | {key_at} | set(last_at)
         keep = sorted(wanted | ({order_at} if order_at is not None else set()))
-        trim = itemgetter(*keep) if len(keep) > 1 else (lambda row: (row[keep[0]],))  # type: ignore[index]
+        trim = itemgetter(*keep) if len(keep) > 1 else (lambda row: (row[keep[0]],))
         out_header = [header[i] for i in keep]
         order_in = keep.index(order_at) if order_at is not None else None
         last_at = [keep.index(i) for i in last_at]
@@ -197,12 +197,12 @@ def collapse_rows(header: list[str], rows: Iterable[list[str]], mapping: Mapping
         if keep is None:
             return row
         try:
-            return trim(row)  # type: ignore[no-any-return]
+            return trim(row)
         except IndexError:  # a short row: its missing columns read as absent
             return tuple(row[i] if i < len(row) else None for i in keep)  # type: ignore[misc]
 
     grouping: Callable[[list[str]], str | None] = key_of
-    source = rows
+    source: Iterable[list[str]] = rows
     physical = hasattr(rows, "line_num")  # a csv reader knows the physical line of the row it last read
     if key_at == 0 and physical:
         # the usual layout (the ticket number first): every non-empty row has the key, so C does the

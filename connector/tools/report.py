@@ -1,6 +1,6 @@
 """``mim report``: the major incidents of a state store with their stages and metrics.
 
-:func:`collect` reads the state (the registry, the planner's timeline in ``facts`` and the cached tickets)
+:func:`collect` reads the state (the registry, each record's timeline and the cached tickets)
 into plain data; :func:`render_table`, :func:`render_json` and :func:`render_html` print it. The HTML page
 is self-contained (inline CSS and SVG, no script, no external asset): per major incident a timeline of
 ticket arrivals and stage changes and the metrics table. Every number in the page carries its raw value in
@@ -47,7 +47,7 @@ def _arrivals(record: MIRecord, store: StateStore) -> list[dict[str, Any]]:
 def describe(record: MIRecord, process: ProcessFile, now: datetime, arrivals: list[dict[str, Any]]) -> dict[str, Any]:
     """One major incident as report data: its metrics, timeline and ticket arrivals."""
     data = compute(record, process, now).to_dict()
-    data["timeline"] = [dict(event) for event in record.facts.get("timeline", [])]
+    data["timeline"] = [event.to_dict() for event in record.timeline]
     data["arrivals"] = arrivals
     return data
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Sequence
 from urllib.parse import parse_qs, urlsplit
 
-import pysnow  # type: ignore[import-untyped]
+import pysnow
 import requests
 from pydantic import SecretStr
 from requests.auth import AuthBase, HTTPBasicAuth
