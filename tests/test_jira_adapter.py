@@ -38,6 +38,7 @@ from connector.platforms.errors import (
     LimitExceeded,
     NotFound,
     PermissionDenied,
+    ResponseAction,
     TransientError,
 )
 from connector.platforms.jira import (
@@ -47,7 +48,16 @@ from connector.platforms.jira import (
     jql_epoch_ms,
     jql_string,
 )
-from connector.platforms.retry import RetryPolicy
+from connector.platforms.paging import PagingStalled
+from connector.platforms.retry import (
+    OTHER_4XX,
+    OTHER_STATUS,
+    RETRY_AFTER_503,
+    RETRY_TABLE,
+    UNREADABLE_2XX,
+    Condition,
+    RetryPolicy,
+)
 from connector.sim.base import SimRequest
 from connector.sim.jira import JiraSim
 
@@ -248,8 +258,44 @@ def test_a_repeated_page_token_is_a_loop_not_an_endless_poll(mapping: Mapping) -
     with mock() as rsps:
         rsps.post(SEARCH, json=page(issue("1", "ITSM-1"), token="same"))
         rsps.post(SEARCH, json=page(issue("2", "ITSM-2"), token="same"))
-        with pytest.raises(Exception, match="paging loop"):
+        with pytest.raises(PagingStalled, match="paging loop"):
             list(platform.fetch_changed(None, T0))
+
+
+def test_a_data_center_search_that_ignores_start_at_is_a_loop_not_an_endless_search(mapping: Mapping) -> None:
+    platform, _ = discovered(mapping, "dc")
+    with mock() as rsps:
+        # no total: only the issues themselves show that startAt is ignored
+        rsps.post(DC_SEARCH, json={"startAt": 0, "issues": [issue("1", "ITSM-1"), issue("2", "ITSM-2")]})
+        rsps.post(DC_SEARCH, json={"startAt": 2, "issues": [issue("1", "ITSM-1"), issue("2", "ITSM-2")]})
+        with pytest.raises(PagingStalled, match="offset 2 repeated rows already read") as caught:
+            platform.search('project = "ITSM"')
+        assert [body(c)["startAt"] for c in rsps.calls] == [0, 2]
+    assert caught.value.retryable and "POST /rest/api/2/search" in str(caught.value)
+
+
+def test_a_data_center_delta_poll_that_ignores_start_at_is_a_loop(mapping: Mapping) -> None:
+    platform, _ = discovered(mapping, "dc")
+    t1 = "2024-01-15T14:50:00.000+0000"
+    same = {"issues": [issue("1", "ITSM-1", t1), issue("2", "ITSM-2", t1)]}
+    with mock() as rsps:
+        rsps.post(DC_SEARCH, json=same)  # moves the cursor to 14:50
+        rsps.post(DC_SEARCH, json=same)  # the restart from 14:50 reads them again: expected
+        rsps.post(DC_SEARCH, json=same)  # startAt 2 within 14:50 brings nothing new: the server ignores it
+        with pytest.raises(PagingStalled, match="startAt 2 repeated issues"):
+            list(platform.fetch_changed(None, T0 - timedelta(hours=1)))
+        assert [body(c)["startAt"] for c in rsps.calls] == [0, 0, 2]
+
+
+def test_comments_that_ignore_start_at_fail_the_note_for_a_later_cycle(mapping: Mapping) -> None:
+    platform, _ = discovered(mapping)
+    comments = {"comments": [{"id": "1", "body": "first"}, {"id": "2", "body": "second"}]}
+    with mock() as rsps:
+        rsps.get(f"{ISSUE}/1/comment", json=comments)
+        rsps.get(f"{ISSUE}/1/comment", json=comments)
+        action = AddNote(key="note:1:loop", target="1", text="t")
+        [result] = platform.apply([action], keep, frozenset({action.key}))
+    assert result.status == "failed" and result.retryable and "repeated rows already read" in result.detail
 
 
 def test_changed_issues_are_deduplicated_by_id_and_updated(mapping: Mapping) -> None:
@@ -324,20 +370,6 @@ def test_quiet_poll_with_cached_discovery_is_one_request(mapping: Mapping) -> No
         assert platform.discover(disc) == disc
         assert list(platform.fetch_changed(Watermark(T0, "1"), T0)) == []
     assert platform.requests_sent == 1
-
-
-def test_fetch_records_uses_id_in_and_reconciles_on_cloud(mapping: Mapping) -> None:
-    platform, _ = discovered(mapping)
-    ids = [str(10000 + n) for n in range(60)]
-    with mock() as rsps:
-        rsps.post(SEARCH, json=page(issue("10000", "ITSM-1")))
-        rsps.post(SEARCH, json=page(issue("10059", "ITSM-60")))
-        got = platform.fetch_records(ids + ["new-abc", "10000"])
-        first, second = (body(c) for c in rsps.calls)
-    assert [i["key"] for i in got] == ["ITSM-1", "ITSM-60"]
-    assert first["jql"].startswith('project = "ITSM" AND id IN (10000, 10001') and len(first["reconcileIssues"]) == 50
-    assert second["reconcileIssues"] == [int(i) for i in ids[50:]]
-    assert "new-abc" not in first["jql"] + second["jql"]
 
 
 def test_fetch_marked_keeps_only_issues_with_our_marker(mapping: Mapping) -> None:
@@ -502,6 +534,35 @@ def test_a_non_json_error_body_is_not_echoed(mapping: Mapping) -> None:
         with pytest.raises(ClientError) as caught:
             list(platform.fetch_changed(None, T0))
     assert "jane.doe" not in str(caught.value)
+
+
+def failure_of(condition: Condition) -> dict[str, Any]:
+    """``responses`` arguments that make a Jira endpoint answer with the condition of a retry table row."""
+    if isinstance(condition, type):
+        return {"body": condition("simulated")}
+    if condition == RETRY_AFTER_503:
+        return {"status": 503, "json": {}, "headers": {"Retry-After": "0"}}
+    if condition == UNREADABLE_2XX:
+        return {"status": 200, "body": "<html>Down for maintenance</html>", "content_type": "text/html"}
+    status = {OTHER_4XX: 418, OTHER_STATUS: 501}.get(condition, condition)
+    return {"status": status, "json": {"errorMessages": ["refused"], "errors": {}}}
+
+
+@pytest.mark.parametrize("condition", list(RETRY_TABLE), ids=lambda c: getattr(c, "__name__", str(c)))
+def test_a_comment_walks_every_row_of_the_retry_table(mapping: Mapping, condition: Condition) -> None:
+    row = RETRY_TABLE[condition]
+    platform, _ = discovered(mapping)
+    comments = f"{ISSUE}/1/comment"
+    with mock() as rsps:
+        rsps.post(comments, **failure_of(condition))
+        if row.action is ResponseAction.REREAD:  # it may have landed: read back before sending again
+            rsps.get(comments, json={"comments": [], "total": 0})
+        if row.action is not ResponseAction.FATAL:
+            rsps.post(comments, status=201, json={"id": "100"})
+        [result] = platform.apply([AddNote(key="note:1:walk", target="1", text="Walk the table.")], keep)
+    assert result.status == ("failed" if row.action is ResponseAction.FATAL else "applied"), result.detail
+    sent = {ResponseAction.FATAL: 1, ResponseAction.RETRY: 2, ResponseAction.RETRY_ONCE: 2, ResponseAction.REREAD: 3}
+    assert platform.requests_sent == 4 + sent[row.action]
 
 
 def test_secrets_never_appear_in_errors_or_reprs(mapping: Mapping) -> None:
@@ -1107,3 +1168,18 @@ def test_fetch_followups_with_no_issue_ids_sends_nothing(mapping: Mapping) -> No
     platform, _ = discovered(mapping)
     with mock():
         assert platform.fetch_followups(["new-1"]) == {"new-1": {"change": None, "tasks": []}}
+
+
+def test_fetch_followups_asks_by_id_in_chunks_and_reconciles_on_cloud(mapping: Mapping) -> None:
+    platform, _ = discovered(mapping)
+    ids = [str(10000 + n) for n in range(60)]
+    with mock() as rsps:
+        rsps.post(SEARCH, json=page(issue("10000", "ITSM-1")))
+        rsps.post(SEARCH, json=page(issue("10059", "ITSM-60", links=[
+            relates("206", "ITSM-16", "10003", "Change", "Done", "done")])))
+        found = platform.fetch_followups(ids + ["new-abc", "10000"])
+        first, second = (body(c) for c in rsps.calls)
+    assert found["10059"]["change"] == {"id": "206", "key": "ITSM-16", "state": "resolved"}
+    assert first["jql"].startswith('project = "ITSM" AND id IN (10000, 10001') and len(first["reconcileIssues"]) == 50
+    assert second["reconcileIssues"] == [int(i) for i in ids[50:]]
+    assert "new-abc" not in first["jql"] + second["jql"]

@@ -19,7 +19,7 @@ def test_the_wheel_ships_rules_mappings_and_sample_where_default_dir_looks(tmp_p
     for expected in ("cli.py", "connector/defaults/rules/default.yaml", "connector/defaults/rules/process.yaml",
                      "connector/defaults/rules/tests/default.yaml", "connector/defaults/mappings/servicenow.yaml",
                      "connector/defaults/mappings/jira.yaml", "connector/samples/storm.jsonl",
-                     "connector/platforms/servicenow.py", "connector/sim/jira/server.py"):
+                     "connector/platforms/servicenow/client.py", "connector/sim/jira/server.py"):
         assert expected in names, expected
     # the installed package looks next to itself when there is no source tree around it
     installed = tmp_path / "site" / "connector"

@@ -41,10 +41,20 @@ from connector.platforms.errors import (
     Conflict,
     NotFound,
     PermissionDenied,
+    ResponseAction,
     TransientError,
     UnexpectedResponse,
 )
-from connector.platforms.retry import RetryPolicy
+from connector.platforms.retry import (
+    EMPTY_202,
+    OTHER_4XX,
+    OTHER_STATUS,
+    RETRY_AFTER_503,
+    SERVICENOW_TABLE,
+    UNREADABLE_2XX,
+    Condition,
+    RetryPolicy,
+)
 from connector.platforms.servicenow import PagingStalled, QueryValueError, ServiceNowPlatform, query_value
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -279,6 +289,17 @@ def test_a_link_loop_over_empty_pages_raises(make: Callable[..., ServiceNowPlatf
         list(make(page_size=2).fetch_changed(None, T0))
 
 
+def test_a_lookup_query_that_does_not_move_forward_raises(make: Callable[..., ServiceNowPlatform],
+                                                          rsps: responses.RequestsMock) -> None:
+    tasks = [{"sys_id": sid(600), "number": "TASK0000001", "state": "1", "incident": MI},
+             {"sys_id": sid(601), "number": "TASK0000002", "state": "1", "incident": MI}]
+    rsps.get(f"{BASE}/api/now/table/incident_task", **page(tasks, total=4))
+    rsps.get(f"{BASE}/api/now/table/incident_task", **page(tasks, total=4))
+    with pytest.raises(PagingStalled, match="did not move forward") as caught:
+        make(page_size=2).fetch_followups([MI], {MI: None})
+    assert "GET /api/now/table/incident_task" in str(caught.value) and not caught.value.retryable
+
+
 def test_quiet_poll_is_one_request_and_does_not_repeat_what_was_returned(
         make: Callable[..., ServiceNowPlatform], rsps: responses.RequestsMock) -> None:
     last = row(sid(5), "2024-05-01 10:00:00")
@@ -323,14 +344,22 @@ def test_fetch_marked_uses_in_not_the_null_dropping_not_equal(make: Callable[...
                                        "^stateNOT IN7,8^ORDERBYsys_id")
 
 
-def test_fetch_records_asks_in_chunks(make: Callable[..., ServiceNowPlatform], rsps: responses.RequestsMock) -> None:
+def test_unknown_incidents_are_read_by_sys_id_in_chunks(make: Callable[..., ServiceNowPlatform],
+                                                        rsps: responses.RequestsMock) -> None:
     ids = [sid(n) for n in range(150)]
-    rsps.get(TABLE, **page([row(i) for i in ids[:100]]))
-    rsps.get(TABLE, **page([row(i) for i in ids[100:]]))
-    rows = make().fetch_records(ids)
-    assert len(rows) == 150
+    changes = [sid(1000 + n) for n in range(150)]
+    rsps.get(TABLE, **page([row(i, rfc=c) for i, c in zip(ids[:100], changes[:100])]))
+    rsps.get(TABLE, **page([row(i, rfc=c) for i, c in zip(ids[100:], changes[100:])]))
+    rsps.get(f"{BASE}/api/now/table/change_request", **page([]))
+    rsps.get(f"{BASE}/api/now/table/change_request", **page([]))
+    rsps.get(f"{BASE}/api/now/table/incident_task", **page([]))
+    rsps.get(f"{BASE}/api/now/table/incident_task", **page([]))
+    make().fetch_followups(ids)
     assert query_of(rsps.calls[0]) == "sys_idIN" + ",".join(ids[:100]) + "^ORDERBYsys_id"
     assert query_of(rsps.calls[1]).startswith("sys_idIN" + ids[100])
+    # every row of both pages was read: each one's change is asked for
+    assert query_of(rsps.calls[2]) == "sys_idIN" + ",".join(changes[:100]) + "^ORDERBYsys_id"
+    assert query_of(rsps.calls[3]) == "sys_idIN" + ",".join(changes[100:]) + "^ORDERBYsys_id"
 
 
 # -- escaping ------------------------------------------------------------------------------------
@@ -352,7 +381,7 @@ def test_a_comma_cannot_split_an_in_list() -> None:
 def test_an_unsafe_id_is_rejected_before_any_request(make: Callable[..., ServiceNowPlatform],
                                                      rsps: responses.RequestsMock) -> None:
     with pytest.raises(QueryValueError):
-        make().fetch_records([sid(1), sid(2) + "^NQactive=true"])
+        make().fetch_followups([sid(1), sid(2) + "^NQactive=true"])
     assert len(rsps.calls) == 0
 
 
@@ -406,6 +435,37 @@ def test_retryable_answers_are_retried(failure: dict[str, Any], expected_sleeps:
         assert sleeps == expected_sleeps
     else:
         assert 0 < sleeps[0] <= 30.0
+
+
+def failure_of(condition: Condition) -> dict[str, Any]:
+    """``responses`` arguments that make the Table API answer with the condition of a retry table row."""
+    if isinstance(condition, type):
+        return {"body": condition("simulated")}
+    if condition == RETRY_AFTER_503:
+        return {"status": 503, "json": {"error": {"message": "Unavailable"}}, "headers": {"Retry-After": "0"}}
+    if condition == EMPTY_202:
+        return {"status": 202, "body": ""}
+    if condition == UNREADABLE_2XX:
+        return {"status": 200, "body": "<html>Instance hibernating</html>", "content_type": "text/html"}
+    status = {OTHER_4XX: 418, OTHER_STATUS: 501}.get(condition, condition)
+    return {"status": status, "json": {"error": {"message": "refused"}}}
+
+
+@pytest.mark.parametrize("condition", list(SERVICENOW_TABLE), ids=lambda c: getattr(c, "__name__", str(c)))
+def test_a_create_walks_every_row_of_the_retry_table(condition: Condition, make: Callable[..., ServiceNowPlatform],
+                                                     rsps: responses.RequestsMock) -> None:
+    row = SERVICENOW_TABLE[condition]
+    rsps.post(TABLE, **failure_of(condition))
+    if row.action is ResponseAction.REREAD:  # it may have landed: look for its marker before posting again
+        rsps.get(TABLE, **page([]))
+    if row.action is not ResponseAction.FATAL:
+        rsps.post(TABLE, status=201, json={"result": {"sys_id": sid(99), "number": "INC0010099"}})
+    platform = make()
+    platform.discover(facts())
+    [result] = platform.apply([CreateParent(key="c", target="new-1", mode="propose", marker="mim:r:new-1")], ident)
+    assert result.status == ("failed" if row.action is ResponseAction.FATAL else "applied"), result.detail
+    sent = {ResponseAction.FATAL: 1, ResponseAction.RETRY: 2, ResponseAction.RETRY_ONCE: 2, ResponseAction.REREAD: 3}
+    assert platform.requests_sent == sent[row.action]
 
 
 def test_backoff_grows_and_the_last_error_is_raised(make: Callable[..., ServiceNowPlatform],
@@ -1039,10 +1099,10 @@ def test_doctor_reports_missing_fields_and_unreadable_tables(make: Callable[...,
     assert [item["method"] for item in body_of(rsps.calls[-1])["rest_requests"]] == ["GET"]  # doctor never writes
 
 
-def test_only_the_servicenow_adapter_imports_pysnow() -> None:
+def test_only_the_servicenow_client_imports_pysnow() -> None:
     importers = [path.relative_to(ROOT) for path in [ROOT / "cli.py", *(ROOT / "connector").rglob("*.py")]
                  if "import pysnow" in path.read_text(encoding="utf-8")]
-    assert importers == [Path("connector/platforms/servicenow.py")]
+    assert importers == [Path("connector/platforms/servicenow/client.py")]
 
 
 def test_a_javascript_value_is_refused_in_an_encoded_query() -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Iterable, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, ValidatorFunctionWrapHandler, field_validator
 
 from connector.core.ticket import (
     CANONICAL_FIELDS,
@@ -26,6 +26,7 @@ from connector.core.ticket import (
     State,
     Ticket,
 )
+from connector.core.write_settings import WriteSettings, write_settings_for
 from connector.core.yamlfile import Diagnostic, Problem, Strict, load_yaml, problems, validate
 
 _ENUM_VALUES = {"state": frozenset(m.value for m in State), "major": frozenset(m.value for m in Major),
@@ -33,6 +34,8 @@ _ENUM_VALUES = {"state": frozenset(m.value for m in State), "major": frozenset(m
 _UNSET = object()
 PlanEntry = tuple[str, list[tuple[str | int, ...]], tuple[str, ...] | None, Any, dict[str, Any]]
 """A mapped field: canonical name, source paths, flat column names (or None), converter, memo of conversions."""
+FlatEntry = tuple[str, tuple[str, ...], Any, dict[str, Any]]
+"""A mapped field read from plain columns: canonical name, column names, converter, memo of conversions."""
 _STEP = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
 
 
@@ -166,7 +169,7 @@ class MappingFile(_FieldsAndValues):
     values: dict[str, dict[str, Any]] = Field(default_factory=dict)
     times: TimeFormat = Field(default_factory=TimeFormat)
     url: str | None = None
-    write: dict[str, Any] = Field(default_factory=dict)
+    write: WriteSettings = Field(default_factory=dict, validate_default=True)
     export: ExportFormat | None = None
 
 
@@ -178,6 +181,16 @@ class MappingFile(_FieldsAndValues):
                 raise ValueError(f"fields must map {name!r}")
         return value
 
+    @field_validator("write", mode="wrap")
+    @classmethod
+    def _write_of_platform(cls, value: Any, handler: ValidatorFunctionWrapHandler, info: ValidationInfo) -> Any:
+        """The ``write:`` section as the typed settings of this mapping's platform (see
+        :mod:`connector.core.write_settings`); not checked when the platform itself is invalid."""
+        platform = info.data.get("platform")
+        if platform is None:
+            return value
+        return handler(write_settings_for(platform, value, info.data.get("fields"), info.data.get("values")))
+
 
 class Mapping:
     """A loaded mapping: converts platform records into :class:`Ticket` and canonical values back."""
@@ -186,10 +199,12 @@ class Mapping:
         self.spec = spec
         self.path = path
         self.platform = spec.platform
+        self.write: WriteSettings = spec.write
+        """The typed ``write:`` settings of this platform."""
         self._fields = {name: self._paths(src) for name, src in spec.fields.items()}
         self._values = {name: {str(k): v for k, v in table.items()} for name, table in spec.values.items()}
         self._reverse = {name: _reverse(table) for name, table in spec.values.items()}
-        self._flat_plans: dict[int, tuple[list[PlanEntry], Any]] = {}
+        self._flat_plans: dict[int, tuple[list[PlanEntry], list[FlatEntry] | None]] = {}
         self._missing = {""}
         self._export_missing = set(spec.export.missing) if spec.export else {""}
         self._export_fields = dict(self._fields)
@@ -280,17 +295,22 @@ class Mapping:
                     out.append(top)
         return out
 
-    def _flat_plan(self, plan: list[PlanEntry]) -> list[tuple[str, tuple[str, ...], Any, dict[str, Any]]] | None:
+    def _flat_plan(self, plan: list[PlanEntry]) -> list[FlatEntry] | None:
         """The plan as plain column reads when every field is a plain column (CSV exports), else None."""
         cached = self._flat_plans.get(id(plan))
         if cached is not None and cached[0] is plan:
             return cached[1]
-        flat = None if any(entry[2] is None for entry in plan) else [(e[0], e[2], e[3], e[4]) for e in plan]
-        self._flat_plans[id(plan)] = (plan, flat)  # type: ignore[assignment]
+        flat: list[FlatEntry] | None = []
+        for name, _, columns, convert, memo in plan:
+            if columns is None or flat is None:
+                flat = None
+                continue
+            flat.append((name, columns, convert, memo))
+        self._flat_plans[id(plan)] = (plan, flat)
         return flat
 
     @staticmethod
-    def _read_flat(record: dict[str, Any], plan: list[tuple[str, tuple[str, ...], Any, dict[str, Any]]],
+    def _read_flat(record: dict[str, Any], plan: list[FlatEntry],
                    missing: set[str]) -> dict[str, Any]:
         """The hot path of a large export: text columns, memoised conversions. Raises on anything unusual,
         and the caller then takes the general path, which names the field in its error."""
@@ -334,8 +354,8 @@ class Mapping:
         for name, paths, flats, convert, memo in plan:
             raw = None
             if flats is not None:
-                for flat in flats:
-                    raw = record.get(flat)
+                for column in flats:
+                    raw = record.get(column)
                     if raw is not None and not (type(raw) is str and raw in missing):
                         break
                     raw = None
@@ -436,10 +456,6 @@ class Mapping:
         if table is not None and key in table:
             return table[key]
         return value
-
-    def write_setting(self, name: str, default: Any = None) -> Any:
-        """A setting from the mapping's ``write:`` section."""
-        return self.spec.write.get(name, default)
 
 
 def _reverse(table: dict[str, Any]) -> dict[Any, str]:

@@ -19,7 +19,6 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from connector.core.actions import Action, ActionKey, CreateParent, LinkChild, Notify, action_from_dict
-from connector.core.durations import parse_duration
 from connector.core.mapping import MappingError
 from connector.core.ticket import Ticket
 from connector.detection.engine import decide, window_horizon
@@ -162,7 +161,7 @@ def run_cycle(platform: Platform, store: StateStore, rules: Sequence[Rule], proc
 
     cached = store.discovery(now)
     discovery = platform.discover(cached)
-    ttl = discovery_ttl or parse_duration(platform.mapping.write_setting("discovery_ttl", "1h"))
+    ttl = discovery_ttl or platform.mapping.write.discovery_ttl
     if cached is None and not dry_run:
         store.set_discovery(discovery, now + ttl)
     # adapters add what they learn while writing (group and user ids); keep it for the next process

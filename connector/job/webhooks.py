@@ -18,8 +18,8 @@ import requests
 from connector.core.actions import Notify
 from connector.job.logs import RedactingFilter, redact, register_secret
 from connector.platforms.base import ApplyResult
-from connector.platforms.errors import ClientError, PlatformError, TransientError, error_for_status
-from connector.platforms.retry import RetryPolicy, parse_retry_after
+from connector.platforms.errors import ClientError, PlatformError, TransientError
+from connector.platforms.retry import RetryPolicy, error_for_status, parse_retry_after
 
 
 class Notifier(Protocol):

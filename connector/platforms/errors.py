@@ -1,13 +1,33 @@
 """Typed platform errors. Messages carry the platform's own error message, never a response body
-(bodies hold personal data) and never a credential."""
+(bodies hold personal data) and never a credential. Which error a status or a failure becomes, and what is
+done about it, is the table in :mod:`connector.platforms.retry`."""
 
 from __future__ import annotations
 
+from enum import Enum
+
+
+class ResponseAction(str, Enum):
+    """What the retry policy does about an error (a column of :data:`connector.platforms.retry.RETRY_TABLE`)."""
+
+    RETRY = "retry"
+    """Not carried out: send again, after ``Retry-After`` if given, else after a backoff."""
+    REREAD = "re-read"
+    """May have been carried out: send again, but a write that is not idempotent reads back first."""
+    RETRY_ONCE = "retry once"
+    """Send again once in the same call (401)."""
+    FATAL = "fatal"
+    """Never retried."""
+
 
 class PlatformError(Exception):
-    """Base of every error talking to a platform."""
+    """Base of every error talking to a platform.
+
+    ``action`` is what the retry policy does within the call (the row of the retry table that raised it);
+    ``retryable`` says whether an action that failed with it is worth re-driving in a later cycle."""
 
     retryable = False
+    action = ResponseAction.FATAL
 
     def __init__(self, message: str, status: int | None = None, method: str | None = None, path: str | None = None) -> None:
         self.status = status
@@ -20,6 +40,8 @@ class PlatformError(Exception):
 
 class AuthenticationError(PlatformError):
     """401: wrong or missing credentials."""
+
+    action = ResponseAction.RETRY_ONCE
 
 
 class PermissionDenied(PlatformError):
@@ -46,6 +68,7 @@ class RateLimited(PlatformError):
     """429 (or 503 with Retry-After): wait ``retry_after`` seconds."""
 
     retryable = True
+    action = ResponseAction.RETRY
 
     def __init__(self, message: str, retry_after: float | None = None, **kwargs: object) -> None:
         self.retry_after = retry_after
@@ -53,9 +76,10 @@ class RateLimited(PlatformError):
 
 
 class TransientError(PlatformError):
-    """5xx, a dropped connection, a timeout, a 202 without body, an HTML maintenance page."""
+    """5xx, a dropped connection, a timeout, a 202 without body."""
 
     retryable = True
+    action = ResponseAction.REREAD
 
     def __init__(self, message: str, retry_after: float | None = None, **kwargs: object) -> None:
         self.retry_after = retry_after
@@ -63,31 +87,7 @@ class TransientError(PlatformError):
 
 
 class UnexpectedResponse(PlatformError):
-    """A 2xx answer that is not what the API documents (not JSON, missing ``result``)."""
+    """A 2xx answer that is not what the API documents (an HTML page, not JSON, missing ``result``)."""
 
     retryable = True
-
-
-def error_for_status(status: int, message: str = "", *, retry_after: float | None = None, method: str | None = None,
-                     path: str | None = None, transient: type[TransientError] = TransientError) -> PlatformError:
-    """The typed error for a non-2xx status: the one place where statuses become the rows of the retry
-    table (connector/platforms/retry.py). ``message`` is the platform's own error text, never a body;
-    ``transient`` lets an adapter mark a lost write answer (ServiceNow's ``MaybeApplied``)."""
-    where: dict[str, object] = {"status": status, "method": method, "path": path}
-    if status == 401:
-        return AuthenticationError(message or "authentication failed", **where)  # type: ignore[arg-type]
-    if status == 403:
-        return PermissionDenied(message or "not allowed for this user", **where)  # type: ignore[arg-type]
-    if status == 404:
-        return NotFound(message or "not found", **where)  # type: ignore[arg-type]
-    if status in (409, 412):
-        return Conflict(message or "conflict", **where)  # type: ignore[arg-type]
-    if status == 413:
-        return LimitExceeded(message or "a size or per-record limit is reached", **where)  # type: ignore[arg-type]
-    if status == 429 or (status == 503 and retry_after is not None):
-        return RateLimited(message or "rate limited", retry_after=retry_after, **where)
-    if status in (500, 502, 503, 504):
-        return transient(message or "server error", retry_after=retry_after, **where)
-    if 400 <= status < 500:
-        return ClientError(message or "request rejected", **where)  # type: ignore[arg-type]
-    return PlatformError(message or "unexpected status", **where)  # type: ignore[arg-type]
+    action = ResponseAction.REREAD

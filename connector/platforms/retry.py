@@ -1,17 +1,18 @@
-"""The one retry policy, declared once as a table and shared by every adapter.
+"""The one retry policy: a literal table from what went wrong to what to do, and the loop built from it.
 
-| condition                                   | action                                        |
-|---------------------------------------------|-----------------------------------------------|
-| 429, 503 with ``Retry-After``               | wait ``Retry-After`` (seconds or HTTP date)   |
-| 502, 503, 504, 500                          | exponential backoff with jitter, capped       |
-| connection error, timeout                   | exponential backoff with jitter, capped       |
-| 202 without body (ServiceNow queue overflow)| exponential backoff                           |
-| 200 with an HTML page (maintenance)         | exponential backoff                           |
-| 401                                         | retry once (LDAP-backed users see transient 401s) |
-| other 4xx (400, 403, 404, 409, 413...)      | never retried: a typed error                  |
+:data:`RETRY_TABLE` says, for an HTTP status, a transport exception or one of a few named answers, which typed
+error (:mod:`connector.platforms.errors`) is raised and what the caller does about it:
 
-Writes are retried too: every write the connector makes is idempotent (a PATCH sets values, a create is
-keyed by a marker the adapter looks up first), so a retry after a lost answer does no harm.
+* ``retry``: the platform refused or dropped the request without carrying it out; send it again after
+  ``Retry-After`` when the platform gave one, else after a backoff with jitter, capped;
+* ``re-read``: the request may have been carried out and its answer was lost; sent again like ``retry``, but a
+  write that is not idempotent (a create, a note, a transition) first reads back whether it already landed;
+* ``retry once``: 401, since LDAP-backed users see transient ones; a second 401 in the same call is final;
+* ``fatal``: never retried; the typed error goes to the caller (every other 4xx, and anything unexpected).
+
+Every error an adapter raises for a row carries the row's action (``error.action``); :class:`RetryPolicy`
+retries on it and the adapters read back on ``re-read``. Writes are retried too: every write the connector
+makes is idempotent or reads back first, so a retry after a lost answer does no harm.
 """
 
 from __future__ import annotations
@@ -21,8 +22,9 @@ import random
 import time
 from dataclasses import dataclass, field
 from datetime import timezone
-from typing import Callable, TypeVar
+from typing import Callable, Mapping, TypeVar, Union
 
+import requests
 from tenacity import (
     RetryCallState,
     Retrying,
@@ -33,13 +35,129 @@ from tenacity import (
 
 from connector.platforms.errors import (
     AuthenticationError,
+    ClientError,
+    Conflict,
+    LimitExceeded,
+    NotFound,
+    PermissionDenied,
     PlatformError,
     RateLimited,
+    ResponseAction,
     TransientError,
     UnexpectedResponse,
 )
 
 T = TypeVar("T")
+
+RETRY = ResponseAction.RETRY
+REREAD = ResponseAction.REREAD
+RETRY_ONCE = ResponseAction.RETRY_ONCE
+FATAL = ResponseAction.FATAL
+
+RETRY_AFTER_503 = "503 with Retry-After"
+"""503 with a ``Retry-After`` header: a refusal (rate limit or maintenance), like 429."""
+EMPTY_202 = "202 without a body"
+"""ServiceNow queues the requests of one session and drops them with an empty 202 when the queue overflows."""
+UNREADABLE_2XX = "2xx that is not the documented JSON"
+"""An HTML maintenance page, a body that is not JSON, or JSON without the documented content."""
+OTHER_4XX = "other 4xx"
+OTHER_STATUS = "other status"
+"""1xx, 3xx (redirects are never followed: they could carry credentials elsewhere) and unlisted 5xx."""
+
+Condition = Union[int, str, type[Exception]]
+"""A row's key: an HTTP status, a transport exception type (the first matching base class wins), or a named
+answer above."""
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """One row of the table: what to do, the error raised, and its message when the platform gives none."""
+
+    action: ResponseAction
+    error: type[PlatformError]
+    message: str
+
+
+RETRY_TABLE: dict[Condition, Resolution] = {
+    429: Resolution(RETRY, RateLimited, "rate limited"),
+    RETRY_AFTER_503: Resolution(RETRY, RateLimited, "rate limited"),
+    500: Resolution(REREAD, TransientError, "server error"),
+    502: Resolution(REREAD, TransientError, "server error"),
+    503: Resolution(REREAD, TransientError, "server error"),
+    504: Resolution(REREAD, TransientError, "server error"),
+    requests.ConnectTimeout: Resolution(REREAD, TransientError, "connection timed out"),
+    requests.Timeout: Resolution(REREAD, TransientError, "no answer in time"),
+    requests.ConnectionError: Resolution(REREAD, TransientError, "connection failed"),
+    requests.RequestException: Resolution(REREAD, TransientError, "request failed"),
+    UNREADABLE_2XX: Resolution(REREAD, UnexpectedResponse, "answer is not the documented JSON"),
+    401: Resolution(RETRY_ONCE, AuthenticationError, "authentication failed"),
+    403: Resolution(FATAL, PermissionDenied, "not allowed for this user"),
+    404: Resolution(FATAL, NotFound, "not found"),
+    409: Resolution(FATAL, Conflict, "conflict"),
+    412: Resolution(FATAL, Conflict, "conflict"),
+    413: Resolution(FATAL, LimitExceeded, "a size or per-record limit is reached"),
+    OTHER_4XX: Resolution(FATAL, ClientError, "request rejected"),
+    OTHER_STATUS: Resolution(FATAL, PlatformError, "unexpected status"),
+}
+"""The retry policy of every adapter (the Jira adapter and the webhooks use it as it is)."""
+
+SERVICENOW_TABLE: dict[Condition, Resolution] = {
+    **{condition: row for condition, row in RETRY_TABLE.items() if condition is not requests.RequestException},
+    # Requests that share a session are queued by the instance, and dropped when more than ten wait.
+    EMPTY_202: Resolution(RETRY, TransientError, "request queued and dropped (HTTP 202 without a body)"),
+    # ServiceNow answers 503 without Retry-After when the node's API semaphores are full: the request never ran.
+    503: Resolution(RETRY, TransientError, "server error"),
+    # No connection was made, so nothing was sent.
+    requests.ConnectTimeout: Resolution(RETRY, TransientError, "connection timed out"),
+    # The HTML page of a hibernating or upgrading instance: the request never reached the Table API.
+    UNREADABLE_2XX: Resolution(RETRY, UnexpectedResponse, "answer is not the documented JSON"),
+}
+"""ServiceNow's rows: the same table, with the rows where the instance tells more about what happened. Its
+transport maps timeouts and connection errors only: another ``requests`` exception (an invalid URL, a body cut
+short) reaches the caller as it is."""
+
+
+def resolve_status(status: int, retry_after: float | None = None,
+                   table: Mapping[Condition, Resolution] = RETRY_TABLE) -> Resolution:
+    """The row for a non-2xx ``status`` (``retry_after``: the parsed ``Retry-After`` header, if any)."""
+    if status == 503 and retry_after is not None:
+        return table[RETRY_AFTER_503]
+    if status in table:
+        return table[status]
+    return table[OTHER_4XX] if 400 <= status < 500 else table[OTHER_STATUS]
+
+
+def resolve_exception(exc: BaseException, table: Mapping[Condition, Resolution] = RETRY_TABLE) -> Resolution:
+    """The row for a transport exception: the most specific exception type the table names (KeyError when
+    it names none)."""
+    for kind in type(exc).__mro__:
+        if kind in table:
+            return table[kind]
+    raise KeyError(type(exc).__name__)
+
+
+def error_from(row: Resolution, message: str = "", *, status: int | None = None, method: str | None = None,
+               path: str | None = None, retry_after: float | None = None,
+               error: type[PlatformError] | None = None) -> PlatformError:
+    """The error a row raises, carrying the row's action. ``message`` is the platform's own error text (never
+    a body) or the adapter's description of a failure; ``error`` replaces the row's error class with a
+    subclass that tells more (ServiceNow's ``MaybeApplied`` for a write whose answer was lost)."""
+    kind = error or row.error
+    where: dict[str, object] = {"status": status, "method": method, "path": path}
+    if issubclass(kind, (RateLimited, TransientError)):
+        where["retry_after"] = retry_after
+    made = kind(message or row.message, **where)  # type: ignore[arg-type]
+    made.action = row.action
+    return made
+
+
+def error_for_status(status: int, message: str = "", *, retry_after: float | None = None, method: str | None = None,
+                     path: str | None = None, table: Mapping[Condition, Resolution] = RETRY_TABLE,
+                     error: type[PlatformError] | None = None) -> PlatformError:
+    """The typed error of a non-2xx status, from ``table`` (see :func:`error_from`)."""
+    return error_from(resolve_status(status, retry_after, table), message, status=status, method=method, path=path,
+                      retry_after=retry_after, error=error)
+
 
 def parse_retry_after(value: str | None, now: Callable[[], float] = time.time) -> float | None:
     """Seconds to wait from a ``Retry-After`` header (delta seconds or an HTTP date); None if absent/bad."""
@@ -74,10 +192,11 @@ class RetryPolicy:
     retries: int = 0
 
     def should_retry(self, exc: BaseException, auth_failures: int = 1) -> bool:
-        """True for the rows of the table that say retry (``auth_failures`` counts 401s in this call)."""
-        if isinstance(exc, AuthenticationError):
+        """Whether the table's action for ``exc`` says try again (``auth_failures`` counts 401s in this call)."""
+        action = getattr(exc, "action", FATAL) if isinstance(exc, PlatformError) else FATAL
+        if action is RETRY_ONCE:
             return auth_failures <= 1
-        return isinstance(exc, (RateLimited, TransientError, UnexpectedResponse))
+        return action in (RETRY, REREAD)
 
     def wait_seconds(self, state: RetryCallState) -> float:
         """``Retry-After`` when the platform said so, else full-jitter exponential backoff."""
@@ -94,9 +213,9 @@ class RetryPolicy:
 
         def predicate(exc: BaseException) -> bool:
             nonlocal auth_failures
-            if isinstance(exc, AuthenticationError):
+            if getattr(exc, "action", None) is RETRY_ONCE:
                 auth_failures += 1
-            return isinstance(exc, PlatformError) and self.should_retry(exc, auth_failures)
+            return self.should_retry(exc, auth_failures)
 
         def before_sleep(state: RetryCallState) -> None:
             self.retries += 1
@@ -110,3 +229,7 @@ class RetryPolicy:
             reraise=True,
         )
         return retrying(fn)
+
+
+__all__ = ["RETRY_TABLE", "SERVICENOW_TABLE", "Resolution", "ResponseAction", "RetryPolicy", "error_for_status", "error_from",
+           "parse_retry_after", "resolve_exception", "resolve_status"]

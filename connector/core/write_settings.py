@@ -1,0 +1,176 @@
+"""The ``write:`` section of a mapping, typed per platform: every key with its type and its default, here.
+
+``mappings/servicenow.yaml`` and ``mappings/jira.yaml`` end with the settings the adapter needs to read and
+write the platform (tables, field names, labels, paging). :class:`MappingFile` validates that section with
+the model of its ``platform:``, so a misspelt key or a wrong type is a ``file:line:col`` error of
+``mim rules check`` and of job start instead of a silently ignored setting.
+
+A few ServiceNow defaults follow the mapping's own ``fields:`` and ``values:`` (the stage, parent and change
+columns, the resolved state); :func:`write_settings_for` fills them in when the key is absent, so the
+adapters read one typed value per key and hold no defaults of their own.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any, Literal, Union
+
+from pydantic import ConfigDict, Field, ValidationError, field_validator
+
+from connector.core.durations import Duration
+from connector.core.yamlfile import Problem, Strict, problems
+
+CanonicalState = Literal["new", "in_progress", "on_hold", "resolved", "closed", "canceled"]
+"""A canonical ticket state (:class:`connector.core.ticket.State`), as written in a mapping."""
+
+
+class _Write(Strict):
+    """Settings both platforms have. Numbers are accepted where text is expected (``resolved_state: 6``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, coerce_numbers_to_str=True)
+
+    discovery_ttl: Duration = timedelta(hours=1)
+    """How long the site facts found by discovery are kept in the state store before they are read again."""
+
+
+class ServiceNowWrite(_Write):
+    """``write:`` of ``mappings/servicenow.yaml``: the tables and columns the ServiceNow adapter uses."""
+
+    table: str = "incident"
+    """The table polled and written (major incidents are incidents)."""
+    stage_field: str | None = None
+    """The column the stage is written to, used when it exists on the table (else stages become work notes).
+    Absent: the mapping's ``stage`` field; empty or null: no stage column."""
+    marker_field: str = "correlation_id"
+    """The column that carries the connector's marker (``mim:<rule>``) and the tags of created records."""
+    major_field: str = "major_incident_state"
+    """The major incident state column (Major Incident Management)."""
+    parent_field: str = "parent_incident"
+    """The column that links a child to its major incident. Absent: the mapping's ``parent`` field."""
+    change_table: str = "change_request"
+    change_link_field: str = "rfc"
+    """The incident column that names its change. Absent: the mapping's ``change`` field."""
+    task_table: str = "incident_task"
+    task_parent_field: str = "incident"
+    task_due_field: str = "due_date"
+    group_table: str = "sys_user_group"
+    group_name_field: str = "name"
+    user_table: str = "sys_user"
+    user_name_field: str = "user_name"
+    change_states: dict[str, CanonicalState] = Field(default_factory=dict)
+    """Change ``state`` values as canonical states, for the change read back by ``fetch_followups``."""
+    task_states: dict[str, CanonicalState] = Field(default_factory=dict)
+    """Task ``state`` values as canonical states, for the review tasks read back by ``fetch_followups``."""
+    priority_via: dict[int | str, dict[str, int | str]] = Field(default_factory=dict)
+    """Canonical priority -> the impact and urgency that make it (priority lookup rules overwrite a direct
+    priority write on most instances)."""
+    resolved_state: str = "resolved"
+    """The ``state`` value that resolves an incident. Absent: the value the mapping's ``values.state`` maps to
+    ``resolved``."""
+    close_code: str = "Solved (Permanently)"
+    close_notes: str = "Resolved with the major incident."
+    batch: bool = True
+    """Send many PATCHes through the Batch API."""
+    batch_size: int = Field(50, ge=1)
+    page_size: int = Field(500, ge=1)
+    overlap: Duration = timedelta(seconds=2)
+    """How far behind the watermark the delta poll starts again (a row can commit after its timestamp)."""
+    poll_filter: str = ""
+    """An encoded query ANDed to the delta poll (no ``^NQ``: it is repeated in each keyset group)."""
+
+    @field_validator("poll_filter", mode="before")
+    @classmethod
+    def _no_filter(cls, value: Any) -> Any:
+        return "" if value is None else value
+
+
+class JiraWrite(_Write):
+    """``write:`` of ``mappings/jira.yaml``: issue types, labels, link types and fields the Jira adapter uses."""
+
+    project: str = "ITSM"
+    """Documentation only: the adapter works in the project of the settings (``jira.project``)."""
+    issue_type: str = "Incident"
+    major_field_type: str | None = None
+    """The schema type of the major incident custom field (found by type, never by name); none: labels only."""
+    major_label: str = "major-incident"
+    proposed_label: str = "mim-proposed"
+    declared_label: str = "mim-declared"
+    """Left on every issue the connector declares, so a state rebuild finds one a human un-flagged."""
+    link_type: str = "Problem/Incident"
+    """The link type from a major incident to its children ("MAJOR causes CHILD")."""
+    stage_field_name: str | None = None
+    """The name of a custom text field for the stage; none: stages are labels."""
+    stage_label_prefix: str = "mim-stage-"
+    review_issue_type: str = "Post-incident review"
+    review_fallback_type: str | None = "Task"
+    change_issue_type: str = "Change"
+    review_link_type: str = "Relates"
+    change_link_type: str = "Relates"
+    property_key: str = "mim"
+    """The issue entity property the connector keeps its marker and bookkeeping in."""
+    internal_comments: bool = True
+    """Internal notes are JSM internal comments (``sd.public.comment``)."""
+    resolve_status: str = "Resolved"
+    resolution: str = "Done"
+    """The resolution set when a transition requires one."""
+    state_statuses: dict[CanonicalState, str] = Field(default_factory=dict)
+    """Canonical state -> the status name a transition leads to (on top of the built-in names)."""
+    page_size: int = Field(100, ge=1)
+    overlap: Duration = timedelta(minutes=2)
+
+
+WriteSettings = Union[ServiceNowWrite, JiraWrite]
+"""The ``write:`` section of a mapping of either platform."""
+
+WRITE_MODELS: dict[str, type[ServiceNowWrite] | type[JiraWrite]] = {"servicenow": ServiceNowWrite, "jira": JiraWrite}
+"""The model of each platform's ``write:`` section, by the mapping's ``platform:``."""
+
+
+def _first(source: str | list[str] | None) -> str | None:
+    if isinstance(source, list):
+        return source[0] if source else None
+    return source
+
+
+def _mapping_defaults(platform: str, fields: dict[str, Any], values: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The defaults that follow the mapping's ``fields:`` and ``values:``."""
+    if platform != "servicenow":
+        return {}
+    states = values.get("state") or {}
+    return {"stage_field": _first(fields.get("stage")),
+            "parent_field": _first(fields.get("parent")) or "parent_incident",
+            "change_link_field": _first(fields.get("change")) or "rfc",
+            "resolved_state": next((str(raw) for raw, canonical in states.items() if canonical == "resolved"), "resolved")}
+
+
+def write_settings_for(platform: str, data: Any, fields: dict[str, Any] | None = None,
+                       values: dict[str, dict[str, Any]] | None = None) -> WriteSettings:
+    """``data`` (the ``write:`` section) validated with ``platform``'s model; keys it leaves out that follow
+    the mapping come from ``fields`` and ``values``. Every problem is raised at once, each at its own key."""
+    model = WRITE_MODELS[platform]
+    if isinstance(data, model):
+        return data
+    if isinstance(data, (ServiceNowWrite, JiraWrite)):
+        data = data.model_dump()
+    if isinstance(data, dict):
+        data = {**{k: v for k, v in _mapping_defaults(platform, fields or {}, values or {}).items() if k not in data},
+                **data}
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise problems(_located(exc, model)) from None
+
+
+def _located(exc: ValidationError, model: type[ServiceNowWrite] | type[JiraWrite]) -> list[Problem]:
+    found: list[Problem] = []
+    for err in exc.errors(include_url=False):
+        loc = tuple(err["loc"])
+        if err["type"] == "extra_forbidden":
+            found.append((loc, f"unknown key {loc[-1]!r} (expected one of: {', '.join(sorted(model.model_fields))})",
+                          True))
+        else:
+            found.append((loc, str(err["msg"]).removeprefix("Value error, "), False))
+    return found
+
+
+__all__ = ["CanonicalState", "JiraWrite", "ServiceNowWrite", "WRITE_MODELS", "WriteSettings", "write_settings_for"]

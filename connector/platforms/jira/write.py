@@ -1,0 +1,328 @@
+"""The write verbs for Jira: each action in order, one request at a time (so writes to one issue never overlap),
+made idempotent by reading first where an earlier attempt may have landed:
+
+* every issue the connector declares, links, creates or resolves carries the ``mim`` entity property saying
+  what it did (the declared major incident also gets ``marker``, read back as ``Ticket.marker``);
+* every comment ends with a ``[mim-<hash>]`` line and every created issue carries that tag as a label, so a
+  rerun after a crash or a lost state file reads before it writes and skips what is there;
+* links are read before they are written, since Jira answers 201 to a duplicate link as well.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Callable, Literal, Sequence
+
+from connector.core.actions import (
+    Action,
+    AddNote,
+    CreateChange,
+    CreateParent,
+    CreateTask,
+    DeclareMajor,
+    LinkChild,
+    Notify,
+    ResolveChild,
+    SetFields,
+    SetStage,
+)
+from connector.core.write_settings import JiraWrite
+from connector.platforms.base import ApplyResult, Resolver, marker_tag
+from connector.platforms.errors import PlatformError
+from connector.platforms.jira.cache import IssueCache
+from connector.platforms.jira.discovery import JiraDiscovery
+from connector.platforms.jira.fields import MAJOR_INCIDENT_VALUE, STAGE_ORDER, JiraFields, first_name, flag_on
+from connector.platforms.jira.issues import IssueWriter
+
+
+class Dependency(Exception):
+    """An action cannot run because an action it depends on has not succeeded."""
+
+
+class ApplyContext:
+    """Per-``apply`` bookkeeping: parents created so far (synthetic id -> real id) and failed creations."""
+
+    def __init__(self, resolve: Resolver) -> None:
+        self._resolve = resolve
+        self.created: dict[str, str] = {}
+        self.failed: dict[str, str] = {}
+
+    def issue_id(self, target: str) -> str:
+        """The issue id of ``target``: created in this apply, resolved by the caller, or the target itself."""
+        if target in self.created:
+            return self.created[target]
+        if target in self.failed:
+            raise Dependency(f"depends on {self.failed[target]}, which failed")
+        resolved = self._resolve(target)
+        if resolved:
+            return resolved
+        if target.startswith("new-"):
+            raise Dependency(f"the major incident {target} has not been created yet")
+        return target
+
+
+class JiraWriter:
+    """``apply`` for Jira."""
+
+    def __init__(self, issues: IssueWriter, fields: JiraFields, discovery: JiraDiscovery, cache: IssueCache,
+                 write: JiraWrite, project: str) -> None:
+        self._issues = issues
+        self._fields = fields
+        self._discovery = discovery
+        self._cache = cache
+        self._write = write
+        self._project = project
+
+    def apply(self, actions: Sequence[Action], resolve: Resolver,
+              uncertain: frozenset[str] = frozenset()) -> list[ApplyResult]:
+        """Perform ``actions`` in order, one request at a time (so writes to one issue never overlap), and
+        report each. ``uncertain`` actions read the platform first and skip what is already there."""
+        self._discovery.ensure()
+        ctx = ApplyContext(resolve)
+        handlers: dict[type, Callable[[Any, ApplyContext, bool], ApplyResult]] = {
+            DeclareMajor: self._apply_declare, CreateParent: self._apply_create_parent, LinkChild: self._apply_link,
+            AddNote: self._apply_note, SetFields: self._apply_fields, SetStage: self._apply_stage,
+            CreateTask: self._apply_task, CreateChange: self._apply_change, ResolveChild: self._apply_resolve,
+        }
+        results: list[ApplyResult] = []
+        for action in actions:
+            handler = handlers.get(type(action))
+            if isinstance(action, Notify):
+                result = ApplyResult(action.key, "skipped", detail="not a platform write", retryable=False)
+            elif handler is None:
+                result = ApplyResult(action.key, "failed", detail=f"unsupported action {type(action).__name__}",
+                                     retryable=False)
+            else:
+                try:
+                    result = handler(action, ctx, action.key in uncertain)
+                except Dependency as exc:
+                    result = ApplyResult(action.key, "failed", detail=str(exc), retryable=True)
+                except PlatformError as exc:
+                    result = ApplyResult(action.key, "failed", detail=str(exc), retryable=exc.retryable)
+            if isinstance(action, CreateParent):
+                if result.status != "failed" and result.created_id:
+                    ctx.created[action.target] = result.created_id
+                else:
+                    ctx.failed[action.target] = action.key
+            results.append(result)
+        return results
+
+    def _apply_declare(self, action: DeclareMajor, ctx: ApplyContext, uncertain: bool) -> ApplyResult:
+        issue_id = ctx.issue_id(action.target)
+        status, detail = self._declare(issue_id, action.mode, action.marker, action.fields, marker_tag(action.key),
+                                       action.rule, fresh=uncertain)
+        return ApplyResult(action.key, status, detail=detail)
+
+    def _apply_create_parent(self, action: CreateParent, ctx: ApplyContext, uncertain: bool) -> ApplyResult:
+        tag = marker_tag(action.key)
+        found = self._issues.find_tagged(tag) if uncertain else None
+        if found is not None:
+            issue_id, key = str(found["id"]), str(found.get("key", ""))
+            status, detail = self._declare(issue_id, action.mode, action.marker, {}, tag, action.rule, fresh=True)
+            return ApplyResult(action.key, status, created_id=issue_id, created_key=key,
+                               detail=f"found {key}, created earlier" + (f"; {detail}" if detail else ""))
+        incident = (self._discovery.ensure().get("issue_types") or {}).get("incident")
+        if not incident:
+            return ApplyResult(action.key, "failed", retryable=False,
+                               detail=f"issue type {self._write.issue_type!r} does not exist on the site")
+        fields, separate, unwritable = self._issues.field_changes(action.fields, None)
+        fields.setdefault("summary", "Major incident")
+        fields.update({"project": {"key": self._project}, "issuetype": {"id": incident["id"]}})
+        # Not "declared" yet: a crash before the flag is set must not read back as a human rejection.
+        prop = {"marker": action.marker, "rule": action.rule, "created_by": tag}
+        issue_id, key = self._issues.create_issue(fields, tag, prop)
+        try:
+            status, detail = self._declare(issue_id, action.mode, action.marker,
+                                           {k: v for k, v in separate.items() if k == "assignee"}, tag, action.rule,
+                                           fresh=True)
+        except PlatformError as exc:
+            # Keep the id in the ledger: the re-drive finds the issue by its tag and flags it then.
+            return ApplyResult(action.key, "failed", created_id=issue_id, created_key=key, retryable=exc.retryable,
+                               detail=f"created {key} but could not flag it: {exc}")
+        notes = [f"created {key}"] + ([detail] if detail else [])
+        if unwritable:
+            notes.append(f"not written (no Jira field): {', '.join(unwritable)}")
+        return ApplyResult(action.key, "applied", created_id=issue_id, created_key=key, detail="; ".join(notes))
+
+    def _apply_link(self, action: LinkChild, ctx: ApplyContext, uncertain: bool) -> ApplyResult:
+        child_id = ctx.issue_id(action.target)
+        parent_id = ctx.issue_id(action.parent)
+        link_type = self._discovery.ensure()["link_types"]["child"]
+        child = self._issues.current(child_id, fresh=uncertain)
+        if self._issues.has_link(child, link_type, parent_id, "inwardIssue"):
+            return ApplyResult(action.key, "skipped", detail="already linked")
+        self._issues.link(link_type, parent_id, child_id)
+        old = self._fields.property(child)
+        prop = {**old, "parent": parent_id, "parent_key": self._issues.key_of(parent_id), "rule": action.rule,
+                "linked_by": marker_tag(action.key)}
+        self._issues.set_property(child_id, prop)
+        parent, linked = self._issues.key_of(parent_id) or parent_id, self._issues.key_of(child_id) or child_id
+        return ApplyResult(action.key, "applied", detail=f"{parent} {link_type['outward']} {linked}")
+
+    def _apply_note(self, action: AddNote, ctx: ApplyContext, uncertain: bool) -> ApplyResult:
+        issue_id = ctx.issue_id(action.target)
+        tag = marker_tag(action.key)
+        if uncertain and self._issues.comment_tagged(issue_id, tag):
+            return ApplyResult(action.key, "skipped", detail="comment already there")
+        self._issues.add_comment(issue_id, action.text, tag, action.internal)
+        return ApplyResult(action.key, "applied")
+
+    def _apply_fields(self, action: SetFields, ctx: ApplyContext, uncertain: bool) -> ApplyResult:
+        issue_id = ctx.issue_id(action.target)
+        current = self._issues.current(issue_id, fresh=True) if uncertain else self._cache.get(issue_id)
+        fields, separate, unwritable = self._issues.field_changes(action.fields, current)
+        wrote: list[str] = []
+        if fields:
+            self._issues.edit(issue_id, {"fields": fields})
+            wrote.extend(fields)
+        if separate.get("assignee"):
+            self._issues.assign(issue_id, str(separate["assignee"]))
+            wrote.append("assignee")
+        if separate.get("state"):
+            status = self._issues.status_for(str(separate["state"]))
+            now = str((((current or {}).get("fields") or {}).get("status") or {}).get("name", "")).lower()
+            if now != status.lower():
+                self._issues.transition(issue_id, status)
+                wrote.append(f"status {status}")
+        detail = f"not written (no Jira field): {', '.join(unwritable)}" if unwritable else ""
+        if not wrote:
+            return ApplyResult(action.key, "skipped", detail=detail or "already set", retryable=False)
+        return ApplyResult(action.key, "applied", detail=detail)
+
+    def _apply_stage(self, action: SetStage, ctx: ApplyContext, uncertain: bool) -> ApplyResult:
+        issue_id = ctx.issue_id(action.target)
+        current = self._issues.current(issue_id, fresh=True) if uncertain else self._cache.get(issue_id)
+        stage = str(action.stage).lower()
+        stage_field = self._discovery.field("stage")
+        if current is not None:
+            fields_now = current.get("fields") or {}
+            labels = [str(label) for label in fields_now.get("labels") or []]
+            if stage_field:
+                if (first_name(fields_now.get(stage_field["id"])) or "").lower() == stage:
+                    return ApplyResult(action.key, "skipped", detail="stage already set")
+            elif self._fields.stage_of(fields_now, labels) == stage:
+                return ApplyResult(action.key, "skipped", detail="stage already set")
+        if stage_field:
+            value: Any = stage.capitalize()
+            if stage_field.get("type") == "option":
+                value = {"value": value}
+            self._issues.edit(issue_id, {"fields": {stage_field["id"]: value}})
+        else:
+            prefix = self._write.stage_label_prefix
+            ops: list[dict[str, str]] = [{"remove": prefix + other} for other in STAGE_ORDER if other != stage]
+            ops.append({"add": prefix + stage})
+            self._issues.edit(issue_id, {"update": {"labels": ops}})
+        return ApplyResult(action.key, "applied")
+
+    def _create_linked(self, action: Action, ctx: ApplyContext, uncertain: bool, kind: str, summary: str,
+                       description: str, owner: str | None = None, due: datetime | None = None) -> ApplyResult:
+        """A review task or change issue for the major incident ``action.target``, linked to it."""
+        mi_id = ctx.issue_id(action.target)
+        disc = self._discovery.ensure()
+        link_type = disc["link_types"][kind]
+        tag = marker_tag(action.key)
+        found = self._issues.find_tagged(tag) if uncertain else None
+        if found is not None:
+            issue_id, key = str(found["id"]), str(found.get("key", ""))
+            if not self._issues.has_link(found, link_type, mi_id, "inwardIssue"):
+                self._issues.link(link_type, mi_id, issue_id)
+            return ApplyResult(action.key, "skipped", created_id=issue_id, created_key=key,
+                               detail=f"found {key}, created earlier")
+        issue_type = disc["issue_types"].get(kind)
+        if not issue_type:
+            setting = "review_issue_type" if kind == "review" else "change_issue_type"
+            return ApplyResult(action.key, "failed", retryable=False,
+                               detail=f"issue type {getattr(self._write, setting)!r} ({setting}) does not exist on the site")
+        fields: dict[str, Any] = {"project": {"key": self._project}, "issuetype": {"id": issue_type["id"]},
+                                  "summary": summary[:255]}
+        if due is not None:
+            description = f"{description}\nDue: {due:%Y-%m-%d}".strip()
+            if disc["fields"].get("duedate"):
+                fields["duedate"] = f"{due:%Y-%m-%d}"
+        if description:
+            fields["description"] = self._issues.text(description)
+        prop = {"kind": kind, "for": mi_id, "for_key": self._issues.key_of(mi_id), "rule": action.rule, "created_by": tag}
+        issue_id, key = self._issues.create_issue(fields, tag, prop)
+        self._issues.link(link_type, mi_id, issue_id)
+        detail = f"created {key}"
+        if owner:
+            try:
+                self._issues.assign(issue_id, owner)
+            except PlatformError as exc:
+                # The record exists and is linked; a rerun would find it by its tag, so do not fail it.
+                detail += f"; owner {owner!r} not assigned: {exc}"
+        return ApplyResult(action.key, "applied", created_id=issue_id, created_key=key, detail=detail)
+
+    def _apply_task(self, action: CreateTask, ctx: ApplyContext, uncertain: bool) -> ApplyResult:
+        return self._create_linked(action, ctx, uncertain, "review", action.title, action.description,
+                                   owner=action.owner, due=action.due)
+
+    def _apply_change(self, action: CreateChange, ctx: ApplyContext, uncertain: bool) -> ApplyResult:
+        extra = [f"Change type: {action.change_type}"] + ([f"Group: {action.group}"] if action.group else [])
+        description = "\n".join([action.description, *extra]).strip()
+        return self._create_linked(action, ctx, uncertain, "change", action.title, description)
+
+    def _apply_resolve(self, action: ResolveChild, ctx: ApplyContext, uncertain: bool) -> ApplyResult:
+        child_id = ctx.issue_id(action.target)
+        parent_id = ctx.issue_id(action.parent)
+        # Always read: a human may have resolved (or closed) it since the last poll.
+        child = self._issues.current(child_id, fresh=True)
+        category = str((((child.get("fields") or {}).get("status") or {}).get("statusCategory") or {}).get("key", ""))
+        if category == "done":
+            return ApplyResult(action.key, "skipped", detail="already resolved")
+        tag = marker_tag(action.key)
+        parent = self._issues.key_of(parent_id) or parent_id
+        text = action.notes.strip() or f"Resolved with major incident {parent}."
+        prop = {**self._fields.property(child), "resolved_by": tag}
+        self._issues.transition(child_id, self._write.resolve_status,
+                         comment=self._issues.comment_body(f"{text}\n[{tag}]", True),
+                         properties=[{"key": self._write.property_key, "value": prop}])
+        return ApplyResult(action.key, "applied", detail=f"resolved with {parent}")
+
+    def _declare(self, issue_id: str, mode: str, marker: str, extra: dict[str, Any], tag: str, rule: str | None,
+                 fresh: bool) -> tuple[Literal["applied", "skipped"], str]:
+        """Flag ``issue_id`` as a major incident (field where the site has one, else label); returns
+        ``(status, detail)``. A major incident a human un-flagged is left alone."""
+        issue = self._issues.current(issue_id, fresh)
+        fields_now = issue.get("fields") or {}
+        labels = [str(label) for label in fields_now.get("labels") or []]
+        derived = self._fields.derived(issue)
+        if derived["_major"] == "rejected":
+            return "skipped", "a human removed the major incident flag; not declared again"
+        fields, separate, unwritable = self._issues.field_changes(extra, issue)
+        add: list[str] = []
+        major = self._discovery.field("major")
+        if major:
+            if not flag_on(fields_now.get(major["id"])):
+                fields[major["id"]] = MAJOR_INCIDENT_VALUE
+        elif self._write.major_label not in labels:
+            add.append(self._write.major_label)
+        proposed = self._write.proposed_label
+        if mode == "propose" and derived["_major"] != "accepted" and proposed not in labels:
+            add.append(proposed)
+        declared_label = self._write.declared_label
+        if declared_label not in labels:
+            add.append(declared_label)
+        old = self._fields.property(issue)
+        prop = {**old, "marker": marker, "declared": True, "mode": mode, "rule": rule, "declared_by": tag}
+        body: dict[str, Any] = {}
+        if fields:
+            body["fields"] = fields
+        if add:
+            body["update"] = {"labels": [{"add": label} for label in add]}
+        if prop != old:
+            body["properties"] = [{"key": self._write.property_key, "value": prop}]
+        wrote = bool(body)
+        if body:
+            self._issues.edit(issue_id, body)
+        if separate.get("assignee"):
+            self._issues.assign(issue_id, str(separate["assignee"]))
+            wrote = True
+        if separate.get("state"):
+            self._issues.transition(issue_id, self._issues.status_for(str(separate["state"])))
+            wrote = True
+        detail = f"not written (no Jira field): {', '.join(unwritable)}" if unwritable else ""
+        return ("applied" if wrote else "skipped"), detail or ("" if wrote else "already declared")
+
+
+__all__ = ["ApplyContext", "Dependency", "JiraWriter"]

@@ -1,0 +1,309 @@
+"""Sending what an ``apply`` collected: one PATCH per record (its field writes and journal entries together),
+many of them through the Batch API, each journal entry at most once even when an answer is lost."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+from connector.core.actions import Action
+from connector.platforms.base import ApplyResult, Resolver, marker_tag
+from connector.platforms.errors import ClientError, NotFound, PermissionDenied, PlatformError, UnexpectedResponse
+from connector.platforms.servicenow.client import Answer, MaybeApplied, ServiceNowClient, as_int, error_for, parse_json
+from connector.platforms.servicenow.discovery import ServiceNowDiscovery
+from connector.platforms.servicenow.query import PATH_ID, QueryValueError, query_in, shorten
+from connector.platforms.servicenow.read import ServiceNowReader
+from connector.platforms.servicenow.records import IncidentTable, RecordCache
+
+JOURNAL = ("work_notes", "comments")
+JOURNAL_CHUNK = 60
+"""Records per journal look-up (``element_idIN…``)."""
+TAG_PREFIX = marker_tag("")[:4]
+BATCH_ROUNDS = 3
+"""Batch API calls for one chunk before unserviced items are sent one by one."""
+
+
+@dataclass
+class Note:
+    """One journal entry an action adds: ``found`` when it was on the record before this apply (the action
+    is then skipped), ``landed`` when it must not be sent (found, or sent by an attempt whose answer was lost)."""
+
+    index: int
+    element: str
+    text: str
+    tag: str
+    uncertain: bool
+    landed: bool = False
+    found: bool = False
+
+
+@dataclass
+class Patch:
+    """Field writes and journal entries for one record, sent as one PATCH; ``members`` are the actions
+    (by index) that ride on it, with the result each gets when it succeeds."""
+
+    table: str
+    sys_id: str
+    fields: dict[str, str] = field(default_factory=dict)
+    notes: list[Note] = field(default_factory=list)
+    members: list[tuple[int, ApplyResult]] = field(default_factory=list)
+    with_fields: set[int] = field(default_factory=set)
+    error: PlatformError | None = None
+
+    def payload(self) -> dict[str, str]:
+        """The PATCH body: the fields, and the journal entries not yet on the record."""
+        body = dict(self.fields)
+        for element in JOURNAL:
+            texts = [note.text for note in self.notes if note.element == element and not note.landed]
+            if texts:
+                # One PATCH carries one entry per journal field, so notes for the same record are joined.
+                body[element] = "\n\n".join(texts)
+        return body
+
+    @property
+    def path(self) -> str:
+        """The record's Table API path."""
+        return f"/table/{self.table}/{self.sys_id}"
+
+
+class DependencyFailed(PlatformError):
+    """An action depends on a record whose creation failed."""
+
+    retryable = True
+
+
+class Run:
+    """The bookkeeping of one ``apply`` call: results by action index, parents created (synthetic id ->
+    sys_id), creations that failed, and the PATCH collected for each record."""
+
+    def __init__(self, actions: Sequence[Action], resolve: Resolver, uncertain: frozenset[str]) -> None:
+        self.actions = actions
+        self.resolve_fn = resolve
+        self.uncertain = uncertain
+        self.results: dict[int, ApplyResult] = {}
+        self.created: dict[str, str] = {}
+        self.failed_targets: set[str] = set()
+        self.patches: dict[tuple[str, str], Patch] = {}
+
+    def resolve(self, target: str) -> str:
+        """The sys_id of ``target`` (a parent created earlier in this run or before), checked for a URL."""
+        if target in self.failed_targets:
+            raise DependencyFailed(f"{target} was not created in this cycle")
+        real = self.created.get(target) or self.resolve_fn(target)
+        if real is None and not target.startswith("new-"):
+            real = target
+        if real is None:
+            raise DependencyFailed(f"{target} has not been created yet")
+        if not PATH_ID.fullmatch(real):
+            raise QueryValueError(f"{shorten(real)!r} is not a ServiceNow sys_id")
+        return real
+
+
+class PatchSender:
+    """Sends the PATCHes of a :class:`Run` and settles each action riding on them."""
+
+    def __init__(self, client: ServiceNowClient, reader: ServiceNowReader, discovery: ServiceNowDiscovery,
+                 table: IncidentTable, cache: RecordCache, batch: bool, batch_size: int) -> None:
+        self._client = client
+        self._reader = reader
+        self._discovery = discovery
+        self._table = table
+        self._cache = cache
+        self._batch = batch
+        self._batch_size = batch_size
+
+    def flush(self, run: Run) -> None:
+        """Send every patch of ``run`` (uncertain notes looked up first) and record each action's result."""
+        patches = list(run.patches.values())
+        try:
+            self._find_landed_notes([n for p in patches for n in p.notes if n.uncertain], patches, found=True)
+        except PlatformError as exc:
+            for patch in patches:
+                if any(n.uncertain for n in patch.notes):
+                    self._settle(run, patch, exc)
+            patches = [p for p in patches if not any(n.uncertain for n in p.notes)]
+        for patch in [p for p in patches if not p.payload()]:
+            self._settle(run, patch, None)
+            patches.remove(patch)
+        use_batch = self._batch and self._discovery.facts().get("batch_api", True) and len(patches) > 1
+        if use_batch:
+            leftover = self._send_batches(patches)
+        else:
+            leftover = patches
+        for patch in leftover:
+            try:
+                self._send_patch(patch)
+            except PlatformError as exc:
+                self._settle(run, patch, exc)
+            else:
+                self._settle(run, patch, None)
+        sent_alone = {id(patch) for patch in leftover}
+        for patch in patches:
+            if id(patch) not in sent_alone:
+                self._settle(run, patch, patch.error)
+
+    def _settle(self, run: Run, patch: Patch, error: PlatformError | None) -> None:
+        for index, result in patch.members:
+            notes = [n for n in patch.notes if n.index == index]
+            if error is not None:
+                run.results[index] = ApplyResult(result.key, "failed", created_id=result.created_id,
+                                                 created_key=result.created_key, detail=str(error),
+                                                 retryable=error.retryable)
+            elif notes and all(n.found for n in notes) and index not in patch.with_fields:
+                run.results[index] = ApplyResult(result.key, "skipped", created_id=result.created_id,
+                                                 created_key=result.created_key, detail="note already on the record")
+            else:
+                run.results[index] = result
+        if error is None and patch.table == self._table.name:
+            self._cache.written(patch.sys_id, patch.fields)
+
+    def _send_patch(self, patch: Patch) -> None:
+        """One PATCH under the retry policy; a retry after a possibly lost answer drops journal entries that
+        already landed (a note must not appear twice)."""
+        maybe_sent = False
+
+        def attempt() -> None:
+            nonlocal maybe_sent
+            if maybe_sent:
+                self._find_landed_notes(patch.notes, [patch])
+            body = patch.payload()
+            if not body:
+                return
+            try:
+                self._client.attempt("PATCH", patch.path, body=body,
+                                     params={"sysparm_fields": "sys_id", "sysparm_exclude_reference_link": "true"})
+            except PlatformError as exc:
+                maybe_sent = maybe_sent or isinstance(exc, MaybeApplied)
+                raise
+
+        self._client.policy.call(attempt)
+
+    def _find_landed_notes(self, notes: Sequence[Note], patches: Sequence[Patch], found: bool = False) -> None:
+        """Mark ``notes`` already in the journal as landed (``found`` too: they were there before this
+        apply). One query per chunk of records, on the indexed ``element_id`` plus our tag prefix, so a huge
+        ``sys_journal_field`` is never scanned."""
+        pending = [n for n in notes if not n.landed]
+        if not pending:
+            return
+        owner = {id(n): p.sys_id for p in patches for n in p.notes}
+        ids = list(dict.fromkeys(owner[id(n)] for n in pending))
+        landed: set[tuple[str, str]] = set()
+        for start in range(0, len(ids), JOURNAL_CHUNK):
+            chunk = query_in(ids[start:start + JOURNAL_CHUNK])
+            for row in self._reader.select("sys_journal_field", f"element_idIN{chunk}^valueLIKE{TAG_PREFIX}",
+                                           ["element_id", "value"]):
+                value = str(row.get("value", ""))
+                for note in pending:
+                    if note.tag in value and row.get("element_id") == owner[id(note)]:
+                        landed.add((owner[id(note)], note.tag))
+        for note in pending:
+            if (owner[id(note)], note.tag) in landed:
+                note.landed = True
+                note.found = found
+
+    def _send_batches(self, patches: list[Patch]) -> list[Patch]:
+        """Send ``patches`` through the Batch API in chunks; returns those to send one by one (the Batch API
+        is unavailable, or items stayed unserviced). Each patch that got an answer carries ``error``."""
+        leftover: list[Patch] = []
+        for start in range(0, len(patches), self._batch_size):
+            chunk = patches[start:start + self._batch_size]
+            if self._discovery.facts().get("batch_api", True) is False:
+                leftover.extend(chunk)
+                continue
+            queue = chunk
+            for _ in range(BATCH_ROUNDS):
+                if not queue:
+                    break
+                try:
+                    queue = self._batch_round(queue)
+                except (ClientError, PermissionDenied, NotFound):
+                    # The Batch API is switched off or not allowed for this user: one PATCH per record.
+                    self._discovery.facts()["batch_api"] = False
+                    break
+                except PlatformError as exc:
+                    for patch in queue:
+                        patch.error = exc
+                    queue = []
+            leftover.extend(queue)
+        return leftover
+
+    def _batch_round(self, queue: list[Patch]) -> list[Patch]:
+        """One Batch API call; returns the patches to try again (unserviced or a retryable item error)."""
+        maybe_sent = False
+
+        def attempt() -> tuple[dict[str, Patch], Answer | None]:
+            nonlocal maybe_sent
+            if maybe_sent:
+                self._find_landed_notes([n for p in queue for n in p.notes], queue)
+            items: dict[str, Patch] = {}
+            requests_: list[dict[str, Any]] = []
+            for number, patch in enumerate(queue, start=1):
+                body = patch.payload()
+                if not body:
+                    patch.error = None
+                    continue
+                items[str(number)] = patch
+                requests_.append({
+                    "id": str(number), "method": "PATCH",
+                    "url": f"/api/now{patch.path}?sysparm_fields=sys_id&sysparm_exclude_reference_link=true",
+                    "headers": [{"name": "Content-Type", "value": "application/json"},
+                                {"name": "Accept", "value": "application/json"}],
+                    "body": base64.b64encode(json.dumps(body).encode("utf-8")).decode("ascii"),
+                    "exclude_response_headers": True,
+                })
+            if not requests_:
+                return items, None
+            try:
+                answer = self._client.attempt("POST", "/v1/batch",
+                                              body={"batch_request_id": str(int(time.time() * 1000)),
+                                                    "rest_requests": requests_})
+            except PlatformError as exc:
+                maybe_sent = maybe_sent or isinstance(exc, MaybeApplied)
+                raise
+            return items, answer
+
+        items, answer = self._client.policy.call(attempt)
+        if answer is None:
+            return []
+        data = answer.data if isinstance(answer.data, dict) else {}
+        serviced = data.get("serviced_requests")
+        if not isinstance(serviced, list):
+            raise UnexpectedResponse("batch answer has no serviced_requests", status=answer.status,
+                                     method="POST", path="/api/now/v1/batch")
+        again: list[Patch] = []
+        answered: set[str] = set()
+        for item in serviced:
+            if not isinstance(item, dict) or str(item.get("id")) not in items:
+                continue
+            patch = items[str(item["id"])]
+            answered.add(str(item["id"]))
+            error = item_error(item, patch)
+            if error is not None and error.retryable:
+                again.append(patch)
+                continue
+            patch.error = error
+        for ident in data.get("unserviced_requests") or []:
+            if str(ident) in items and str(ident) not in answered:
+                again.append(items[str(ident)])
+                answered.add(str(ident))
+        # An item the answer does not mention at all is treated like an unserviced one.
+        again.extend(patch for ident, patch in items.items() if ident not in answered)
+        return again
+
+
+def item_error(item: dict[str, Any], patch: Patch) -> PlatformError | None:
+    """The typed error of one Batch API item (its body is base64 JSON)."""
+    status = as_int(item.get("status_code")) or 0
+    try:
+        raw = base64.b64decode(str(item.get("body") or ""), validate=False)
+    except (ValueError, TypeError):
+        raw = b""
+    _, data = parse_json(raw)
+    headers = {str(h.get("name")): str(h.get("value")) for h in item.get("headers") or [] if isinstance(h, dict)}
+    return error_for(status, headers, data, "PATCH", "/api/now" + patch.path)
+
+
+__all__ = ["DependencyFailed", "Note", "Patch", "PatchSender", "Run", "item_error"]

@@ -1,0 +1,156 @@
+"""Reading incidents: the delta poll, the marked major incidents (state rebuild) and the follow-ups (the
+change and the review tasks of each major incident). Every read is a keyset-paged encoded query."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any, Iterator, Sequence
+
+from connector.core.mapping import Mapping
+from connector.core.write_settings import ServiceNowWrite
+from connector.platforms.base import Watermark
+from connector.platforms.servicenow.client import ServiceNowClient
+from connector.platforms.servicenow.query import query_field, query_in, query_time, query_value, stored_text
+from connector.platforms.servicenow.records import IncidentTable, RecordCache
+
+ID_CHUNK = 100
+"""Ids per ``IN`` condition (the URL of a GET must stay short)."""
+
+Row = dict[str, Any]
+
+
+class ServiceNowReader:
+    """The read side of the adapter over one incident table."""
+
+    def __init__(self, client: ServiceNowClient, mapping: Mapping, write: ServiceNowWrite, table: IncidentTable,
+                 cache: RecordCache, page_size: int) -> None:
+        self._client = client
+        self._mapping = mapping
+        self._write = write
+        self._table = table
+        self._cache = cache
+        self._page_size = page_size
+        self._seen: dict[tuple[str, str], str] = {}
+
+    def select(self, table: str, query: str, fields: Sequence[str], limit: int | None = None) -> Iterator[Row]:
+        """Rows of ``table`` matching ``query`` (no ``^NQ``), every page, keyset by ``sys_id``."""
+        return self._client.select(table, query, fields, limit or self._page_size)
+
+    def fetch_changed(self, since: Watermark | None, horizon: datetime) -> Iterator[Row]:
+        """Incidents updated at or after ``since`` minus the overlap (or ``horizon``), in
+        ``(sys_updated_on, sys_id)`` order, every page. A quiet poll is one request.
+
+        Each ``(sys_id, sys_mod_count)`` comes once per call. A version this adapter already returned in an
+        earlier call is left out again only when it lies at or before ``since``: the overlap re-reads those
+        on purpose (rows committed late within the same second), while anything after ``since`` may belong
+        to a cycle that never committed and must be returned again.
+        """
+        overlap: timedelta = self._write.overlap
+        start = query_time(since.updated_at - overlap if since is not None else horizon)
+        mark = (query_time(since.updated_at), since.id) if since is not None else None
+        updated, ident = self._table.updated_field, self._table.id_field
+        poll_filter = self._write.poll_filter
+        shared = f"{poll_filter}^" if poll_filter else ""
+        order = f"ORDERBY{updated}^ORDERBY{ident}"
+        first = f"{shared}{updated}>={start}^{order}"
+
+        def after(row: Row) -> str:
+            ts, sys_id = query_value(row.get(updated, "")), query_value(row.get(ident, ""))
+            return f"{shared}{updated}>{ts}^NQ{shared}{updated}={ts}^{ident}>{sys_id}^{order}"
+
+        earlier = {k: v for k, v in self._seen.items() if v >= start}
+        self._seen = dict(earlier)
+        returned: set[tuple[str, str]] = set()
+        for page in self._client.pages(self._table.name, first, after,
+                                       lambda row: (str(row.get(updated, "")), str(row.get(ident, ""))),
+                                       self._table.fields, self._page_size):
+            self._cache.remember(page)
+            for row in page:
+                stamp, sys_id = str(row.get(updated, "")), str(row.get(ident, ""))
+                version = (sys_id, str(row.get("sys_mod_count", "")))
+                if version in returned:
+                    continue
+                returned.add(version)
+                if version in earlier and mark is not None and (stamp, sys_id) <= mark:
+                    continue
+                self._seen[version] = stamp
+                yield row
+
+    def fetch_marked(self) -> list[Row]:
+        """Incidents carrying a ``mim:`` marker whose major incident state is proposed, accepted or rejected,
+        and that are not closed or canceled."""
+        marker = query_field(self._write.marker_field)
+        major = query_field(self._write.major_field)
+        state = query_field(self._mapping.source("state") or "state")
+        majors = query_in(self._mapping.to_platform("major", m) for m in ("proposed", "accepted", "rejected"))
+        closed = query_in(self._mapping.to_platform("state", s) for s in ("closed", "canceled"))
+        # IN on the major state, never !=: a != condition also drops the rows where the field is empty.
+        query = f"{marker}STARTSWITHmim:^{major}IN{majors}^{state}NOT IN{closed}"
+        rows = list(self.select(self._table.name, query, self._table.fields))
+        self._cache.remember(rows)
+        return rows
+
+    def fetch_records(self, ids: Sequence[str]) -> list[Row]:
+        """Fresh incidents by sys_id (``sys_idIN…`` in chunks)."""
+        rows: list[Row] = []
+        unique = list(dict.fromkeys(ids))
+        for start in range(0, len(unique), ID_CHUNK):
+            chunk = query_in(unique[start:start + ID_CHUNK])
+            rows.extend(self.select(self._table.name, f"{self._table.id_field}IN{chunk}", self._table.fields))
+        self._cache.remember(rows)
+        return rows
+
+    def fetch_followups(self, mi_ids: Sequence[str],
+                        changes: dict[str, str | None] | None = None) -> dict[str, dict[str, Any]]:
+        """The change (the incident's ``rfc``) and the review tasks (``incident_task`` with
+        ``incident=<mi>``) of each major incident: one ``sys_idIN`` query for the changes, one ``incidentIN``
+        query for the tasks. The incidents are read first only for ids whose change is neither given nor
+        cached from this adapter's poll."""
+        unique = [i for i in dict.fromkeys(str(i) for i in mi_ids) if i and not i.startswith("new-")]
+        out: dict[str, dict[str, Any]] = {i: {"change": None, "tasks": []} for i in unique}
+        if not unique:
+            return out
+        known = dict(changes or {})
+        missing = [i for i in unique if i not in known and i not in self._cache]
+        if missing:
+            self.fetch_records(missing)
+        for mi in unique:
+            if mi not in known:
+                known[mi] = stored_text((self._cache.get(mi) or {}).get(self._write.change_link_field)) or None
+        title = self._mapping.source("title") or "short_description"
+        fields = ["sys_id", "number", "state", title]
+        self._read_changes(unique, known, fields, out)
+        self._read_tasks(unique, fields, title, out)
+        return out
+
+    def _read_changes(self, unique: list[str], known: dict[str, str | None], fields: list[str],
+                      out: dict[str, dict[str, Any]]) -> None:
+        change_ids = list(dict.fromkeys(c for c in (known.get(mi) for mi in unique) if c))
+        found: dict[str, Row] = {}
+        for start in range(0, len(change_ids), ID_CHUNK):
+            chunk = query_in(change_ids[start:start + ID_CHUNK])
+            for row in self.select(self._write.change_table, f"sys_idIN{chunk}", fields):
+                found[str(row.get("sys_id"))] = row
+        for mi in unique:
+            hit = found.get(known.get(mi) or "")
+            if hit is not None:
+                out[mi]["change"] = {"id": str(hit.get("sys_id")), "key": stored_text(hit.get("number")) or None,
+                                     "state": self._write.change_states.get(stored_text(hit.get("state")), "unknown")}
+
+    def _read_tasks(self, unique: list[str], fields: list[str], title: str, out: dict[str, dict[str, Any]]) -> None:
+        parent = query_field(self._write.task_parent_field)
+        for start in range(0, len(unique), ID_CHUNK):
+            chunk = query_in(unique[start:start + ID_CHUNK])
+            for row in self.select(self._write.task_table, f"{parent}IN{chunk}", fields + [parent]):
+                mi = stored_text(row.get(parent))
+                if mi in out:
+                    out[mi]["tasks"].append({"id": str(row.get("sys_id")),
+                                             "key": stored_text(row.get("number")) or None,
+                                             "state": self._write.task_states.get(stored_text(row.get("state")),
+                                                                                  "unknown"),
+                                             "title": stored_text(row.get(title))})
+        for entry in out.values():
+            entry["tasks"].sort(key=lambda t: (t["key"] or "", t["id"]))
+
+
+__all__ = ["ID_CHUNK", "ServiceNowReader"]

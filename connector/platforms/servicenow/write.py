@@ -1,0 +1,290 @@
+"""The write verbs: each action becomes field writes and journal entries on a record (collected into one PATCH
+per record, sent by :class:`~connector.platforms.servicenow.patches.PatchSender`) or a created record. What the
+adapter already knows to be true is not written; an uncertain action reads first."""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+from connector.core.actions import (
+    Action,
+    AddNote,
+    CreateChange,
+    CreateParent,
+    CreateTask,
+    DeclareMajor,
+    LinkChild,
+    Notify,
+    ResolveChild,
+    SetFields,
+    SetStage,
+)
+from connector.core.ticket import OPEN_STATES
+from connector.core.write_settings import ServiceNowWrite
+from connector.platforms.base import ApplyResult, Resolver, marker_tag
+from connector.platforms.errors import ClientError, PlatformError, UnexpectedResponse
+from connector.platforms.servicenow.client import MaybeApplied, ServiceNowClient
+from connector.platforms.servicenow.discovery import ServiceNowDiscovery
+from connector.platforms.servicenow.fields import ServiceNowFields
+from connector.platforms.servicenow.patches import Note, Patch, PatchSender, Run
+from connector.platforms.servicenow.query import query_field, query_time, query_value
+from connector.platforms.servicenow.records import IncidentTable, RecordCache
+
+Row = dict[str, Any]
+
+
+class ServiceNowWriter:
+    """``apply`` for ServiceNow: plans every action, then sends the collected PATCHes."""
+
+    def __init__(self, client: ServiceNowClient, write: ServiceNowWrite, table: IncidentTable, cache: RecordCache,
+                 discovery: ServiceNowDiscovery, fields: ServiceNowFields, sender: PatchSender) -> None:
+        self._client = client
+        self._write = write
+        self._table = table
+        self._cache = cache
+        self._discovery = discovery
+        self._fields = fields
+        self._sender = sender
+        self._handlers: dict[type, Callable[[Run, int, Any], None]] = {
+            DeclareMajor: self._declare, CreateParent: self._create_parent, LinkChild: self._link,
+            AddNote: self._note, SetFields: self._set_fields, SetStage: self._set_stage,
+            CreateTask: self._create_task, CreateChange: self._create_change, ResolveChild: self._resolve_child,
+        }
+
+    def apply(self, actions: Sequence[Action], resolve: Resolver, uncertain: frozenset[str] = frozenset()) -> list[ApplyResult]:
+        """Perform ``actions`` idempotently and report each (see the protocol).
+
+        Creates are sent as they come; field writes and journal entries are collected per record and sent
+        as one PATCH per record at the end (placed at the record's first write), many of them through the
+        Batch API. What the adapter already knows to be true (from the records it read) is not written.
+        """
+        self._discovery.facts()
+        run = Run(actions, resolve, uncertain)
+        for index, action in enumerate(actions):
+            try:
+                self._plan_action(run, index, action)
+            except (PlatformError, ValueError) as exc:
+                run.results[index] = _failed(action.key, exc)
+                if isinstance(action, CreateParent):
+                    run.failed_targets.add(action.target)
+        self._sender.flush(run)
+        return [run.results[index] for index in range(len(actions))]
+
+    def _plan_action(self, run: Run, index: int, action: Action) -> None:
+        if isinstance(action, Notify):
+            run.results[index] = ApplyResult(action.key, "skipped", detail="not a platform write")
+            return
+        handler = self._handlers.get(type(action))
+        if handler is None:
+            raise ClientError(f"the ServiceNow adapter cannot apply {type(action).__name__}")
+        handler(run, index, action)
+
+    # -- building blocks ---------------------------------------------------------------------------------
+
+    def _queue(self, run: Run, index: int, action: Action, sys_id: str, fields: dict[str, str],
+               note: tuple[str, str] | None = None, result: ApplyResult | None = None) -> None:
+        """Add writes to the incident's pending PATCH, or report the action skipped when nothing is left.
+        A note of an uncertain action is checked against the journal at flush time (one query for many)."""
+        if not fields and note is None:
+            run.results[index] = result or ApplyResult(action.key, "skipped", detail="already true")
+            return
+        table = self._table.name
+        patch = run.patches.get((table, sys_id))
+        if patch is None:
+            patch = run.patches[(table, sys_id)] = Patch(table, sys_id)
+        patch.fields.update(fields)
+        if fields:
+            patch.with_fields.add(index)
+        if note is not None:
+            element, text = note
+            tag = marker_tag(action.key)
+            patch.notes.append(Note(index, element, f"{text}\n[{tag}]", tag, action.key in run.uncertain))
+        patch.members.append((index, result or ApplyResult(action.key, "applied")))
+
+    def _current(self, run: Run, action: Action, sys_id: str) -> Row | None:
+        """The incident as last read; read now if the action is uncertain and the record was not seen."""
+        known = self._cache.get(sys_id)
+        if known is None and action.key in run.uncertain:
+            answer = self._client.call("GET", f"/table/{self._table.name}/{sys_id}", expect=dict,
+                                       params={"sysparm_fields": ",".join(self._table.fields),
+                                               "sysparm_display_value": "false",
+                                               "sysparm_exclude_reference_link": "true"})
+            known = answer.result if isinstance(answer.result, dict) else None
+            if known is not None:
+                self._cache.remember([known])
+        return known
+
+    @staticmethod
+    def _unchanged(fields: dict[str, str], current: Row | None) -> dict[str, str]:
+        if current is None:
+            return fields
+        return {name: value for name, value in fields.items() if name not in current or current[name] != value}
+
+    def _find_marked(self, table: str, marker: str, fields: Sequence[str] = ("sys_id", "number")) -> Row | None:
+        """The record of ``table`` whose marker field equals ``marker`` (one request), or None."""
+        marker_field = query_field(self._write.marker_field)
+        answer = self._client.get_page(table, self._client.read_params(
+            f"{marker_field}={query_value(marker)}^ORDERBYsys_created_on", list(fields), 1))
+        rows = answer.result
+        return rows[0] if rows else None
+
+    def _create(self, table: str, payload: dict[str, str], marker: str) -> Row:
+        """POST one record under the retry policy. A retry after an answer that may have been lost looks the
+        marker up first, so a lost answer never creates a second record."""
+        maybe_sent = False
+
+        def attempt() -> Row:
+            nonlocal maybe_sent
+            if maybe_sent:
+                found = self._find_marked(table, marker)
+                if found is not None:
+                    return found
+            try:
+                answer = self._client.attempt("POST", f"/table/{table}", body=payload,
+                                              params={"sysparm_fields": "sys_id,number",
+                                                      "sysparm_exclude_reference_link": "true"})
+            except PlatformError as exc:
+                maybe_sent = maybe_sent or isinstance(exc, MaybeApplied)
+                raise
+            if not isinstance(answer.result, dict) or not answer.result.get("sys_id"):
+                raise UnexpectedResponse("create answer has no sys_id", status=answer.status, method="POST",
+                                         path=f"/api/now/table/{table}")
+            return answer.result
+
+        return self._client.policy.call(attempt)
+
+    # -- the verbs -----------------------------------------------------------------------------------------
+
+    def _declare(self, run: Run, index: int, action: DeclareMajor) -> None:
+        sys_id = run.resolve(action.target)
+        current = self._current(run, action, sys_id)
+        major_field = self._write.major_field
+        target_state = "accepted" if action.mode == "accept" else "proposed"
+        fields, notes = self._fields.columns(action.fields)
+        now_state = self._fields.major_state(current.get(major_field)) if current else None
+        if now_state in ("rejected", "canceled"):
+            run.results[index] = ApplyResult(action.key, "skipped", retryable=False,
+                                             detail=f"the major incident state is {now_state} (a person decided): not proposed again")
+            return
+        if now_state != "accepted":
+            fields[major_field] = self._fields.major(target_state)
+        fields[self._write.marker_field] = action.marker
+        note = ("work_notes", "\n".join(notes)) if notes else None
+        self._queue(run, index, action, sys_id, self._unchanged(fields, current), note)
+
+    def _create_parent(self, run: Run, index: int, action: CreateParent) -> None:
+        if action.key in run.uncertain:
+            found = self._find_marked(self._table.name, action.marker)
+            if found is not None:
+                run.created[action.target] = str(found["sys_id"])
+                run.results[index] = ApplyResult(action.key, "skipped", created_id=str(found["sys_id"]),
+                                                 created_key=found.get("number") or None, detail="already created")
+                return
+        fields, notes = self._fields.columns(action.fields)
+        fields[self._write.major_field] = self._fields.major("accepted" if action.mode == "accept" else "proposed")
+        fields[self._write.marker_field] = action.marker
+        if notes:
+            fields["work_notes"] = "\n".join(notes)
+        record = self._create(self._table.name, fields, action.marker)
+        run.created[action.target] = str(record["sys_id"])
+        run.results[index] = ApplyResult(action.key, "applied", created_id=str(record["sys_id"]),
+                                         created_key=record.get("number") or None)
+
+    def _link(self, run: Run, index: int, action: LinkChild) -> None:
+        parent = run.resolve(action.parent)
+        child = run.resolve(action.target)
+        current = self._cache.get(child)
+        self._queue(run, index, action, child, self._unchanged({self._write.parent_field: parent}, current))
+
+    def _note(self, run: Run, index: int, action: AddNote) -> None:
+        sys_id = run.resolve(action.target)
+        self._queue(run, index, action, sys_id, {}, ("work_notes" if action.internal else "comments", action.text))
+
+    def _set_fields(self, run: Run, index: int, action: SetFields) -> None:
+        sys_id = run.resolve(action.target)
+        canonical = dict(action.fields)
+        fields, notes = self._fields.columns(canonical)
+        if canonical.get("state") == "resolved":
+            for name, value in self._fields.resolution(None).items():
+                fields.setdefault(name, value)
+        current = self._current(run, action, sys_id)
+        note = ("work_notes", "\n".join(notes)) if notes else None
+        self._queue(run, index, action, sys_id, self._unchanged(fields, current), note)
+
+    def _set_stage(self, run: Run, index: int, action: SetStage) -> None:
+        sys_id = run.resolve(action.target)
+        stage_field = self._discovery.facts().get("stage_field")
+        if stage_field:
+            value = self._fields.stage(action.stage)
+            self._queue(run, index, action, sys_id, self._unchanged({stage_field: value}, self._cache.get(sys_id)))
+            return
+        self._queue(run, index, action, sys_id, {}, ("work_notes", f"Major incident stage: {action.stage}"))
+
+    def _create_task(self, run: Run, index: int, action: CreateTask) -> None:
+        mi = run.resolve(action.target)
+        table = self._write.task_table
+        tag = marker_tag(action.key)
+        if action.key in run.uncertain:
+            found = self._find_marked(table, tag)
+            if found is not None:
+                run.results[index] = ApplyResult(action.key, "skipped", created_id=str(found["sys_id"]),
+                                                 created_key=found.get("number") or None, detail="already created")
+                return
+        payload = {self._write.task_parent_field: mi,
+                   self._fields.column("title", "short_description"): action.title,
+                   self._fields.column("description", "description"): action.description,
+                   self._write.marker_field: tag}
+        if action.owner:
+            payload[self._fields.column("assignee", "assigned_to")] = self._fields.reference("users", action.owner)
+        if action.due is not None:
+            payload[self._write.task_due_field] = query_time(action.due)
+        record = self._create(table, payload, tag)
+        run.results[index] = ApplyResult(action.key, "applied", created_id=str(record["sys_id"]),
+                                         created_key=record.get("number") or None)
+
+    def _create_change(self, run: Run, index: int, action: CreateChange) -> None:
+        mi = run.resolve(action.target)
+        table = self._write.change_table
+        tag = marker_tag(action.key)
+        found = self._find_marked(table, tag) if action.key in run.uncertain else None
+        if found is not None:
+            result = ApplyResult(action.key, "skipped", created_id=str(found["sys_id"]),
+                                 created_key=found.get("number") or None, detail="already created")
+            record = found
+        else:
+            payload = {self._fields.column("title", "short_description"): action.title,
+                       self._fields.column("description", "description"): action.description,
+                       "type": action.change_type,
+                       self._write.marker_field: tag}
+            if action.group:
+                payload[self._fields.column("assignment_group", "assignment_group")] = self._fields.reference(
+                    "groups", action.group)
+            record = self._create(table, payload, tag)
+            result = ApplyResult(action.key, "applied", created_id=str(record["sys_id"]),
+                                 created_key=record.get("number") or None)
+        current = self._cache.get(mi)
+        if found is not None and current is None:
+            current = self._current(run, action, mi)
+        link = self._unchanged({self._write.change_link_field: str(record["sys_id"])}, current)
+        if link and result.status == "skipped":
+            result = ApplyResult(action.key, "applied", created_id=result.created_id, created_key=result.created_key)
+        self._queue(run, index, action, mi, link, result=result)
+
+    def _resolve_child(self, run: Run, index: int, action: ResolveChild) -> None:
+        child = run.resolve(action.target)
+        current = self._current(run, action, child)
+        state_column = self._fields.column("state", "state")
+        if current is not None and state_column in current:
+            state = self._fields.state(current[state_column])
+            if state not in OPEN_STATES:
+                run.results[index] = ApplyResult(action.key, "skipped", detail=f"child is already {state}")
+                return
+        self._queue(run, index, action, child, self._fields.resolution(action.notes))
+
+
+def _failed(key: str, exc: BaseException) -> ApplyResult:
+    retryable = bool(getattr(exc, "retryable", False))
+    return ApplyResult(key, "failed", detail=str(exc), retryable=retryable)
+
+
+__all__ = ["ServiceNowWriter"]
