@@ -379,37 +379,53 @@ def _register_secrets(settings: Settings) -> None:
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("--html", "html_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Also write a self-contained HTML page (timelines and metrics) to FILE.")
+              help="Also write a self-contained HTML page (overview charts, timelines and metrics) to FILE.")
+@click.option("--since", default=None, metavar="WHEN",
+              help="Only major incidents declared from this month, day or time on (2026-01, 2026-01-15, ISO time; UTC).")
+@click.option("--until", default=None, metavar="WHEN",
+              help="Only major incidents declared up to this month or day (inclusive) or before this time.")
 @click.pass_context
-def report(ctx: click.Context, as_json: bool, html_path: Path | None) -> None:
-    """Major incidents of the state store with their stages and metrics (table, --json, --html FILE)."""
+def report(ctx: click.Context, as_json: bool, html_path: Path | None, since: str | None, until: str | None) -> None:
+    """Major incidents of the state store with their stages and metrics, and the overview across them
+    (per month, per service, per rule: table, --json, --html FILE). Reads the state alone: no platform
+    settings needed."""
     from datetime import datetime, timezone
 
-    from connector.job.store import StateStore
     from connector.process.processfile import load_process
-    from connector.tools.report import collect, render_html, render_json, render_table
+    from connector.tools.overview import PeriodError, make_period
+    from connector.tools.overview_page import render_text
+    from connector.tools.report import collect, display_state, open_state, render_html, render_json, render_table
 
     settings = _settings(ctx)
-    if settings.platform is None:
-        raise click.ClickException("no platform configured: set MIM_PLATFORM (servicenow or jira)")
-    if not Path(settings.state).exists():
-        raise click.ClickException(f"no state at {settings.state}: run mim sync --once first")
+    try:
+        period = make_period(since, until)
+    except PeriodError as exc:
+        raise click.BadParameter(str(exc), param_hint="--since/--until") from None
+    if not Path(settings.state).is_file():
+        raise click.ClickException(f"no state at {settings.state}: run mim sync --once first, or set MIM_STATE "
+                                   "to the state to read (mim demo names its own)")
     process, errors = load_process(settings.process_path())
     if process is None or errors:
         for error in errors:
             click.echo(str(error), err=True)
         raise click.ClickException("the process file has errors (see above)")
     now = datetime.now(timezone.utc)
-    with StateStore(settings.state, settings.platform) as store:
-        data = collect(store, process, now)
+    with open_state(settings.state, settings.platform) as store:
+        platform = store.platform
+        data = collect(store, process, now, period, state=settings.state)
     if html_path is not None:
         html_path.write_text(render_html(data, now), encoding="utf-8")
+    count = len(data["major_incidents"])
+    source = f"state {display_state(settings.state)} ({platform})"
     if as_json:
         click.echo(render_json(data))
     elif html_path is None:
+        click.echo(f"{source}, {count} major incident{'s' if count != 1 else ''}")
+        click.echo(render_text(data))
+        click.echo("")
         click.echo(render_table(data))
     else:
-        click.echo(f"{len(data['major_incidents'])} major incidents written to {html_path}")
+        click.echo(f"{count} major incident{'s' if count != 1 else ''} from {source} written to {html_path}")
 
 
 @main.command()
