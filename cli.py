@@ -337,13 +337,22 @@ def doctor(ctx: click.Context) -> None:
               show_default=True, help="Which simulator to run the story on.")
 @click.option("--keep", is_flag=True, help="Leave the simulator running afterwards (Ctrl-C to stop).")
 def demo(platform_name: str, keep: bool) -> None:
-    """The main job end to end on an embedded simulator with a built-in outage (no setup needed)."""
-    from connector.tools.demo import run_demo
+    """The main job end to end on an embedded simulator with a built-in outage (no setup needed).
 
-    result = run_demo(platform_name, echo=click.echo, keep=keep)
+    The state is kept for `mim report`: at MIM_STATE if set (never a state the demo did not write), else in a
+    new temporary directory; the last line names the command that renders its report.
+    """
+    import os
+
+    from connector.tools.demo import report_command, run_demo
+
+    state = os.environ.get("MIM_STATE") or None
+    result = run_demo(platform_name, echo=click.echo, keep=keep, state=Path(state) if state else None)
     if result.major_incident is None:
         raise click.ClickException("the demo declared no major incident")
     click.echo(f"major incident declared with {len(result.children)} children; see the timeline above")
+    if result.state is not None:
+        click.echo(f"state kept in {result.state}; its report: {report_command(result.state)}")
 
 
 def _open_job(settings: Settings, lock: bool = True) -> Any:
