@@ -264,7 +264,7 @@ def _category_of(categories: Sequence[str], s: Series, mark: Value) -> str:
 
 def bars(ident: str, title: str, labels: Sequence[str], series: Sequence[Series], axis: Callable[[float], str],
          notes: Sequence[str] | None = None, warn: Sequence[bool] | None = None,
-         totals: Sequence[Value] | None = None, desc_unit: str = "") -> str:
+         totals: Sequence[Value] | None = None, desc_unit: str = "", integer: bool = False) -> str:
     """Horizontal bars, one row per label, the series stacked; the row's value (``totals``, else the one
     series' value) after the bar, then its note (``notes``); rows flagged in ``warn`` are drawn in bold
     vermillion text so they stand out without relying on colour alone."""
@@ -273,7 +273,7 @@ def bars(ident: str, title: str, labels: Sequence[str], series: Sequence[Series]
     sums = [sum(s.values[i].value or 0 for s in series) for i in range(len(labels))]
     maximum = max(sums) if sums else 0
     svg = _Svg(ident, title, _describe(labels, series, totals, desc_unit, notes), height)
-    step = nice_step(maximum, 4)
+    step = nice_step(maximum, 4) if not integer else max(1.0, math.ceil(nice_step(maximum, 4)))
     top_value = max(step, math.ceil(maximum / step) * step)
     bottom = top + row * len(labels)
     tick = 0.0

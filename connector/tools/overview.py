@@ -223,6 +223,7 @@ def build_overview(incidents: Sequence[Mapping[str, Any]], period: Period, curre
               "proposals_open": sum(r["open"] for r in rules),
               "estimated_cost": _cost(majors), "currency": currency,
               "estimated_cost_ongoing": any(mi.get("impact_ongoing") for mi in majors),
+              "months_spanned": len(months),
               "declarations_per_month": round(len(incidents) / len(months), 2) if months else None,
               **{median_name(name): _median(mi.get(name) for mi in majors) for name in MEDIANS},
               "children_median": _median(counts), "children_max": max(counts) if counts else None,

@@ -132,7 +132,8 @@ def _children(overview: Mapping[str, Any]) -> str:
     if len(incidents) <= PER_INCIDENT_LIMIT:
         values = [_val(c, f"overview.children.{i}", "children", _count) for i, c in enumerate(incidents)]
         labels = [f"{c['key']} ({str(c.get('declared_at') or '')[:10]})" for c in incidents]
-        svg = bars("chart-children", title, labels, [Series("children", "sky", values)], lambda v: f"{v:.0f}")
+        svg = bars("chart-children", title, labels, [Series("children", "sky", values)], lambda v: f"{v:.0f}",
+                   integer=True)
         return figure("chart-children", title, svg, "Tickets linked to each major incident, in the order declared.")
     bins = overview["children_histogram"]
     values = [_val(b, f"overview.children_histogram.{i}", "major_incidents", _count) for i, b in enumerate(bins)]
@@ -158,7 +159,7 @@ def _precision(overview: Mapping[str, Any]) -> str:
         note = f"precision {_share(r['precision'])}" if r["proposals"] else f"{r['canceled']} canceled (accept rule)"
         notes.append(note + (", mostly rejected" if r["mostly_rejected"] else ""))
     svg = bars("chart-precision", title, [r["rule"] for _, r in proposing], series, lambda v: f"{v:.0f}",
-               notes=notes, warn=[r["mostly_rejected"] for _, r in proposing], totals=totals)
+               notes=notes, warn=[r["mostly_rejected"] for _, r in proposing], totals=totals, integer=True)
     flagged = overview.get("mostly_rejected") or []
     alert = (f'<p class="alert" role="note"><strong>Mostly rejected:</strong> {escape(", ".join(flagged))}: people '
              "rejected most of these rules' proposals; review their thresholds (mim backtest --score).</p>"
@@ -211,7 +212,7 @@ section.overview h2{margin-top:1rem}
 dl.figures{display:grid;grid-template-columns:repeat(auto-fill,minmax(180px,1fr));gap:.6rem;margin:1rem 0}
 dl.figures div{border:1px solid #ddd;border-radius:4px;padding:.5rem .7rem;break-inside:avoid}
 dl.figures dt{font-size:.8rem;color:#555}dl.figures dd{margin:.2rem 0 0;font-size:1.25rem;font-weight:600}
-table.rules td,table.rules th{font-size:.9rem}table.rules caption{text-align:left;font-weight:600;padding:.3rem 0}
+table.rules td,table.rules th{font-size:.9rem}table.rules th[scope=row]{white-space:nowrap}table.rules caption{text-align:left;font-weight:600;padding:.3rem 0}
 tr.warn th,tr.warn td{background:#fdece6}.flag{color:#b03a00;font-weight:700;font-size:.8rem;margin-left:.4rem}
 p.alert{border-left:4px solid #D55E00;background:#fdece6;padding:.5rem .8rem}
 @media print{body{margin:0;max-width:none}section.major-incident{break-before:page}

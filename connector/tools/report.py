@@ -12,7 +12,7 @@ carries its raw value in a ``data-value`` attribute, equal to the JSON's.
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import datetime, timezone
 from html import escape
 from typing import Any, Iterable, Mapping
 from urllib.parse import urlsplit, urlunsplit
@@ -320,6 +320,11 @@ def _milestones(mi: dict[str, Any]) -> str:
     return "".join(rows)
 
 
+def _generated(value: str | None) -> str:
+    when = _when(value)
+    return f"{when.astimezone(timezone.utc):%Y-%m-%d %H:%M} UTC" if when else "-"
+
+
 def decision_text(mi: Mapping[str, Any]) -> str:
     """How the incident was declared and what a person decided: ``proposed · accepted by a person 2026-03-02 10:20
     UTC``."""
@@ -359,7 +364,7 @@ def render_html(data: dict[str, Any], now: datetime) -> str:
             f'<meta name="viewport" content="width=device-width, initial-scale=1">'
             f"<title>Major incidents</title><style>{_CSS}{CHART_CSS}{OVERVIEW_CSS}</style></head><body>"
             f'<h1>Major incidents</h1><p class="meta">{escape(source)}{escape(str(data.get("platform")))} · generated '
-            f"{escape(str(data.get('generated_at')))}</p>{overview}"
+            f"{escape(_generated(data.get('generated_at')))}</p>{overview}"
             f'<h2 class="incidents-title">Major incidents one by one</h2>{body}</body></html>\n')
 
 
