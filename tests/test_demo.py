@@ -15,10 +15,16 @@ from connector.job.store import StateStore
 from connector.tools.demo import DEMO_COUNTER, START, run_demo
 
 
-def test_demo_on_servicenow_declares_links_and_walks_every_stage() -> None:
+def decisions(state: Path, platform: str) -> list[tuple[str, str, str]]:
+    """``(rule, mode, verdict)`` of every person's decision the demo's cycles recorded."""
+    with StateStore(state, platform) as store:
+        return sorted((d.rule, str(d.mode), d.verdict) for r in store.major_incidents() for d in r.decisions)
+
+
+def test_demo_on_servicenow_declares_links_and_walks_every_stage(tmp_path: Path) -> None:
     lines: list[str] = []
     started = time.monotonic()
-    result = run_demo("servicenow", echo=lines.append)
+    result = run_demo("servicenow", echo=lines.append, state=tmp_path / "demo.sqlite")
     assert time.monotonic() - started < 30
     assert result.major_incident is not None
     text = "\n".join(lines)
@@ -28,6 +34,8 @@ def test_demo_on_servicenow_declares_links_and_walks_every_stage() -> None:
         assert f"is now {stage}" in text, stage
     assert "created change CHG" in text
     assert text.count("created review task TASK") == 3
+    assert decisions(tmp_path / "demo.sqlite", "servicenow") == [
+        ("service-surge", "propose", "accepted"), ("service-surge", "propose", "rejected")], "read back by the cycle"
 
 
 def test_mim_demo_command_exits_zero_and_names_the_major_incident() -> None:
@@ -73,11 +81,14 @@ def test_the_demo_never_writes_into_a_state_it_did_not_write(tmp_path: Path) -> 
         assert store.counter(DEMO_COUNTER) is None and [r.id for r in store.major_incidents()] == ["x"]
 
 
-def test_demo_on_jira_declares_links_and_creates_the_change_and_reviews() -> None:
+def test_demo_on_jira_declares_links_and_creates_the_change_and_reviews(tmp_path: Path) -> None:
     lines: list[str] = []
-    result = run_demo("jira", echo=lines.append)
+    result = run_demo("jira", echo=lines.append, state=tmp_path / "demo.sqlite")
     text = "\n".join(lines)
     assert result.major_incident is not None
     assert "declared major incident ITSM-" in text
     assert "created change ITSM-" in text
     assert text.count("created review task ITSM-") == 3
+    assert decisions(tmp_path / "demo.sqlite", "jira") == [
+        ("service-surge", "propose", "accepted"), ("service-surge", "propose", "rejected")], \
+        "the proposed label removed, then the major incident flag removed"

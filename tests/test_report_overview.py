@@ -18,7 +18,7 @@ from click.testing import CliRunner
 from cli import main
 from connector.detection.registry import MIRecord
 from connector.job.store import StateStore
-from connector.tools.charts import compact, nice_step, short_duration
+from connector.tools.charts import LIGHT, PALETTE, compact, nice_step, short_duration
 from connector.tools.overview import Period, PeriodError, make_period, parse_bound
 from connector.tools.overview_page import render_text
 from connector.tools.report import collect, display_state, render_html
@@ -248,6 +248,14 @@ def test_mim_report_finds_the_platform_of_the_state(tmp_path: Path, monkeypatch:
     assert json.loads(chosen.output)["major_incidents"][0]["id"] == "x"
 
 
+def test_a_file_that_is_not_a_state_is_one_error_with_its_fix(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "notes.txt").write_text("not a database\n" * 100, encoding="utf-8")
+    result = CliRunner().invoke(main, ["report"], env={"MIM_STATE": "notes.txt", "MIM_PLATFORM": None})
+    assert result.exit_code == 3 and "notes.txt is not a state mim can read" in result.output
+    assert "Traceback" not in result.output and (tmp_path / "notes.txt").read_text().startswith("not a database")
+
+
 def test_a_state_url_is_shown_without_its_password() -> None:
     assert display_state("postgresql://mim:s3cret@db.example:5432/mim") == "postgresql://mim@db.example:5432/mim"
     assert display_state("/var/lib/mim/state.sqlite") == "/var/lib/mim/state.sqlite"
@@ -262,3 +270,16 @@ def test_compact_amounts(amount: float, text: str) -> None:
 def test_axis_steps_and_durations() -> None:
     assert [nice_step(s) for s in (3, 10, 389_167, 0)] == [1.0, 2.0, 100_000.0, 1.0]
     assert [short_duration(s) for s in (0, 45, 900, 5400, 21600, 172800)] == ["0", "45s", "15m", "1h 30m", "6h", "2d"]
+
+
+def _luminance(colour: str) -> float:
+    channels = [int(colour[i:i + 2], 16) / 255 for i in (1, 3, 5)]
+    linear = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+    return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+
+
+@pytest.mark.parametrize("name", sorted(PALETTE))
+def test_a_number_written_on_a_bar_has_aa_contrast(name: str) -> None:
+    text = "#111111" if name in LIGHT else "#ffffff"  # svg .value / .value.on-dark
+    light, dark = sorted((_luminance(PALETTE[name]), _luminance(text)), reverse=True)
+    assert (light + 0.05) / (dark + 0.05) >= 4.5, f"{text} on {name} {PALETTE[name]}"

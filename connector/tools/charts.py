@@ -18,8 +18,8 @@ from typing import Callable, Sequence
 WIDTH = 960
 PALETTE = {"blue": "#0072B2", "orange": "#E69F00", "vermillion": "#D55E00", "green": "#009E73",
            "sky": "#56B4E9", "grey": "#999999", "purple": "#CC79A7", "yellow": "#F0E442"}
-LIGHT = frozenset({"orange", "sky", "grey", "yellow"})
-"""Colours light enough for dark text on them."""
+LIGHT = frozenset({"orange", "sky", "grey", "yellow", "green", "vermillion", "purple"})
+"""Colours on which dark text has the better contrast (at least 4.5:1, WCAG AA); white text goes on blue only."""
 
 CSS = """
 figure.chart{margin:1.2rem 0 1.8rem;break-inside:avoid;page-break-inside:avoid}

@@ -12,6 +12,7 @@ carries its raw value in a ``data-value`` attribute, equal to the JSON's.
 from __future__ import annotations
 
 import json
+import sqlite3
 from datetime import datetime, timezone
 from html import escape
 from typing import Any, Iterable, Mapping
@@ -148,7 +149,11 @@ def display_state(state: str) -> str:
 def open_state(path: str, platform: str | None = None) -> StateStore:
     """The state at ``path`` opened for ``platform``, else for the one platform it holds (a report needs no
     platform settings); a state that holds two platforms' incidents needs ``platform``."""
-    store = StateStore(path, platform or "servicenow")
+    try:
+        store = StateStore(path, platform or "servicenow")
+    except sqlite3.DatabaseError as exc:
+        raise OperationalError(f"{display_state(path)} is not a state mim can read ({exc})",
+                               "set MIM_STATE to the state that mim sync, mim run or mim demo wrote") from None
     if platform is not None:
         return store
     found = store.platforms()
