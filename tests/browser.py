@@ -140,7 +140,11 @@ class Browser:
         message: dict[str, Any] = {"id": ident, "method": method, "params": params}
         if session:
             message["sessionId"] = session
-        os.write(self._to_child, json.dumps(message).encode() + b"\0")
+        try:
+            os.write(self._to_child, json.dumps(message).encode() + b"\0")
+        except BrokenPipeError:
+            log = (Path(self._root.name) / "stderr.log").read_bytes().decode("utf-8", "replace")
+            raise BrowserError(f"Chromium is not running: {log[-500:]}") from None
         deadline = time.monotonic() + TIMEOUT
         while True:
             answer = self._read(deadline)

@@ -16,12 +16,13 @@ import pytest
 from click.testing import CliRunner
 
 from cli import main
+from connector.detection.process_state import ReviewCounts
 from connector.detection.registry import MIRecord
 from connector.job.store import StateStore
 from connector.tools.charts import LIGHT, PALETTE, compact, nice_step, short_duration
 from connector.tools.overview import Period, PeriodError, make_period, parse_bound
 from connector.tools.overview_page import render_text
-from connector.tools.report import collect, display_state, render_html
+from connector.tools.report import collect, display_state, render_html, review_outcomes
 from tests.report_numbers import mismatches, numbers_of
 from tests.report_story import PROCESS, Incident, Story, run_story
 
@@ -132,6 +133,22 @@ def test_review_tasks_are_on_time_late_or_overdue_as_the_story_closed_them(story
         got = {k: months[month][f"review_tasks_{k}"] for k in ("on_time", "late", "open_overdue", "open", "undated")}
         assert got == {k: expected[k] for k in got}, month
     assert months["2026-02"]["review_tasks_late"] == 3, "closed a month after the payments outage"
+
+
+@pytest.mark.parametrize(("done", "total", "planned_days", "expected"), [
+    (1, 3, [3, 5, 10], {"undated": 1, "open_overdue": 1, "open": 1}),
+    (3, 3, [3, 5, 10], {"undated": 3}),
+    (0, 3, [], {"undated": 3}),
+    (1, 4, [3, 5], {"undated": 2, "open_overdue": 2}),
+], ids=["one-done", "all-done", "no-due-dates", "more-tasks-than-due-dates"])
+def test_review_tasks_of_a_record_kept_before_they_were_read_one_by_one(
+        done: int, total: int, planned_days: list[int], expected: dict[str, int]) -> None:
+    resolved = datetime(2026, 3, 2, 12, tzinfo=timezone.utc)
+    record = MIRecord(id="m", rule="service-surge", group=["vpn"], started_at=resolved, declared_at=resolved)
+    record.followup.review_tasks = ReviewCounts(done=done, total=total)
+    planned = [resolved + timedelta(days=d) for d in planned_days]
+    counts = review_outcomes(record, {}, planned, resolved + timedelta(days=7))
+    assert {k: v for k, v in counts.items() if v} == expected, "done: time unknown; open: the latest due dates"
 
 
 def test_since_and_until_choose_the_period(story: Story) -> None:

@@ -112,7 +112,7 @@ def review_outcomes(record: MIRecord, dues: Dues, planned: list[datetime], now: 
     done, total = review_counts(record)
     counts["undated"] += done or 0
     remaining = total - (done or 0)
-    for due in sorted(planned)[len(planned) - remaining:] if remaining > 0 else []:
+    for due in sorted(planned)[max(0, len(planned) - remaining):] if remaining > 0 else []:
         counts["open_overdue" if now > due else "open"] += 1
     counts["undated"] += max(0, remaining - len(planned))
     return counts
