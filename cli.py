@@ -337,13 +337,22 @@ def doctor(ctx: click.Context) -> None:
               show_default=True, help="Which simulator to run the story on.")
 @click.option("--keep", is_flag=True, help="Leave the simulator running afterwards (Ctrl-C to stop).")
 def demo(platform_name: str, keep: bool) -> None:
-    """The main job end to end on an embedded simulator with a built-in outage (no setup needed)."""
-    from connector.tools.demo import run_demo
+    """The main job end to end on an embedded simulator with a built-in outage (no setup needed).
 
-    result = run_demo(platform_name, echo=click.echo, keep=keep)
+    The state is kept for `mim report`: at MIM_STATE if set (never a state the demo did not write), else in a
+    new temporary directory; the last line names the command that renders its report.
+    """
+    import os
+
+    from connector.tools.demo import report_command, run_demo
+
+    state = os.environ.get("MIM_STATE") or None
+    result = run_demo(platform_name, echo=click.echo, keep=keep, state=Path(state) if state else None)
     if result.major_incident is None:
         raise click.ClickException("the demo declared no major incident")
     click.echo(f"major incident declared with {len(result.children)} children; see the timeline above")
+    if result.state is not None:
+        click.echo(f"state kept in {result.state}; its report: {report_command(result.state)}")
 
 
 def _open_job(settings: Settings, lock: bool = True) -> Any:
@@ -379,37 +388,53 @@ def _register_secrets(settings: Settings) -> None:
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("--html", "html_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Also write a self-contained HTML page (timelines and metrics) to FILE.")
+              help="Also write a self-contained HTML page (overview charts, timelines and metrics) to FILE.")
+@click.option("--since", default=None, metavar="WHEN",
+              help="Only major incidents declared from this month, day or time on (2026-01, 2026-01-15, ISO time; UTC).")
+@click.option("--until", default=None, metavar="WHEN",
+              help="Only major incidents declared up to this month or day (inclusive) or before this time.")
 @click.pass_context
-def report(ctx: click.Context, as_json: bool, html_path: Path | None) -> None:
-    """Major incidents of the state store with their stages and metrics (table, --json, --html FILE)."""
+def report(ctx: click.Context, as_json: bool, html_path: Path | None, since: str | None, until: str | None) -> None:
+    """Major incidents of the state store with their stages and metrics, and the overview across them
+    (per month, per service, per rule: table, --json, --html FILE). Reads the state alone: no platform
+    settings needed."""
     from datetime import datetime, timezone
 
-    from connector.job.store import StateStore
     from connector.process.processfile import load_process
-    from connector.tools.report import collect, render_html, render_json, render_table
+    from connector.tools.overview import PeriodError, make_period
+    from connector.tools.overview_page import render_text
+    from connector.tools.report import collect, display_state, open_state, render_html, render_json, render_table
 
     settings = _settings(ctx)
-    if settings.platform is None:
-        raise click.ClickException("no platform configured: set MIM_PLATFORM (servicenow or jira)")
-    if not Path(settings.state).exists():
-        raise click.ClickException(f"no state at {settings.state}: run mim sync --once first")
+    try:
+        period = make_period(since, until)
+    except PeriodError as exc:
+        raise click.BadParameter(str(exc), param_hint="--since/--until") from None
+    if not Path(settings.state).is_file():
+        raise click.ClickException(f"no state at {settings.state}: run mim sync --once first, or set MIM_STATE "
+                                   "to the state to read (mim demo names its own)")
     process, errors = load_process(settings.process_path())
     if process is None or errors:
         for error in errors:
             click.echo(str(error), err=True)
         raise click.ClickException("the process file has errors (see above)")
     now = datetime.now(timezone.utc)
-    with StateStore(settings.state, settings.platform) as store:
-        data = collect(store, process, now)
+    with open_state(settings.state, settings.platform) as store:
+        platform = store.platform
+        data = collect(store, process, now, period, state=settings.state)
     if html_path is not None:
         html_path.write_text(render_html(data, now), encoding="utf-8")
+    count = len(data["major_incidents"])
+    source = f"state {display_state(settings.state)} ({platform})"
     if as_json:
         click.echo(render_json(data))
     elif html_path is None:
+        click.echo(f"{source}, {count} major incident{'s' if count != 1 else ''}")
+        click.echo(render_text(data))
+        click.echo("")
         click.echo(render_table(data))
     else:
-        click.echo(f"{len(data['major_incidents'])} major incidents written to {html_path}")
+        click.echo(f"{count} major incident{'s' if count != 1 else ''} from {source} written to {html_path}")
 
 
 @main.command()

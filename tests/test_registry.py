@@ -4,6 +4,7 @@ follow-up readings kept for the planner."""
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,14 @@ import pytest
 from connector.core.ticket import Ticket
 from connector.detection.engine import Decisions, Declaration, LateLink
 from connector.detection.markers import marker_for
-from connector.detection.process_state import Declared, FollowUp, PlatformReading, ReviewCounts
+from connector.detection.process_state import (
+    Declared,
+    FollowUp,
+    HumanDecision,
+    PlatformReading,
+    ReviewCounts,
+    ReviewTaskReading,
+)
 from connector.detection.registry import MIRecord, Registry, record_followups
 from connector.detection.rules import load_rules
 
@@ -151,7 +159,79 @@ def test_follow_up_readings_are_kept_for_the_planner() -> None:
                                         {"id": "t2", "title": "RCA", "state": "new"},
                                         {"id": "t3", "state": "canceled"}]}, NOW)
     assert record.followup == FollowUp(followed_at=NOW, change_state="closed", change_key="CHG1",
-                                       review_tasks=ReviewCounts(done=2, total=3), review_open=["RCA"])
+                                       review_tasks=ReviewCounts(done=2, total=3), review_open=["RCA"],
+                                       tasks={"t1": ReviewTaskReading(key="TASK1", state="closed", done_at=NOW),
+                                              "t2": ReviewTaskReading(state="new"),
+                                              "t3": ReviewTaskReading(state="canceled", done_at=NOW)})
     record_followups(record, None, NOW + timedelta(minutes=15))
     assert record.followup.review_tasks == ReviewCounts(done=0, total=0) and record.followup.change_state == "closed"
     assert record.followup.review_open == [] and record.followup.followed_at == NOW + timedelta(minutes=15)
+
+
+def test_a_review_task_keeps_the_time_it_was_first_read_back_done() -> None:
+    record = registered(declaration()).records["p"]
+    later, latest = NOW + timedelta(minutes=15), NOW + timedelta(minutes=30)
+    record_followups(record, {"change": None, "tasks": [{"id": "t1", "state": "new"}]}, NOW)
+    record_followups(record, {"change": None, "tasks": [{"id": "t1", "state": "closed"}]}, later)
+    record_followups(record, {"change": None, "tasks": [{"id": "t1", "state": "closed"}]}, latest)
+    assert record.followup.tasks["t1"].done_at == later
+    record_followups(record, {"change": None, "tasks": [{"id": "t1", "state": "in_progress"}]}, latest)
+    assert record.followup.tasks["t1"].done_at is None, "reopened: no longer done"
+
+
+def _decide(registry: Registry, major: str, at: datetime, now: datetime, mi: str = "p") -> None:
+    registry.refresh([ticket(mi, major=major, updated_at=at)], RULES, now)
+
+
+def test_a_proposal_a_human_accepts_is_recorded_with_its_time_and_rule() -> None:
+    registry = registered(declaration())
+    _decide(registry, "proposed", NOW, NOW + timedelta(minutes=1))
+    assert registry.get("p").decisions == [], "our own proposal read back"  # type: ignore[union-attr]
+    accepted_at, seen = NOW + timedelta(minutes=7), NOW + timedelta(minutes=8)
+    _decide(registry, "accepted", accepted_at, seen)
+    _decide(registry, "accepted", accepted_at, seen + timedelta(minutes=1))
+    assert registry.get("p").decisions == [HumanDecision(  # type: ignore[union-attr]
+        verdict="accepted", at=accepted_at, seen_at=seen, rule="service-surge", mode="propose", was="proposed")]
+
+
+@pytest.mark.parametrize("verdict", ["rejected", "canceled"])
+def test_a_proposal_a_human_rejects_is_recorded(verdict: str) -> None:
+    registry = registered(declaration())
+    _decide(registry, "proposed", NOW, NOW)
+    _decide(registry, verdict, NOW + timedelta(minutes=3), NOW + timedelta(minutes=4))
+    record = registry.get("p")
+    assert record is not None and record.status == "rejected"
+    assert [(d.verdict, d.was, d.at) for d in record.decisions] == [(verdict, "proposed", NOW + timedelta(minutes=3))]
+
+
+def test_a_human_accepting_before_the_first_read_back_is_still_a_decision() -> None:
+    registry = registered(declaration())
+    _decide(registry, "accepted", NOW + timedelta(minutes=1), NOW + timedelta(minutes=2))
+    assert [(d.verdict, d.was) for d in registry.get("p").decisions] == [("accepted", None)]  # type: ignore[union-attr]
+
+
+def test_an_automatic_declaration_read_back_is_no_decision_but_its_cancellation_is() -> None:
+    decl = declaration()
+    registry = registered(dataclasses.replace(decl, mode="accept"))
+    _decide(registry, "accepted", NOW, NOW)
+    assert registry.get("p").decisions == []  # type: ignore[union-attr]
+    _decide(registry, "canceled", NOW + timedelta(hours=1), NOW + timedelta(hours=1))
+    _decide(registry, "accepted", NOW + timedelta(hours=2), NOW + timedelta(hours=2))
+    assert [(d.verdict, d.mode) for d in registry.get("p").decisions] == [  # type: ignore[union-attr]
+        ("canceled", "accept"), ("accepted", "accept")], "put back by a person after the cancellation"
+
+
+def test_a_verdict_on_an_incident_rebuilt_from_its_marker_takes_the_rules_mode() -> None:
+    registry = Registry()
+    lost = ticket("m", major="rejected", service="web-shop", marker=marker_for("service-surge", "m"), updated_at=NOW)
+    registry.refresh([lost], RULES, NOW + timedelta(minutes=1))
+    assert [(d.verdict, d.mode, d.was) for d in registry.records["m"].decisions] == [("rejected", "propose", None)]
+
+
+def test_a_record_kept_before_decisions_were_recorded_still_loads() -> None:
+    old = registered(declaration()).records["p"].model_dump(mode="json")
+    del old["decisions"]
+    del old["followup"]["tasks"]
+    record = MIRecord.model_validate(old)
+    assert record.decisions == [] and record.followup.tasks == {}
+    assert MIRecord.from_json(record.to_json()) == record

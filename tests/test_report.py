@@ -82,7 +82,7 @@ class MetricsPage(HTMLParser):
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         data = {k: v or "" for k, v in attrs}
         self.tags.append(tag)
-        if tag == "section":
+        if tag == "section" and "data-id" in data:  # a major incident's section (the overview has none)
             self.current = data["data-id"]
             self.sections[self.current] = {}
             self.stages[self.current] = []

@@ -9,6 +9,7 @@
 | ``progress``  | :class:`Progress`     | the process planner                               | the stage machine and each stage's duties done |
 | ``ownership`` | :class:`Ownership`    | the process planner                               | per field we write: what we wrote, saw, and whether a human took it over |
 | ``timeline``  | ``list[TimelineEvent]`` | the process planner                             | what happened when, and by whom (reports draw it) |
+| ``decisions`` | ``list[HumanDecision]`` | the registry, when a reading shows a person's verdict | proposals accepted or rejected, incidents canceled: when, on which rule |
 
 Every model refuses unknown fields, both when read and when assigned, so a misspelt name is an error rather
 than a silent new key. Times are timezone-aware datetimes, kept as ISO 8601 strings in the state store.
@@ -18,7 +19,7 @@ Plain data: no I/O.
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer
 
@@ -75,6 +76,16 @@ class ReviewCounts(_State):
     total: int = 0
 
 
+class ReviewTaskReading(_State):
+    """One review task as read back: its key, its state, and when it was first read back done (resolved,
+    closed or canceled). ``done_at`` is the follow-up read that saw it done, so it is late by at most the
+    follow-up interval (``review.follow_every``)."""
+
+    key: str | None = None
+    state: str | None = None
+    done_at: Moment | None = None
+
+
 class FollowUp(_State):
     """The change and the review tasks as last read back (``Platform.fetch_followups``)."""
 
@@ -86,6 +97,8 @@ class FollowUp(_State):
     """None until the tasks were first read back."""
     review_open: list[str] = Field(default_factory=list)
     """Keys (or titles) of the review tasks still open."""
+    tasks: dict[str, ReviewTaskReading] = Field(default_factory=dict)
+    """Each review task read back, by its platform id (empty in records kept before it was recorded)."""
 
 
 class StageEvents(_State):
@@ -223,6 +236,27 @@ class Ownership(_State):
     human_at: dict[str, Moment] = Field(default_factory=dict)
 
 
+Verdict = Literal["accepted", "rejected", "canceled"]
+"""A person's verdict on a major incident the connector declared (the platform's ``major`` flag)."""
+
+
+class HumanDecision(_State):
+    """A person's verdict on a declared major incident, read back from the platform as it happened: a
+    proposal accepted or rejected, an incident canceled (or accepted again after that).
+
+    ``at`` is when the platform last changed the ticket that carried the verdict (its ``updated_at``), so the
+    moment of the decision within the polling interval; ``seen_at`` is the cycle that read it."""
+
+    verdict: Verdict
+    at: Moment
+    seen_at: Moment
+    rule: str
+    mode: str | None = None
+    """The declaration's mode: ``propose`` (a proposal a person judged) or ``accept`` (declared outright)."""
+    was: str | None = None
+    """The ``major`` flag read before (``proposed``, ``accepted``...; None at the first reading)."""
+
+
 class TimelineEvent(_State):
     """Something that happened to the major incident: ``event`` (``stage``, ``contained``, ``change_state``...),
     its ``value``, ``by`` whom (``connector``, ``human``, ``platform``)."""
@@ -237,6 +271,7 @@ class TimelineEvent(_State):
         return {"at": self.at.isoformat(), "by": self.by, "event": self.event, "value": self.value}
 
 
-__all__ = ["Moment", "UtcMoment", "Declared", "PlatformReading", "ReviewCounts", "FollowUp", "StageEvents", "Comms", "RotaTurn",
+__all__ = ["Moment", "UtcMoment", "Declared", "PlatformReading", "ReviewCounts", "ReviewTaskReading", "FollowUp",
+           "Verdict", "HumanDecision", "StageEvents", "Comms", "RotaTurn",
            "InitialAssignment", "Containment", "Resolution", "Maintenance", "Closure", "Progress", "OwnedField",
            "Ownership", "TimelineEvent"]

@@ -11,23 +11,28 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from connector.core.ticket import Ticket
+from connector.core.ticket import Major, Ticket
 from connector.detection.engine import Decisions, Declaration, MajorIncident
 from connector.detection.markers import major_incidents_from_tickets, parse_marker
 from connector.detection.process_state import (
     Declared,
     FollowUp,
+    HumanDecision,
     Ownership,
     PlatformReading,
     Progress,
     ReviewCounts,
+    ReviewTaskReading,
     TimelineEvent,
     UtcMoment,
+    Verdict,
 )
 from connector.detection.rules import Rule
 
 DONE_STATES = frozenset({"resolved", "closed", "canceled"})
 """States of a change or review task that count as done."""
+VERDICTS: dict[str, Verdict] = {"accepted": "accepted", "rejected": "rejected", "canceled": "canceled"}
+"""Values of the ``major`` flag that are a person's verdict on a declared major incident."""
 
 class MIRecord(BaseModel):
     """A major incident as the connector tracks it: the engine's view (id, rule, group, times, status, children)
@@ -53,6 +58,8 @@ class MIRecord(BaseModel):
     progress: Progress = Field(default_factory=Progress)
     ownership: Ownership = Field(default_factory=Ownership)
     timeline: list[TimelineEvent] = Field(default_factory=list)
+    decisions: list[HumanDecision] = Field(default_factory=list)
+    """People's verdicts on this major incident, oldest first (empty in records kept before they were recorded)."""
 
     def to_engine(self) -> MajorIncident:
         """The engine's view of this record."""
@@ -100,9 +107,13 @@ class Registry:
             out.update(record.children)
         return out
 
-    def refresh(self, tickets: Sequence[Ticket], rules: Sequence[Rule]) -> None:
+    def refresh(self, tickets: Sequence[Ticket], rules: Sequence[Rule], now: datetime | None = None) -> None:
         """Bring the registry in line with what the platform says (humans win): a candidate a human rejected,
-        an incident resolved or closed, a stage changed by hand, a marked incident the registry lost."""
+        an incident resolved or closed, a stage changed by hand, a marked incident the registry lost.
+
+        A person's verdict read for the first time (a proposal accepted or rejected, an incident canceled) is
+        recorded as a :class:`HumanDecision` with the rule and the time (``now`` is the cycle's time; without
+        it, the ticket's own update time)."""
         records = self.records
         by_rule = {r.id: r for r in rules}
         for t in tickets:
@@ -119,6 +130,10 @@ class Registry:
                                   declared_at=mi.declared_at, status=mi.status, key=t.key, synthetic_id=parsed[1])
                 records[t.id] = record
             record.key = t.key or record.key
+            rule = by_rule.get(record.rule)
+            decision = human_decision(record, t, rule.declare.mode if rule else None, now)
+            if decision is not None:
+                record.decisions.append(decision)
             if t.major in ("rejected", "canceled"):
                 record.status = "rejected"
             elif not t.is_open and t.state == "closed":
@@ -181,9 +196,29 @@ class Registry:
         return dropped
 
 
+def human_decision(record: MIRecord, ticket: Ticket, rule_mode: str | None,
+                   now: datetime | None) -> HumanDecision | None:
+    """The verdict ``ticket`` shows on ``record`` if it is a person's and new, else None.
+
+    The connector only ever writes ``proposed`` (a ``propose`` rule) or ``accepted`` (an ``accept`` rule), so a
+    ``rejected`` or ``canceled`` flag is always a person's, and ``accepted`` is one when the incident was
+    proposed (or rejected or canceled) before. The mode is the declaration's, else the rule's now
+    (``rule_mode``: a record rebuilt from its marker does not know it)."""
+    verdict, was = VERDICTS.get(Major(ticket.major).value), record.reading.major
+    if verdict is None or verdict == was:
+        return None
+    mode = record.declaration.mode or rule_mode
+    if verdict == "accepted" and mode != "propose" and was not in ("proposed", "rejected", "canceled"):
+        return None  # the connector's own declaration, read back
+    seen = now or ticket.updated_at or record.declared_at
+    return HumanDecision(verdict=verdict, at=ticket.updated_at or seen, seen_at=seen, rule=record.rule, mode=mode,
+                         was=was)
+
+
 def record_followups(record: MIRecord, entry: Mapping[str, Any] | None, now: datetime) -> None:
     """Keep what the platform said of ``record``'s change and review tasks (``Platform.fetch_followups``, read
-    ``now``) for the pure planner; ``entry`` None means the platform knows neither."""
+    ``now``) for the pure planner; ``entry`` None means the platform knows neither. Each task is kept by its
+    id with the time it was first read back done (for the report's on time / late)."""
     entry = entry or {"change": None, "tasks": []}
     followup = record.followup
     followup.followed_at = now
@@ -197,6 +232,16 @@ def record_followups(record: MIRecord, entry: Mapping[str, Any] | None, now: dat
     followup.review_tasks = ReviewCounts(done=len(done), total=len(tasks))
     followup.review_open = [str(t.get("key") or t.get("title") or t.get("id")) for t in tasks
                             if t.get("state") not in DONE_STATES]
+    readings: dict[str, ReviewTaskReading] = {}
+    for task in tasks:
+        task_id = str(task.get("id") or task.get("key") or "")
+        if not task_id:
+            continue
+        before = followup.tasks.get(task_id)
+        finished = task.get("state") in DONE_STATES
+        done_at = (before.done_at if before is not None and before.done_at else now) if finished else None
+        readings[task_id] = ReviewTaskReading(key=task.get("key"), state=task.get("state"), done_at=done_at)
+    followup.tasks = readings
 
 
 def _group_value(decl: Declaration, name: str) -> str | None:
@@ -207,4 +252,4 @@ def _group_value(decl: Declaration, name: str) -> str | None:
     return decl.tickets[0].service if decl.tickets else None
 
 
-__all__ = ["MIRecord", "Registry", "record_followups", "DONE_STATES"]
+__all__ = ["MIRecord", "Registry", "record_followups", "human_decision", "DONE_STATES", "VERDICTS"]

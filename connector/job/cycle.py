@@ -180,7 +180,7 @@ def run_cycle(platform: Platform, store: StateStore, rules: Sequence[Rule], proc
         report.rebuilt = bool(marked)
 
     registry = Registry(store.major_incidents())
-    registry.refresh(tickets, rules)
+    registry.refresh(tickets, rules, now)
 
     window: dict[str, Ticket] = {t.id: t for t in store.recent_tickets(now - horizon)}
     for t in tickets:

@@ -280,6 +280,22 @@ class StateStore:
         return [{"key": r[0], "kind": r[1], "target": r[2], "status": r[3], "detail": r[4], "planned_at": r[5],
                  "updated_at": r[6], "action": json.loads(r[7])} for r in rows]
 
+    def created_records(self, kind: str) -> list[dict[str, Any]]:
+        """The records the connector created with actions of ``kind`` (``create_task``, ``create_change``): for
+        each, the action's key and target (the major incident), the platform's id and key, and the action as
+        planned (a review task's ``due``), oldest first."""
+        rows = self.db.execute("SELECT key, target, created_id, created_key, action FROM ledger WHERE platform = ? "
+                               "AND kind = ? AND created_id IS NOT NULL ORDER BY planned_at, key",
+                               (self.platform, kind)).fetchall()
+        return [{"key": r[0], "target": r[1], "created_id": r[2], "created_key": r[3], "action": json.loads(r[4])}
+                for r in rows]
+
+    def platforms(self) -> list[str]:
+        """The platforms this state holds anything of (a report reads the state without being told)."""
+        rows = self.db.execute("SELECT platform FROM major_incidents UNION SELECT platform FROM watermark "
+                               "UNION SELECT platform FROM ledger ORDER BY 1").fetchall()
+        return [r[0] for r in rows]
+
     # -- major incidents ----------------------------------------------------------------------------
 
     def major_incidents(self) -> list[MIRecord]:

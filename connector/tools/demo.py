@@ -1,15 +1,21 @@
 """``mim demo``: the whole job on an embedded simulator with a built-in outage, no setup needed.
 
 The story (simulated time, accelerated): background tickets trickle in; the web shop goes down and 12
-callers report it within 10 minutes; the connector declares the major incident, links the callers, assigns
-the team and a manager; a late caller joins; an agent moves the incident to resolution and the connector
-raises the change; the agent resolves it and the connector resolves the children, creates the review tasks
-and writes the metrics; the agent closes it.
+callers report it within 10 minutes; the connector proposes the major incident, links the callers, assigns
+the team and a manager, and an agent accepts the proposal; a late caller joins; the agent moves the incident
+to resolution and the connector raises the change; the agent resolves it and the connector resolves the
+children, creates the review tasks and writes the metrics; the agent closes it. Later a jammed printer makes
+five colleagues call within minutes: the connector proposes a major incident and the agent rejects it.
+
+The state is kept (``state``: ``MIM_STATE`` for ``mim demo``, else a new temporary directory), so ``mim report``
+can show the demo's overview: the demo ends by naming that command.
 """
 
 from __future__ import annotations
 
 import random
+import shlex
+import sqlite3
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -17,6 +23,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Callable, Protocol
 
+from connector.core.exits import OperationalError
 from connector.core.mapping import Mapping, load_mapping
 from connector.core.settings import default_dir
 from connector.detection.rules import Rule, load_rules
@@ -52,6 +59,7 @@ class Site(Protocol):
 
     def open_ticket(self, service: str, caller: str, title: str, opened_at: datetime) -> str: ...
     def set_stage(self, ticket_id: str, stage: str) -> None: ...
+    def decide(self, ticket_id: str, verdict: str) -> None: ...
     def resolve(self, ticket_id: str, notes: str) -> None: ...
     def close(self, ticket_id: str) -> None: ...
     def label(self, ticket_id: str) -> str: ...
@@ -82,6 +90,9 @@ class ServiceNowSite:
     def set_stage(self, ticket_id: str, stage: str) -> None:
         self.sim.update("incident", ticket_id, {"u_mim_stage": stage, "sys_updated_by": "agent.jane",
                                                 "work_notes": f"Moving to {stage}: rollback of release 4.2 planned."})
+
+    def decide(self, ticket_id: str, verdict: str) -> None:
+        self.sim.update("incident", ticket_id, {"major_incident_state": verdict, "sys_updated_by": "agent.jane"})
 
     def resolve(self, ticket_id: str, notes: str) -> None:
         self.sim.update("incident", ticket_id, {"state": "6", "close_code": "Solved (Permanently)", "close_notes": notes,
@@ -150,6 +161,15 @@ class JiraSite:
 
     def set_stage(self, ticket_id: str, stage: str) -> None:
         self.sim.edit_issue(self._key(ticket_id), {"customfield_10060": stage})
+
+    def decide(self, ticket_id: str, verdict: str) -> None:
+        # accepting takes the connector's "proposed" label away; rejecting takes the major incident flag away
+        key = self._key(ticket_id)
+        if verdict == "accepted":
+            labels = [str(label) for label in self.sim.issue(key)["fields"].get("labels") or []]
+            self.sim.edit_issue(key, {"labels": [label for label in labels if label != "mim-proposed"]})
+        else:
+            self.sim.edit_issue(key, {"major_incident": False})
 
     def resolve(self, ticket_id: str, notes: str) -> None:
         self.sim.edit_issue(self._key(ticket_id), {"status": "Resolved"})
@@ -224,6 +244,10 @@ class DemoResult:
     lines: list[str]
     cycles: int
     requests: int
+    state: Path | None = None
+    """Where the demo's state was kept (``mim report`` reads it)."""
+    false_alarm: str | None = None
+    """The proposal the agent rejected."""
 
 
 def _describe(report: CycleReport, site: Site) -> list[str]:
@@ -261,9 +285,53 @@ def _describe(report: CycleReport, site: Site) -> list[str]:
     return out
 
 
+DEMO_COUNTER = "demo"
+"""The state counter that marks a state the demo wrote (another demo may replace it; nothing else may)."""
+
+
+def demo_state(path: Path | None) -> Path:
+    """Where the demo keeps its state: ``path`` (an earlier demo's state there is replaced), else a new temporary
+    directory. A state the demo did not write is never touched: the demo refuses it."""
+    if path is None:
+        return Path(tempfile.mkdtemp(prefix="mim-demo-")) / "state.sqlite"
+    if "://" in str(path):
+        raise OperationalError(f"the demo keeps its state in a SQLite file, not at {path}",
+                               "set MIM_STATE to a file path, e.g. MIM_STATE=mim-demo.sqlite mim demo")
+    if path.is_dir():
+        raise OperationalError(f"{path} is a directory", "set MIM_STATE to a file path, e.g. MIM_STATE=mim-demo.sqlite")
+    if path.exists() and path.stat().st_size > 0:
+        if not written_by_demo(path):
+            raise OperationalError(f"{path} holds something mim demo did not write (a connector's state?); the demo "
+                                   "never writes into it", "give the demo a path of its own, e.g. "
+                                   "MIM_STATE=mim-demo.sqlite mim demo")
+        for suffix in ("", "-wal", "-shm", ".lock"):
+            Path(f"{path}{suffix}").unlink(missing_ok=True)
+    return path
+
+
+def written_by_demo(path: Path) -> bool:
+    """Whether the state at ``path`` was written by the demo (read only: a real state is not even migrated)."""
+    try:
+        db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            rows = db.execute("SELECT name FROM counters WHERE name LIKE ?", (f"%:{DEMO_COUNTER}",)).fetchall()
+        finally:
+            db.close()
+    except sqlite3.Error:
+        return False
+    return bool(rows)
+
+
+def report_command(state: Path) -> str:
+    """The command that renders the report of the demo's state."""
+    return f"MIM_STATE={shlex.quote(str(state))} mim report --html mim-demo-report.html"
+
+
 def run_demo(platform_name: str = "servicenow", echo: Callable[[str], None] = print, keep: bool = False,
-             planners: list[ProcessPlanner] | None = None, seed: int = 7) -> DemoResult:
-    """Run the demo story; returns what happened. ``keep`` leaves the simulator running until Ctrl-C."""
+             planners: list[ProcessPlanner] | None = None, seed: int = 7, state: Path | None = None) -> DemoResult:
+    """Run the demo story; returns what happened. ``keep`` leaves the simulator running until Ctrl-C. The state is
+    kept at ``state`` (see :func:`demo_state`; default a new temporary directory) for ``mim report``."""
+    state_path = demo_state(state)
     clock = DemoClock()
     rng = random.Random(seed)
     site: Site = ServiceNowSite(clock) if platform_name == "servicenow" else JiraSite(clock)
@@ -274,11 +342,12 @@ def run_demo(platform_name: str = "servicenow", echo: Callable[[str], None] = pr
         raise RuntimeError("; ".join(str(e) for e in errors))
     timeline = Timeline(clock, echo=echo)
     timeline.say(f"{platform_name} simulator on {site.url}")
-    workdir = tempfile.TemporaryDirectory(prefix="mim-demo-")
-    store = StateStore(Path(workdir.name) / "state.sqlite", platform_name)
+    store = StateStore(state_path, platform_name)
+    store.set_counter(DEMO_COUNTER, START.isoformat())
     platform = site.platform(mapping)
     cycles = 0
     mi_id: str | None = None
+    false_alarm: str | None = None
     children: list[str] = []
 
     def cycle(minutes: float = 2) -> CycleReport:
@@ -309,6 +378,9 @@ def run_demo(platform_name: str = "servicenow", echo: Callable[[str], None] = pr
                 cycle(0.1)
         cycle()
         cycle()
+        if mi_id is not None:
+            site.decide(mi_id, "accepted")
+            timeline.say(f"agent jane accepts the proposal: {site.label(mi_id)} is a major incident")
         clock.advance(minutes=20)
         late = site.open_ticket("web-shop", "late-shopper", "Cannot pay in the web shop", clock())
         children.append(late)
@@ -331,6 +403,7 @@ def run_demo(platform_name: str = "servicenow", echo: Callable[[str], None] = pr
             done = site.finish_reviews(mi_id)
             timeline.say(f"the review owners close the {done} review tasks of {site.label(mi_id)}")
             cycle()
+            false_alarm = _false_alarm(site, clock, timeline, cycle)
         requests = platform.requests_sent
         timeline.say(f"done: {cycles} cycles, {requests} requests to the simulator")
         if keep:
@@ -342,10 +415,28 @@ def run_demo(platform_name: str = "servicenow", echo: Callable[[str], None] = pr
                     time.sleep(3600)
             except KeyboardInterrupt:
                 pass
-        return DemoResult(mi_id, children, timeline.lines, cycles, requests)
+        return DemoResult(mi_id, children, timeline.lines, cycles, requests, state_path, false_alarm)
     finally:
         platform.close()
         store.close()
-        workdir.cleanup()
         site.stop()
+
+
+def _false_alarm(site: Site, clock: DemoClock, timeline: Timeline, cycle: Callable[[], CycleReport]) -> str | None:
+    """Five colleagues call about one jammed printer: the connector proposes a major incident, the agent rejects
+    the proposal, and the next cycle records the rejection (the report's rule precision)."""
+    clock.advance(minutes=30)
+    timeline.say("a printer on floor 3 jams: five colleagues report it within minutes")
+    for i in range(5):
+        site.open_ticket("printing", f"colleague{i}", "Printer on floor 3 does not print", clock())
+        clock.advance(seconds=40)
+    report = cycle()
+    if not report.declarations:
+        return None
+    proposal = str(report.declarations[0]["parent"])
+    clock.advance(minutes=6)
+    site.decide(proposal, "rejected")
+    timeline.say(f"agent jane rejects the proposal {site.label(proposal)}: a jammed printer is not a major incident")
+    cycle()
+    return proposal
 
