@@ -7,6 +7,7 @@ OpenAPI document by ``tests/jira_openapi.py`` -- so a simulator that drifts from
 
 from __future__ import annotations
 
+import email.utils
 import threading
 import warnings
 from dataclasses import dataclass
@@ -748,3 +749,92 @@ def test_contract_tour_of_every_v3_endpoint(site: Callable[..., Site], contract:
     assert len(v3) >= 30
     assert all(jira_openapi.covers(e["method"], e["path"]) for e in v3)
     assert jira_openapi.validate_exchanges(s.sim.exchanges) == []
+
+
+# ---------------------------------------------------------------------------------------------- what a real site refuses
+
+
+def test_data_center_search_ignores_entity_properties(site: Callable[..., Site]) -> None:
+    s = site(flavour="dc")
+    key = s.post("/rest/api/2/issue", json={"fields": {"project": {"key": "ITSM"}, "issuetype": {"name": "Incident"},
+                                                       "summary": "x"}}).json()["key"]
+    assert s.put(f"/rest/api/2/issue/{key}/properties/mim", json={"marker": "mim:r"}).status_code == 201
+    found = s.post("/rest/api/2/search", json={"jql": "project = ITSM", "fields": ["summary"],
+                                               "properties": ["mim"]}).json()["issues"]
+    assert found and all("properties" not in issue for issue in found)  # JRASERVER-62898
+    assert s.get(f"/rest/api/2/issue/{key}", params={"properties": "mim"}).json()["properties"] == {
+        "mim": {"marker": "mim:r"}}
+
+
+def test_the_major_incident_field_is_not_written_through_the_issue(site: Callable[..., Site]) -> None:
+    s = site()
+    key = create(s)["key"]
+    refused = s.put(f"/rest/api/3/issue/{key}", json={"fields": {"customfield_10050": "MAJOR_INCIDENT"}})
+    assert refused.status_code == 400 and "customfield_10050" in refused.json()["errors"]
+    assert s.sim.issue(key)["fields"]["customfield_10050"] is None
+
+
+def test_a_standard_site_refuses_the_premium_incidents_api(site: Callable[..., Site]) -> None:
+    s = site(plan="standard", major_incident_field=False)
+    made = create(s)
+    tenant = s.get("/_edge/tenant_info").json()["cloudId"]
+    refused = s.post(f"/jsm/incidents/cloudId/{tenant}/v1/incident/{made['id']}/major", json={"majorIncident": True})
+    assert refused.status_code == 403 and "Premium" in refused.json()["errorMessages"][0]
+
+
+def test_a_comment_inside_a_transition_loses_its_properties(site: Callable[..., Site]) -> None:
+    s = site()
+    key = create(s)["key"]
+    s.post(f"/rest/api/3/issue/{key}/transitions", json={"transition": {"id": "31"}, "update": {"comment": [{"add": {
+        "body": adf("done"), "properties": [{"key": "sd.public.comment", "value": {"internal": True}}]}}]}})
+    [comment] = s.sim.comments(key)
+    assert comment["jsdPublic"] is True  # undocumented whether Jira honours it: the simulator assumes not
+
+
+def test_a_lost_answer_is_carried_out_and_answered_504(site: Callable[..., Site]) -> None:
+    s = site()
+    s.sim.lose_answers(r"^POST /rest/api/3/issue$")
+    lost = s.post("/rest/api/3/issue", json={"fields": {"project": {"key": "ITSM"}, "issuetype": {"name": "Incident"},
+                                                        "summary": "landed"}})
+    assert lost.status_code == 504
+    assert [s.sim.issue(k)["fields"]["summary"] for k in s.sim.issue_keys()] == ["landed"]
+    assert create(s)["key"] == "ITSM-2"  # once only
+    assert s.sim.exchanges[0]["fault"] == "lost answer"
+
+
+def test_the_date_header_is_the_site_clock(site: Callable[..., Site]) -> None:
+    s = site()
+    answer = s.get("/rest/api/3/serverInfo")
+    assert email.utils.parsedate_to_datetime(answer.headers["Date"]) == T0
+
+
+@pytest.mark.parametrize("flavour", ["cloud", "dc"])
+def test_permissions_groups_and_users_of_the_site(site: Callable[..., Site], flavour: str) -> None:
+    s = site(flavour=flavour, permissions=["BROWSE_PROJECTS", "SERVICEDESK_AGENT"])
+    v = 3 if flavour == "cloud" else 2
+    held = s.get(f"/rest/api/{v}/mypermissions", params={"projectKey": "ITSM",
+                                                          "permissions": "BROWSE_PROJECTS,RESOLVE_ISSUES"}).json()
+    assert {k: p["havePermission"] for k, p in held["permissions"].items()} == {"BROWSE_PROJECTS": True,
+                                                                                "RESOLVE_ISSUES": False}
+    s.sim.add_user("alice.martin")
+    s.sim.add_group("major-incident-team", members=["alice.martin"])
+    found = s.get(f"/rest/api/{v}/groups/picker", params={"query": "incident"}).json()
+    assert [g["name"] for g in found["groups"]] == ["major-incident-team"] and found["total"] == 1
+    assert ("groupId" in found["groups"][0]) is (flavour == "cloud")
+    key = "query" if flavour == "cloud" else "username"
+    found_users = s.get(f"/rest/api/{v}/user/search", params={key: "alice.m"}).json()
+    assert [u.get("displayName") for u in found_users] == ["Alice Martin"]
+
+
+def test_teams_of_the_organisation_and_the_tenant_context(site: Callable[..., Site]) -> None:
+    s = site()
+    team = s.sim.add_team("major-incident-team")
+    cloud_id = s.get("/_edge/tenant_info").json()["cloudId"]
+    context = s.post("/gateway/api/graphql", json={
+        "query": "query tenantContext($cloudId: ID!) { tenantContexts(cloudIds: [$cloudId]) { orgId } }",
+        "variables": {"cloudId": cloud_id}}).json()
+    org = context["data"]["tenantContexts"][0]["orgId"]
+    assert org == s.sim.org_id
+    teams = s.get(f"/gateway/api/public/teams/v1/org/{org}/teams", params={"siteId": cloud_id}).json()
+    assert teams["entities"][0]["teamId"] == team["teamId"] and teams["cursor"] is None
+    assert s.get("/gateway/api/public/teams/v1/org/other/teams").status_code == 404

@@ -117,6 +117,16 @@ class JiraWrite(_Write):
     """Canonical state -> the status name a transition leads to (on top of the built-in names)."""
     page_size: int = Field(100, ge=1)
     overlap: Duration = timedelta(minutes=2)
+    teams: dict[str, str] = Field(default_factory=dict)
+    """Process-file team or group name -> Atlassian team id (the last part of the team's profile URL), for
+    sites whose organisation's Teams API the connector cannot read; other teams are looked up by name."""
+    org_id: str | None = None
+    """The Cloud organisation id (admin.atlassian.com/o/<id>) whose Teams API names the teams; found through
+    the site's GraphQL gateway when absent."""
+    create_settle: Duration = timedelta(minutes=5)
+    """Jira Cloud: how long after a create lost its answer the connector waits for search to show it before
+    creating the record again (search lags writes by seconds to minutes). Each cycle of the wait counts as a
+    failed attempt of the create, and an action is given up after 10: keep it under 10 sync intervals."""
 
 
 WriteSettings = Union[ServiceNowWrite, JiraWrite]

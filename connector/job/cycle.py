@@ -175,8 +175,9 @@ def run_cycle(platform: Platform, store: StateStore, rules: Sequence[Rule], proc
     report.tickets_read = len(tickets)
     if fresh:
         marked = _to_tickets(platform, platform.fetch_marked(), report)
-        known_ids = {t.id for t in tickets}
-        tickets += [t for t in marked if t.id not in known_ids]
+        # read after the poll, and with the markers (Jira Data Center's search returns no entity properties)
+        marked_ids = {t.id for t in marked}
+        tickets = [t for t in tickets if t.id not in marked_ids] + marked
         report.rebuilt = bool(marked)
 
     registry = Registry(store.major_incidents())

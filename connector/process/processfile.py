@@ -221,6 +221,20 @@ class ProcessFile(Strict):
     review: Review = Field(default_factory=Review)
     costs: Costs = Field(default_factory=Costs)
 
+    def people(self) -> list[str]:
+        """Every person the process file names, in order, once: managers of the rota, people on call, review task
+        owners (they must exist on the platform for the connector to assign them)."""
+        names = [p.id for p in self.managers.rota] + [e.person for e in self.managers.on_call]
+        names += [t.owner for t in self.review.tasks if t.owner]
+        return list(dict.fromkeys(names))
+
+    def groups(self) -> list[str]:
+        """Every group the process file names, in order, once: the team, the on-call groups, the out-of-hours
+        group."""
+        names = ([self.team.group] if self.team else []) + [e.group for e in self.managers.on_call if e.group]
+        names += [self.out_of_hours.group] if self.out_of_hours else []
+        return list(dict.fromkeys(names))
+
 
 def check_template(text: str) -> list[str]:
     """Problems with a message template: placeholders must be plain names from :data:`TEMPLATE_VALUES`."""

@@ -11,7 +11,7 @@ from connector.core.write_settings import JiraWrite
 from connector.platforms.jira.client import JiraClient
 from connector.platforms.jira.jql import jql_string
 
-DISCOVERY_VERSION = 1
+DISCOVERY_VERSION = 2
 SERVICES_FIELD_TYPE = "com.atlassian.jira.plugins.service-entity:service-entity-field-cftype"
 FINGERPRINT = ("major_field_type", "stage_field_name", "link_type", "issue_type", "review_issue_type",
                "review_fallback_type", "change_issue_type", "review_link_type", "change_link_type")
@@ -50,6 +50,8 @@ class JiraDiscovery:
         else:
             client.flavour = client.flavour_setting
             server = {}
+        # The Incidents API is addressed by the site's cloud id (``/_edge/tenant_info``, public on every Cloud site).
+        cloud_id = str((client.get("/_edge/tenant_info") or {}).get("cloudId") or "") if client.cloud else ""
         me = client.get(client.api("/myself")) or {}
         fields = self._fields(client.get(client.api("/field")) or [])
         link_types = self._link_types((client.get(client.api("/issueLinkType")) or {}).get("issueLinkTypes") or [])
@@ -64,9 +66,29 @@ class JiraDiscovery:
             "fields": fields,
             "link_types": link_types,
             "issue_types": issue_types,
+            "cloud_id": cloud_id or None,
+            # What the Incidents API refused on this site (a Standard plan answers 403 to Premium methods),
+            # learned when it happens and kept with the facts.
+            "refused": [],
         }
         self.facts = disc
         return disc
+
+    def incidents_api(self, method: str) -> str | None:
+        """The Incidents API base path (``/jsm/incidents/cloudId/<id>/v1``) when the site has it and has not
+        refused ``method`` (``major``, ``responders``, ``stakeholders``) before; None otherwise (Data Center,
+        no cloud id, or refused)."""
+        facts = self.ensure()
+        cloud_id = facts.get("cloud_id")
+        if not self._client.cloud or not cloud_id or method in (facts.get("refused") or []):
+            return None
+        return f"/jsm/incidents/cloudId/{cloud_id}/v1"
+
+    def refuse(self, method: str) -> None:
+        """Remember that the site refused an Incidents API ``method`` (kept in the facts the store saves)."""
+        refused = self.ensure().setdefault("refused", [])
+        if method not in refused:
+            refused.append(method)
 
     def ensure(self) -> dict[str, Any]:
         """The facts, discovered now if nothing was discovered or handed over yet."""

@@ -2,26 +2,29 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 from connector.core.write_settings import JiraWrite
 from connector.platforms.base import DoctorCheck, doctor_check
 from connector.platforms.errors import ClientError, NotFound, PermissionDenied
 from connector.platforms.jira.client import JiraClient
+from connector.platforms.jira.directory import JiraDirectory
 from connector.platforms.jira.discovery import JiraDiscovery
 from connector.platforms.jira.read import JiraReader
 
 PERMISSIONS = ("BROWSE_PROJECTS", "CREATE_ISSUES", "EDIT_ISSUES", "LINK_ISSUES", "ADD_COMMENTS",
-               "TRANSITION_ISSUES", "ASSIGN_ISSUES")
-"""Project permissions the write-back needs."""
+               "TRANSITION_ISSUES", "ASSIGN_ISSUES", "RESOLVE_ISSUES", "SERVICEDESK_AGENT")
+"""Project permissions the write-back needs: resolving children needs ``RESOLVE_ISSUES`` (the resolution of the
+resolve transition), internal comments and the JSM APIs need a JSM agent (``SERVICEDESK_AGENT``)."""
 
 
 class JiraDoctor:
     """Checks the project, the permissions, the mapped fields, the custom fields, link and issue types."""
 
     def __init__(self, client: JiraClient, discovery: JiraDiscovery, reader: JiraReader, write: JiraWrite,
-                 project: str) -> None:
+                 project: str, directory: JiraDirectory) -> None:
         self._client = client
+        self._directory = directory
         self._discovery = discovery
         self._reader = reader
         self._write = write
@@ -57,6 +60,22 @@ class JiraDoctor:
                            f"{found['name']} ({found['id']})" if found else f"{getattr(self._write, setting)!r} not found",
                            "" if found else f"add the issue type to the project or set write.{setting}"))
         return checks
+
+    def directory(self, people: Sequence[str], groups: Sequence[str]) -> list[DoctorCheck]:
+        """One check: every person of the process file is a user of the site (Cloud: exactly one account answers
+        to the name), and every group is a group or, on Cloud, an Atlassian team of the site's organisation."""
+
+        def check() -> str:
+            missing = [f"person {p!r}" for p in dict.fromkeys(people) if not self._directory.user_exists(p)]
+            missing += [f"group {g!r}" for g in dict.fromkeys(groups)
+                        if self._directory.group(g) is None and self._directory.team_id(g) is None]
+            if missing:
+                raise ClientError("not on the site: " + ", ".join(missing))
+            return f"{len(set(people))} people and {len(set(groups))} groups found"
+
+        return [doctor_check("people and groups", check,
+                             "create them on the site, or name them in the process file as the site knows them "
+                             "(Cloud: account id or email)")]
 
     def _check_project(self) -> str:
         project = self._client.get(self._client.api(f"/project/{self._project}")) or {}

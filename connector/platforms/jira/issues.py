@@ -4,16 +4,25 @@ comment, a create or a transition whose answer was lost is looked up before it i
 
 from __future__ import annotations
 
-import re
+from datetime import datetime
 from typing import Any
 
 from connector.core.mapping import Mapping
 from connector.core.write_settings import JiraWrite
-from connector.platforms.errors import ClientError, UnexpectedResponse
+from connector.platforms.errors import (
+    ClientError,
+    NotFound,
+    PermissionDenied,
+    ResponseAction,
+    TransientError,
+    UnexpectedResponse,
+)
 from connector.platforms.jira.adf import adf_document, adf_plain_text
 from connector.platforms.jira.cache import IssueCache
 from connector.platforms.jira.client import JiraClient
+from connector.platforms.jira.directory import ACCOUNT_ID, JiraDirectory
 from connector.platforms.jira.discovery import JiraDiscovery
+from connector.platforms.jira.edits import EditBuffer
 from connector.platforms.jira.fields import first_name, same_link_type
 from connector.platforms.jira.jql import jql_string
 from connector.platforms.jira.read import JiraReader
@@ -23,34 +32,54 @@ from connector.platforms.paging import OffsetPaginator, Page, paginate
 INTERNAL_COMMENT_PROPERTY = "sd.public.comment"
 DEFAULT_STATE_STATUSES = {"new": "Open", "in_progress": "In Progress", "on_hold": "Pending",
                           "closed": "Closed", "canceled": "Canceled"}
-ACCOUNT_ID = re.compile(r"^(?:[0-9a-f]{24}|\d+:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$")
-"""Jira Cloud account ids: 24 hex digits (older) or ``<number>:<uuid>``."""
 
 Issue = dict[str, Any]
+
+
+class CreateUnsettled(TransientError):
+    """A create whose answer was lost may have landed, and Cloud search cannot tell yet: not retried within the
+    call (that would risk a second issue), re-driven in a later cycle."""
+
+    action = ResponseAction.FATAL
 
 
 class IssueWriter:
     """The building blocks of the write verbs, on one site and project."""
 
     def __init__(self, client: JiraClient, reader: JiraReader, mapping: Mapping, write: JiraWrite,
-                 discovery: JiraDiscovery, cache: IssueCache) -> None:
+                 discovery: JiraDiscovery, cache: IssueCache, directory: JiraDirectory) -> None:
         self._client = client
+        self._directory = directory
         self._reader = reader
         self._mapping = mapping
         self._write = write
         self._discovery = discovery
         self._cache = cache
-        self._accounts: dict[str, str] = {}
+        self.edits = EditBuffer(self._put)
+        self.acting: str | None = None
+        """The key of the action being applied (its edits are combined with the others of its issue)."""
+
+    @property
+    def cloud(self) -> bool:
+        """Whether the site is Jira Cloud."""
+        return self._client.cloud
 
     def text(self, text: str) -> Any:
         """A rich-text body: ADF on Cloud, plain text on Data Center."""
         return adf_document(text) if self._client.cloud else text
 
-    def comment_body(self, text: str, internal: bool) -> dict[str, Any]:
-        """A comment's body; an internal one carries the JSM internal-comment property (if configured)."""
+    def comment_body(self, text: str, internal: bool, tag: str | None = None) -> dict[str, Any]:
+        """A comment's body; an internal one carries the JSM internal-comment property (if configured), and
+        ``tag`` goes into the connector's comment property (the marker of a public comment, which never
+        shows it in its text)."""
         body: dict[str, Any] = {"body": self.text(text)}
+        properties = []
         if internal and self._write.internal_comments:
-            body["properties"] = [{"key": INTERNAL_COMMENT_PROPERTY, "value": {"internal": True}}]
+            properties.append({"key": INTERNAL_COMMENT_PROPERTY, "value": {"internal": True}})
+        if tag is not None:
+            properties.append({"key": self._write.property_key, "value": {"tag": tag}})
+        if properties:
+            body["properties"] = properties
         return body
 
     def _state_fields(self) -> list[str]:
@@ -62,8 +91,11 @@ class IssueWriter:
         return wanted
 
     def current(self, issue_id: str, fresh: bool) -> Issue:
-        """The issue as last read in this run, or read now (``fresh``, or never seen)."""
+        """The issue as last read in this run, or read now (``fresh``, or never seen; edits waiting for the
+        issue are sent first)."""
         known = None if fresh else self._cache.get(issue_id)
+        if known is None:
+            self.edits.flush(issue_id)
         if known is not None:
             return known
         issue = self._client.get(self._client.api(f"/issue/{issue_id}"),
@@ -76,51 +108,35 @@ class IssueWriter:
         return self._cache.key_of(issue_id)
 
     def edit(self, issue_id: str, body: dict[str, Any]) -> None:
-        """``PUT /issue/{id}`` (fields, label updates, properties)."""
+        """``PUT /issue/{id}`` (fields, label updates, properties), combined with the other edits of the issue
+        in this apply (sent when the issue is read, transitioned or the apply ends; see :mod:`.edits`)."""
+        self.edits.add(issue_id, body, self.acting)
+        self._cache.forget(issue_id)
+
+    def _put(self, issue_id: str, body: dict[str, Any]) -> None:
         self._client.call("PUT", self._client.api(f"/issue/{issue_id}"), body=body)
         self._cache.forget(issue_id)
 
-    def set_property(self, issue_id: str, value: dict[str, Any]) -> None:
-        """Replace the connector's entity property of the issue."""
-        self._client.call("PUT", self._client.api(f"/issue/{issue_id}/properties/{self._write.property_key}"),
-                          body=value)
-        self._cache.forget(issue_id)
-
-    def _user_ref(self, user: str) -> dict[str, str]:
-        """How a REST body names ``user``: Data Center by ``name``; Cloud by ``accountId``, looking one up
-        (``/user/search``) when the process file names a person by email, user name or display name."""
-        if not self._client.cloud:
-            return {"name": user}
-        if ACCOUNT_ID.match(user):
-            return {"accountId": user}
-        if user not in self._accounts:
-            path = self._client.api("/user/search")
-            found = [u for u in self._client.get(path, {"query": user, "maxResults": 10}) or [] if u.get("accountId")]
-            wanted = user.strip().lower()
-
-            def names(u: dict[str, Any]) -> set[str]:
-                email = str(u.get("emailAddress") or "").lower()
-                return {email, email.split("@")[0], str(u.get("displayName") or "").lower(),
-                        str(u.get("name") or "").lower()} - {""}
-
-            exact = [u for u in found if wanted in names(u)]
-            chosen = exact or found
-            if len(chosen) != 1:
-                raise ClientError(f"{'no' if not chosen else len(chosen)} Jira users match {user!r}: name people in the "
-                                  "process file by Jira account id or email", method="GET", path=path)
-            self._accounts[user] = str(chosen[0]["accountId"])
-        return {"accountId": self._accounts[user]}
-
     def assign(self, issue_id: str, user: str) -> None:
         """Assign the issue to ``user``."""
-        self._client.call("PUT", self._client.api(f"/issue/{issue_id}/assignee"), body=self._user_ref(user))
+        self._client.call("PUT", self._client.api(f"/issue/{issue_id}/assignee"), body=self._directory.user_ref(user))
         self._cache.forget(issue_id)
 
-    def comment_tagged(self, issue_id: str, tag: str, once: bool = False) -> bool:
-        """Whether a comment on the issue already carries ``[tag]`` (newest first, every page; ``once``: one
-        attempt per request, from inside a retried call)."""
+    def comment_tagged(self, issue_id: str, tag: str, once: bool = False, text: str | None = None) -> bool:
+        """Whether a comment on the issue already carries ``[tag]``, or (``text``: a public comment, whose
+        marker is a comment property the comment list does not return) is exactly ``text`` by the API user
+        (newest first, every page; ``once``: one attempt per request, from inside a retried call)."""
         needle = f"[{tag}]"
+        me = (self._discovery.facts or {}).get("me")
         path = self._client.api(f"/issue/{issue_id}/comment")
+
+        def ours(comment: dict[str, Any]) -> bool:
+            body = adf_plain_text(comment.get("body"))
+            if text is None:
+                return needle in body
+            author = comment.get("author") or {}
+            return body.strip() == text.strip() and (not me or me in (author.get("accountId"), author.get("name")))
+
         paginator = OffsetPaginator(lambda comment: str(comment.get("id")), where=f"GET {path}", retryable=True)
 
         def fetch(start: int) -> Page:
@@ -128,13 +144,18 @@ class IssueWriter:
             answer = self._client.send("GET", path, params) if once else self._client.get(path, params)
             return offset_page(answer, "comments")
 
-        return any(needle in adf_plain_text(c.get("body")) for page in paginate(paginator, fetch) for c in page.rows)
+        return any(ours(c) for page in paginate(paginator, fetch) for c in page.rows)
 
     def add_comment(self, issue_id: str, text: str, tag: str, internal: bool) -> None:
-        """A comment ending with ``[tag]``; after a lost answer the comments are read before it is re-sent."""
-        body = self.comment_body(f"{text}\n[{tag}]", internal)
+        """An internal comment ends with ``[tag]``; a public one (customers read it) carries the tag in its
+        comment property only. After a lost answer the comments are read before it is re-sent."""
+        if internal:
+            body, match = self.comment_body(f"{text}\n[{tag}]", True), None
+        else:
+            body, match = self.comment_body(text, False, tag=tag), text
         self._client.call("POST", self._client.api(f"/issue/{issue_id}/comment"), body=body,
-                          already_done=lambda: True if self.comment_tagged(issue_id, tag, once=True) else None)
+                          already_done=lambda: True if self.comment_tagged(issue_id, tag, once=True, text=match)
+                          else None)
         self._cache.forget(issue_id)
 
     def find_tagged(self, tag: str, once: bool = False) -> Issue | None:
@@ -150,18 +171,56 @@ class IssueWriter:
         return found[0] if found else None
 
     def create_issue(self, fields: dict[str, Any], tag: str, prop: dict[str, Any]) -> tuple[str, str]:
-        """Create an issue labelled ``tag`` with the entity property ``prop``; ``(id, key)``. After a lost
-        answer the label is searched before it is re-sent."""
+        """Create an issue labelled ``tag`` with the entity property ``prop``; ``(id, key)``.
+
+        After a lost answer the label is searched before the create is sent again. Cloud search lags writes by
+        seconds to minutes and nothing else finds an issue whose id is unknown, so on Cloud a create that may
+        have landed is never re-sent within ``write.create_settle`` of the lost answer (platform time): the
+        action fails for a later cycle (:class:`CreateUnsettled`), whose search sees the issue once it is
+        indexed. Data Center search is consistent: a create it does not find is sent again at once."""
         fields = {**fields, "labels": sorted(set(fields.get("labels", [])) | {tag})}
         body = {"fields": fields, "properties": [{"key": self._write.property_key, "value": prop}]}
+        self._check_settled(tag)
         created = self._client.call("POST", self._client.api("/issue"), body=body,
-                                    already_done=lambda: self.find_tagged(tag, once=True)) or {}
+                                    already_done=lambda: self._created_earlier(tag)) or {}
+        self._settled(tag)
         issue_id, key = str(created.get("id", "")), str(created.get("key", ""))
         if not issue_id:
             raise UnexpectedResponse("issue created without an id in the answer", method="POST",
                                      path=self._client.api("/issue"))
         self._cache.created(issue_id, key)
         return issue_id, key
+
+    def _created_earlier(self, tag: str) -> Issue | None:
+        """After a lost create answer: the issue if search finds it; on Cloud, where search lags, a create it
+        does not find yet may still have landed, so :class:`CreateUnsettled` instead of a second create."""
+        found = self.find_tagged(tag, once=True)
+        if found is not None or not self._client.cloud:
+            return found
+        self._unsettled().setdefault(tag, self._client.now().isoformat())
+        raise CreateUnsettled(f"the create's answer was lost and search does not show it yet (search lags); looked "
+                              f"up again next cycle, created again only after {self._write.create_settle}",
+                              method="POST", path=self._client.api("/issue"))
+
+    def _check_settled(self, tag: str) -> None:
+        """Refuse to create again while an earlier, answerless create of ``tag`` may still become visible."""
+        since = self._unsettled().get(tag)
+        if since is None:
+            return
+        waited = self._client.now() - datetime.fromisoformat(since)
+        if waited < self._write.create_settle:
+            raise CreateUnsettled(f"an earlier create of this record lost its answer {waited.total_seconds():.0f}s "
+                                  "ago and search does not show it yet; not created twice",
+                                  method="POST", path=self._client.api("/issue"))
+
+    def _settled(self, tag: str) -> None:
+        self._unsettled().pop(tag, None)
+
+    def _unsettled(self) -> dict[str, str]:
+        """Tags of creates whose answer was lost and which search did not show yet, with when (platform time):
+        kept in the site facts, which the state store saves (a lost store only makes the wait start again)."""
+        found: dict[str, str] = self._discovery.ensure().setdefault("unsettled", {})
+        return found
 
     def link(self, link_type: dict[str, Any], inward_id: str, outward_id: str) -> None:
         """``inward`` <outward phrase> ``outward`` (e.g. MAJOR causes CHILD): ``inwardIssue`` is the subject."""
@@ -177,9 +236,20 @@ class IssueWriter:
         return any(same_link_type(link, link_type) and str((link.get(side) or {}).get("id")) == other_id
                    for link in (issue.get("fields") or {}).get("issuelinks") or [])
 
-    def transition(self, issue_id: str, status: str, comment: dict[str, Any] | None = None,
-                   properties: list[dict[str, Any]] | None = None) -> None:
-        """Move the issue to the status named ``status`` through whichever transition leads there now."""
+    def status_of(self, issue_id: str) -> dict[str, Any]:
+        """The issue's status as it is now (``{"name", "statusCategory"}``), read fresh."""
+        issue = self._client.get(self._client.api(f"/issue/{issue_id}"), {"fields": "status"}) or {}
+        status: dict[str, Any] = (issue.get("fields") or {}).get("status") or {}
+        return status
+
+    def transition(self, issue_id: str, status: str, properties: list[dict[str, Any]] | None = None) -> bool:
+        """Move the issue to the status named ``status`` through whichever transition leads there now; False
+        when it is there already (an earlier write of this cycle, a workflow rule or a human moved it since the
+        issue was read), so a state change never fails for lack of a transition to where the issue stands.
+
+        A comment is never sent inside the transition: whether Jira honours ``sd.public.comment`` in a
+        transition's ``update.comment`` is undocumented, and an internal note must not go out public."""
+        self.edits.flush(issue_id)
         path = self._client.api(f"/issue/{issue_id}/transitions")
         available = (self._client.get(path, {"expand": "transitions.fields"}) or {}).get("transitions") or []
         wanted = status.strip().lower()
@@ -187,6 +257,8 @@ class IssueWriter:
         if chosen is None:
             chosen = next((t for t in available if str(t.get("name", "")).lower() == wanted), None)
         if chosen is None:
+            if str(self.status_of(issue_id).get("name", "")).strip().lower() == wanted:
+                return False
             names = ", ".join(sorted({str((t.get("to") or {}).get("name")) for t in available})) or "none"
             raise ClientError(f"no transition to status {status!r} from the issue's current status (reachable: {names})",
                               method="POST", path=path)
@@ -194,8 +266,6 @@ class IssueWriter:
         resolution = (chosen.get("fields") or {}).get("resolution")
         if isinstance(resolution, dict) and resolution.get("required"):
             body["fields"] = {"resolution": {"name": self._write.resolution}}
-        if comment is not None:
-            body["update"] = {"comment": [{"add": comment}]}
         if properties:
             body["properties"] = properties
 
@@ -206,6 +276,23 @@ class IssueWriter:
 
         self._client.call("POST", path, body=body, already_done=done)
         self._cache.forget(issue_id)
+        return True
+
+    def set_major(self, issue_id: str) -> bool:
+        """Flag the issue a major incident through the JSM Incidents API (``POST .../incident/{issueId}/major``,
+        the numeric issue id). False when the site has no Incidents API for it or refuses it (a Standard plan:
+        major incidents are Premium and Enterprise); the refusal is remembered with the site facts."""
+        base = self._discovery.incidents_api("major")
+        if base is None or not issue_id.isdigit():
+            return False
+        path = f"{base}/incident/{issue_id}/major"
+        try:
+            self._client.call("POST", path, body={"majorIncident": True})
+        except (PermissionDenied, NotFound):
+            self._discovery.refuse("major")
+            return False
+        self._cache.forget(issue_id)
+        return True
 
     def status_for(self, state: str) -> str:
         """The status name a canonical state is reached by (``write.state_statuses`` over the defaults)."""
@@ -246,4 +333,4 @@ class IssueWriter:
         return fields, separate, unwritable
 
 
-__all__ = ["ACCOUNT_ID", "DEFAULT_STATE_STATUSES", "INTERNAL_COMMENT_PROPERTY", "IssueWriter"]
+__all__ = ["ACCOUNT_ID", "CreateUnsettled", "DEFAULT_STATE_STATUSES", "INTERNAL_COMMENT_PROPERTY", "IssueWriter"]

@@ -9,6 +9,7 @@ from typing import Any, Iterator, Sequence
 from connector.core.mapping import Mapping
 from connector.core.write_settings import JiraWrite
 from connector.platforms.base import Watermark
+from connector.platforms.errors import NotFound
 from connector.platforms.jira.cache import MAX_RECONCILE, IssueCache
 from connector.platforms.jira.client import JiraClient
 from connector.platforms.jira.discovery import JiraDiscovery
@@ -77,7 +78,7 @@ class JiraReader:
             reconcile = [i for i in self._cache.written if i.isdigit()]
             pages = self._search.cloud(self.changed_jql(start), fields, props, reconcile)
         else:
-            pages = self._search.changed_dc(jql_epoch_ms(start), self.changed_jql, fields, props)
+            pages = self._search.changed_dc(jql_epoch_ms(start), self.changed_jql, fields)
         seen: set[tuple[str, Any]] = set()
         for issue in pages:
             ident = (str(issue.get("id")), (issue.get("fields") or {}).get("updated"))
@@ -109,8 +110,21 @@ class JiraReader:
             flags.append(f"{major['clause']} IS NOT EMPTY")
         jql = (f"{self.project_clause()} AND ({' OR '.join(flags)}) AND statusCategory != {jql_string('Done')} "
                "ORDER BY key ASC")
-        return [issue for issue in self.search(jql)
+        candidates = self.search(jql)
+        if not self._client.cloud:
+            # Data Center search returns no entity properties: read the property of each (few) candidate.
+            for issue in candidates:
+                issue["properties"] = {self._write.property_key: self.read_property(str(issue.get("id")))}
+        return [issue for issue in candidates
                 if str(self._fields.property(issue).get("marker") or "").startswith("mim:")]
+
+    def read_property(self, issue_id: str) -> Any:
+        """The connector's entity property of one issue (``None`` when it has none)."""
+        try:
+            answer = self._client.get(self._client.api(f"/issue/{issue_id}/properties/{self._write.property_key}"))
+        except NotFound:
+            return None
+        return (answer or {}).get("value")
 
     def fetch_followups(self, mi_ids: Sequence[str],
                         changes: dict[str, str | None] | None = None) -> dict[str, dict[str, Any]]:

@@ -1,10 +1,12 @@
 """The write verbs for Jira: each action in order, one request at a time (so writes to one issue never overlap),
 made idempotent by reading first where an earlier attempt may have landed:
 
-* every issue the connector declares, links, creates or resolves carries the ``mim`` entity property saying
-  what it did (the declared major incident also gets ``marker``, read back as ``Ticket.marker``);
-* every comment ends with a ``[mim-<hash>]`` line and every created issue carries that tag as a label, so a
-  rerun after a crash or a lost state file reads before it writes and skips what is there;
+* every issue the connector declares, creates or resolves carries the ``mim`` entity property saying what it
+  did (the declared major incident also gets ``marker``, read back as ``Ticket.marker``);
+* a linked child's marker is the link itself ("MAJOR causes CHILD"), read back as its parent: one request a child;
+* every internal comment ends with a ``[mim-<hash>]`` line; a public comment (customers read it) carries the tag
+  in its comment property only and is recognised by its text; every created issue carries its tag as a label,
+  so a rerun after a crash or a lost state file reads before it writes and skips what is there;
 * links are read before they are written, since Jira answers 201 to a duplicate link as well.
 """
 
@@ -31,7 +33,7 @@ from connector.platforms.base import ApplyResult, Resolver, marker_tag
 from connector.platforms.errors import PlatformError
 from connector.platforms.jira.cache import IssueCache
 from connector.platforms.jira.discovery import JiraDiscovery
-from connector.platforms.jira.fields import MAJOR_INCIDENT_VALUE, STAGE_ORDER, JiraFields, first_name, flag_on
+from connector.platforms.jira.fields import STAGE_ORDER, JiraFields, first_name, flag_on
 from connector.platforms.jira.issues import IssueWriter
 
 
@@ -93,19 +95,26 @@ class JiraWriter:
                 result = ApplyResult(action.key, "failed", detail=f"unsupported action {type(action).__name__}",
                                      retryable=False)
             else:
+                self._issues.acting = action.key
                 try:
                     result = handler(action, ctx, action.key in uncertain)
                 except Dependency as exc:
                     result = ApplyResult(action.key, "failed", detail=str(exc), retryable=True)
                 except PlatformError as exc:
                     result = ApplyResult(action.key, "failed", detail=str(exc), retryable=exc.retryable)
+                finally:
+                    self._issues.acting = None
             if isinstance(action, CreateParent):
                 if result.status != "failed" and result.created_id:
                     ctx.created[action.target] = result.created_id
                 else:
                     ctx.failed[action.target] = action.key
             results.append(result)
-        return results
+        self._issues.edits.flush_all()
+        failed, self._issues.edits.failed = self._issues.edits.failed, {}
+        return [ApplyResult(r.key, "failed", created_id=r.created_id, created_key=r.created_key,
+                            detail=f"{r.detail}; " * bool(r.detail) + str(failed[r.key]),
+                            retryable=failed[r.key].retryable) if r.key in failed else r for r in results]
 
     def _apply_declare(self, action: DeclareMajor, ctx: ApplyContext, uncertain: bool) -> ApplyResult:
         issue_id = ctx.issue_id(action.target)
@@ -151,18 +160,15 @@ class JiraWriter:
         child = self._issues.current(child_id, fresh=uncertain)
         if self._issues.has_link(child, link_type, parent_id, "inwardIssue"):
             return ApplyResult(action.key, "skipped", detail="already linked")
+        # The link is the marker ("MAJOR causes CHILD" is read back as the child's parent): one request a child.
         self._issues.link(link_type, parent_id, child_id)
-        old = self._fields.property(child)
-        prop = {**old, "parent": parent_id, "parent_key": self._issues.key_of(parent_id), "rule": action.rule,
-                "linked_by": marker_tag(action.key)}
-        self._issues.set_property(child_id, prop)
         parent, linked = self._issues.key_of(parent_id) or parent_id, self._issues.key_of(child_id) or child_id
         return ApplyResult(action.key, "applied", detail=f"{parent} {link_type['outward']} {linked}")
 
     def _apply_note(self, action: AddNote, ctx: ApplyContext, uncertain: bool) -> ApplyResult:
         issue_id = ctx.issue_id(action.target)
         tag = marker_tag(action.key)
-        if uncertain and self._issues.comment_tagged(issue_id, tag):
+        if uncertain and self._issues.comment_tagged(issue_id, tag, text=None if action.internal else action.text):
             return ApplyResult(action.key, "skipped", detail="comment already there")
         self._issues.add_comment(issue_id, action.text, tag, action.internal)
         return ApplyResult(action.key, "applied")
@@ -181,8 +187,7 @@ class JiraWriter:
         if separate.get("state"):
             status = self._issues.status_for(str(separate["state"]))
             now = str((((current or {}).get("fields") or {}).get("status") or {}).get("name", "")).lower()
-            if now != status.lower():
-                self._issues.transition(issue_id, status)
+            if now != status.lower() and self._issues.transition(issue_id, status):
                 wrote.append(f"status {status}")
         detail = f"not written (no Jira field): {', '.join(unwritable)}" if unwritable else ""
         if not wrote:
@@ -268,22 +273,28 @@ class JiraWriter:
         # Always read: a human may have resolved (or closed) it since the last poll.
         child = self._issues.current(child_id, fresh=True)
         category = str((((child.get("fields") or {}).get("status") or {}).get("statusCategory") or {}).get("key", ""))
-        if category == "done":
-            return ApplyResult(action.key, "skipped", detail="already resolved")
         tag = marker_tag(action.key)
         parent = self._issues.key_of(parent_id) or parent_id
         text = action.notes.strip() or f"Resolved with major incident {parent}."
-        prop = {**self._fields.property(child), "resolved_by": tag}
+        prop = self._fields.property(child)
+        if category == "done":
+            # Resolved by this action before its note went out (the property says so): add the note now.
+            if uncertain and prop.get("resolved_by") == tag and not self._issues.comment_tagged(child_id, tag):
+                self._issues.add_comment(child_id, text, tag, True)
+                return ApplyResult(action.key, "applied", detail=f"resolved with {parent} earlier; note added")
+            return ApplyResult(action.key, "skipped", detail="already resolved")
         self._issues.transition(child_id, self._write.resolve_status,
-                         comment=self._issues.comment_body(f"{text}\n[{tag}]", True),
-                         properties=[{"key": self._write.property_key, "value": prop}])
+                                properties=[{"key": self._write.property_key, "value": {**prop, "resolved_by": tag}}])
+        # The note is its own internal comment: a comment inside the transition could go out public.
+        self._issues.add_comment(child_id, text, tag, True)
         return ApplyResult(action.key, "applied", detail=f"resolved with {parent}")
 
     def _declare(self, issue_id: str, mode: str, marker: str, extra: dict[str, Any], tag: str, rule: str | None,
                  fresh: bool) -> tuple[Literal["applied", "skipped"], str]:
         """Flag ``issue_id`` as a major incident (field where the site has one, else label); returns
         ``(status, detail)``. A major incident a human un-flagged is left alone."""
-        issue = self._issues.current(issue_id, fresh)
+        # Data Center search returns no entity properties: read the issue with its property before merging.
+        issue = self._issues.current(issue_id, fresh or not self._issues.cloud)
         fields_now = issue.get("fields") or {}
         labels = [str(label) for label in fields_now.get("labels") or []]
         derived = self._fields.derived(issue)
@@ -291,11 +302,15 @@ class JiraWriter:
             return "skipped", "a human removed the major incident flag; not declared again"
         fields, separate, unwritable = self._issues.field_changes(extra, issue)
         add: list[str] = []
+        wrote = False
         major = self._discovery.field("major")
-        if major:
-            if not flag_on(fields_now.get(major["id"])):
-                fields[major["id"]] = MAJOR_INCIDENT_VALUE
-        elif self._write.major_label not in labels:
+        flagged = bool(major) and flag_on(fields_now.get(major["id"] if major else ""))
+        # The flag first: a crash after our labels and property but before the flag would read back as a
+        # human rejection. JSM's flag is set through the Incidents API (a REST write of the field is refused);
+        # a site without it (Data Center, a Standard plan) carries the label instead.
+        if not flagged and major and self._issues.set_major(issue_id):
+            wrote = True
+        elif not flagged and self._write.major_label not in labels:
             add.append(self._write.major_label)
         proposed = self._write.proposed_label
         if mode == "propose" and derived["_major"] != "accepted" and proposed not in labels:
@@ -312,7 +327,7 @@ class JiraWriter:
             body["update"] = {"labels": [{"add": label} for label in add]}
         if prop != old:
             body["properties"] = [{"key": self._write.property_key, "value": prop}]
-        wrote = bool(body)
+        wrote = wrote or bool(body)
         if body:
             self._issues.edit(issue_id, body)
         if separate.get("assignee"):

@@ -67,6 +67,21 @@ LINK_TYPES: list[dict[str, str]] = [
     {"id": "10003", "name": "Relates", "inward": "relates to", "outward": "relates to"},
 ]
 
+PROJECT_PERMISSIONS: dict[str, tuple[str, str]] = {
+    "BROWSE_PROJECTS": ("10", "Browse Projects"),
+    "CREATE_ISSUES": ("11", "Create Issues"),
+    "EDIT_ISSUES": ("12", "Edit Issues"),
+    "ASSIGN_ISSUES": ("13", "Assign Issues"),
+    "RESOLVE_ISSUES": ("14", "Resolve Issues"),
+    "ADD_COMMENTS": ("15", "Add Comments"),
+    "CLOSE_ISSUES": ("18", "Close Issues"),
+    "LINK_ISSUES": ("21", "Link Issues"),
+    "TRANSITION_ISSUES": ("46", "Transition Issues"),
+    "SERVICEDESK_AGENT": ("44", "Service Project Agent"),
+}
+"""Project permissions by key (``GET /mypermissions``); ``SERVICEDESK_AGENT`` is JSM's agent permission, needed for
+internal comments and the JSM APIs."""
+
 RESOLUTION_DONE = {"id": "10000", "name": "Done", "description": "Work has been completed on this issue."}
 
 SEED_USERS: list[dict[str, str]] = [

@@ -7,7 +7,7 @@ import copy
 from typing import Any
 
 from connector.sim.jira.adf import adf_from_text, adf_problem, adf_to_text
-from connector.sim.jira.catalogue import MAJOR_INCIDENT_FIELD, MAJOR_INCIDENT_VALUE, STAGE_FIELD
+from connector.sim.jira.catalogue import MAJOR_INCIDENT_FIELD, STAGE_FIELD
 from connector.sim.jira.errors import HttpError, fail
 from connector.sim.jira.site import Issue, JiraSite
 
@@ -80,9 +80,11 @@ class FieldWriter:
         elif name in ("reporter", "assignee"):
             st[name] = self._user(value, name)
         elif name == MAJOR_INCIDENT_FIELD and self.site.major_incident_field:
-            if value not in (None, MAJOR_INCIDENT_VALUE):
-                raise fail(400, errors={name: f"Specify '{MAJOR_INCIDENT_VALUE}' or null."})
-            st["custom"][name] = value
+            # JSM's major incident entity field is set by the major incident action and the Incidents API
+            # (POST .../incident/{issueId}/major), not through the issue's fields: a REST write of it is refused
+            # like any field that is not on the edit screen (the exact wording is unverified).
+            raise fail(400, errors={name: f"Field '{name}' cannot be set. It is not on the appropriate screen, or "
+                                          "unknown. Use the Incidents API to change the major incident status."})
         elif name == STAGE_FIELD:
             if value is not None and not isinstance(value, str):
                 raise fail(400, errors={name: "Operation value must be a string"})
@@ -118,8 +120,10 @@ class FieldWriter:
                 out.append(label)
         return out
 
-    def apply_update(self, st: Issue, update: dict[str, Any], version: int) -> None:
-        """Apply the ``update`` operations of a body (``set``, ``add``, ``remove``)."""
+    def apply_update(self, st: Issue, update: dict[str, Any], version: int, in_transition: bool = False) -> None:
+        """Apply the ``update`` operations of a body (``set``, ``add``, ``remove``). ``in_transition``: the
+        ``update`` of a transition, whose comment ``properties`` the simulator does not honour (see
+        :meth:`append_comment`)."""
         for name, operations in update.items():
             if not isinstance(operations, list):
                 raise fail(400, errors={name: "Operations must be an array."})
@@ -127,9 +131,10 @@ class FieldWriter:
                 if not isinstance(operation, dict) or len(operation) != 1:
                     raise fail(400, errors={name: "Each operation must have exactly one verb."})
                 verb, value = next(iter(operation.items()))
-                self._apply_operation(st, name, verb, value, version)
+                self._apply_operation(st, name, verb, value, version, in_transition)
 
-    def _apply_operation(self, st: Issue, name: str, verb: str, value: Any, version: int) -> None:
+    def _apply_operation(self, st: Issue, name: str, verb: str, value: Any, version: int,
+                         in_transition: bool = False) -> None:
         if name == "labels":
             if verb == "set":
                 st["labels"] = self._labels(value)
@@ -156,7 +161,7 @@ class FieldWriter:
         elif name == "comment":
             if verb != "add" or not isinstance(value, dict):
                 raise fail(400, errors={name: f"Unsupported operation '{verb}'."})
-            self.append_comment(st, value, version)
+            self.append_comment(st, value, version, with_properties=not in_transition)
         elif verb == "set":
             self.apply_field(st, name, value, version, creating=False)
         else:
@@ -203,8 +208,13 @@ class FieldWriter:
             raise fail(400, errors={field_name: f"User '{next(iter(value.values()), '')}' does not exist."})
         return str(user["accountId"])
 
-    def append_comment(self, st: Issue, body: dict[str, Any], version: int) -> dict[str, Any]:
-        """Add a comment from a REST body (ADF on v3, text on v2), within the per-issue limit."""
+    def append_comment(self, st: Issue, body: dict[str, Any], version: int,
+                       with_properties: bool = True) -> dict[str, Any]:
+        """Add a comment from a REST body (ADF on v3, text on v2), within the per-issue limit.
+
+        Without ``with_properties`` the body's ``properties`` are dropped: whether Jira honours
+        ``sd.public.comment`` inside a transition's ``update.comment`` is not documented (the spec leaves the
+        comment free-form), so the simulator takes the unfavourable reading and the comment is public."""
         text = body.get("body")
         if version == 3:
             if text is None or adf_problem(text) is not None:
@@ -219,7 +229,7 @@ class FieldWriter:
                 raise fail(400, errors={"comment": "Comment body can not be empty!"})
             stored = adf_from_text(text)
         properties: dict[str, Any] = {}
-        for prop in body.get("properties") or []:
+        for prop in (body.get("properties") or []) if with_properties else []:
             if not isinstance(prop, dict) or not isinstance(prop.get("key"), str):
                 raise fail(400, "Each property must have a 'key' and a 'value'.")
             properties[prop["key"]] = copy.deepcopy(prop.get("value"))

@@ -8,7 +8,7 @@ from typing import Any
 from connector.sim.base import SimRequest, SimResponse
 from connector.sim.jira.adf import adf_from_text, adf_to_text
 from connector.sim.jira.catalogue import MAJOR_INCIDENT_FIELD, MAJOR_INCIDENT_VALUE
-from connector.sim.jira.errors import ISSUE_NOT_FOUND, fail
+from connector.sim.jira.errors import ISSUE_NOT_FOUND, PREMIUM_ONLY, fail
 from connector.sim.jira.params import int_arg, json_body
 from connector.sim.jira.site import Issue, JiraSite
 from connector.sim.jira.times import epoch_ms, jira_time
@@ -72,12 +72,15 @@ class JsmApi:
         return SimResponse(201, self._servicedesk_comment_dto(st, comment))
 
     def incident_major(self, request: SimRequest, cloud_id: str, issue_id: str) -> SimResponse:
-        """``GET|POST .../incident/{issue_id}/major``: the major incident flag (Cloud with JSM)."""
+        """``GET|POST .../incident/{issue_id}/major``: the major incident flag (Cloud with JSM Premium or
+        Enterprise; a Standard site answers 403)."""
         if cloud_id != self.site.cloud_id:
             raise fail(404, f"Site '{cloud_id}' not found.")
         st = self.site.issues.get(issue_id)
         if st is None:
             raise fail(404, ISSUE_NOT_FOUND)
+        if self.site.plan != "premium" or not self.site.major_incident_field:
+            raise fail(403, PREMIUM_ONLY)
         if request.method == "GET":
             return SimResponse(200, {"majorIncident": st["custom"].get(MAJOR_INCIDENT_FIELD) == MAJOR_INCIDENT_VALUE})
         if request.method != "POST":

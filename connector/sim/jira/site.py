@@ -9,7 +9,7 @@ import threading
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 from zoneinfo import ZoneInfo
 
 from connector.sim.jira.catalogue import (
@@ -19,6 +19,7 @@ from connector.sim.jira.catalogue import (
     MAJOR_INCIDENT_FIELD,
     PRIORITIES,
     PROJECT,
+    PROJECT_PERMISSIONS,
     SEED_USERS,
     STAGE_FIELD,
     STATUSES,
@@ -50,6 +51,11 @@ class JiraSite:
     ``clock`` returns the current aware UTC time (default: real time); every timestamp written comes from it.
     ``user_time_zone`` is the API user's zone. ``search_lag`` (seconds) delays the visibility of writes in
     search results. ``per_issue_write_limit`` caps comments and links per issue. ``lock`` guards everything.
+
+    ``plan`` is the JSM plan of a Cloud site: ``premium`` (major incidents, stakeholders and post-incident
+    reviews, which Atlassian sells with Premium and Enterprise only) or ``standard``. ``permissions`` are the
+    project permissions the API user holds (default: all the connector uses). Groups and Atlassian teams
+    (``add_group``, ``add_team``) are what ``/groups/picker``, the Teams API and the responders know.
     """
 
     def __init__(
@@ -63,9 +69,13 @@ class JiraSite:
         search_lag: float,
         per_issue_write_limit: int | None,
         seed: int,
+        plan: str = "premium",
+        permissions: frozenset[str] | None = None,
     ) -> None:
         if flavour not in ("cloud", "dc"):
             raise ValueError("flavour must be 'cloud' or 'dc'")
+        if plan not in ("premium", "standard"):
+            raise ValueError("plan must be 'premium' or 'standard'")
         self.email = email
         self.token = token
         self.flavour = flavour
@@ -75,9 +85,12 @@ class JiraSite:
         self.major_incident_field = major_incident_field
         self.search_lag = float(search_lag)
         self.per_issue_write_limit = per_issue_write_limit
+        self.plan = plan
+        self.permissions = frozenset(PROJECT_PERMISSIONS) if permissions is None else frozenset(permissions)
         self.base_url = "https://your-domain.atlassian.net" if flavour == "cloud" else "https://jira.example.com"
         self.random = random.Random(seed)
         self.cloud_id = str(uuid.UUID(int=self.random.getrandbits(128), version=4))
+        self.org_id = str(uuid.UUID(int=self.random.getrandbits(128), version=4))
         self.lock = threading.RLock()
         self.issues: dict[str, Issue] = {}  # id -> current state
         self.keys: dict[str, str] = {}  # upper-case key -> id
@@ -90,6 +103,8 @@ class JiraSite:
         self._next_link_id = 10100
         self._next_component_id = 10200
         self.users: dict[str, dict[str, Any]] = {}
+        self.groups: dict[str, dict[str, Any]] = {}  # lower-case name -> {"groupId", "name", "members"}
+        self.teams: dict[str, dict[str, Any]] = {}  # team id -> {"teamId", "displayName", "members"}
         for seed_user in SEED_USERS:
             self.add_user(dict(seed_user))
         self.me = SEED_USERS[0]["accountId"]
@@ -286,6 +301,35 @@ class JiraSite:
         record.setdefault("active", True)
         self.users[record["accountId"]] = record
         return record
+
+    def add_group(self, name: str, members: Iterable[str] = ()) -> dict[str, Any]:
+        """Store a group (``members``: users by any name :meth:`find_user` knows)."""
+        group = self.groups.setdefault(name.lower(), {
+            "groupId": str(uuid.UUID(int=self.random.getrandbits(128), version=4)), "name": name, "members": []})
+        for member in members:
+            user = self.find_user(member)
+            if user is not None and user["accountId"] not in group["members"]:
+                group["members"].append(user["accountId"])
+        return group
+
+    def add_team(self, name: str, members: Iterable[str] = ()) -> dict[str, Any]:
+        """Store an Atlassian team (a Cloud organisation's team, what JSM responders name)."""
+        found = self.find_team(name)
+        if found is None:
+            team_id = str(uuid.UUID(int=self.random.getrandbits(128), version=4))
+            found = self.teams[team_id] = {"teamId": team_id, "displayName": name, "members": []}
+        for member in members:
+            user = self.find_user(member)
+            if user is not None and user["accountId"] not in found["members"]:
+                found["members"].append(user["accountId"])
+        return found
+
+    def find_team(self, name_or_id: str) -> dict[str, Any] | None:
+        """An Atlassian team by id or display name (any case)."""
+        if name_or_id in self.teams:
+            return self.teams[name_or_id]
+        wanted = name_or_id.strip().lower()
+        return next((t for t in self.teams.values() if t["displayName"].lower() == wanted), None)
 
     def find_user(self, value: str) -> dict[str, Any] | None:
         """A user by accountId, name, key, email or display name (any case)."""
