@@ -89,12 +89,13 @@ class JiraReader:
             yield issue
         self._cache.written.clear()
 
-    def search(self, jql: str, fields: list[str] | None = None) -> list[Issue]:
-        """Every issue matching ``jql`` (built with :func:`jql_string` for values), with the ``mim`` property."""
+    def search(self, jql: str, fields: list[str] | None = None, reconcile: Sequence[str] = ()) -> list[Issue]:
+        """Every issue matching ``jql`` (built with :func:`jql_string` for values), with the ``mim`` property
+        (Cloud; ``reconcile``: ids to read current on Cloud)."""
         self._discovery.ensure()
         wanted = fields or self.fields_wanted()
         found = []
-        for issue in self._search.pages(jql, wanted, [self._write.property_key]):
+        for issue in self._search.pages(jql, wanted, [self._write.property_key], reconcile):
             self._cache.remember(issue)
             found.append(issue)
         return found

@@ -81,6 +81,11 @@ class JiraWriter:
         report each. ``uncertain`` actions read the platform first and skip what is already there."""
         self._discovery.ensure()
         ctx = ApplyContext(resolve)
+        self._issues.start()
+        # Links read their child first when uncertain (a lost state makes every action uncertain): one search
+        # per 50 children instead of a read each.
+        self._issues.prefetch([ctx.issue_id(a.target) for a in actions
+                               if isinstance(a, LinkChild) and a.key in uncertain and not a.target.startswith("new-")])
         handlers: dict[type, Callable[[Any, ApplyContext, bool], ApplyResult]] = {
             DeclareMajor: self._apply_declare, CreateParent: self._apply_create_parent, LinkChild: self._apply_link,
             AddNote: self._apply_note, SetFields: self._apply_fields, SetStage: self._apply_stage,
