@@ -183,3 +183,14 @@ def site(tmp_path: Path, mapping: Mapping, rules: list[Rule], process: ProcessFi
             findings.extend(jira_openapi.validate_exchanges(s.sim.exchanges))
     if findings:
         pytest.fail("the connector's Jira traffic does not match the OpenAPI spec:\n" + "\n".join(findings[:40]))
+
+
+def doctor(s: Site, tmp_path: Path) -> dict[str, tuple[bool, str]]:
+    """``mim doctor`` against the site with the shipped rules, process file and mapping: ``{check: (ok, detail)}``."""
+    from connector.core.settings import Settings
+    from connector.job.doctor import run_doctor
+
+    settings = Settings.model_validate({
+        "platform": "jira", "state": str(tmp_path / "doctor.sqlite"), "rules": str(default_dir("rules")),
+        "jira": {"url": s.server.url, "email": EMAIL, "token": TOKEN, "project": "ITSM"}})
+    return {c.name: (c.ok, c.detail) for c in run_doctor(settings)}

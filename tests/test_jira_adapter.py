@@ -403,7 +403,7 @@ def test_discovery_finds_fields_by_schema_type_and_link_type_by_name(mapping: Ma
     assert disc["cloud_id"] == CLOUD_ID
     assert auth == "Basic " + base64.b64encode(f"{EMAIL}:{TOKEN}".encode()).decode()
     assert disc["fields"]["major"] == {"id": "customfield_10050", "name": "MI flag (renamed)", "clause": "cf[10050]",
-                                       "type": "any"}
+                                       "type": "any", "custom": MAJOR_TYPE}
     assert disc["fields"]["stage"]["id"] == "customfield_10060"
     assert disc["fields"]["services"]["id"] == "customfield_10070"
     assert disc["link_types"]["child"] == {"id": "10006", "name": "Problem/Incident", "inward": "is caused by",
@@ -1037,12 +1037,13 @@ def test_review_task_falls_back_to_task_and_is_linked_with_relates(mapping: Mapp
 def test_review_task_owner_that_cannot_be_assigned_does_not_fail_the_task(mapping: Mapping) -> None:
     platform, _ = discovered(mapping, fields=PLAIN_FIELDS)
     with mock() as rsps:
+        rsps.get(f"{ISSUE}/1", json=issue("1", "ITSM-1"))  # the major incident's links: no review issue yet
         rsps.post(ISSUE, status=201, json={"id": "30001", "key": "ITSM-60"})
         rsps.post(f"{URL}/rest/api/3/issueLink", status=201)
         rsps.put(f"{ISSUE}/30001/assignee", status=404, json={"errorMessages": ["User 'x' does not exist."]})
         [result] = platform.apply([CreateTask(key="t", target="1", title="RCA", owner=ACCOUNT,
                                               due=datetime(2024, 1, 20, tzinfo=UTC))], keep)
-        assert "duedate" not in body(rsps.calls[0])["fields"]  # the site has no due date field
+        assert "duedate" not in body(rsps.calls[1])["fields"]  # the site has no due date field
     assert result.status == "applied" and "not assigned" in result.detail
 
 
@@ -1211,32 +1212,43 @@ def relates(other_id: str, other_key: str, type_id: str, type_name: str, status:
 
 
 @pytest.mark.parametrize("flavour", ["cloud", "dc"])
-def test_fetch_followups_reads_the_links_of_the_major_incidents_in_one_search(mapping: Mapping, flavour: str) -> None:
+def test_fetch_followups_reads_the_major_incidents_then_their_reviews(mapping: Mapping, flavour: str) -> None:
     platform, _ = discovered(mapping, flavour)
     base = DC_URL if flavour == "dc" else URL
     endpoint = f"{base}/rest/api/3/search/jql" if flavour == "cloud" else f"{base}/rest/api/2/search"
     majors = [
         issue("100", "ITSM-1", links=[
-            relates("201", "ITSM-11", "10002", "Post-incident review", "Closed", "done", "Review meeting (ITSM-1)"),
-            relates("202", "ITSM-12", "10002", "Post-incident review", "In Progress", "indeterminate", "Root cause"),
+            relates("201", "ITSM-11", "10002", "Post-incident review", "Open", "new", "Review of ITSM-1"),
             relates("203", "ITSM-13", "10003", "Change", "Implementing", "indeterminate", side="inwardIssue"),
             relates("204", "ITSM-14", "10001", "[System] Incident", "Open", "new"),  # a related incident: not ours
             caused_by("100", "ITSM-1")]),
         issue("101", "ITSM-2", links=[
+            # a review issue with no task of its own (as an older version made them) counts as a task
             relates("205", "ITSM-15", "10002", "Post-incident review", "Won't Do", "done"),
             relates("206", "ITSM-16", "10003", "Change", "Done", "done")]),
     ]
-    answer = {"issues": majors, "isLast": True} if flavour == "cloud" else {"issues": majors, "total": 2}
+    reviews = [
+        issue("201", "ITSM-11", links=[
+            relates("211", "ITSM-21", "10004", "Task", "Closed", "done", "Review meeting (ITSM-1)"),
+            relates("212", "ITSM-22", "10004", "Task", "In Progress", "indeterminate", "Root cause"),
+            relates("100", "ITSM-1", "10001", "[System] Incident", "Open", "new", side="inwardIssue")]),
+        issue("205", "ITSM-15"),
+    ]
+
+    def answer(found: list[dict[str, Any]]) -> dict[str, Any]:
+        return {"issues": found, "isLast": True} if flavour == "cloud" else {"issues": found, "total": len(found)}
+
     with mock() as rsps:
-        rsps.post(endpoint, json=answer)
+        rsps.post(endpoint, json=answer(majors))
+        rsps.post(endpoint, json=answer(reviews))
         found = platform.fetch_followups(["100", "101", "new-x"])
-        assert len(rsps.calls) == 1
-        sent = body(rsps.calls[0])
-    assert sent["jql"] == "project = \"ITSM\" AND id IN (100, 101) ORDER BY key ASC"
-    assert sent["fields"] == ["issuelinks"]
+        first, second = (body(c) for c in rsps.calls)
+    assert first["jql"] == "project = \"ITSM\" AND id IN (100, 101) ORDER BY key ASC"
+    assert second["jql"] == "project = \"ITSM\" AND id IN (201, 205) ORDER BY key ASC"
+    assert first["fields"] == second["fields"] == ["issuelinks"]
     assert found["100"]["change"] == {"id": "203", "key": "ITSM-13", "state": "in_progress"}
     assert [(t["key"], t["state"], t["title"]) for t in found["100"]["tasks"]] == [
-        ("ITSM-11", "closed", "Review meeting (ITSM-1)"), ("ITSM-12", "in_progress", "Root cause")]
+        ("ITSM-21", "closed", "Review meeting (ITSM-1)"), ("ITSM-22", "in_progress", "Root cause")]
     assert found["101"] == {"change": {"id": "206", "key": "ITSM-16", "state": "resolved"},
                             "tasks": [{"id": "205", "key": "ITSM-15", "state": "canceled", "title": "issue ITSM-15"}]}
     assert found["new-x"] == {"change": None, "tasks": []}

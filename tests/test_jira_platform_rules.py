@@ -22,7 +22,7 @@ from connector.platforms.base import marker_tag
 from connector.process.planner import plan_process
 from connector.process.processfile import ProcessFile
 from connector.sim.jira import adf_to_text
-from tests.jira_site import EMAIL, TOKEN, Site, contract, mapping, process, rules, site  # noqa: F401
+from tests.jira_site import Site, contract, doctor, mapping, process, rules, site  # noqa: F401
 
 PEOPLE = ("alice.martin", "bob.schneider", "carla.rossi", "oncall.duty")
 GROUPS = ("major-incident-team", "service-desk-ooh")
@@ -206,23 +206,15 @@ def test_public_comments_carry_no_marker_and_resolve_comments_are_internal(site:
 # ------------------------------------------------------------------------- 13: what mim doctor checks
 
 
-def _doctor(s: Site, tmp_path: Path, process: ProcessFile | None = None) -> dict[str, tuple[bool, str]]:
-    rules_dir = Path(__file__).resolve().parents[1] / "rules"
-    settings = Settings.model_validate({
-        "platform": "jira", "state": str(tmp_path / "doctor.sqlite"), "rules": str(rules_dir),
-        "jira": {"url": s.server.url, "email": EMAIL, "token": TOKEN, "project": "ITSM"}})
-    return {c.name: (c.ok, c.detail) for c in run_doctor(settings)}
-
-
 @pytest.mark.parametrize("flavour", ["cloud", "dc"])
 def test_doctor_fails_when_a_person_or_group_of_the_process_file_is_not_on_the_site(
         site: Callable[..., Site], flavour: str, tmp_path: Path) -> None:
     s = site(flavour)
-    checks = _doctor(s, tmp_path)
+    checks = doctor(s, tmp_path)
     ok, detail = checks["people and groups"]
     assert not ok and "alice.martin" in detail and "service-desk-ooh" in detail
     know_the_process_people(s)
-    assert _doctor(s, tmp_path)["people and groups"][0] is True
+    assert doctor(s, tmp_path)["people and groups"][0] is True
 
 
 @pytest.mark.parametrize("missing", ["RESOLVE_ISSUES", "SERVICEDESK_AGENT"])
@@ -231,7 +223,7 @@ def test_doctor_checks_the_resolve_and_agent_permissions(site: Callable[..., Sit
     from connector.sim.jira.catalogue import PROJECT_PERMISSIONS
 
     s = site("cloud", permissions=[p for p in PROJECT_PERMISSIONS if p != missing])
-    ok, detail = _doctor(s, tmp_path)["permissions"]
+    ok, detail = doctor(s, tmp_path)["permissions"]
     assert not ok and missing in detail
 
 

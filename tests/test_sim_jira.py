@@ -581,7 +581,8 @@ def test_metadata_endpoints(site: Callable[..., Site]) -> None:
     assert len(types) == 6
     assert (types["Problem/Incident"]["inward"], types["Problem/Incident"]["outward"]) == ("is caused by", "causes")
     issue_types = {t["name"]: t["id"] for t in s.get("/rest/api/3/issuetype").json()}
-    assert issue_types == {"Incident": "10001", "Post-incident review": "10002", "Change": "10003", "Task": "10004"}
+    assert issue_types == {"[System] Incident": "10001", "[System] Post-incident review": "10002",
+                           "[System] Change": "10003", "Task": "10004"}
     users = s.get("/rest/api/3/user/search", params={"query": "ali"}).json()
     assert [u["displayName"] for u in users] == ["Alice Ng"]
 

@@ -1,7 +1,8 @@
-"""People, groups and teams of a Jira site, looked up once per run: Cloud users by account id (``/user/search``
-finds a process file's ``alice.martin``, email or display name), Data Center users by name; groups through
-``/groups/picker``; Atlassian teams (what JSM responders and the Team field name) through the Teams public REST
-API of the site's organisation."""
+"""People, groups and teams of a Jira site: Cloud users by account id (``/user/search`` finds a process file's
+``alice.martin``, email or display name), Data Center users by name; groups through ``/groups/picker``; Atlassian
+teams (what JSM responders and the Team field name) through the Teams public REST API of the site's organisation.
+What is found is kept with the site facts (the state store saves them), so a cycle does not look a person or a
+team up again until the facts are read anew (``write.discovery_ttl``)."""
 
 from __future__ import annotations
 
@@ -27,9 +28,7 @@ class JiraDirectory:
         self._discovery = discovery
         self._configured_teams = {name.lower(): ident for name, ident in teams.items()}
         self._org_id = org_id
-        self._accounts: dict[str, str] = {}
         self._groups: dict[str, dict[str, Any] | None] = {}
-        self._teams: dict[str, str] | None = None
 
     # -- users ---------------------------------------------------------------------------------------------
 
@@ -45,14 +44,15 @@ class JiraDirectory:
         single user matches."""
         if ACCOUNT_ID.match(user):
             return user
-        if user not in self._accounts:
+        accounts: dict[str, str] = self._discovery.ensure().setdefault("accounts", {})
+        if user not in accounts:
             chosen = self._matching_users(user)
             if len(chosen) != 1:
                 raise ClientError(f"{'no' if not chosen else len(chosen)} Jira users match {user!r}: name people in the "
                                   "process file by Jira account id or email", method="GET",
                                   path=self._client.api("/user/search"))
-            self._accounts[user] = str(chosen[0]["accountId"])
-        return self._accounts[user]
+            accounts[user] = str(chosen[0]["accountId"])
+        return accounts[user]
 
     def _matching_users(self, user: str) -> list[dict[str, Any]]:
         path = self._client.api("/user/search")
@@ -98,9 +98,11 @@ class JiraDirectory:
             return configured
         if not self._client.cloud:
             return None
-        if self._teams is None:
-            self._teams = self._load_teams()
-        return self._teams.get(name.lower())
+        facts = self._discovery.ensure()
+        if "teams" not in facts:
+            facts["teams"] = self._load_teams()
+        found: str | None = facts["teams"].get(name.lower())
+        return found
 
     def org_id(self) -> str | None:
         """The site's organisation id: ``write.org_id``, else asked of the GraphQL gateway once (kept with the

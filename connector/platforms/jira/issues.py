@@ -30,6 +30,9 @@ from connector.platforms.jira.search import CLOUD_SEARCH, DC_SEARCH, offset_page
 from connector.platforms.paging import OffsetPaginator, Page, paginate
 
 INTERNAL_COMMENT_PROPERTY = "sd.public.comment"
+ARI_USER = "ari:cloud:identity::user/"
+ARI_TEAM = "ari:cloud:identity::team/"
+"""Atlassian resource identifiers of users and teams (what JSM responders and stakeholders are named by)."""
 DEFAULT_STATE_STATUSES = {"new": "Open", "in_progress": "In Progress", "on_hold": "Pending",
                           "closed": "Closed", "canceled": "Canceled"}
 
@@ -343,13 +346,126 @@ class IssueWriter:
             elif name == "service":
                 if first_name(now.get("components")) != str(value):
                     fields["components"] = [{"name": str(value)}]
-            elif name in ("assignee", "state"):
-                separate[name] = value
+            elif name == "assignee":
+                separate["assignee"] = value
+                self._manager_responder(str(value), now, fields, separate)
+            elif name == "state":
+                separate["state"] = value
+            elif name == "assignment_group":
+                why = self._team_change(str(value), now, fields, separate)
+                if why:
+                    unwritable.append(f"assignment_group ({why})")
             elif name == "stage":
                 continue  # SetStage writes it
             else:
                 unwritable.append(name)
         return fields, separate, unwritable
+
+    def _responders_api(self) -> str | None:
+        """The Incidents API base when responders are written through it (Cloud, JSM, not refused)."""
+        if self._write.team_via != "responders" or not self._discovery.field("responders"):
+            return None
+        return self._discovery.incidents_api("responders")
+
+    def _team_change(self, team: str, now: dict[str, Any], fields: dict[str, Any], separate: dict[str, Any]) -> str:
+        """Put the team into ``fields`` (a team field) or ``separate["responders"]`` (JSM responders); the reason
+        it cannot be written, or ``""``."""
+        if self._write.team_via == "none":
+            return "write.team_via is none"
+        if self._responders_api():
+            team_id = self._directory.team_id(team)
+            if team_id:
+                ari = ARI_TEAM + team_id
+                if ari not in self._responder_aris(now):
+                    separate.setdefault("responders", []).append(ari)
+                return ""
+            if not self._discovery.field("team"):
+                return f"no Atlassian team named {team!r} (name it in write.teams)"
+        field = self._discovery.field("team")
+        if not field:
+            return f"no team field {self._write.team_field_name!r} on the site"
+        if (first_name(now.get(field["id"])) or "").lower() == team.lower():
+            return ""
+        kind = str(field.get("custom") or "")
+        if kind.endswith("grouppicker") and self._directory.group(team) is None:
+            return f"no group named {team!r} on the site"  # never a name the field would refuse, or mistake
+        if kind.endswith("multigrouppicker"):
+            fields[field["id"]] = [{"name": team}]
+        elif kind.endswith("grouppicker"):
+            fields[field["id"]] = {"name": team}
+        else:  # an Atlassian Team field takes the team's id
+            team_id = self._directory.team_id(team)
+            if not team_id:
+                return f"no Atlassian team named {team!r} (name it in write.teams)"
+            fields[field["id"]] = team_id
+        return ""
+
+    def _manager_responder(self, manager: str, now: dict[str, Any], fields: dict[str, Any],
+                           separate: dict[str, Any]) -> None:
+        """The manager also a responder: a JSM responder on Cloud, else added to the Data Center user picker."""
+        if not self._write.manager_responder:
+            return
+        if self._responders_api():
+            ari = ARI_USER + self._directory.account_id(manager)
+            if ari not in self._responder_aris(now):
+                separate.setdefault("responders", []).append(ari)
+            return
+        field = self._discovery.field("dc_responders")
+        if not field:
+            return
+        present = now.get(field["id"])
+        people = present if isinstance(present, list) else [present] if isinstance(present, dict) else []
+        if any(manager.lower() in (str(p.get("name", "")).lower(), str(p.get("key", "")).lower())
+               for p in people if isinstance(p, dict)):
+            return
+        if str(field.get("custom") or "").endswith("multiuserpicker"):
+            fields[field["id"]] = [{"name": p["name"]} for p in people if isinstance(p, dict) and p.get("name")] \
+                + [self._directory.user_ref(manager)]
+        else:
+            fields[field["id"]] = self._directory.user_ref(manager)
+
+    def _responder_aris(self, now: dict[str, Any]) -> set[str]:
+        field = self._discovery.field("responders")
+        out = set()
+        for item in (now.get(field["id"]) if field else None) or []:
+            ari = item.get("ari") if isinstance(item, dict) else item
+            if isinstance(ari, str):
+                out.add(ari)
+        return out
+
+    def add_responders(self, issue_id: str, aris: list[str]) -> None:
+        """``POST .../incident/{issueId}/responder/add`` (users and teams, numeric issue id)."""
+        base = self._responders_api()
+        if base is None or not aris:
+            return
+        self._client.call("POST", f"{base}/incident/{issue_id}/responder/add",
+                          body={"responders": [{"ari": ari} for ari in dict.fromkeys(aris)]})
+        self._cache.forget(issue_id)
+
+    def add_stakeholders(self, issue_id: str, people: list[str]) -> tuple[list[str], str]:
+        """The people added to the incident: JSM stakeholders through the Incidents API where the site has
+        it, else request participants (who JSM notifies of public comments); ``(missing people, how)``."""
+        refs: list[str] = []
+        missing: list[str] = []
+        for person in people:
+            try:
+                refs.append(self._directory.account_id(person) if self._client.cloud else
+                            self._directory.user_ref(person)["name"])
+            except ClientError:
+                missing.append(person)
+        if not refs:
+            return missing, ""
+        base = self._discovery.incidents_api("stakeholders")
+        if base is not None:
+            try:
+                self._client.call("POST", f"{base}/incident/{issue_id}/stakeholder/add",
+                                  body={"stakeholders": [{"ari": ARI_USER + ref} for ref in refs]})
+                return missing, "as stakeholders"
+            except (PermissionDenied, NotFound):
+                self._discovery.refuse("stakeholders")
+        key = "accountIds" if self._client.cloud else "usernames"
+        self._client.call("POST", f"/rest/servicedeskapi/request/{issue_id}/participant", body={key: refs})
+        return missing, "as request participants"
 
 
 __all__ = ["ACCOUNT_ID", "CreateUnsettled", "DEFAULT_STATE_STATUSES", "INTERNAL_COMMENT_PROPERTY", "IssueWriter"]

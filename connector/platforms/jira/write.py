@@ -18,14 +18,17 @@ from typing import Any, Callable, Literal, Sequence
 from connector.core.actions import (
     Action,
     AddNote,
+    AddStakeholders,
     CreateChange,
     CreateParent,
+    CreateReview,
     CreateTask,
     DeclareMajor,
     LinkChild,
     Notify,
     ResolveChild,
     SetFields,
+    SetServices,
     SetStage,
 )
 from connector.core.write_settings import JiraWrite
@@ -33,7 +36,14 @@ from connector.platforms.base import ApplyResult, Resolver, marker_tag
 from connector.platforms.errors import PlatformError
 from connector.platforms.jira.cache import IssueCache
 from connector.platforms.jira.discovery import JiraDiscovery
-from connector.platforms.jira.fields import STAGE_ORDER, JiraFields, first_name, flag_on
+from connector.platforms.jira.fields import (
+    STAGE_ORDER,
+    JiraFields,
+    first_name,
+    flag_on,
+    same_issue_type,
+    same_link_type,
+)
 from connector.platforms.jira.issues import IssueWriter
 
 
@@ -48,6 +58,9 @@ class ApplyContext:
         self._resolve = resolve
         self.created: dict[str, str] = {}
         self.failed: dict[str, str] = {}
+        self.reviews: dict[str, str] = {}
+        """Major incident id -> the issue its review tasks hang on (its post-incident review, else itself)."""
+        self.failed_reviews: dict[str, str] = {}
 
     def issue_id(self, target: str) -> str:
         """The issue id of ``target``: created in this apply, resolved by the caller, or the target itself."""
@@ -90,6 +103,8 @@ class JiraWriter:
             DeclareMajor: self._apply_declare, CreateParent: self._apply_create_parent, LinkChild: self._apply_link,
             AddNote: self._apply_note, SetFields: self._apply_fields, SetStage: self._apply_stage,
             CreateTask: self._apply_task, CreateChange: self._apply_change, ResolveChild: self._apply_resolve,
+            AddStakeholders: self._apply_stakeholders, SetServices: self._apply_services,
+            CreateReview: self._apply_review,
         }
         results: list[ApplyResult] = []
         for action in actions:
@@ -114,6 +129,8 @@ class JiraWriter:
                     ctx.created[action.target] = result.created_id
                 else:
                     ctx.failed[action.target] = action.key
+            if isinstance(action, CreateReview) and result.status == "failed":
+                ctx.failed_reviews[action.target] = action.key
             results.append(result)
         self._issues.edits.flush_all()
         failed, self._issues.edits.failed = self._issues.edits.failed, {}
@@ -189,6 +206,9 @@ class JiraWriter:
         if separate.get("assignee"):
             self._issues.assign(issue_id, str(separate["assignee"]))
             wrote.append("assignee")
+        if separate.get("responders"):
+            self._issues.add_responders(issue_id, separate["responders"])
+            wrote.append("responders")
         if separate.get("state"):
             status = self._issues.status_for(str(separate["state"]))
             now = str((((current or {}).get("fields") or {}).get("status") or {}).get("name", "")).lower()
@@ -225,22 +245,25 @@ class JiraWriter:
         return ApplyResult(action.key, "applied")
 
     def _create_linked(self, action: Action, ctx: ApplyContext, uncertain: bool, kind: str, summary: str,
-                       description: str, owner: str | None = None, due: datetime | None = None) -> ApplyResult:
-        """A review task or change issue for the major incident ``action.target``, linked to it."""
+                       description: str, owner: str | None = None, due: datetime | None = None,
+                       to: str | None = None) -> ApplyResult:
+        """A change, post-incident review or review task issue (``kind``: ``change``, ``review``, ``task``) for the
+        major incident ``action.target``, linked to it (or to ``to``: a task to its review)."""
         mi_id = ctx.issue_id(action.target)
+        to_id = to or mi_id
         disc = self._discovery.ensure()
-        link_type = disc["link_types"][kind]
+        link_type = disc["link_types"]["change" if kind == "change" else "review"]
         tag = marker_tag(action.key)
         found = self._issues.find_tagged(tag) if uncertain else None
         if found is not None:
             issue_id, key = str(found["id"]), str(found.get("key", ""))
-            if not self._issues.has_link(found, link_type, mi_id, "inwardIssue"):
-                self._issues.link(link_type, mi_id, issue_id)
+            if not self._issues.has_link(found, link_type, to_id, "inwardIssue"):
+                self._issues.link(link_type, to_id, issue_id)
             return ApplyResult(action.key, "skipped", created_id=issue_id, created_key=key,
                                detail=f"found {key}, created earlier")
         issue_type = disc["issue_types"].get(kind)
         if not issue_type:
-            setting = "review_issue_type" if kind == "review" else "change_issue_type"
+            setting = {"review": "review_issue_type", "task": "review_task_type"}.get(kind, "change_issue_type")
             return ApplyResult(action.key, "failed", retryable=False,
                                detail=f"issue type {getattr(self._write, setting)!r} ({setting}) does not exist on the site")
         fields: dict[str, Any] = {"project": {"key": self._project}, "issuetype": {"id": issue_type["id"]},
@@ -253,7 +276,7 @@ class JiraWriter:
             fields["description"] = self._issues.text(description)
         prop = {"kind": kind, "for": mi_id, "for_key": self._issues.key_of(mi_id), "rule": action.rule, "created_by": tag}
         issue_id, key = self._issues.create_issue(fields, tag, prop)
-        self._issues.link(link_type, mi_id, issue_id)
+        self._issues.link(link_type, to_id, issue_id)
         detail = f"created {key}"
         if owner:
             try:
@@ -264,8 +287,72 @@ class JiraWriter:
         return ApplyResult(action.key, "applied", created_id=issue_id, created_key=key, detail=detail)
 
     def _apply_task(self, action: CreateTask, ctx: ApplyContext, uncertain: bool) -> ApplyResult:
-        return self._create_linked(action, ctx, uncertain, "review", action.title, action.description,
-                                   owner=action.owner, due=action.due)
+        review = self._review_of(ctx, action.target)
+        return self._create_linked(action, ctx, uncertain, "task", action.title, action.description,
+                                   owner=action.owner, due=action.due, to=review)
+
+    def _review_of(self, ctx: ApplyContext, target: str) -> str:
+        """The issue the review tasks of the major incident ``target`` hang on: its post-incident review (created
+        in this apply, or found among its links), else the major incident itself."""
+        mi_id = ctx.issue_id(target)
+        if target in ctx.failed_reviews:
+            raise Dependency(f"depends on {ctx.failed_reviews[target]}, which failed")
+        if mi_id not in ctx.reviews:
+            review_type = self._discovery.ensure()["issue_types"].get("review")
+            link_type = self._discovery.ensure()["link_types"]["review"]
+            found = None
+            if review_type and self._write.post_incident_review:
+                mi = self._issues.current(mi_id, fresh=True)
+                found = next((str(link["outwardIssue"]["id"]) for link in (mi.get("fields") or {}).get("issuelinks") or []
+                              if same_link_type(link, link_type) and isinstance(link.get("outwardIssue"), dict)
+                              and same_issue_type(((link["outwardIssue"].get("fields") or {}).get("issuetype") or {}),
+                                                  review_type)), None)
+            ctx.reviews[mi_id] = found or mi_id
+        return ctx.reviews[mi_id]
+
+    def _apply_review(self, action: CreateReview, ctx: ApplyContext, uncertain: bool) -> ApplyResult:
+        mi_id = ctx.issue_id(action.target)
+        if not self._discovery.ensure()["issue_types"].get("review"):
+            ctx.reviews[mi_id] = mi_id
+            return ApplyResult(action.key, "skipped", retryable=False,
+                               detail=f"no post-incident review issue type ({self._write.review_issue_type!r}) on the "
+                                      "site: the review tasks are linked to the major incident")
+        result = self._create_linked(action, ctx, uncertain, "review", action.title, action.description,
+                                     owner=action.owner)
+        if result.created_id:
+            ctx.reviews[mi_id] = result.created_id
+        return result
+
+    def _apply_stakeholders(self, action: AddStakeholders, ctx: ApplyContext, uncertain: bool) -> ApplyResult:
+        issue_id = ctx.issue_id(action.target)
+        missing, how = self._issues.add_stakeholders(issue_id, list(action.people))
+        unknown = f"no single user of the site matches {', '.join(map(repr, missing))}" if missing else ""
+        if not how:
+            return ApplyResult(action.key, "failed", retryable=False, detail=unknown)
+        added = len(action.people) - len(missing)
+        return ApplyResult(action.key, "applied",
+                           detail=f"{added} {'person' if added == 1 else 'people'} added {how}"
+                                  + (f"; {unknown}" if unknown else ""))
+
+    def _apply_services(self, action: SetServices, ctx: ApplyContext, uncertain: bool) -> ApplyResult:
+        issue_id = ctx.issue_id(action.target)
+        field = self._discovery.field("services")
+        if not field or not self._write.affected_services:
+            return ApplyResult(action.key, "skipped", retryable=False, detail="no Affected services field on the site")
+        known = {**(self._discovery.ensure().get("service_ids") or {}), **self._write.services}
+        lowered = {name.lower(): ident for name, ident in known.items()}
+        ids = [lowered[s.lower()] for s in action.services if s.lower() in lowered]
+        missing = [s for s in action.services if s.lower() not in lowered]
+        # Services a human listed stay: the services this run last read, plus ours (no write of ours touched them).
+        current = self._issues.current(issue_id, fresh=True) if uncertain else self._cache.last_known(issue_id)
+        listed = [str(item.get("id")) for item in ((current or {}).get("fields") or {}).get(field["id"]) or []
+                  if isinstance(item, dict) and item.get("id")]
+        wanted = listed + [i for i in dict.fromkeys(ids) if i not in listed]
+        unknown = f"no JSM service named {', '.join(map(repr, missing))} (name it in write.services)" if missing else ""
+        if wanted == listed:
+            return ApplyResult(action.key, "skipped", retryable=False, detail=unknown or "already listed")
+        self._issues.edit(issue_id, {"fields": {field["id"]: [{"id": i} for i in wanted]}})
+        return ApplyResult(action.key, "applied", detail=unknown)
 
     def _apply_change(self, action: CreateChange, ctx: ApplyContext, uncertain: bool) -> ApplyResult:
         extra = [f"Change type: {action.change_type}"] + ([f"Group: {action.group}"] if action.group else [])
@@ -337,6 +424,9 @@ class JiraWriter:
             self._issues.edit(issue_id, body)
         if separate.get("assignee"):
             self._issues.assign(issue_id, str(separate["assignee"]))
+            wrote = True
+        if separate.get("responders"):
+            self._issues.add_responders(issue_id, separate["responders"])
             wrote = True
         if separate.get("state"):
             self._issues.transition(issue_id, self._issues.status_for(str(separate["state"])))

@@ -4,10 +4,19 @@ per-field errors, entity properties and comments."""
 from __future__ import annotations
 
 import copy
+import re
 from typing import Any
 
 from connector.sim.jira.adf import adf_from_text, adf_problem, adf_to_text
-from connector.sim.jira.catalogue import MAJOR_INCIDENT_FIELD, STAGE_FIELD
+from connector.sim.jira.catalogue import (
+    DC_RESPONDERS_FIELD,
+    MAJOR_INCIDENT_FIELD,
+    RESPONDERS_FIELD,
+    SERVICES_FIELD,
+    STAGE_FIELD,
+    TEAM_FIELD,
+    TEAM_GROUP_FIELD,
+)
 from connector.sim.jira.errors import HttpError, fail
 from connector.sim.jira.site import Issue, JiraSite
 
@@ -85,6 +94,27 @@ class FieldWriter:
             # like any field that is not on the edit screen (the exact wording is unverified).
             raise fail(400, errors={name: f"Field '{name}' cannot be set. It is not on the appropriate screen, or "
                                           "unknown. Use the Incidents API to change the major incident status."})
+        elif name == RESPONDERS_FIELD and self.site.flavour == "cloud":
+            # Responders are added and removed through the Incidents API (responder/add, responder/remove); a REST
+            # write of the entity field is refused like the major incident field's (the wording is unverified).
+            raise fail(400, errors={name: f"Field '{name}' cannot be set. It is not on the appropriate screen, or "
+                                          "unknown. Use the Incidents API to change the responders."})
+        elif name == SERVICES_FIELD and self.site.flavour == "cloud":
+            st["custom"][name] = self._services(value, name)
+        elif name == TEAM_GROUP_FIELD:
+            st["custom"][name] = self._group(value, name)
+        elif name == DC_RESPONDERS_FIELD and self.site.flavour == "dc":
+            if value is not None and not isinstance(value, list):
+                raise fail(400, errors={name: "expected an array of users"})
+            st["custom"][name] = [u for u in (self._user(item, name) for item in value or []) if u is not None]
+        elif name == TEAM_FIELD and self.site.flavour == "cloud":
+            if value is not None and (not isinstance(value, str) or value not in self.site.teams):
+                raise fail(400, errors={name: f"Team '{value}' does not exist. Specify a team ID."})
+            st["custom"][name] = value
+        elif name == "duedate":
+            if value is not None and (not isinstance(value, str) or not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value)):
+                raise fail(400, errors={name: "Error parsing date string: " + str(value)})
+            st["duedate"] = value
         elif name == STAGE_FIELD:
             if value is not None and not isinstance(value, str):
                 raise fail(400, errors={name: "Operation value must be a string"})
@@ -94,6 +124,32 @@ class FieldWriter:
         else:
             raise fail(400, errors={name: f"Field '{name}' cannot be set. It is not on the appropriate screen, or "
                                            "unknown."})
+
+    def _services(self, value: Any, name: str) -> list[str]:
+        """Affected services by service id (``[{"id": ...}]``); an unknown id is Jira's 400."""
+        if value is None:
+            return []
+        if not isinstance(value, list) or not all(isinstance(v, dict) and isinstance(v.get("id"), str) for v in value):
+            raise fail(400, errors={name: "Specify the affected services as an array of objects with an 'id'."})
+        unknown = [v["id"] for v in value if v["id"] not in self.site.services]
+        if unknown:
+            raise fail(400, errors={name: f"Service '{unknown[0]}' does not exist."})
+        return list(dict.fromkeys(v["id"] for v in value))
+
+    def _group(self, value: Any, name: str) -> str | None:
+        """A group picker value (``{"name"}``, or ``{"groupId"}`` on Cloud); an unknown group is Jira's 400."""
+        if value is None:
+            return None
+        if not isinstance(value, dict):
+            raise fail(400, errors={name: "expected an object with the group's 'name'"})
+        wanted = value.get("name")
+        if wanted is None and value.get("groupId") and self.site.flavour == "cloud":
+            found = next((g for g in self.site.groups.values() if g["groupId"] == value["groupId"]), None)
+        else:
+            found = self.site.groups.get(str(wanted or "").lower())
+        if found is None:
+            raise fail(400, errors={name: f"Group '{wanted or value.get('groupId')}' does not exist."})
+        return str(found["name"])
 
     def _component(self, item: Any) -> str:
         if isinstance(item, dict):

@@ -15,11 +15,13 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any, Callable, Iterable
 
 from connector.sim.base import ANY_METHOD, FaultRule, Groups, Route, Router, SimRequest, SimResponse, SimServer
+from connector.sim.jira.catalogue import RESPONDERS_FIELD
 from connector.sim.jira.comments import CommentApi
 from connector.sim.jira.directory import DirectoryApi
 from connector.sim.jira.errors import NOT_AUTHENTICATED, HttpError, error, null_for_uri
 from connector.sim.jira.fields import FieldWriter
 from connector.sim.jira.human import HumanEdits
+from connector.sim.jira.incidents import IncidentsApi
 from connector.sim.jira.issues import IssueApi
 from connector.sim.jira.jql import JqlError
 from connector.sim.jira.jsm import JsmApi
@@ -30,6 +32,7 @@ from connector.sim.jira.search import SearchApi
 from connector.sim.jira.site import JiraSite
 
 REST_API = "/rest/api/{version:2|3|latest}"
+INCIDENTS = "/jsm/incidents/cloudId/{cloud_id}/v1"
 
 
 def _numbered_version(handler: Callable[..., SimResponse]) -> Callable[..., SimResponse]:
@@ -96,6 +99,7 @@ class JiraSim:
         self._links = LinkApi(self.site, self._render, writer)
         self._jsm = JsmApi(self.site)
         self._directory = DirectoryApi(self.site)
+        self._incidents = IncidentsApi(self.site)
         self.router = Router(self.routes(), not_found=self._null_for_uri, wrong_method=lambda request: SimResponse(405),
                              authorised=self.authorised, unauthorised=self._unauthorised)
 
@@ -250,6 +254,27 @@ class JiraSim:
             team = self.site.add_team(name, members)
             return {**team, "members": list(team["members"])}
 
+    def add_service(self, name: str) -> str:
+        """A JSM service (what Affected services lists); its id."""
+        with self._lock:
+            return self.site.add_service(name)
+
+    def responders(self, key: str) -> list[dict[str, Any]]:
+        """The responders of an issue (``{"ari", "name", "type"}``)."""
+        with self._lock:
+            st = self.site.require(key)
+            return [self._render.responder(ari) for ari in st["custom"].get(RESPONDERS_FIELD) or []]
+
+    def stakeholders(self, key: str) -> list[str]:
+        """The stakeholders of an incident (user ARIs)."""
+        with self._lock:
+            return list(self.site.require(key)["stakeholders"])
+
+    def participants(self, key: str) -> list[str]:
+        """The request participants of an issue (account ids)."""
+        with self._lock:
+            return list(self.site.require(key)["participants"])
+
     @property
     def org_id(self) -> str:
         """The Cloud site's organisation id (what the Teams API is addressed by)."""
@@ -303,15 +328,23 @@ class JiraSim:
 
         meta, search, issues, comments, links, jsm = (self._meta, self._search, self._issues, self._comments,
                                                       self._links, self._jsm)
-        directory = self._directory
+        directory, incidents = self._directory, self._incidents
         return [
             Route(ANY_METHOD, "/_edge/tenant_info", meta.tenant_info, serves=self._cloud),
             Route("POST", "/gateway/api/graphql", directory.graphql, serves=self._cloud),
             Route(ANY_METHOD, "/gateway/api/public/teams/v1/org/{org_id}/teams", directory.teams, serves=self._cloud),
-            # Both answer the issue's 404 before a wrong method's 405: the handlers check the method.
-            Route(ANY_METHOD, "/jsm/incidents/cloudId/{cloud_id}/v1/incident/{issue_id}/major", jsm.incident_major,
+            # They answer the issue's 404 before a wrong method's 405: the handlers check the method.
+            Route(ANY_METHOD, INCIDENTS + "/incident/{issue_id}/major", incidents.major, serves=self._incidents_api),
+            Route("GET", INCIDENTS + "/incident/{issue_id}/responder", incidents.responders,
                   serves=self._incidents_api),
+            Route("POST", INCIDENTS + "/incident/{issue_id}/responder/{verb:add|remove}", incidents.responders,
+                  serves=self._incidents_api),
+            Route("POST", INCIDENTS + "/incident/{issue_id}/stakeholder/{verb:add|remove}", incidents.stakeholders,
+                  serves=self._incidents_api),
+            Route("GET", INCIDENTS + "/post-incident-review/{issue_id}/primary-incident",
+                  incidents.primary_incident, serves=self._incidents_api),
             Route(ANY_METHOD, "/rest/servicedeskapi/request/{key}/comment", jsm.servicedesk_comment),
+            Route(ANY_METHOD, "/rest/servicedeskapi/request/{key}/participant", jsm.participants),
             rest("GET", "/serverInfo", meta.server_info),
             rest("GET", "/myself", meta.myself),
             rest("GET", "/field", meta.fields),

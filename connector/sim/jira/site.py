@@ -16,16 +16,16 @@ from connector.sim.jira.catalogue import (
     DEFAULT_PRIORITY,
     INITIAL_STATUS,
     ISSUE_TYPES,
-    MAJOR_INCIDENT_FIELD,
     PRIORITIES,
     PROJECT,
     PROJECT_PERMISSIONS,
     SEED_USERS,
-    STAGE_FIELD,
     STATUSES,
     TRANSITIONS,
+    custom_fields,
     field_catalogue,
     field_ids,
+    issue_types,
 )
 from connector.sim.jira.errors import ISSUE_NOT_FOUND, HttpError, error, fail
 from connector.sim.jira.times import UTC, truncate_ms
@@ -97,6 +97,7 @@ class JiraSite:
         self.versions: dict[str, list[tuple[datetime, Issue]]] = {}
         self.links: dict[str, Link] = {}
         self.components: dict[str, str] = {}  # name -> id
+        self.services: dict[str, str] = {}  # JSM service id -> name (what Affected services hold)
         self._next_issue_id = 10001
         self._next_issue_num = 1
         self._next_comment_id = 10000
@@ -129,26 +130,33 @@ class JiraSite:
 
     def field_ids(self) -> list[str]:
         """The ids of every field an issue of this site has."""
-        return field_ids(self.major_incident_field)
+        return field_ids(self.major_incident_field, self.flavour)
 
     def field_catalogue(self) -> list[dict[str, Any]]:
         """``GET /field`` of this site."""
-        return field_catalogue(self.major_incident_field)
+        return field_catalogue(self.major_incident_field, self.flavour)
+
+    def issue_types(self) -> list[dict[str, Any]]:
+        """The issue types of this site (names and the review type depend on the flavour and plan)."""
+        return issue_types(self.flavour, self.plan)
+
+    def issue_type(self, type_id: str) -> dict[str, Any]:
+        """An issue type of any site, by id, named as this site names it."""
+        return next((t for t in self.issue_types() if t["id"] == type_id),
+                    next(t for t in ISSUE_TYPES if t["id"] == type_id))
 
     # -- issues --------------------------------------------------------------------------------------
 
     def new_state(self, created: datetime) -> Issue:
         """A blank issue, not yet registered."""
-        custom: dict[str, Any] = {STAGE_FIELD: None}
-        if self.major_incident_field:
-            custom[MAJOR_INCIDENT_FIELD] = None
+        custom: dict[str, Any] = {fid: None for fid in custom_fields(self.flavour, self.major_incident_field)}
         return {
             "id": "", "key": "", "project": PROJECT["key"], "summary": "", "description": None,
             "issuetype": ISSUE_TYPES[0]["id"], "priority": DEFAULT_PRIORITY, "status": INITIAL_STATUS,
             "components": [], "reporter": None, "assignee": None, "creator": None, "labels": [],
             "created": created, "updated": created, "resolutiondate": None,
             "statuscategorychangedate": created, "custom": custom, "properties": {}, "comments": [],
-            "links": [],
+            "links": [], "stakeholders": [], "participants": [], "duedate": None,
         }
 
     def register(self, st: Issue) -> None:
@@ -256,14 +264,14 @@ class JiraSite:
             raise fail(400, f"Transition id '{transition_id}' is not valid for this issue.")
         self.set_status(st, found[2])
 
-    @staticmethod
-    def find_issue_type(value: Any) -> dict[str, Any] | None:
-        """An issue type by id or name (``{"id"|"name": ...}`` too)."""
+    def find_issue_type(self, value: Any) -> dict[str, Any] | None:
+        """An issue type of this site by id or name, with or without the ``[System]`` prefix (``{"id"|"name":
+        ...}`` too)."""
         if isinstance(value, dict):
             value = value.get("id") or value.get("name")
-        text = str(value).strip().lower()
-        for item in ISSUE_TYPES:
-            if text in (item["id"], item["name"].lower(), f"[system] {item['name'].lower()}"):
+        text = str(value).strip().lower().removeprefix("[system] ")
+        for item in self.issue_types():
+            if text in (item["id"], item["name"].lower().removeprefix("[system] ")):
                 return item
         return None
 
@@ -311,6 +319,15 @@ class JiraSite:
             if user is not None and user["accountId"] not in group["members"]:
                 group["members"].append(user["accountId"])
         return group
+
+    def add_service(self, name: str) -> str:
+        """A JSM service (the service registry behind Affected services); its id."""
+        for ident, known in self.services.items():
+            if known.lower() == name.lower():
+                return ident
+        ident = "b:" + str(uuid.UUID(int=self.random.getrandbits(128), version=4))
+        self.services[ident] = name
+        return ident
 
     def add_team(self, name: str, members: Iterable[str] = ()) -> dict[str, Any]:
         """Store an Atlassian team (a Cloud organisation's team, what JSM responders name)."""
