@@ -839,3 +839,26 @@ def test_teams_of_the_organisation_and_the_tenant_context(site: Callable[..., Si
     teams = s.get(f"/gateway/api/public/teams/v1/org/{org}/teams", params={"siteId": cloud_id}).json()
     assert teams["entities"][0]["teamId"] == team["teamId"] and teams["cursor"] is None
     assert s.get("/gateway/api/public/teams/v1/org/other/teams").status_code == 404
+
+
+def test_contract_checks_of_the_incidents_api_and_request_participants(contract: bool) -> None:
+    if not contract:
+        pytest.skip("Jira OpenAPI document not available")
+    base = "/jsm/incidents/cloudId/35273b54-3f06-40d2-880f-dd28cf8daafa/v1/incident"
+
+    def check(method: str, path: str, body: Any, status: int = 204, answer: Any = None) -> list[str]:
+        return jira_openapi.validate_exchange({"method": method, "path": path, "query": {}, "request_body": body,
+                                              "status": status, "response_body": answer})
+
+    assert check("POST", f"{base}/10001/major", {"majorIncident": True}) == []
+    assert check("POST", f"{base}/10001/major", {"majorIncident": "MAJOR_INCIDENT"})  # a string is not the boolean
+    assert check("POST", f"{base}/ITSM-1/major", {"majorIncident": True})  # a key where the numeric id goes
+    team = "ari:cloud:identity::team/36885b3c-1bf0-4f85-a357-c5b858c31de4"
+    assert check("POST", f"{base}/10001/responder/add", {"responders": [{"ari": team}]}) == []
+    assert check("POST", f"{base}/10001/stakeholder/add", {"stakeholders": [{"ari": team}]})  # users only
+    assert check("GET", f"{base}/10001/responder", None, 200, {"responders": [{"ari": team}]}) == []
+    assert check("POST", f"{base}/10001/unknown", {})
+    participants = "/rest/servicedeskapi/request/10001/participant"
+    assert check("POST", participants, {"accountIds": ["5b10ac8d82e05b22cc7d4e02"]}, 400) == []
+    assert check("POST", participants, {"people": ["x"]}, 200, {"size": 0, "start": 0, "limit": 50,
+                                                                  "isLastPage": True, "values": []})
