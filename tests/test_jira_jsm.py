@@ -36,8 +36,9 @@ def jsm_site(make: Callable[..., Site], flavour: str) -> Site:
             s.sim.add_team(group)
     if flavour == "cloud":
         for key in s.sim.issue_keys():
-            service = s.sim.issue(key)["fields"]["components"][0]["name"]
-            s.sim.edit_issue(key, {"affected_services": [service], "updated": s.sim.issue(key)["fields"]["created"]})
+            # the callers' tickets name their service; the major-incident-to-be (the earliest) does not yet
+            service = [] if key == s.storm[0] else [s.sim.issue(key)["fields"]["components"][0]["name"]]
+            s.sim.edit_issue(key, {"affected_services": service, "updated": s.sim.issue(key)["fields"]["created"]})
     stakeholders = [s.process.communications.stakeholders[0].model_copy(update={"people": ["carla.rossi"]})]
     s.process = s.process.model_copy(update={
         "communications": s.process.communications.model_copy(update={"stakeholders": stakeholders})})
