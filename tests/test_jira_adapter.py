@@ -1273,3 +1273,35 @@ def test_fetch_followups_asks_by_id_in_chunks_and_reconciles_on_cloud(mapping: M
     assert first["jql"].startswith('project = "ITSM" AND id IN (10000, 10001') and len(first["reconcileIssues"]) == 50
     assert second["reconcileIssues"] == [int(i) for i in ids[50:]]
     assert "new-abc" not in first["jql"] + second["jql"]
+
+
+def test_edits_of_one_issue_merge_unless_jira_would_refuse_the_merge() -> None:
+    from connector.platforms.jira.edits import EditBuffer, merge
+
+    body: dict[str, Any] = {"update": {"labels": [{"add": "a"}]}, "properties": [{"key": "mim", "value": 1}]}
+    assert merge(body, {"fields": {"priority": {"name": "High"}}, "properties": [{"key": "mim", "value": 2}]})
+    assert body == {"update": {"labels": [{"add": "a"}]}, "fields": {"priority": {"name": "High"}},
+                    "properties": [{"key": "mim", "value": 2}]}
+    assert not merge(body, {"fields": {"labels": ["x"]}})  # a field in both fields and update: Jira refuses it
+    sent: list[tuple[str, dict[str, Any]]] = []
+    edits = EditBuffer(lambda issue_id, edit: sent.append((issue_id, edit)))
+    edits.add("1", {"update": {"labels": [{"add": "a"}]}}, "k1")
+    edits.add("1", {"fields": {"labels": ["b"]}}, "k2")  # cannot join: the first goes out first
+    edits.add("2", {"fields": {"summary": "s"}}, "k3")
+    assert sent == [("1", {"update": {"labels": [{"add": "a"}]}})]
+    edits.flush_all()
+    assert sent[1:] == [("1", {"fields": {"labels": ["b"]}}), ("2", {"fields": {"summary": "s"}})]
+
+
+def test_doctor_notes_a_mapping_project_that_is_not_read(mapping: Mapping) -> None:
+    from connector.core.mapping import Mapping as Loaded
+
+    spec = mapping.spec.model_copy(update={"write": mapping.write.model_copy(update={"project": "OLD"})})
+    platform, disc = discovered(Loaded(spec, mapping.path))
+    granted = {p: {"havePermission": True} for p in JiraPlatform.PERMISSIONS}
+    with mock() as rsps:
+        rsps.get(f"{URL}/rest/api/3/project/ITSM", json={"key": "ITSM", "name": "IT Service Management"})
+        rsps.get(f"{URL}/rest/api/3/mypermissions", json={"permissions": granted})
+        rsps.get(f"{URL}/rest/api/3/field", json=FIELDS)
+        checks = {name: (ok, detail) for name, ok, detail, _ in platform.doctor_checks(disc)}
+    assert checks["write.project"][0] is True and "'OLD' in the mapping is not read" in checks["write.project"][1]

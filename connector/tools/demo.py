@@ -140,11 +140,14 @@ class JiraSite:
 
     evening_caller = True
 
-    def __init__(self, clock: DemoClock, process: ProcessFile, port: int = 0) -> None:
+    def __init__(self, clock: DemoClock, process: ProcessFile | None = None, port: int = 0) -> None:
         from connector.sim.jira import JiraSim, seeded
 
         # a site that knows the process file's people, and its groups as Atlassian teams (JSM responders)
-        self.sim: JiraSim = seeded("demo@example.com", "demo-token", "cloud", process.people(), process.groups())
+        if process is None:
+            process, _ = load_process(default_dir("rules") / "process.yaml")
+        people, groups = (process.people(), process.groups()) if process is not None else ([], [])
+        self.sim: JiraSim = seeded("demo@example.com", "demo-token", "cloud", people, groups)
         self.sim.site.clock = clock
         self.server = self.sim.server(port).start()
         self.url = self.server.url
