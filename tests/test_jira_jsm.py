@@ -11,6 +11,7 @@ from typing import Callable
 
 import pytest
 
+from connector.core.mapping import Mapping
 from connector.job.cycle import CycleReport, run_cycle
 from connector.job.store import StateStore
 from connector.process.planner import plan_process
@@ -175,3 +176,19 @@ def test_doctor_fails_a_team_that_is_only_a_group_when_responders_are_teams(site
         s.sim.add_group(group)  # groups, but no Atlassian teams: JSM responders cannot name them
     ok, detail = doctor(s, tmp_path)["people and groups"]
     assert not ok and "team 'major-incident-team'" in detail
+
+
+@pytest.mark.parametrize("field, shown", [("Team", "major-incident-team"),
+                                          ("Major incident team", "major-incident-team")],
+                         ids=["atlassian-team-field", "group-picker"])
+def test_a_cloud_site_can_take_the_team_in_a_field_instead_of_responders(site: Callable[..., Site], field: str,
+                                                                        shown: str) -> None:
+    s = jsm_site(site, "cloud")
+    write = s.mapping.write.model_copy(update={"team_via": "field", "team_field_name": field})
+    s.mapping = Mapping(s.mapping.spec.model_copy(update={"write": write}), s.mapping.path)
+    sync(s)
+    major = s.sim.issue(s.storm[0])["fields"]
+    value = major["customfield_10110" if field == "Team" else "customfield_10100"]
+    assert value["name"] == shown
+    assert s.sim.responders(s.storm[0]) == []  # the team is not a responder: the field holds it
+    writes_nothing(s)

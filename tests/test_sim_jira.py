@@ -862,3 +862,27 @@ def test_contract_checks_of_the_incidents_api_and_request_participants(contract:
     assert check("POST", participants, {"accountIds": ["5b10ac8d82e05b22cc7d4e02"]}, 400) == []
     assert check("POST", participants, {"people": ["x"]}, 200, {"size": 0, "start": 0, "limit": 50,
                                                                   "isLastPage": True, "values": []})
+
+
+def test_responders_are_set_through_the_incidents_api_and_not_searchable(site: Callable[..., Site]) -> None:
+    s = site()
+    made = create(s)
+    team = s.sim.add_team("major-incident-team")
+    tenant = s.get("/_edge/tenant_info").json()["cloudId"]
+    base = f"/jsm/incidents/cloudId/{tenant}/v1/incident"
+    ari = f"ari:cloud:identity::team/{team['teamId']}"
+    assert s.post(f"{base}/{made['key']}/responder/add", json={"responders": [{"ari": ari}]}).status_code == 404
+    assert s.post(f"{base}/{made['id']}/responder/add", json={"responders": [{"ari": ari}]}).status_code == 204
+    assert s.get(f"{base}/{made['id']}/responder").json() == {"responders": [{"ari": ari}]}
+    assert s.sim.responders(made["key"]) == [{"ari": ari, "name": "major-incident-team", "type": "team"}]
+    unknown = s.post(f"{base}/{made['id']}/responder/add", json={"responders": [{"ari": "ari:cloud:identity::team/x"}]})
+    assert unknown.status_code == 400
+    refused = s.put(f"/rest/api/3/issue/{made['key']}", json={"fields": {"customfield_10080": [ari]}})
+    assert refused.status_code == 400
+    for clause in ("Responders", "cf[10080]"):
+        searched = s.post("/rest/api/3/search/jql", json={"jql": f"project = ITSM AND {clause} IS NOT EMPTY"})
+        assert searched.status_code == 400, clause
+    user = f"ari:cloud:identity::user/{s.sim.users()[1]['accountId']}"
+    assert s.post(f"{base}/{made['id']}/stakeholder/add", json={"stakeholders": [{"ari": user}]}).status_code == 204
+    assert s.post(f"{base}/{made['id']}/stakeholder/add", json={"stakeholders": [{"ari": ari}]}).status_code == 400
+    assert s.sim.stakeholders(made["key"]) == [user]
