@@ -447,7 +447,9 @@ def report(ctx: click.Context, as_json: bool, html_path: Path | None, since: str
 @click.option("--token", envvar="MIM_SIM_TOKEN", default="token", show_default=True,
               help="Jira API token the simulator accepts (a throwaway test credential; or MIM_SIM_TOKEN).")
 @click.option("--flavour", type=click.Choice(["cloud", "dc"]), default="cloud", show_default=True, help="Jira flavour.")
-def simulate(platform: str, port: int, user: str, password: str, email: str, token: str, flavour: str) -> None:
+@click.pass_context
+def simulate(ctx: click.Context, platform: str, port: int, user: str, password: str, email: str, token: str,
+             flavour: str) -> None:
     """Run a local simulator of the platform's API on 127.0.0.1 until interrupted."""
     if platform == "servicenow":
         from connector.sim.servicenow import serve as serve_sn
@@ -456,7 +458,20 @@ def simulate(platform: str, port: int, user: str, password: str, email: str, tok
     else:
         from connector.sim.jira import serve as serve_jira
 
-        serve_jira(port, email, token, flavour)
+        people, groups = _process_directory(ctx)
+        serve_jira(port, email, token, flavour, people=people, groups=groups)
+
+
+def _process_directory(ctx: click.Context) -> tuple[list[str], list[str]]:
+    """The people and groups the configured process file names (so that a simulator knows them), or none when
+    there is no readable process file."""
+    from connector.process.processfile import load_process
+
+    try:
+        process, _ = load_process(load_settings(ctx.obj.get("config") if ctx.obj else None).process_path())
+    except (SettingsError, OSError):
+        return [], []
+    return (process.people(), process.groups()) if process is not None else ([], [])
 
 
 if __name__ == "__main__":

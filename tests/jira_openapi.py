@@ -24,6 +24,14 @@ How a call is checked:
    against their component schemas; an ``issuelinks`` entry must carry exactly one of ``inwardIssue`` /
    ``outwardIssue`` (the spec's ``IssueLink`` requires both, which only holds for ``GET /issueLink/{id}``).
 
+5. Outside the platform document: ``/rest/servicedeskapi`` request participants are checked against their
+   component schemas in the JSM document (``jsm-servicedesk-swagger.v3.json``: ``RequestParticipantUpdateDTO``,
+   ``PagedDTOUserDTO``). The JSM **Incidents** API has no public OpenAPI document (``shared/specs/README.md``):
+   its exchanges are checked against the shapes documented at developer.atlassian.com/cloud/incidents/rest/
+   (api-group-major-incident, -responders, -stakeholders; summarised in ``shared/reference/jira.md`` §7-§8),
+   written out in :data:`INCIDENTS_SHAPES`: numeric issue ids in the paths, ``{"majorIncident": <boolean>}``,
+   ``{"responders": [{"ari": <user or team ARI>}]}``, ``{"stakeholders": [{"ari": <user ARI>}]}``.
+
 Every function returns a list of human-readable findings (empty = valid).
 """
 
@@ -377,10 +385,94 @@ def issue_field_errors(issue: dict[str, Any], where: str = "") -> list[str]:
     return findings
 
 
+JSM_SPEC_FILE = "jsm-servicedesk-swagger.v3.json"
+ARI = r"^ari:cloud:identity::(user|team)/[^/\s]+$"
+USER_ARI = r"^ari:cloud:identity::user/[^/\s]+$"
+INCIDENTS_PATH = re.compile(r"^/jsm/incidents/cloudId/[0-9a-f-]{36}/v1/(?P<what>incident|post-incident-review)/"
+                            r"(?P<id>[^/]+)(?P<rest>/.*)?$")
+
+
+def _strict(properties: dict[str, Any], required: list[str]) -> dict[str, Any]:
+    return {"type": "object", "properties": properties, "required": required, "additionalProperties": False}
+
+
+def _aris(pattern: str) -> dict[str, Any]:
+    return {"type": "array", "minItems": 1, "items": _strict({"ari": {"type": "string", "pattern": pattern}}, ["ari"])}
+
+
+INCIDENTS_SHAPES: dict[tuple[str, str], tuple[dict[str, Any] | None, dict[str, Any] | None]] = {
+    ("POST", "/major"): (_strict({"majorIncident": {"type": "boolean"}}, ["majorIncident"]), None),
+    ("GET", "/major"): (None, _strict({"majorIncident": {"type": "boolean"}}, ["majorIncident"])),
+    ("POST", "/responder/add"): (_strict({"responders": _aris(ARI)}, ["responders"]), None),
+    ("POST", "/responder/remove"): (_strict({"responders": _aris(ARI)}, ["responders"]), None),
+    ("GET", "/responder"): (None, _strict({"responders": {"type": "array", "items": _strict(
+        {"ari": {"type": "string", "pattern": ARI}}, ["ari"])}}, ["responders"])),
+    ("POST", "/stakeholder/add"): (_strict({"stakeholders": _aris(USER_ARI)}, ["stakeholders"]), None),
+    ("POST", "/stakeholder/remove"): (_strict({"stakeholders": _aris(USER_ARI)}, ["stakeholders"]), None),
+    ("GET", "/primary-incident"): (None, {"type": "object", "required": ["summary", "status"]}),
+}
+"""``(method, path tail) -> (request body schema, 2xx response body schema)`` of the JSM Incidents API, from its
+reference pages (no OpenAPI document is public); ``None``: no body documented."""
+
+
+@lru_cache(maxsize=1)
+def _jsm_registry() -> Any:
+    from referencing import Registry, Resource
+    from referencing.jsonschema import DRAFT4
+
+    with (spec_path().parent / JSM_SPEC_FILE).open(encoding="utf-8") as handle:
+        spec = json.load(handle)
+    return Registry().with_resource("jsm.json", Resource.from_contents(spec, default_specification=DRAFT4))
+
+
+def jsm_schema_errors(name: str, instance: Any, where: str = "") -> list[str]:
+    """Findings for ``instance`` against ``#/components/schemas/<name>`` of the JSM servicedeskapi document."""
+    from openapi_schema_validator import OAS30ReadValidator
+
+    validator = OAS30ReadValidator({"$ref": f"jsm.json#/components/schemas/{name}"}, registry=_jsm_registry())
+    return [f"{where}{'/'.join(map(str, e.absolute_path)) or '(root)'}: {e.message} [{name}]"
+            for e in validator.iter_errors(instance)]
+
+
+def validate_beyond_platform(exchange: dict[str, Any]) -> list[str]:
+    """Findings for an exchange outside ``/rest/api/3``: request participants (JSM document) and the Incidents
+    API (its documented shapes). Other paths: none."""
+    from jsonschema import Draft4Validator
+
+    method, path, status = exchange["method"], exchange["path"], int(exchange["status"])
+    where = f"{method} {path} -> {status}: "
+    if path.startswith("/rest/servicedeskapi/request/") and path.endswith("/participant"):
+        out = []
+        if method == "POST" and 200 <= status < 300:
+            out += jsm_schema_errors("RequestParticipantUpdateDTO", exchange.get("request_body"), where + "request ")
+        if status == 200:
+            out += jsm_schema_errors("PagedDTOUserDTO", exchange.get("response_body"), where)
+        return out
+    found = INCIDENTS_PATH.match(path)
+    if not found:
+        return []
+    out = []
+    if not found["id"].isdigit() and 200 <= status < 300:
+        out.append(f"{where}the Incidents API takes the numeric issue id, not {found['id']!r}")
+    tail = found["rest"] or ""
+    shapes = INCIDENTS_SHAPES.get((method, tail if found["what"] == "incident" else "/primary-incident"))
+    if shapes is None:
+        return out + [f"{where}not an operation of the documented Incidents API"]
+    request_schema, response_schema = shapes
+    if request_schema is not None and 200 <= status < 300:
+        out += [f"{where}request {e.message}" for e in Draft4Validator(request_schema).iter_errors(
+            exchange.get("request_body"))]
+    if response_schema is not None and status == 200:
+        out += [f"{where}{e.message}" for e in Draft4Validator(response_schema).iter_errors(exchange.get("response_body"))]
+    return out
+
+
 def validate_exchange(exchange: dict[str, Any], requests_too: bool = True) -> list[str]:
     """Findings for one recorded exchange (``{"method","path","query","request_body","status",
     "response_body"}``, as :class:`connector.sim.jira.JiraSim` records them)."""
     method, path = exchange["method"], exchange["path"]
+    if not path.startswith(API_PREFIX):
+        return validate_beyond_platform(exchange)
     findings = validate_response(method, path, int(exchange["status"]), exchange.get("response_body"),
                                  exchange.get("query"))
     if requests_too:

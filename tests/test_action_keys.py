@@ -40,6 +40,9 @@ FORMS = [
     pytest.param(ActionKey.comms(MI, "resolved", round=1), f"comms:{MI}:resolved:r1", id="comms-resolved-reopened"),
     pytest.param(ActionKey.comms(MI, "closed", round=1).hook("a:b"), f"comms:{MI}:closed:r1:hook:a:b",
                  id="comms-hook-name-with-colon"),
+    pytest.param(ActionKey.stakeholders(MI), f"stakeholders:{MI}", id="stakeholders"),
+    pytest.param(ActionKey.services(MI, 2), f"services:{MI}:2", id="services"),
+    pytest.param(ActionKey.review(MI), f"review:{MI}", id="review"),
 ]
 
 

@@ -92,3 +92,11 @@ def test_demo_on_jira_declares_links_and_creates_the_change_and_reviews(tmp_path
     assert decisions(tmp_path / "demo.sqlite", "jira") == [
         ("service-surge", "propose", "accepted"), ("service-surge", "propose", "rejected")], \
         "the proposed label removed, then the major incident flag removed"
+    # JSM at parity: the team and the manager as responders, the stakeholders, the out-of-hours caller routed
+    # to the out-of-hours team with a raised priority, and the post-incident review holding the tasks
+    assert "responders major-incident-team (team), Alice Martin (user)" in text
+    assert "stakeholders Carla Rossi" in text and "affected services web-shop" in text
+    assert "after business hours" in text and "set assignment_group=service-desk-ooh, priority=1" in text
+    assert "responders service-desk-ooh (team)" in text
+    assert "created post-incident review ITSM-" in text
+    assert not any("action failed" in line for line in lines)

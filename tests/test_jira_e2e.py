@@ -4,187 +4,25 @@ against Atlassian's OpenAPI document at teardown (``tests/jira_openapi.py``)."""
 
 from __future__ import annotations
 
-import warnings
-from dataclasses import dataclass, field
+import json
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Callable
 
 import pytest
-import requests
 from click.testing import CliRunner
 
-from connector.core.mapping import Mapping, load_mapping
 from connector.core.settings import default_dir
-from connector.detection.rules import Rule, load_rules
 from connector.job.cycle import CycleReport, run_cycle
 from connector.job.store import StateStore
 from connector.platforms.errors import PlatformError
-from connector.platforms.jira import JiraPlatform
 from connector.platforms.retry import RetryPolicy
-from connector.process.processfile import ProcessFile, load_process
-from connector.sim.base import SimServer
-from connector.sim.jira import JiraSim, adf_to_text
+from connector.process.processfile import load_process
+from connector.sim.jira import JiraSim, adf_to_text, seeded
 from tests import jira_openapi
+from tests.jira_site import EMAIL, FLAVOURS, TOKEN, Site, contract, mapping, process, rules, site  # noqa: F401
 
-EMAIL = "mim-bot@example.com"
-TOKEN = "e2e-api-token-value"
 UTC = timezone.utc
-T0 = datetime(2024, 1, 15, 15, 0, tzinfo=UTC)
-FLAVOURS = ["cloud", "dc"]
-
-
-class Clock:
-    """The simulator's clock and the cycle's ``now``."""
-
-    def __init__(self, start: datetime = T0) -> None:
-        self.now = start
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, minutes: float = 1) -> datetime:
-        self.now += timedelta(minutes=minutes)
-        return self.now
-
-
-@pytest.fixture(scope="module")
-def mapping() -> Mapping:
-    loaded, errors = load_mapping(default_dir("mappings") / "jira.yaml")
-    assert loaded is not None, errors
-    return loaded
-
-
-@pytest.fixture(scope="module")
-def rules() -> list[Rule]:
-    return load_rules([default_dir("rules")]).rules
-
-
-@pytest.fixture(scope="module")
-def process() -> ProcessFile:
-    loaded, errors = load_process(default_dir("rules") / "process.yaml")
-    assert loaded is not None, errors
-    return loaded
-
-
-@pytest.fixture(scope="session")
-def contract() -> bool:
-    try:
-        jira_openapi.load_spec()
-        jira_openapi._openapi()
-    except (FileNotFoundError, ImportError) as exc:
-        warnings.warn(f"Jira contract checks skipped: {exc}", stacklevel=1)
-        return False
-    return True
-
-
-@dataclass
-class Site:
-    """A running simulator, a state path and the pieces of one connector installation."""
-
-    sim: JiraSim
-    server: SimServer
-    clock: Clock
-    state: Path
-    mapping: Mapping
-    rules: list[Rule]
-    process: ProcessFile
-    policy: Callable[[], RetryPolicy] = field(default=lambda: RetryPolicy(sleep=lambda s: None))
-    storm: list[str] = field(default_factory=list)
-
-    @property
-    def flavour(self) -> str:
-        return self.sim.flavour
-
-    def platform(self) -> JiraPlatform:
-        # flavour "auto": detection through /serverInfo is part of what is tested.
-        return JiraPlatform(self.server.url, EMAIL, TOKEN, self.mapping, policy=self.policy())
-
-    def cycle(self, store: StateStore | None = None, platform: JiraPlatform | None = None) -> CycleReport:
-        """One cycle a minute later, as ``mim sync --once`` would run it (own store and session unless given)."""
-        now = self.clock.advance(1)
-        own_store, own_platform = store is None, platform is None
-        store = store or StateStore(self.state, "jira")
-        platform = platform or self.platform()
-        try:
-            # identification alone: these tests count the requests of detection and declaration
-            return run_cycle(platform, store, self.rules, self.process, now, planners=())
-        finally:
-            if own_platform:
-                platform.close()
-            if own_store:
-                store.close()
-
-    def log(self) -> list[dict[str, Any]]:
-        answer = requests.get(self.server.url + "/__sim/requests", timeout=5)
-        answer.raise_for_status()
-        entries: list[dict[str, Any]] = answer.json()
-        return entries
-
-    def clear_log(self) -> None:
-        requests.delete(self.server.url + "/__sim/requests", timeout=5)
-
-    def writes(self) -> list[str]:
-        """Requests in the log that change something (anything but GET and search)."""
-        return [f"{e['method']} {e['path']}" for e in self.log()
-                if e["method"] != "GET" and not e["path"].endswith(("/search/jql", "/search"))]
-
-    def flagged(self) -> list[str]:
-        keys = []
-        for key in self.sim.issue_keys():
-            fields = self.sim.issue(key)["fields"]
-            if fields.get("customfield_10050") == "MAJOR_INCIDENT" or "major-incident" in fields["labels"]:
-                keys.append(key)
-        return keys
-
-    def children_of(self, major: str) -> list[str]:
-        """Issues that show "is caused by <major>" with the configured link type."""
-        out = []
-        for key in self.sim.issue_keys():
-            for link in self.sim.links(key):
-                if link["type"]["name"] == "Problem/Incident" and link.get("inwardIssue", {}).get("key") == major:
-                    out.append(key)
-        return out
-
-    def open_incident(self, summary: str, caller: str, minutes_ago: float, service: str = "web-shop") -> str:
-        opened = self.clock.now - timedelta(minutes=minutes_ago)
-        made = self.sim.create_issue({"summary": summary, "issuetype": "Incident", "components": [service],
-                                      "reporter": caller, "created": opened.isoformat()})
-        return str(made["key"])
-
-
-@pytest.fixture
-def site(tmp_path: Path, mapping: Mapping, rules: list[Rule], process: ProcessFile,
-         contract: bool) -> Iterator[Callable[..., Site]]:
-    """Factory of simulators seeded with a storm (6 web-shop incidents, distinct callers) and noise; every Cloud
-    exchange is validated against the OpenAPI document at teardown."""
-    made: list[Site] = []
-
-    def make(flavour: str = "cloud", **sim_kwargs: Any) -> Site:
-        clock = Clock()
-        # Data Center sites have no JSM major incident field: the label path is exercised there.
-        sim_kwargs.setdefault("major_incident_field", flavour == "cloud")
-        sim = JiraSim(email=EMAIL, token=TOKEN, flavour=flavour, clock=clock, record_exchanges=True, **sim_kwargs)
-        server = sim.server().start()
-        s = Site(sim, server, clock, tmp_path / f"state-{len(made)}.sqlite", mapping, rules, process)
-        for n in range(3):
-            s.open_incident(f"Payroll export slow {n}", f"clerk{n}", 40 - n, service="payroll")
-        s.open_incident("Printer jam", "clerk9", 25, service="printing")
-        for n in range(6):
-            s.storm.append(s.open_incident(f"Cannot check out ({n})", f"shopper{n}", 10 - n))
-        s.open_incident("VPN drops", "remote1", 3, service="vpn")
-        made.append(s)
-        return s
-
-    yield make
-    findings: list[str] = []
-    for s in made:
-        s.server.stop()
-        if contract and s.flavour == "cloud":
-            findings.extend(jira_openapi.validate_exchanges(s.sim.exchanges))
-    if findings:
-        pytest.fail("the connector's Jira traffic does not match the OpenAPI spec:\n" + "\n".join(findings[:40]))
-
 
 # ---------------------------------------------------------------------------------------------- the storm
 
@@ -215,7 +53,8 @@ def test_one_cycle_flags_one_issue_links_five_and_notes_the_rule(site: Callable[
     assert "rule service-surge" in text and "[mim-" in text
     props = s.sim.properties(major)["mim"]
     assert props["marker"] == "mim:service-surge" and props["declared"] is True
-    assert all(s.sim.properties(c)["mim"]["parent_key"] == major for c in s.storm[1:])
+    # the link is a child's marker: no entity property is written on a child (one request a child)
+    assert all("mim" not in s.sim.properties(c) for c in s.storm[1:])
     labels = s.sim.issue(major)["fields"]["labels"]
     assert "mim-proposed" in labels  # the rule proposes; a human confirms by removing the label
     searches = {e["path"] for e in s.log() if "search" in e["path"]}
@@ -260,7 +99,7 @@ def test_uncached_quiet_cycle_costs_discovery_plus_one_search(site: Callable[...
     s.clear_log()
     s.cycle()
     paths = [e["path"] for e in s.log()]
-    assert paths[:5] == ["/rest/api/2/serverInfo", "/rest/api/3/myself", "/rest/api/3/field",
+    assert paths[:6] == ["/rest/api/2/serverInfo", "/_edge/tenant_info", "/rest/api/3/myself", "/rest/api/3/field",
                          "/rest/api/3/issueLinkType", "/rest/api/3/issuetype"]
     assert s.writes() == []  # a lost state file causes no second major incident and no duplicate write
     assert s.flagged() == [s.storm[0]]
@@ -312,49 +151,72 @@ def test_rate_limits_and_unavailability_on_30_percent_of_requests_still_converge
 
 
 @pytest.mark.parametrize("flavour", FLAVOURS)
-def test_the_process_runs_through_resolution_on_the_simulator(site: Callable[..., Site], flavour: str) -> None:
+def test_the_whole_process_runs_to_closed_on_the_simulator(site: Callable[..., Site], flavour: str) -> None:
     from connector.process.planner import plan_process
 
     planners = [plan_process]
-    s = site(flavour)
-    for reporter, assignee in (("alice.martin", "bob.schneider"), ("carla.rossi", "oncall.duty")):
-        s.sim.create_issue({"summary": "Directory sync", "issuetype": "Task", "reporter": reporter, "assignee": assignee,
-                            "created": (s.clock.now - timedelta(days=30)).isoformat()})
+    s = site(flavour)  # the process file's people exist, its groups and teams do not: the team is not written
+    for person in ("alice.martin", "bob.schneider", "carla.rossi", "oncall.duty"):
+        s.sim.add_user(person)
 
-    def cycle() -> CycleReport:
+    def cycle(minutes: float = 5) -> CycleReport:
         with StateStore(s.state, "jira") as store:
             platform = s.platform()
             try:
-                return run_cycle(platform, store, s.rules, s.process, s.clock.advance(5), planners=planners)
+                report = run_cycle(platform, store, s.rules, s.process, s.clock.advance(minutes), planners=planners)
             finally:
                 platform.close()
+        assert report.failures == [], report.failures
+        return report
 
-    assert cycle().failures == []
+    def quiet() -> None:
+        s.clear_log()
+        assert cycle(1).writes == 0 and s.writes() == []
+
+    cycle()
     major = s.storm[0]
     assert s.sim.issue(major)["fields"]["assignee"] is not None  # the manager (Cloud: looked up to an accountId)
+    quiet()
+    s.sim.edit_issue(major, {"customfield_10060": "Resolution"})  # an agent moves it to resolution
+    cycle()
+    [change] = [k for k in s.sim.issue_keys() if "Change" in s.sim.issue(k)["fields"]["issuetype"]["name"]]
+    assert any(link.get("outwardIssue", {}).get("key") == change for link in s.sim.links(major))
+    quiet()
     s.sim.edit_issue(major, {"status": "Resolved"})
-    resolved = cycle()
-    assert resolved.failures == []
+    cycle()
     children = s.storm[1:]
     assert all(s.sim.issue(k)["fields"]["status"]["statusCategory"]["key"] == "done" for k in children)
-    reviews = [k for k in s.sim.issue_keys() if s.sim.issue(k)["fields"]["issuetype"]["name"] == "Post-incident review"]
-    assert reviews and all(any(link["type"]["name"] == "Relates" and link["inwardIssue"]["key"] == major
-                               for link in s.sim.links(k)) for k in reviews)
-    s.clear_log()
-    assert cycle().writes == 0 and s.writes() == []
+    # Cloud (Premium): a post-incident review linked to the major incident holds the tasks; Data Center has no
+    # review type: the tasks are linked to the major incident itself
+    holders = [link["outwardIssue"]["key"] for link in s.sim.links(major) if "outwardIssue" in link
+               and "Post-incident review" in s.sim.issue(link["outwardIssue"]["key"])["fields"]["issuetype"]["name"]]
+    assert len(holders) == (1 if flavour == "cloud" else 0)
+    holder = holders[0] if holders else major
+    tasks = [link["outwardIssue"]["key"] for link in s.sim.links(holder) if "outwardIssue" in link
+             and s.sim.issue(link["outwardIssue"]["key"])["fields"]["issuetype"]["name"] == "Task"]
+    assert len(tasks) == 3
+    quiet()
+    s.sim.edit_issue(major, {"status": "Closed"})
+    waiting = cycle(30)
+    assert any(p["key"].endswith(":waiting") for p in waiting.planned)  # closed, review tasks still open
+    for task in tasks:
+        s.sim.edit_issue(task, {"status": "Closed"})
+    closing = cycle(30)
+    assert any(p["key"].endswith(":closed") and p["kind"] == "note" for p in closing.planned)
+    quiet()
 
 
 def test_mim_sync_once_against_the_simulator(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, contract: bool) -> None:
     from cli import main
 
-    sim = JiraSim(email=EMAIL, token=TOKEN, record_exchanges=True)  # real clock: the CLI uses the real now
+    shipped, _ = load_process(default_dir("rules") / "process.yaml")
+    assert shipped is not None
+    # What `mim simulate jira` serves: a site that knows the people and groups of the shipped process file.
+    sim = seeded(EMAIL, TOKEN, "cloud", shipped.people(), shipped.groups())
+    sim.record_exchanges = True  # real clock: the CLI uses the real now
     server = sim.server().start()
     now = datetime.now(UTC)
     try:
-        # The people of the shipped process file exist on the site (managers, on-call, review owners).
-        for reporter, assignee in (("alice.martin", "bob.schneider"), ("carla.rossi", "oncall.duty")):
-            sim.create_issue({"summary": "Directory sync", "issuetype": "Task", "reporter": reporter,
-                              "assignee": assignee, "created": (now - timedelta(days=30)).isoformat()})
         storm = [sim.create_issue({"summary": f"Checkout down {n}", "components": ["web-shop"], "reporter": f"cli{n}",
                                    "created": (now - timedelta(minutes=8 - n)).isoformat()})["key"] for n in range(6)]
         monkeypatch.chdir(tmp_path)
@@ -365,6 +227,7 @@ def test_mim_sync_once_against_the_simulator(tmp_path: Path, monkeypatch: pytest
         first = runner.invoke(main, ["sync", "--once", "--json"], env=env)
         assert first.exit_code == 0, first.output
         assert TOKEN not in first.output
+        assert json.loads(first.stdout)["failures"] == []  # the shipped files run clean
         server.clear_requests()
         second = runner.invoke(main, ["sync", "--once"], env=env)
         assert second.exit_code == 0, second.output
@@ -377,3 +240,16 @@ def test_mim_sync_once_against_the_simulator(tmp_path: Path, monkeypatch: pytest
         server.stop()
     if contract:
         assert jira_openapi.validate_exchanges(sim.exchanges) == []
+
+
+def test_mim_simulate_jira_knows_the_people_and_groups_of_the_process_file(monkeypatch: pytest.MonkeyPatch) -> None:
+    import connector.sim.jira as sim_jira
+    from cli import main
+
+    served: dict[str, object] = {}
+    monkeypatch.setattr(sim_jira, "serve", lambda *args, **kwargs: served.update(args=args, **kwargs))
+    result = CliRunner().invoke(main, ["simulate", "jira", "--port", "0"],
+                                env={"MIM_RULES": str(default_dir("rules"))})
+    assert result.exit_code == 0, result.output
+    assert served["people"] == ["alice.martin", "bob.schneider", "carla.rossi", "oncall.duty"]
+    assert served["groups"] == ["major-incident-team", "service-desk-ooh"]

@@ -12,7 +12,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any, NamedTuple
 
-KEY_KINDS = ("declare", "create", "link", "note", "stage", "assign", "ooh", "change", "task", "resolve", "comms")
+KEY_KINDS = ("declare", "create", "link", "note", "stage", "assign", "ooh", "change", "task", "resolve", "comms",
+             "stakeholders", "services", "review")
 """The kinds of action key, each with its one written form (see :class:`ActionKey`)."""
 
 _ROUND = re.compile(r"r([1-9][0-9]*)")
@@ -42,11 +43,11 @@ def _id(value: str, what: str) -> str:
 
 def _format(parts: KeyParts) -> str:
     kind, mi, child, topic, number, rnd, channel = parts
-    if kind in ("declare", "create", "assign", "change"):
+    if kind in ("declare", "create", "assign", "change", "stakeholders", "review"):
         out = [kind, _id(mi or "", "major incident id")]
     elif kind in ("link", "ooh", "resolve"):
         out = [kind, _id(child or "", "ticket id"), _id(mi or "", "major incident id")]
-    elif kind == "task":
+    elif kind in ("task", "services"):
         out = [kind, _id(mi or "", "major incident id"), _count(number)]
     elif kind == "note" and topic == "ooh":
         out = [kind, _id(child or "", "ticket id"), topic]
@@ -58,7 +59,7 @@ def _format(parts: KeyParts) -> str:
             out.append(_count(number))
     else:
         raise ValueError(f"unknown action key kind {kind!r}")
-    if number is not None and kind not in ("task", "comms") or (kind == "comms" and topic != "update" and number is not None):
+    if number is not None and kind not in ("task", "services", "comms") or (kind == "comms" and topic != "update" and number is not None):
         raise ValueError(f"a {kind} key has no number")
     if rnd:
         out.append(f"r{rnd}")
@@ -77,13 +78,13 @@ def _split(text: str) -> KeyParts:
     """The one parser of action keys: the parts of ``text``, which must be exactly their written form."""
     kind, *rest = text.split(":")
     parts: KeyParts | None = None
-    if kind in ("declare", "create", "assign", "change") and len(rest) == 1:
+    if kind in ("declare", "create", "assign", "change", "stakeholders", "review") and len(rest) == 1:
         parts = KeyParts(kind, mi=rest[0])
     elif kind in ("link", "ooh") and len(rest) == 2:
         parts = KeyParts(kind, child=rest[0], mi=rest[1])
     elif kind == "resolve" and len(rest) in (2, 3):
         parts = KeyParts(kind, child=rest[0], mi=rest[1], round=_round(rest[2:]))
-    elif kind == "task" and len(rest) == 2 and _NUMBER.fullmatch(rest[1]):
+    elif kind in ("task", "services") and len(rest) == 2 and _NUMBER.fullmatch(rest[1]):
         parts = KeyParts(kind, mi=rest[0], number=int(rest[1]))
     elif kind == "note" and len(rest) == 2 and rest[1] == "ooh":
         parts = KeyParts(kind, child=rest[0], topic="ooh")
@@ -145,6 +146,9 @@ class ActionKey(str):
     | `task`    | ``task:<mi>:<n>``                                | :meth:`task`                  |
     | `resolve` | ``resolve:<child>:<mi>[:r<n>]``                  | :meth:`resolve`               |
     | `comms`   | ``comms:<mi>:<message>[:<n>][:r<n>][:<channel>]`` | :meth:`comms`, :meth:`public`, :meth:`hook` |
+    | `stakeholders` | ``stakeholders:<mi>``                       | :meth:`stakeholders`          |
+    | `services` | ``services:<mi>:<n>`` (``n`` services known)    | :meth:`services`              |
+    | `review`  | ``review:<mi>``                                  | :meth:`review`                |
 
     ``:r<n>`` marks a duty repeated after the ``n``-th reopening; a message's ``<n>`` is an update's number and
     its channel ``public`` (the public comment) or ``hook:<stakeholder>`` (a webhook). Ticket ids never hold ``:``.
@@ -229,6 +233,21 @@ class ActionKey(str):
         """Message ``message`` (``declared``, ``update`` with its ``number``, ``resolved``, ``closed``) of ``mi``,
         as the internal work note; :meth:`public` and :meth:`hook` name its other copies."""
         return cls.of(KeyParts("comms", mi=mi, topic=message, number=number, round=round))
+
+    @classmethod
+    def stakeholders(cls, mi: str) -> "ActionKey":
+        """Add the process file's stakeholders to the major incident ``mi`` (where the platform has them)."""
+        return cls.of(KeyParts("stakeholders", mi=mi))
+
+    @classmethod
+    def services(cls, mi: str, count: int) -> "ActionKey":
+        """List the ``count`` services affected by ``mi`` and its children on it."""
+        return cls.of(KeyParts("services", mi=mi, number=count))
+
+    @classmethod
+    def review(cls, mi: str) -> "ActionKey":
+        """Create the post-incident review record of ``mi`` (where the platform models one)."""
+        return cls.of(KeyParts("review", mi=mi))
 
     def public(self) -> "ActionKey":
         """The public comment of this message."""
@@ -362,6 +381,30 @@ class ResolveChild(Action):
 
 
 @dataclass(frozen=True, kw_only=True)
+class AddStakeholders(Action):
+    """Make ``people`` stakeholders of the major incident ``target`` (the platform informs them of it)."""
+
+    people: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, kw_only=True)
+class SetServices(Action):
+    """List ``services`` (canonical service names, the major incident's and its children's) as the affected
+    services of the major incident ``target``."""
+
+    services: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, kw_only=True)
+class CreateReview(Action):
+    """Create the post-incident review record of the major incident ``target``, which holds its review tasks."""
+
+    title: str
+    description: str = ""
+    owner: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
 class Notify(Action):
     """Send ``payload`` to the webhook ``channel`` (not a platform write)."""
 
@@ -381,6 +424,9 @@ KINDS: dict[type, str] = {
     CreateChange: "create_change",
     ResolveChild: "resolve_child",
     Notify: "notify",
+    AddStakeholders: "add_stakeholders",
+    SetServices: "set_services",
+    CreateReview: "create_review",
 }
 
 

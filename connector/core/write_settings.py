@@ -24,6 +24,10 @@ CanonicalState = Literal["new", "in_progress", "on_hold", "resolved", "closed", 
 """A canonical ticket state (:class:`connector.core.ticket.State`), as written in a mapping."""
 
 
+PLATFORM_DUTIES = ("stakeholders", "services", "review")
+"""Process duties only some platforms model (see :attr:`connector.process.context.ProcessContext.duties`)."""
+
+
 class _Write(Strict):
     """Settings both platforms have. Numbers are accepted where text is expected (``resolved_state: 6``)."""
 
@@ -31,6 +35,11 @@ class _Write(Strict):
 
     discovery_ttl: Duration = timedelta(hours=1)
     """How long the site facts found by discovery are kept in the state store before they are read again."""
+
+    @property
+    def duties(self) -> frozenset[str]:
+        """The :data:`PLATFORM_DUTIES` this platform's adapter carries out (none by default)."""
+        return frozenset()
 
 
 class ServiceNowWrite(_Write):
@@ -87,8 +96,10 @@ class ServiceNowWrite(_Write):
 class JiraWrite(_Write):
     """``write:`` of ``mappings/jira.yaml``: issue types, labels, link types and fields the Jira adapter uses."""
 
-    project: str = "ITSM"
-    """Documentation only: the adapter works in the project of the settings (``jira.project``)."""
+    project: str | None = None
+    """Deprecated and never read: the adapter works in the project of the settings (``jira.project``,
+    ``MIM_JIRA_PROJECT``). Accepted so that older mappings still load; ``mim doctor`` says so when it is set and
+    differs."""
     issue_type: str = "Incident"
     major_field_type: str | None = None
     """The schema type of the major incident custom field (found by type, never by name); none: labels only."""
@@ -102,10 +113,37 @@ class JiraWrite(_Write):
     """The name of a custom text field for the stage; none: stages are labels."""
     stage_label_prefix: str = "mim-stage-"
     review_issue_type: str = "Post-incident review"
+    """The post-incident review issue type (JSM Cloud: ``[System] Post-incident review``; matched with or without
+    the ``[System]`` prefix): one review issue, linked to the major incident, holds its review tasks."""
+    review_task_type: str = "Task"
+    """The issue type of the review tasks, linked to the review issue (or to the major incident on a site
+    without the review type)."""
     review_fallback_type: str | None = "Task"
+    """The review tasks' type when ``review_task_type`` does not exist on the site."""
     change_issue_type: str = "Change"
     review_link_type: str = "Relates"
     change_link_type: str = "Relates"
+    team_via: Literal["responders", "field", "none"] = "responders"
+    """Where the process file's team (and the out-of-hours group) goes: ``responders`` (Jira Cloud: the JSM
+    Incidents API adds the Atlassian team of that name as a responder), ``field`` (the custom field
+    ``team_field_name``: a group picker, or an Atlassian Team field on Cloud) or ``none``. Data Center has no
+    Incidents API: ``responders`` uses the field there."""
+    team_field_name: str | None = None
+    """The custom field (by name) the team goes to with ``team_via: field`` and on Data Center: a group picker
+    (single or multi) or, on Cloud, an Atlassian Team field."""
+    responders_field_name: str | None = None
+    """Data Center: a user picker custom field (by name, single or multi) the manager is added to as responder."""
+    manager_responder: bool = True
+    """The manager (assignee) is also a responder of the major incident."""
+    stakeholders: bool = True
+    """The process file's stakeholder ``people`` are added to the major incident: JSM Cloud stakeholders
+    (Incidents API), else request participants."""
+    affected_services: bool = True
+    """The major incident's Affected services field lists its own and its children's services."""
+    services: dict[str, str] = Field(default_factory=dict)
+    """Service name -> JSM service id, for services no issue of the site shows in its Affected services yet."""
+    post_incident_review: bool = True
+    """A post-incident review issue holds the review tasks (where the site has the review issue type)."""
     property_key: str = "mim"
     """The issue entity property the connector keeps its marker and bookkeeping in."""
     internal_comments: bool = True
@@ -117,6 +155,23 @@ class JiraWrite(_Write):
     """Canonical state -> the status name a transition leads to (on top of the built-in names)."""
     page_size: int = Field(100, ge=1)
     overlap: Duration = timedelta(minutes=2)
+    teams: dict[str, str] = Field(default_factory=dict)
+    """Process-file team or group name -> Atlassian team id (the last part of the team's profile URL), for
+    sites whose organisation's Teams API the connector cannot read; other teams are looked up by name."""
+    org_id: str | None = None
+    """The Cloud organisation id (admin.atlassian.com/o/<id>) whose Teams API names the teams; found through
+    the site's GraphQL gateway when absent."""
+    @property
+    def duties(self) -> frozenset[str]:
+        """The platform duties switched on: ``stakeholders``, ``services``, ``review``."""
+        return frozenset(name for name, on in (("stakeholders", self.stakeholders),
+                                               ("services", self.affected_services),
+                                               ("review", self.post_incident_review)) if on)
+
+    create_settle: Duration = timedelta(minutes=5)
+    """Jira Cloud: how long after a create lost its answer the connector waits for search to show it before
+    creating the record again (search lags writes by seconds to minutes). Each cycle of the wait counts as a
+    failed attempt of the create, and an action is given up after 10: keep it under 10 sync intervals."""
 
 
 WriteSettings = Union[ServiceNowWrite, JiraWrite]
@@ -173,4 +228,4 @@ def _located(exc: ValidationError, model: type[ServiceNowWrite] | type[JiraWrite
     return found
 
 
-__all__ = ["CanonicalState", "JiraWrite", "ServiceNowWrite", "WRITE_MODELS", "WriteSettings", "write_settings_for"]
+__all__ = ["CanonicalState", "JiraWrite", "PLATFORM_DUTIES", "ServiceNowWrite", "WRITE_MODELS", "WriteSettings", "write_settings_for"]

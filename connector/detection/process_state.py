@@ -119,6 +119,8 @@ class Comms(_State):
     last_update: int = 0
     """Number of the latest update planned (updates are numbered from declaration, every ``update_every``)."""
     updates_sent: int = 0
+    stakeholders_added: bool = False
+    """The process file's stakeholder people were added to the incident (platforms that have stakeholders)."""
 
 
 class RotaTurn(_State):
@@ -149,6 +151,8 @@ class Containment(_State):
     ooh_checked: list[str] = Field(default_factory=list)
     """Children checked for an out-of-hours arrival."""
     ooh_routed: list[str] = Field(default_factory=list)
+    services: list[str] = Field(default_factory=list)
+    """The services listed as affected on the incident (its own and its children's), as last planned."""
 
 
 class Resolution(_State):

@@ -37,7 +37,8 @@ if TYPE_CHECKING:
 
 FINAL = frozenset({"applied", "skipped", "rejected", "abandoned"})
 """Ledger statuses after which an action is never sent again."""
-REDRIVEN = frozenset({"declare", "create_parent", "note", "set_stage", "create_task", "create_change", "notify"})
+REDRIVEN = frozenset({"declare", "create_parent", "note", "set_stage", "create_task", "create_change", "notify",
+                      "create_review", "add_stakeholders", "set_services"})
 """Kinds re-sent from the ledger after a crash or failure even when no longer planned."""
 
 HORIZON_MARGIN = timedelta(minutes=30)
@@ -175,8 +176,9 @@ def run_cycle(platform: Platform, store: StateStore, rules: Sequence[Rule], proc
     report.tickets_read = len(tickets)
     if fresh:
         marked = _to_tickets(platform, platform.fetch_marked(), report)
-        known_ids = {t.id for t in tickets}
-        tickets += [t for t in marked if t.id not in known_ids]
+        # read after the poll, and with the markers (Jira Data Center's search returns no entity properties)
+        marked_ids = {t.id for t in marked}
+        tickets = [t for t in tickets if t.id not in marked_ids] + marked
         report.rebuilt = bool(marked)
 
     registry = Registry(store.major_incidents())
@@ -201,7 +203,7 @@ def run_cycle(platform: Platform, store: StateStore, rules: Sequence[Rule], proc
     _follow_up(platform, active, known_tickets, process, now, report)
     context = ProcessContext(now, process, list(registry), known_tickets,
                              declared=frozenset(d.mi_id for d in decisions.declarations),
-                             writable=frozenset(platform.mapping.provided))
+                             writable=frozenset(platform.mapping.provided), duties=platform.mapping.write.duties)
     for planner in (plan_process,) if planners is None else planners:
         actions += planner(context)
 

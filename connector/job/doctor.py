@@ -13,7 +13,7 @@ from connector.core.yamlfile import ConfigFileError
 from connector.job.assembly import load_config_files
 from connector.job.store import LockHeld, StateStore
 from connector.platforms import make_platform
-from connector.platforms.base import Platform, Watermark
+from connector.platforms.base import DirectoryChecks, Platform, Watermark
 from connector.platforms.errors import AuthenticationError, PermissionDenied, PlatformError
 
 
@@ -72,7 +72,10 @@ def run_doctor(settings: Settings, platform_factory: Callable[..., Platform] = m
             return f"delta query works ({count} records changed in the last moments)"
 
         checks.append(_guard("read tickets", read, auth_fix))
-        for name, ok, detail, fix in platform.doctor_checks(discovery):
+        found = platform.doctor_checks(discovery)
+        if isinstance(platform, DirectoryChecks):
+            found += platform.directory_checks(process.people(), process.groups())
+        for name, ok, detail, fix in found:
             checks.append(Check(name, ok, detail, fix))
     finally:
         platform.close()

@@ -60,6 +60,15 @@ def doctor_check(name: str, check: Callable[[], str], fix: str) -> DoctorCheck:
         return name, False, str(exc), fix
 
 
+@runtime_checkable
+class DirectoryChecks(Protocol):
+    """An adapter that can tell ``mim doctor`` whether the people and groups of the process file exist."""
+
+    def directory_checks(self, people: Sequence[str], groups: Sequence[str]) -> list[DoctorCheck]:
+        """Read-only: one or more ``(name, ok, detail, fix)`` lines about ``people`` and ``groups``."""
+        ...
+
+
 def marker_tag(action_key: str) -> str:
     """A short, stable tag for an action key, left on the platform (in a note, a label or a correlation id)
     so that a rerun after a crash or a lost state file can tell the write was already made."""

@@ -4,9 +4,23 @@ maintenance and closure; rendering and delivery channels are :mod:`connector.pro
 
 from __future__ import annotations
 
-from connector.core.actions import ActionKey
+from connector.core.actions import ActionKey, AddStakeholders
 from connector.process import containment
 from connector.process.incident import IncidentPlan
+
+
+def add_stakeholders(plan: IncidentPlan) -> None:
+    """The people of the process file's stakeholders added to the incident as its stakeholders, once, where the
+    platform has stakeholders (JSM): the platform then keeps them informed as well."""
+    comms = plan.progress.comms
+    if comms.stakeholders_added or "stakeholders" not in plan.ctx.duties or plan.target.startswith("new-"):
+        return
+    comms.stakeholders_added = True
+    people = list(dict.fromkeys(p for s in plan.process.communications.stakeholders for p in s.people))
+    if people:
+        plan.actions.append(AddStakeholders(key=ActionKey.stakeholders(plan.mid), target=plan.target,
+                                            rule=plan.record.rule, reason="the process file's stakeholders",
+                                            people=people))
 
 
 def announce_declared(plan: IncidentPlan) -> None:
@@ -36,4 +50,4 @@ def send_update(plan: IncidentPlan) -> None:
     plan.event("update", due)
 
 
-__all__ = ["announce_declared", "send_update"]
+__all__ = ["add_stakeholders", "announce_declared", "send_update"]

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from connector.core.actions import ActionKey, AddNote, SetFields
+from connector.core.actions import ActionKey, AddNote, SetFields, SetServices
 from connector.core.templating import TemplateError, render
 from connector.detection.process_state import InitialAssignment, RotaTurn
 from connector.process import messages, ownership
@@ -102,10 +102,16 @@ def route_out_of_hours(plan: IncidentPlan) -> None:
         if not child.is_open or plan.run.calendar.is_business_time(child.opened_at):
             continue
         if "assignment_group" not in plan.ctx.writable:
-            continue  # the platform has no assignment group to route to (Jira): nothing to write or say
+            continue  # the platform has nowhere to route to: nothing to write or say
         fields: dict[str, Any] = {"assignment_group": ooh.group}
-        if ooh.urgency is not None and "urgency" in plan.ctx.writable and (child.urgency is None or child.urgency > ooh.urgency):
-            fields["urgency"] = ooh.urgency
+        if "urgency" in plan.ctx.writable:
+            if ooh.urgency is not None and (child.urgency is None or child.urgency > ooh.urgency):
+                fields["urgency"] = ooh.urgency
+        elif "priority" in plan.ctx.writable:
+            # a platform without an urgency (Jira) raises the priority instead
+            raised = ooh.priority or ooh.urgency
+            if raised is not None and (child.priority is None or child.priority > raised):
+                fields["priority"] = raised
         if values is None:
             values = messages.template_values(plan.values())
         try:
@@ -121,4 +127,23 @@ def route_out_of_hours(plan: IncidentPlan) -> None:
         routed.append(child_id)
 
 
-__all__ = ["contain", "contain_by_human_only", "contained", "route_out_of_hours"]
+def list_services(plan: IncidentPlan) -> None:
+    """The services of the incident and of its children listed on it as affected, where the platform has such a
+    list (JSM's Affected services): written again, whole, each time a child brings a service not listed yet."""
+    if "services" not in plan.ctx.duties or plan.target.startswith("new-"):
+        return
+    listed = plan.progress.containment.services
+    tickets = plan.run.tickets([plan.record.id, *plan.record.children])
+    found = {t.service for t in tickets.values() if t.service}
+    if plan.record.declaration.service:
+        found.add(plan.record.declaration.service)
+    if not found or found <= set(listed):
+        return
+    services = sorted(found | set(listed))
+    plan.progress.containment.services = services
+    plan.actions.append(SetServices(key=ActionKey.services(plan.mid, len(services)), target=plan.target,
+                                    rule=plan.record.rule, reason="affected services: the incident's and its "
+                                    "children's", services=services))
+
+
+__all__ = ["contain", "contain_by_human_only", "contained", "list_services", "route_out_of_hours"]

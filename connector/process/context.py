@@ -23,7 +23,11 @@ class ProcessContext:
     declared: frozenset[str] = field(default_factory=frozenset)
     """Ids of the major incidents declared in this very cycle (identification writes their stage and note)."""
     writable: frozenset[str] = frozenset(CANONICAL_FIELDS)
-    """Canonical fields the platform's mapping can write (Jira has no assignment group, for instance)."""
+    """Canonical fields the platform's mapping can write (Jira has no urgency, for instance)."""
+    duties: frozenset[str] = frozenset()
+    """Duties only some platforms model (:data:`connector.core.write_settings.PLATFORM_DUTIES`): ``stakeholders``
+    (people added to the incident as its stakeholders), ``services`` (the affected services listed on it),
+    ``review`` (a post-incident review record that holds the review tasks). ServiceNow has none of them."""
     rota_start: int = 0
     """Where the manager rota starts when no incident has used it yet."""
 

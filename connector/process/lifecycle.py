@@ -42,6 +42,7 @@ def first_sight(plan: IncidentPlan) -> None:
     progress.stage_keys = [ActionKey.stage(plan.mid, s) for s in STAGES[:RANK[stage] + 1]]
     rank = RANK[stage]
     progress.comms.declared_sent = True
+    progress.comms.stakeholders_added = True  # added with the declaration, like its message
     every = plan.process.communications.update_every
     if every:
         progress.comms.last_update = int((plan.now - plan.record.declared_at) / every)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from connector.core.actions import ActionKey, AddNote, CreateTask, ResolveChild
+from connector.core.actions import ActionKey, AddNote, CreateReview, CreateTask, ResolveChild
 from connector.process import metrics
 from connector.process.incident import IncidentPlan
 
@@ -65,6 +65,15 @@ def plan_review_tasks(plan: IncidentPlan, resolved: datetime) -> None:
     tasks = plan.process.review.tasks
     maintenance.review_tasks_planned = len(tasks)
     key = plan.label
+    if tasks and "review" in plan.ctx.duties:
+        # the platform models the review as a record of its own (JSM's post-incident review) holding the tasks
+        title = plan.value("title") or plan.record.rule
+        plan.actions.append(CreateReview(key=ActionKey.review(plan.mid), target=plan.target, rule=plan.record.rule,
+                                         reason="maintenance: the post-incident review",
+                                         title=f"Post-incident review of {key}: {title}",
+                                         description=f"Review of major incident {key}, {plan.resolution_text()}. "
+                                                     f"{len(tasks)} review tasks.",
+                                         owner=plan.progress.containment.manager))
     for n, task in enumerate(tasks, start=1):
         due = plan.run.calendar.add_business_days(resolved, business_days(task.due))
         description = task.description or f"Post-implementation review of major incident {key}."

@@ -77,9 +77,11 @@ def plan_incident(run: PlanningPass, record: MIRecord) -> list[Action]:
     lifecycle.observe_platform(plan)
     state = plan.value("state") or "new"
     if state in OPEN_STATES:
+        communications.add_stakeholders(plan)
         communications.announce_declared(plan)
         containment.contain(plan)
         containment.route_out_of_hours(plan)
+        containment.list_services(plan)
         resolution.enter_resolution(plan)
     elif state == "resolved":
         containment.contain_by_human_only(plan)

@@ -117,10 +117,13 @@ class BusinessHours(Strict):
 
 
 class OutOfHours(Strict):
-    """What happens to major incident tickets that arrive out of hours."""
+    """What happens to major incident tickets that arrive out of hours: routed to ``group`` with raised
+    ``urgency``, or, on a platform without an urgency (Jira), raised ``priority`` (default: the urgency's
+    number)."""
 
     group: str
     urgency: int | None = Field(default=1, ge=1, le=3)
+    priority: int | None = Field(default=None, ge=1, le=5)
     note: str = "Arrived out of hours: routed to {team} with raised urgency."
 
     @field_validator("note")
@@ -130,12 +133,15 @@ class OutOfHours(Strict):
 
 
 class Stakeholder(Strict):
-    """Who is informed, and how: a platform note (internal or public) and/or a named webhook."""
+    """Who is informed, and how: a platform note (internal or public) and/or a named webhook; ``people`` are
+    platform users added to the major incident itself as its stakeholders where the platform has them (Jira
+    Service Management), so the platform keeps them informed too."""
 
     name: str
     audience: Literal["internal", "public"] = "internal"
     webhook: str | None = None
     format: Literal["generic", "slack", "teams"] = "generic"
+    people: list[str] = Field(default_factory=list)
 
 
 class Communications(Strict):
@@ -220,6 +226,21 @@ class ProcessFile(Strict):
     change: ChangeTemplate = Field(default_factory=ChangeTemplate)
     review: Review = Field(default_factory=Review)
     costs: Costs = Field(default_factory=Costs)
+
+    def people(self) -> list[str]:
+        """Every person the process file names, in order, once: managers of the rota, people on call, review task
+        owners and stakeholder people (they must exist on the platform for the connector to assign or add them)."""
+        names = [p.id for p in self.managers.rota] + [e.person for e in self.managers.on_call]
+        names += [t.owner for t in self.review.tasks if t.owner]
+        names += [person for s in self.communications.stakeholders for person in s.people]
+        return list(dict.fromkeys(names))
+
+    def groups(self) -> list[str]:
+        """Every group the process file names, in order, once: the team, the on-call groups, the out-of-hours
+        group."""
+        names = ([self.team.group] if self.team else []) + [e.group for e in self.managers.on_call if e.group]
+        names += [self.out_of_hours.group] if self.out_of_hours else []
+        return list(dict.fromkeys(names))
 
 
 def check_template(text: str) -> list[str]:

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Callable, Protocol
+from zoneinfo import ZoneInfo
 
 from connector.core.exits import OperationalError
 from connector.core.mapping import Mapping, load_mapping
@@ -35,6 +36,9 @@ from connector.platforms.retry import RetryPolicy
 from connector.process.processfile import ProcessFile, load_process
 
 START = datetime(2026, 3, 2, 9, 0, tzinfo=timezone.utc)  # a Monday, 10:00 in Berlin: business hours
+JIRA_START = datetime(2026, 3, 2, 15, 30, tzinfo=timezone.utc)
+"""The Jira story starts at 16:30 in Berlin, so that a caller after 18:00 still joins the open incident and is
+routed out of hours."""
 SERVICES = ["email", "vpn", "printing", "hr-portal", "erp", "telephony"]
 
 
@@ -53,9 +57,11 @@ class DemoClock:
 
 
 class Site(Protocol):
-    """What the demo needs from a simulated platform: tickets as a caller opens them, and agent edits."""
+    """What the demo needs from a simulated platform: tickets as a caller opens them, and agent edits.
+    ``evening_caller``: the story has a caller after business hours (routed to the out-of-hours team)."""
 
     url: str
+    evening_caller: bool
 
     def open_ticket(self, service: str, caller: str, title: str, opened_at: datetime) -> str: ...
     def set_stage(self, ticket_id: str, stage: str) -> None: ...
@@ -66,12 +72,15 @@ class Site(Protocol):
     def link(self, ticket_id: str) -> str: ...
     def notes(self, ticket_id: str) -> list[str]: ...
     def finish_reviews(self, ticket_id: str) -> int: ...
+    def shows(self, ticket_id: str) -> str: ...
     def platform(self, mapping: Mapping) -> Platform: ...
     def stop(self) -> None: ...
 
 
 class ServiceNowSite:
     """The demo on the ServiceNow simulator."""
+
+    evening_caller = False
 
     def __init__(self, clock: DemoClock, port: int = 0) -> None:
         from connector.sim.servicenow import ServiceNowSim
@@ -125,6 +134,9 @@ class ServiceNowSite:
     def notes(self, ticket_id: str) -> list[str]:
         return [row["value"] for row in self.sim.journal(ticket_id)]
 
+    def shows(self, ticket_id: str) -> str:
+        return ""
+
     def platform(self, mapping: Mapping) -> Platform:
         from connector.platforms.servicenow import ServiceNowPlatform
 
@@ -135,23 +147,26 @@ class ServiceNowSite:
 
 
 class JiraSite:
-    """The demo on the Jira Cloud simulator."""
+    """The demo on the Jira Cloud (JSM Premium) simulator."""
 
-    def __init__(self, clock: DemoClock, port: int = 0) -> None:
-        from connector.sim.jira import JiraSim
+    evening_caller = True
 
-        self.sim = JiraSim(email="demo@example.com", token="demo-token", clock=clock)
+    def __init__(self, clock: DemoClock, process: ProcessFile | None = None, port: int = 0) -> None:
+        from connector.sim.jira import JiraSim, seeded
+
+        # a site that knows the process file's people, and its groups as Atlassian teams (JSM responders)
+        if process is None:
+            process, _ = load_process(default_dir("rules") / "process.yaml")
+        people, groups = (process.people(), process.groups()) if process is not None else ([], [])
+        self.sim: JiraSim = seeded("demo@example.com", "demo-token", "cloud", people, groups)
+        self.sim.site.clock = clock
         self.server = self.sim.server(port).start()
         self.url = self.server.url
         self._keys: dict[str, str] = {}
-        # the process file's managers must exist as Jira users (a site knows them from earlier work)
-        for reporter, assignee in (("alice.martin", "bob.schneider"), ("carla.rossi", "oncall.duty")):
-            self.sim.create_issue({"summary": "Directory sync", "issuetype": "Task", "reporter": reporter,
-                                   "assignee": assignee, "created": (clock() - timedelta(days=30)).isoformat()})
 
     def open_ticket(self, service: str, caller: str, title: str, opened_at: datetime) -> str:
         issue = self.sim.create_issue({"summary": title, "issuetype": "Incident", "priority": "Medium",
-                                       "components": [service], "reporter": caller,
+                                       "components": [service], "affected_services": [service], "reporter": caller,
                                        "created": opened_at.isoformat()})
         self._keys[issue["id"]] = issue["key"]
         return issue["id"]
@@ -178,18 +193,39 @@ class JiraSite:
         self.sim.edit_issue(self._key(ticket_id), {"status": "Closed"})
 
     def finish_reviews(self, ticket_id: str) -> int:
+        """Close the review tasks (linked to the post-incident review, itself linked to the major incident)."""
+        tasks: set[str] = set()
+        holders = [self._key(ticket_id)]
+        while holders:
+            key = holders.pop()
+            for link in self.sim.links(key):
+                other = (link.get("outwardIssue") or {}).get("key")
+                if not other:
+                    continue
+                kind = self.sim.issue(other)["fields"]["issuetype"]["name"]
+                if kind.endswith("Post-incident review"):
+                    holders.append(other)
+                elif kind == "Task":
+                    tasks.add(other)
+        for task in sorted(tasks):
+            self.sim.edit_issue(task, {"status": "Closed"})
+        return len(tasks)
+
+    def shows(self, ticket_id: str) -> str:
+        """The JSM side of an incident the connector wrote to: responders, stakeholders, affected services."""
         key = self._key(ticket_id)
-        reviews = set()
-        for link in self.sim.links(key):
-            for side in ("inwardIssue", "outwardIssue"):
-                other = link.get(side) or {}
-                if other.get("key") and other["key"] != key:
-                    issue = self.sim.issue(other["key"])
-                    if issue["fields"]["issuetype"]["name"] in ("Post-incident review", "Task"):
-                        reviews.add(other["key"])
-        for review in sorted(reviews):
-            self.sim.edit_issue(review, {"status": "Closed"})
-        return len(reviews)
+        parts = []
+        responders = self.sim.responders(key)
+        if responders:
+            parts.append("responders " + ", ".join(f"{r['name']} ({r['type']})" for r in responders))
+        users = {u["accountId"]: u["displayName"] for u in self.sim.users()}
+        stakeholders = [users.get(ari.rsplit("/", 1)[-1], ari) for ari in self.sim.stakeholders(key)]
+        if stakeholders:
+            parts.append("stakeholders " + ", ".join(stakeholders))
+        services = self.sim.issue(key)["fields"].get("customfield_10090") or []
+        if services:
+            parts.append("affected services " + ", ".join(str(s["name"]) for s in services))
+        return "; ".join(parts)
 
     def label(self, ticket_id: str) -> str:
         if ticket_id in self._keys:
@@ -280,7 +316,14 @@ def _describe(report: CycleReport, site: Site) -> list[str]:
                                    f"{item.get('title')} (due {str(item.get('due', ''))[:10]})",
             "resolve_child": lambda: f"resolved child {target}",
             "notify": lambda: f"notified {item.get('channel')}",
+            "add_stakeholders": lambda: f"stakeholders of {target}: {', '.join(item.get('people', []))} "
+                                        f"({result.detail})",
+            "set_services": lambda: f"affected services of {target}: {', '.join(item.get('services', []))}",
+            "create_review": lambda: f"created post-incident review {site.label(result.created_id or '')} for "
+                                     f"{target}, holding its review tasks: {site.link(result.created_id or '')}",
         }.get(kind, lambda: f"{kind} on {target}")()
+        if kind == "set_fields" and site.shows(item["target"]):
+            text += f" [{site.label(item['target'])} shows {site.shows(item['target'])}]"
         out.append(text)
     return out
 
@@ -332,14 +375,14 @@ def run_demo(platform_name: str = "servicenow", echo: Callable[[str], None] = pr
     """Run the demo story; returns what happened. ``keep`` leaves the simulator running until Ctrl-C. The state is
     kept at ``state`` (see :func:`demo_state`; default a new temporary directory) for ``mim report``."""
     state_path = demo_state(state)
-    clock = DemoClock()
+    clock = DemoClock(START if platform_name == "servicenow" else JIRA_START)
     rng = random.Random(seed)
-    site: Site = ServiceNowSite(clock) if platform_name == "servicenow" else JiraSite(clock)
     rules: list[Rule] = load_rules([default_dir("rules")]).rules
     process, _ = load_process(default_dir("rules") / "process.yaml")
     mapping, errors = load_mapping(default_dir("mappings") / f"{platform_name}.yaml")
     if mapping is None or process is None:
         raise RuntimeError("; ".join(str(e) for e in errors))
+    site: Site = ServiceNowSite(clock) if platform_name == "servicenow" else JiraSite(clock, process)
     timeline = Timeline(clock, echo=echo)
     timeline.say(f"{platform_name} simulator on {site.url}")
     store = StateStore(state_path, platform_name)
@@ -386,6 +429,14 @@ def run_demo(platform_name: str = "servicenow", echo: Callable[[str], None] = pr
         children.append(late)
         timeline.say(f"a late caller opens {site.label(late)}")
         cycle()
+        if site.evening_caller:
+            clock.advance(minutes=60)
+            evening = site.open_ticket("web-shop", "evening-shopper", "Checkout still broken tonight", clock())
+            children.append(evening)
+            local = clock().astimezone(ZoneInfo(process.business_hours.time_zone))
+            timeline.say(f"after business hours ({local:%H:%M} in {process.business_hours.time_zone}) a caller "
+                         f"opens {site.label(evening)}")
+            cycle()
         if mi_id is not None:
             clock.advance(minutes=15)
             site.set_stage(mi_id, "resolution")

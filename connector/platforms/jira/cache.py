@@ -16,6 +16,7 @@ class IssueCache:
 
     def __init__(self) -> None:
         self._issues: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self._stale: dict[str, dict[str, Any]] = {}
         self._keys: dict[str, str] = {}
         self.written: deque[str] = deque(maxlen=MAX_RECONCILE)
 
@@ -27,13 +28,18 @@ class IssueCache:
         if issue.get("key"):
             self._keys[ident] = str(issue["key"])
         self._issues[ident] = issue
+        self._stale.pop(ident, None)
         self._issues.move_to_end(ident)
         while len(self._issues) > CACHE_SIZE:
             self._issues.popitem(last=False)
 
     def forget(self, issue_id: str) -> None:
         """After a write the remembered copy is stale; the issue is also reconciled on the next poll."""
-        self._issues.pop(issue_id, None)
+        known = self._issues.pop(issue_id, None)
+        if known is not None:
+            self._stale[issue_id] = known
+            while len(self._stale) > CACHE_SIZE:
+                self._stale.pop(next(iter(self._stale)))
         self.written.append(issue_id)
 
     def created(self, issue_id: str, key: str) -> None:
@@ -44,6 +50,11 @@ class IssueCache:
     def get(self, issue_id: str) -> dict[str, Any] | None:
         """The issue as last read, or None."""
         return self._issues.get(issue_id)
+
+    def last_known(self, issue_id: str) -> dict[str, Any] | None:
+        """The issue as last read, even if the connector wrote to it since (for fields no write of this run
+        touched)."""
+        return self._issues.get(issue_id) or self._stale.get(issue_id)
 
     def __contains__(self, issue_id: object) -> bool:
         return issue_id in self._issues

@@ -4,8 +4,10 @@ under the retry policy."""
 
 from __future__ import annotations
 
+import email.utils
 import logging
 import re
+from datetime import datetime, timezone
 from typing import Any, Callable, Literal
 from urllib.parse import urlsplit
 
@@ -67,6 +69,8 @@ class JiraClient:
         self.flavour: str | None = None if flavour == "auto" else flavour
         """``cloud`` or ``dc`` once known (configured, or after discovery)."""
         self.sent = 0
+        self.server_time: datetime | None = None
+        """The platform's clock as of the last answer (its ``Date`` header), if it sent one."""
         self._email = email
         self._token = token if isinstance(token, SecretStr) else SecretStr(token)
         self._session = requests.Session()
@@ -107,8 +111,19 @@ class JiraClient:
                              path=path) from None
         return self._read(response, method, path)
 
+    def now(self) -> datetime:
+        """The platform's clock as of the last answer, else this machine's: search lag is the platform's, so
+        waiting for it is measured on its clock."""
+        return self.server_time or datetime.now(timezone.utc)
+
     def _read(self, response: requests.Response, method: str, path: str) -> Any:
         status = response.status_code
+        stamp = response.headers.get("Date")
+        if stamp:
+            try:
+                self.server_time = email.utils.parsedate_to_datetime(stamp).astimezone(timezone.utc)
+            except (TypeError, ValueError):
+                pass
         where: dict[str, Any] = {"status": status, "method": method, "path": path}
         if 200 <= status < 300:
             if not response.content:

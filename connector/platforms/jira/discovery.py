@@ -11,10 +11,19 @@ from connector.core.write_settings import JiraWrite
 from connector.platforms.jira.client import JiraClient
 from connector.platforms.jira.jql import jql_string
 
-DISCOVERY_VERSION = 1
+DISCOVERY_VERSION = 3
 SERVICES_FIELD_TYPE = "com.atlassian.jira.plugins.service-entity:service-entity-field-cftype"
+RESPONDERS_FIELD_TYPE = "com.atlassian.jira.modules.servicemanagement.responders-entity:responders-entity-field-cftype"
+GROUP_PICKERS = ("com.atlassian.jira.plugin.system.customfieldtypes:grouppicker",
+                 "com.atlassian.jira.plugin.system.customfieldtypes:multigrouppicker")
+USER_PICKERS = ("com.atlassian.jira.plugin.system.customfieldtypes:userpicker",
+                "com.atlassian.jira.plugin.system.customfieldtypes:multiuserpicker")
+TEAM_FIELDS = ("com.atlassian.teams:rm-teams-custom-field-team",
+               "com.atlassian.jira.plugin.system.customfieldtypes:atlassian-team")
+"""The Atlassian Team field (developer.atlassian.com/platform/teams/components/team-field-in-jira-rest-api)."""
 FINGERPRINT = ("major_field_type", "stage_field_name", "link_type", "issue_type", "review_issue_type",
-               "review_fallback_type", "change_issue_type", "review_link_type", "change_link_type")
+               "review_task_type", "review_fallback_type", "change_issue_type", "review_link_type",
+               "change_link_type", "team_field_name", "responders_field_name")
 """The write settings discovery depends on."""
 
 
@@ -50,6 +59,8 @@ class JiraDiscovery:
         else:
             client.flavour = client.flavour_setting
             server = {}
+        # The Incidents API is addressed by the site's cloud id (``/_edge/tenant_info``, public on every Cloud site).
+        cloud_id = str((client.get("/_edge/tenant_info") or {}).get("cloudId") or "") if client.cloud else ""
         me = client.get(client.api("/myself")) or {}
         fields = self._fields(client.get(client.api("/field")) or [])
         link_types = self._link_types((client.get(client.api("/issueLinkType")) or {}).get("issueLinkTypes") or [])
@@ -64,16 +75,37 @@ class JiraDiscovery:
             "fields": fields,
             "link_types": link_types,
             "issue_types": issue_types,
+            "cloud_id": cloud_id or None,
+            # What the Incidents API refused on this site (a Standard plan answers 403 to Premium methods),
+            # learned when it happens and kept with the facts.
+            "refused": [],
         }
         self.facts = disc
         return disc
+
+    def incidents_api(self, method: str) -> str | None:
+        """The Incidents API base path (``/jsm/incidents/cloudId/<id>/v1``) when the site has it and has not
+        refused ``method`` (``major``, ``responders``, ``stakeholders``) before; None otherwise (Data Center,
+        no cloud id, or refused)."""
+        facts = self.ensure()
+        cloud_id = facts.get("cloud_id")
+        if not self._client.cloud or not cloud_id or method in (facts.get("refused") or []):
+            return None
+        return f"/jsm/incidents/cloudId/{cloud_id}/v1"
+
+    def refuse(self, method: str) -> None:
+        """Remember that the site refused an Incidents API ``method`` (kept in the facts the store saves)."""
+        refused = self.ensure().setdefault("refused", [])
+        if method not in refused:
+            refused.append(method)
 
     def ensure(self) -> dict[str, Any]:
         """The facts, discovered now if nothing was discovered or handed over yet."""
         return self.facts if self.facts is not None else self.discover(None)
 
     def field(self, role: str) -> dict[str, Any] | None:
-        """The discovered custom field of ``role`` (``major``, ``stage``, ``services``), if any."""
+        """The discovered custom field of ``role`` (``major``, ``stage``, ``services``, ``responders``, ``team``,
+        ``dc_responders``), if any."""
         found: dict[str, Any] | None = (self.facts or {}).get("fields", {}).get(role)
         return found
 
@@ -93,7 +125,8 @@ class JiraDiscovery:
                 found = re.search(r"(\d+)$", str(item.get("id", "")))
                 number = found.group(1) if found else None
             clause = f"cf[{number}]" if number is not None else jql_string(item.get("name", ""))
-            return {"id": str(item["id"]), "name": item.get("name"), "clause": clause, "type": schema.get("type")}
+            return {"id": str(item["id"]), "name": item.get("name"), "clause": clause, "type": schema.get("type"),
+                    "custom": schema.get("custom")}
 
         major_type = self._write.major_field_type
         stage_name = (self._write.stage_field_name or "").strip().lower()
@@ -101,8 +134,19 @@ class JiraDiscovery:
         stage = next((f for f in fields if f.get("custom") and stage_name
                       and str(f.get("name", "")).strip().lower() == stage_name), None)
         services = next((f for f in fields if (f.get("schema") or {}).get("custom") == SERVICES_FIELD_TYPE), None)
+        responders = next((f for f in fields if (f.get("schema") or {}).get("custom") == RESPONDERS_FIELD_TYPE), None)
+
+        def named(name: str | None, types: tuple[str, ...]) -> dict[str, Any] | None:
+            wanted = (name or "").strip().lower()
+            return next((f for f in fields if wanted and f.get("custom") and str(f.get("name", "")).strip().lower()
+                         == wanted and (f.get("schema") or {}).get("custom") in types), None)
+
+        team = named(self._write.team_field_name, GROUP_PICKERS + (TEAM_FIELDS if self._client.cloud else ()))
+        # Data Center has no JSM responders: a user picker the manager is added to
+        dc_responders = None if self._client.cloud else named(self._write.responders_field_name, USER_PICKERS)
         return {"major": describe(major), "stage": describe(stage), "services": describe(services),
-                "duedate": any(f.get("id") == "duedate" for f in fields)}
+                "responders": describe(responders) if self._client.cloud else None, "team": describe(team),
+                "dc_responders": describe(dc_responders), "duedate": any(f.get("id") == "duedate" for f in fields)}
 
     def _link_types(self, link_types: list[dict[str, Any]]) -> dict[str, Any]:
         by_name = {str(t.get("name", "")).lower(): t for t in link_types}
@@ -142,7 +186,8 @@ class JiraDiscovery:
             return None
 
         return {"incident": pick(self._write.issue_type),
-                "review": pick(self._write.review_issue_type, self._write.review_fallback_type),
+                "review": pick(self._write.review_issue_type),
+                "task": pick(self._write.review_task_type, self._write.review_fallback_type),
                 "change": pick(self._write.change_issue_type)}
 
 

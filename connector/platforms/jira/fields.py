@@ -100,7 +100,46 @@ class JiraFields:
             ci = first_name(fields.get(services["id"]))
             if ci:
                 out["_ci"] = ci
+        team = self.team_of(fields)
+        if team:
+            out["_team"] = team
         return out
+
+    def team_of(self, fields: dict[str, Any]) -> str | None:
+        """The team an issue shows (the canonical ``assignment_group``): on Cloud with ``team_via: responders``
+        the first team among its responders, else the team field's group or team name."""
+        responders = self._discovery.field("responders")
+        if responders and self._write.team_via == "responders":
+            for item in fields.get(responders["id"]) or []:
+                if isinstance(item, dict) and (item.get("type") == "team" or ":team/" in str(item.get("ari", ""))):
+                    return str(item.get("name") or item.get("ari"))
+        team = self._discovery.field("team")
+        if team and self._write.team_via != "none":
+            return first_name(fields.get(team["id"]))
+        return None
+
+    def responder_aris(self, fields: dict[str, Any]) -> set[str]:
+        """The ARIs of the responders an issue shows (Cloud)."""
+        responders = self._discovery.field("responders")
+        if not responders:
+            return set()
+        out = set()
+        for item in fields.get(responders["id"]) or []:
+            ari = item.get("ari") if isinstance(item, dict) else item
+            if isinstance(ari, str):
+                out.add(ari)
+        return out
+
+    def learn_services(self, fields: dict[str, Any]) -> None:
+        """Remember the JSM service ids an issue's Affected services show, by name (kept with the site facts): a
+        major incident lists its children's services by these ids."""
+        services = self._discovery.field("services")
+        if not services or not isinstance(fields.get(services["id"]), list):
+            return
+        known: dict[str, str] = self._discovery.ensure().setdefault("service_ids", {})
+        for item in fields[services["id"]]:
+            if isinstance(item, dict) and item.get("id") and item.get("name") and item["name"] not in known:
+                known[str(item["name"])] = str(item["id"])
 
     def _is_flagged(self, fields: dict[str, Any], labels: list[str]) -> bool:
         major = self._discovery.field("major")

@@ -17,6 +17,7 @@ from connector.platforms.base import ApplyResult, DoctorCheck, Resolver, Waterma
 from connector.platforms.jira.adf import adf_plain_text, is_adf
 from connector.platforms.jira.cache import IssueCache
 from connector.platforms.jira.client import Flavour, JiraClient
+from connector.platforms.jira.directory import JiraDirectory
 from connector.platforms.jira.discovery import JiraDiscovery
 from connector.platforms.jira.doctor import PERMISSIONS, JiraDoctor
 from connector.platforms.jira.fields import JiraFields
@@ -60,12 +61,13 @@ class JiraPlatform:
             raise SettingsError(f"{mapping.path} is a {mapping.platform} mapping, not a Jira one")
         cache = IssueCache()
         self._discovery = JiraDiscovery(self._client, write, project)
+        self._directory = JiraDirectory(self._client, self._discovery, write.teams, write.org_id)
         self._fields = JiraFields(mapping, write, self._discovery)
         self._reader = JiraReader(self._client, JiraSearch(self._client, write.page_size), mapping, write,
                                   self._discovery, self._fields, cache, project)
-        issues = IssueWriter(self._client, self._reader, mapping, write, self._discovery, cache)
+        issues = IssueWriter(self._client, self._reader, mapping, write, self._discovery, cache, self._directory)
         self._writer = JiraWriter(issues, self._fields, self._discovery, cache, write, project)
-        self._doctor = JiraDoctor(self._client, self._discovery, self._reader, write, project)
+        self._doctor = JiraDoctor(self._client, self._discovery, self._reader, write, project, self._directory)
 
     @classmethod
     def from_settings(cls, settings: JiraSettings, mapping: Mapping, policy: RetryPolicy | None = None) -> "JiraPlatform":
@@ -152,6 +154,11 @@ class JiraPlatform:
     def doctor_checks(self, discovery: dict[str, Any]) -> list[DoctorCheck]:
         """Read-only checks for ``mim doctor`` (see :meth:`JiraDoctor.checks`)."""
         return self._doctor.checks(discovery)
+
+    def directory_checks(self, people: Sequence[str], groups: Sequence[str]) -> list[DoctorCheck]:
+        """Read-only: whether every person and group the process file names exists on the site (see
+        :meth:`JiraDoctor.directory`)."""
+        return self._doctor.directory(people, groups)
 
 
 __all__ = ["JiraPlatform"]

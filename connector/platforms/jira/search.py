@@ -1,6 +1,6 @@
 """JQL searches, every page: Cloud ``POST /rest/api/3/search/jql`` with ``nextPageToken``, Data Center
-``POST /rest/api/2/search`` with ``startAt``, and the Data Center delta poll, which restarts from the last
-``updated`` seen. Each loop is a paginator with a loop guard (:mod:`connector.platforms.paging`)."""
+``POST /rest/api/2/search`` with ``startAt`` (which returns no entity properties), and the Data Center delta poll,
+which restarts from the last ``updated`` seen. Each loop is a paginator with a loop guard (:mod:`connector.platforms.paging`)."""
 
 from __future__ import annotations
 
@@ -41,14 +41,13 @@ class JiraSearch:
         for page in paginate(paginator, fetch):
             yield from page.rows
 
-    def data_center(self, jql: str, fields: list[str], properties: list[str]) -> Iterator[Issue]:
-        """``POST /rest/api/2/search`` with ``startAt`` (small, stable result sets only)."""
+    def data_center(self, jql: str, fields: list[str]) -> Iterator[Issue]:
+        """``POST /rest/api/2/search`` with ``startAt`` (small, stable result sets only). Data Center search does
+        not return entity properties (JRASERVER-62898), so none are asked for."""
         paginator = OffsetPaginator(issue_id, where=f"POST {DC_SEARCH}", retryable=True)
 
         def fetch(start: int) -> Page:
             body: dict[str, Any] = {"jql": jql, "startAt": start, "maxResults": self._page_size, "fields": fields}
-            if properties:
-                body["properties"] = properties
             return offset_page(self._client.call("POST", DC_SEARCH, body=body), "issues")
 
         for page in paginate(paginator, fetch):
@@ -59,10 +58,9 @@ class JiraSearch:
         """Every issue matching ``jql``, the way the site's flavour searches (``reconcile``: Cloud only)."""
         if self._client.cloud:
             return self.cloud(jql, fields, properties, reconcile)
-        return self.data_center(jql, fields, properties)
+        return self.data_center(jql, fields)
 
-    def changed_dc(self, start_ms: int, jql_from: Callable[[int], str], fields: list[str],
-                   properties: list[str]) -> Iterator[Issue]:
+    def changed_dc(self, start_ms: int, jql_from: Callable[[int], str], fields: list[str]) -> Iterator[Issue]:
         """Data Center delta pages (a :class:`ChangedPaginator`): ``jql_from(ms)`` is the query of the issues
         updated at or after ``ms``; each page restarts it from the last ``updated`` seen."""
         paginator = ChangedPaginator(start_ms, where=f"POST {DC_SEARCH}")
@@ -70,7 +68,7 @@ class JiraSearch:
         def fetch(position: tuple[int, int]) -> Page:
             cursor, offset = position
             body: dict[str, Any] = {"jql": jql_from(cursor), "startAt": offset, "maxResults": self._page_size,
-                                    "fields": fields, "properties": properties}
+                                    "fields": fields}
             return offset_page(self._client.call("POST", DC_SEARCH, body=body), "issues")
 
         for page in paginate(paginator, fetch):

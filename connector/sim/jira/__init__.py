@@ -26,7 +26,7 @@ request bodies change issues), ``human`` (the Python API's edits), the endpoints
 from connector.sim.jira.adf import adf_from_text, adf_to_text
 from connector.sim.jira.errors import SEARCH_REMOVED
 from connector.sim.jira.jql import JqlError
-from connector.sim.jira.server import JiraSim, serve
+from connector.sim.jira.server import JiraSim, LostAnswer, seeded, serve
 from connector.sim.jira.times import jira_time
 
-__all__ = ["JiraSim", "JqlError", "SEARCH_REMOVED", "serve", "jira_time", "adf_from_text", "adf_to_text"]
+__all__ = ["JiraSim", "LostAnswer", "seeded", "JqlError", "SEARCH_REMOVED", "serve", "jira_time", "adf_from_text", "adf_to_text"]

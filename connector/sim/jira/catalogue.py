@@ -8,11 +8,26 @@ from typing import Any
 
 MAJOR_INCIDENT_FIELD = "customfield_10050"
 STAGE_FIELD = "customfield_10060"
+RESPONDERS_FIELD = "customfield_10080"
+SERVICES_FIELD = "customfield_10090"
+TEAM_GROUP_FIELD = "customfield_10100"
+"""A group picker named "Major incident team" (both flavours)."""
+DC_RESPONDERS_FIELD = "customfield_10101"
+"""Data Center: a multi user picker named "Responders"."""
+TEAM_FIELD = "customfield_10110"
+"""Cloud: the Atlassian Team field ("Team")."""
 MAJOR_INCIDENT_VALUE = "MAJOR_INCIDENT"
 MAJOR_INCIDENT_CFTYPE = (
     "com.atlassian.jira.modules.servicemanagement.major-incident-entity:major-incident-entity-field-cftype"
 )
+RESPONDERS_CFTYPE = "com.atlassian.jira.modules.servicemanagement.responders-entity:responders-entity-field-cftype"
+SERVICES_CFTYPE = "com.atlassian.jira.plugins.service-entity:service-entity-field-cftype"
 TEXTFIELD_CFTYPE = "com.atlassian.jira.plugin.system.customfieldtypes:textfield"
+GROUPPICKER_CFTYPE = "com.atlassian.jira.plugin.system.customfieldtypes:grouppicker"
+MULTIUSERPICKER_CFTYPE = "com.atlassian.jira.plugin.system.customfieldtypes:multiuserpicker"
+TEAM_CFTYPE = "com.atlassian.teams:rm-teams-custom-field-team"
+ARI_USER = "ari:cloud:identity::user/"
+ARI_TEAM = "ari:cloud:identity::team/"
 
 PROJECT = {"id": "10000", "key": "ITSM", "name": "IT Service Management", "projectTypeKey": "service_desk"}
 
@@ -22,6 +37,24 @@ ISSUE_TYPES: list[dict[str, Any]] = [
     {"id": "10003", "name": "Change", "description": "For changes to IT systems."},
     {"id": "10004", "name": "Task", "description": "A small piece of work."},
 ]
+"""Every issue type any site of the simulator has; :func:`issue_types` is what one site has."""
+PIR_TYPE = "10002"
+SYSTEM_TYPES = ("10001", "10002", "10003")
+"""JSM Cloud's ITSM template names these ``[System] Incident``, ``[System] Post-incident review`` and ``[System]
+Change`` (jira.md §9)."""
+
+
+def issue_types(flavour: str, plan: str) -> list[dict[str, Any]]:
+    """The issue types of a site: Cloud names the ITSM ones ``[System] ...``; the post-incident review type exists
+    on a Premium Cloud site only (major incidents and PIRs are Premium and Enterprise; none found on Data
+    Center, jira.md §9)."""
+    out = []
+    for item in ISSUE_TYPES:
+        if item["id"] == PIR_TYPE and (flavour != "cloud" or plan != "premium"):
+            continue
+        name = f"[System] {item['name']}" if flavour == "cloud" and item["id"] in SYSTEM_TYPES else item["name"]
+        out.append({**item, "name": name})
+    return out
 
 PRIORITIES: list[dict[str, Any]] = [
     {"id": "1", "name": "Highest", "statusColor": "#d04437"},
@@ -67,6 +100,21 @@ LINK_TYPES: list[dict[str, str]] = [
     {"id": "10003", "name": "Relates", "inward": "relates to", "outward": "relates to"},
 ]
 
+PROJECT_PERMISSIONS: dict[str, tuple[str, str]] = {
+    "BROWSE_PROJECTS": ("10", "Browse Projects"),
+    "CREATE_ISSUES": ("11", "Create Issues"),
+    "EDIT_ISSUES": ("12", "Edit Issues"),
+    "ASSIGN_ISSUES": ("13", "Assign Issues"),
+    "RESOLVE_ISSUES": ("14", "Resolve Issues"),
+    "ADD_COMMENTS": ("15", "Add Comments"),
+    "CLOSE_ISSUES": ("18", "Close Issues"),
+    "LINK_ISSUES": ("21", "Link Issues"),
+    "TRANSITION_ISSUES": ("46", "Transition Issues"),
+    "SERVICEDESK_AGENT": ("44", "Service Project Agent"),
+}
+"""Project permissions by key (``GET /mypermissions``); ``SERVICEDESK_AGENT`` is JSM's agent permission, needed for
+internal comments and the JSM APIs."""
+
 RESOLUTION_DONE = {"id": "10000", "name": "Done", "description": "Work has been completed on this issue."}
 
 SEED_USERS: list[dict[str, str]] = [
@@ -82,18 +130,23 @@ SEED_USERS: list[dict[str, str]] = [
 ]
 
 
-def field_ids(major_incident_field: bool) -> list[str]:
-    """The ids of every field an issue has, in ``GET /issue`` order."""
-    ids = ["summary", "description", "issuetype", "project", "priority", "status", "components", "reporter",
-           "assignee", "creator", "labels", "created", "updated", "resolutiondate", "resolution",
-           "statuscategorychangedate", "issuelinks", "comment"]
-    if major_incident_field:
-        ids.append(MAJOR_INCIDENT_FIELD)
-    ids.append(STAGE_FIELD)
+def custom_fields(flavour: str, major_incident_field: bool) -> list[str]:
+    """The custom field ids of a site."""
+    ids = [MAJOR_INCIDENT_FIELD] if major_incident_field else []
+    ids += [STAGE_FIELD, TEAM_GROUP_FIELD]
+    ids += [RESPONDERS_FIELD, SERVICES_FIELD, TEAM_FIELD] if flavour == "cloud" else [DC_RESPONDERS_FIELD]
     return ids
 
 
-def field_catalogue(major_incident_field: bool) -> list[dict[str, Any]]:
+def field_ids(major_incident_field: bool, flavour: str = "cloud") -> list[str]:
+    """The ids of every field an issue has, in ``GET /issue`` order."""
+    ids = ["summary", "description", "issuetype", "project", "priority", "status", "components", "reporter",
+           "assignee", "creator", "labels", "created", "updated", "resolutiondate", "resolution",
+           "statuscategorychangedate", "issuelinks", "comment", "duedate"]
+    return ids + custom_fields(flavour, major_incident_field)
+
+
+def field_catalogue(major_incident_field: bool, flavour: str = "cloud") -> list[dict[str, Any]]:
     """``GET /field``: every field with its schema and JQL clause names."""
 
     def system(fid: str, name: str, schema: dict[str, Any] | None, clauses: list[str],
@@ -134,6 +187,7 @@ def field_catalogue(major_incident_field: bool) -> list[dict[str, Any]]:
                ["issueLink"]),
         system("comment", "Comment", {"type": "comments-page", "system": "comment"}, ["comment"],
                navigable=False),
+        system("duedate", "Due date", {"type": "date", "system": "duedate"}, ["due", "duedate"]),
     ]
     if major_incident_field:
         fields.append({"id": MAJOR_INCIDENT_FIELD, "key": MAJOR_INCIDENT_FIELD, "name": "Major incident",
@@ -144,6 +198,24 @@ def field_catalogue(major_incident_field: bool) -> list[dict[str, Any]]:
                    "orderable": True, "navigable": True, "searchable": True,
                    "clauseNames": ["cf[10060]", "Major incident stage", "Major incident stage[Short text]"],
                    "schema": {"type": "string", "custom": TEXTFIELD_CFTYPE, "customId": 10060}})
+
+    def custom(fid: str, name: str, schema_type: str, cftype: str, items: str | None = None,
+               clauses: bool = True) -> dict[str, Any]:
+        number = int(fid.rsplit("_", 1)[1])
+        schema: dict[str, Any] = {"type": schema_type, "custom": cftype, "customId": number}
+        if items:
+            schema["items"] = items
+        return {"id": fid, "key": fid, "name": name, "custom": True, "orderable": True, "navigable": True,
+                "searchable": clauses, "clauseNames": [f"cf[{number}]", name] if clauses else [], "schema": schema}
+
+    fields.append(custom(TEAM_GROUP_FIELD, "Major incident team", "group", GROUPPICKER_CFTYPE))
+    if flavour == "cloud":
+        # Responders are not searchable: no clause names (demisto/content JiraV3 README, jira.md §7).
+        fields.append(custom(RESPONDERS_FIELD, "Responders", "array", RESPONDERS_CFTYPE, "string", clauses=False))
+        fields.append(custom(SERVICES_FIELD, "Affected services", "array", SERVICES_CFTYPE, "service-entity"))
+        fields.append(custom(TEAM_FIELD, "Team", "team", TEAM_CFTYPE))
+    else:
+        fields.append(custom(DC_RESPONDERS_FIELD, "Responders", "array", MULTIUSERPICKER_CFTYPE, "user"))
     for item in fields:
         item.pop("untranslatedName", None)
     return fields

@@ -15,6 +15,10 @@ SEARCH_REMOVED = (
 NOT_AUTHENTICATED = "You are not authenticated. Authentication required to perform this operation."
 UNBOUNDED_JQL = "Unbounded JQL queries are not allowed here. Please add a search restriction to your query."
 TOKEN_INVALID = "The provided next page token is invalid or expired."
+PREMIUM_ONLY = ("This feature is only available on Jira Service Management Premium and Enterprise plans.")
+"""What a Standard site answers (403) to an Incidents API method marked "License required: Premium or Enterprise"
+(major incident status, stakeholders, post-incident reviews). The status is the platform's; the wording is
+unverified."""
 
 
 def error(status: int, messages: Iterable[str] = (), errors: dict[str, str] | None = None,

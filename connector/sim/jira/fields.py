@@ -4,10 +4,19 @@ per-field errors, entity properties and comments."""
 from __future__ import annotations
 
 import copy
+import re
 from typing import Any
 
 from connector.sim.jira.adf import adf_from_text, adf_problem, adf_to_text
-from connector.sim.jira.catalogue import MAJOR_INCIDENT_FIELD, MAJOR_INCIDENT_VALUE, STAGE_FIELD
+from connector.sim.jira.catalogue import (
+    DC_RESPONDERS_FIELD,
+    MAJOR_INCIDENT_FIELD,
+    RESPONDERS_FIELD,
+    SERVICES_FIELD,
+    STAGE_FIELD,
+    TEAM_FIELD,
+    TEAM_GROUP_FIELD,
+)
 from connector.sim.jira.errors import HttpError, fail
 from connector.sim.jira.site import Issue, JiraSite
 
@@ -80,9 +89,32 @@ class FieldWriter:
         elif name in ("reporter", "assignee"):
             st[name] = self._user(value, name)
         elif name == MAJOR_INCIDENT_FIELD and self.site.major_incident_field:
-            if value not in (None, MAJOR_INCIDENT_VALUE):
-                raise fail(400, errors={name: f"Specify '{MAJOR_INCIDENT_VALUE}' or null."})
+            # JSM's major incident entity field is set by the major incident action and the Incidents API
+            # (POST .../incident/{issueId}/major), not through the issue's fields: a REST write of it is refused
+            # like any field that is not on the edit screen (the exact wording is unverified).
+            raise fail(400, errors={name: f"Field '{name}' cannot be set. It is not on the appropriate screen, or "
+                                          "unknown. Use the Incidents API to change the major incident status."})
+        elif name == RESPONDERS_FIELD and self.site.flavour == "cloud":
+            # Responders are added and removed through the Incidents API (responder/add, responder/remove); a REST
+            # write of the entity field is refused like the major incident field's (the wording is unverified).
+            raise fail(400, errors={name: f"Field '{name}' cannot be set. It is not on the appropriate screen, or "
+                                          "unknown. Use the Incidents API to change the responders."})
+        elif name == SERVICES_FIELD and self.site.flavour == "cloud":
+            st["custom"][name] = self._services(value, name)
+        elif name == TEAM_GROUP_FIELD:
+            st["custom"][name] = self._group(value, name)
+        elif name == DC_RESPONDERS_FIELD and self.site.flavour == "dc":
+            if value is not None and not isinstance(value, list):
+                raise fail(400, errors={name: "expected an array of users"})
+            st["custom"][name] = [u for u in (self._user(item, name) for item in value or []) if u is not None]
+        elif name == TEAM_FIELD and self.site.flavour == "cloud":
+            if value is not None and (not isinstance(value, str) or value not in self.site.teams):
+                raise fail(400, errors={name: f"Team '{value}' does not exist. Specify a team ID."})
             st["custom"][name] = value
+        elif name == "duedate":
+            if value is not None and (not isinstance(value, str) or not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value)):
+                raise fail(400, errors={name: "Error parsing date string: " + str(value)})
+            st["duedate"] = value
         elif name == STAGE_FIELD:
             if value is not None and not isinstance(value, str):
                 raise fail(400, errors={name: "Operation value must be a string"})
@@ -92,6 +124,32 @@ class FieldWriter:
         else:
             raise fail(400, errors={name: f"Field '{name}' cannot be set. It is not on the appropriate screen, or "
                                            "unknown."})
+
+    def _services(self, value: Any, name: str) -> list[str]:
+        """Affected services by service id (``[{"id": ...}]``); an unknown id is Jira's 400."""
+        if value is None:
+            return []
+        if not isinstance(value, list) or not all(isinstance(v, dict) and isinstance(v.get("id"), str) for v in value):
+            raise fail(400, errors={name: "Specify the affected services as an array of objects with an 'id'."})
+        unknown = [v["id"] for v in value if v["id"] not in self.site.services]
+        if unknown:
+            raise fail(400, errors={name: f"Service '{unknown[0]}' does not exist."})
+        return list(dict.fromkeys(v["id"] for v in value))
+
+    def _group(self, value: Any, name: str) -> str | None:
+        """A group picker value (``{"name"}``, or ``{"groupId"}`` on Cloud); an unknown group is Jira's 400."""
+        if value is None:
+            return None
+        if not isinstance(value, dict):
+            raise fail(400, errors={name: "expected an object with the group's 'name'"})
+        wanted = value.get("name")
+        if wanted is None and value.get("groupId") and self.site.flavour == "cloud":
+            found = next((g for g in self.site.groups.values() if g["groupId"] == value["groupId"]), None)
+        else:
+            found = self.site.groups.get(str(wanted or "").lower())
+        if found is None:
+            raise fail(400, errors={name: f"Group '{wanted or value.get('groupId')}' does not exist."})
+        return str(found["name"])
 
     def _component(self, item: Any) -> str:
         if isinstance(item, dict):
@@ -118,8 +176,10 @@ class FieldWriter:
                 out.append(label)
         return out
 
-    def apply_update(self, st: Issue, update: dict[str, Any], version: int) -> None:
-        """Apply the ``update`` operations of a body (``set``, ``add``, ``remove``)."""
+    def apply_update(self, st: Issue, update: dict[str, Any], version: int, in_transition: bool = False) -> None:
+        """Apply the ``update`` operations of a body (``set``, ``add``, ``remove``). ``in_transition``: the
+        ``update`` of a transition, whose comment ``properties`` the simulator does not honour (see
+        :meth:`append_comment`)."""
         for name, operations in update.items():
             if not isinstance(operations, list):
                 raise fail(400, errors={name: "Operations must be an array."})
@@ -127,9 +187,10 @@ class FieldWriter:
                 if not isinstance(operation, dict) or len(operation) != 1:
                     raise fail(400, errors={name: "Each operation must have exactly one verb."})
                 verb, value = next(iter(operation.items()))
-                self._apply_operation(st, name, verb, value, version)
+                self._apply_operation(st, name, verb, value, version, in_transition)
 
-    def _apply_operation(self, st: Issue, name: str, verb: str, value: Any, version: int) -> None:
+    def _apply_operation(self, st: Issue, name: str, verb: str, value: Any, version: int,
+                         in_transition: bool = False) -> None:
         if name == "labels":
             if verb == "set":
                 st["labels"] = self._labels(value)
@@ -156,7 +217,7 @@ class FieldWriter:
         elif name == "comment":
             if verb != "add" or not isinstance(value, dict):
                 raise fail(400, errors={name: f"Unsupported operation '{verb}'."})
-            self.append_comment(st, value, version)
+            self.append_comment(st, value, version, with_properties=not in_transition)
         elif verb == "set":
             self.apply_field(st, name, value, version, creating=False)
         else:
@@ -203,8 +264,13 @@ class FieldWriter:
             raise fail(400, errors={field_name: f"User '{next(iter(value.values()), '')}' does not exist."})
         return str(user["accountId"])
 
-    def append_comment(self, st: Issue, body: dict[str, Any], version: int) -> dict[str, Any]:
-        """Add a comment from a REST body (ADF on v3, text on v2), within the per-issue limit."""
+    def append_comment(self, st: Issue, body: dict[str, Any], version: int,
+                       with_properties: bool = True) -> dict[str, Any]:
+        """Add a comment from a REST body (ADF on v3, text on v2), within the per-issue limit.
+
+        Without ``with_properties`` the body's ``properties`` are dropped: whether Jira honours
+        ``sd.public.comment`` inside a transition's ``update.comment`` is not documented (the spec leaves the
+        comment free-form), so the simulator takes the unfavourable reading and the comment is public."""
         text = body.get("body")
         if version == 3:
             if text is None or adf_problem(text) is not None:
@@ -219,7 +285,7 @@ class FieldWriter:
                 raise fail(400, errors={"comment": "Comment body can not be empty!"})
             stored = adf_from_text(text)
         properties: dict[str, Any] = {}
-        for prop in body.get("properties") or []:
+        for prop in (body.get("properties") or []) if with_properties else []:
             if not isinstance(prop, dict) or not isinstance(prop.get("key"), str):
                 raise fail(400, "Each property must have a 'key' and a 'value'.")
             properties[prop["key"]] = copy.deepcopy(prop.get("value"))

@@ -8,7 +8,17 @@ import re
 from typing import Any
 
 from connector.sim.jira.adf import adf_from_text
-from connector.sim.jira.catalogue import MAJOR_INCIDENT_FIELD, MAJOR_INCIDENT_VALUE, PROJECT, STAGE_FIELD
+from connector.sim.jira.catalogue import (
+    ARI_TEAM,
+    ARI_USER,
+    MAJOR_INCIDENT_FIELD,
+    MAJOR_INCIDENT_VALUE,
+    PROJECT,
+    RESPONDERS_FIELD,
+    SERVICES_FIELD,
+    STAGE_FIELD,
+    TEAM_GROUP_FIELD,
+)
 from connector.sim.jira.site import Issue, JiraSite
 from connector.sim.jira.times import parse_iso
 
@@ -67,6 +77,15 @@ class HumanEdits:
                 record["emailAddress"] = text
         return str(self.site.add_user(record)["accountId"])
 
+    def _ari(self, value: str) -> str:
+        """A responder's ARI: an ARI as it is, else a team of that name, else a user (created if unknown)."""
+        if value.startswith("ari:"):
+            return value
+        team = self.site.find_team(value)
+        if team is not None:
+            return ARI_TEAM + team["teamId"]
+        return ARI_USER + str(self._user(value))
+
     def _apply(self, st: Issue, fields: dict[str, Any], initial: bool) -> None:
         for name, value in fields.items():
             if name in ("created", "updated"):
@@ -111,6 +130,14 @@ class HumanEdits:
                 st["custom"][MAJOR_INCIDENT_FIELD] = MAJOR_INCIDENT_VALUE if on else None
             elif name in ("stage", STAGE_FIELD):
                 st["custom"][STAGE_FIELD] = None if value in (None, "") else str(value)
+            elif name == "affected_services":
+                st["custom"][SERVICES_FIELD] = [self.site.add_service(str(v)) for v in value or []]
+            elif name == "responders":
+                st["custom"][RESPONDERS_FIELD] = [self._ari(str(v)) for v in value or []]
+            elif name == "team_group":
+                st["custom"][TEAM_GROUP_FIELD] = None if not value else self.site.add_group(str(value))["name"]
+            elif name == "duedate":
+                st["duedate"] = value or None
             elif name == "resolutiondate":
                 st["resolutiondate"] = parse_iso(value) if value else None
             elif name.startswith("customfield_"):

@@ -153,7 +153,7 @@ class IssueApi:
             fields = {k: v for k, v in fields.items() if k != "resolution"}
             self.writer.apply_fields(work, fields, version, creating=False)
         if isinstance(body.get("update"), dict):
-            self.writer.apply_update(work, body["update"], version)
+            self.writer.apply_update(work, body["update"], version, in_transition=True)
         self.writer.apply_properties(work, body.get("properties"))
         st.clear()
         st.update(work)

@@ -138,8 +138,8 @@ class Evaluator:
         if fname == "key":
             return [{st["key"].lower(), st["id"]}]
         if fname == "issuetype":
-            item = next(t for t in ISSUE_TYPES if t["id"] == st["issuetype"])
-            return [{item["id"], item["name"].lower(), f"[system] {item['name'].lower()}"}]
+            name = site.issue_type(st["issuetype"])["name"].lower()
+            return [{st["issuetype"], name, name.removeprefix("[system] ")}]
         if fname == "status":
             status = site.status(st["status"])
             return [{status["id"], status["name"].lower()}]
@@ -285,7 +285,7 @@ class Evaluator:
         if fname == "statuscategory":
             return ["new", "indeterminate", "done"].index(self.site.status(st["status"])["category"])
         if fname == "issuetype":
-            return [t["id"] for t in ISSUE_TYPES].index(st["issuetype"])
+            return [t["id"] for t in ISSUE_TYPES].index(st["issuetype"])  # the catalogue's order
         if fname == "project":
             return PROJECT["key"]
         if fname in _USER_FIELDS:

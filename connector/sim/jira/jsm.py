@@ -1,5 +1,5 @@
-"""Jira Service Management beyond the platform API: request comments (public or internal) and the Incidents
-API's major incident flag."""
+"""Jira Service Management's servicedeskapi: request comments (public or internal) and request participants (the
+Incidents API is :mod:`.incidents`)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ from typing import Any
 
 from connector.sim.base import SimRequest, SimResponse
 from connector.sim.jira.adf import adf_from_text, adf_to_text
-from connector.sim.jira.catalogue import MAJOR_INCIDENT_FIELD, MAJOR_INCIDENT_VALUE
 from connector.sim.jira.errors import ISSUE_NOT_FOUND, fail
 from connector.sim.jira.params import int_arg, json_body
 from connector.sim.jira.site import Issue, JiraSite
@@ -15,7 +14,7 @@ from connector.sim.jira.times import epoch_ms, jira_time
 
 
 class JsmApi:
-    """``/rest/servicedeskapi/request/{key}/comment`` and ``/jsm/incidents/.../major``."""
+    """``/rest/servicedeskapi/request/{key}/comment`` and ``.../participant``."""
 
     def __init__(self, site: JiraSite) -> None:
         self.site = site
@@ -71,20 +70,37 @@ class JsmApi:
         self.site.touch(st)
         return SimResponse(201, self._servicedesk_comment_dto(st, comment))
 
-    def incident_major(self, request: SimRequest, cloud_id: str, issue_id: str) -> SimResponse:
-        """``GET|POST .../incident/{issue_id}/major``: the major incident flag (Cloud with JSM)."""
-        if cloud_id != self.site.cloud_id:
-            raise fail(404, f"Site '{cloud_id}' not found.")
-        st = self.site.issues.get(issue_id)
+    def participants(self, request: SimRequest, key: str) -> SimResponse:
+        """``GET|POST /rest/servicedeskapi/request/{key}/participant``: request participants (Cloud
+        ``{"accountIds": [...]}``, Data Center ``{"usernames": [...]}``), who are notified of public comments."""
+        st = self.site.get_state(key)
         if st is None:
             raise fail(404, ISSUE_NOT_FOUND)
-        if request.method == "GET":
-            return SimResponse(200, {"majorIncident": st["custom"].get(MAJOR_INCIDENT_FIELD) == MAJOR_INCIDENT_VALUE})
-        if request.method != "POST":
+        if request.method == "POST":
+            body = json_body(request)
+            field = "accountIds" if self.site.flavour == "cloud" else "usernames"
+            names = body.get(field) if isinstance(body, dict) else None
+            if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+                return SimResponse(400, {"errorMessage": f"'{field}' must be a non-empty array of strings.",
+                                         "i18nErrorMessage": {"i18nKey": "sd.participants.invalid", "parameters": []}})
+            for name in names:
+                user = self.site.users.get(name) if self.site.flavour == "cloud" else self.site.find_user(name)
+                if user is None:
+                    return SimResponse(400, {"errorMessage": f"User '{name}' does not exist.",
+                                             "i18nErrorMessage": {"i18nKey": "sd.user.unknown", "parameters": []}})
+                if user["accountId"] not in st["participants"]:
+                    st["participants"].append(user["accountId"])
+            self.site.touch(st)
+        elif request.method != "GET":
             return SimResponse(405, None)
-        body = json_body(request)
-        if not isinstance(body, dict) or not isinstance(body.get("majorIncident"), bool):
-            raise fail(400, errors={"majorIncident": "majorIncident must be a boolean."})
-        st["custom"][MAJOR_INCIDENT_FIELD] = MAJOR_INCIDENT_VALUE if body["majorIncident"] else None
-        self.site.touch(st)
-        return SimResponse(204)
+        values = [self._person(self.site.users[a]) for a in st["participants"]]
+        return SimResponse(200, {"size": len(values), "start": 0, "limit": 50, "isLastPage": True, "values": values,
+                                 "_links": {}})
+
+    def _person(self, user: dict[str, Any]) -> dict[str, Any]:
+        person = {"accountId": user["accountId"], "emailAddress": user["emailAddress"],
+                  "displayName": user["displayName"], "active": user["active"], "timeZone": user["timeZone"]}
+        if self.site.flavour == "dc":
+            person = {"name": user["name"], "key": user["key"], **person}
+            del person["accountId"]
+        return person

@@ -4,7 +4,7 @@ statuses, the project and users."""
 from __future__ import annotations
 
 from connector.sim.base import SimRequest, SimResponse
-from connector.sim.jira.catalogue import ISSUE_TYPES, LINK_TYPES, PRIORITIES, PROJECT, STATUSES
+from connector.sim.jira.catalogue import LINK_TYPES, PRIORITIES, PROJECT, STATUSES
 from connector.sim.jira.errors import fail
 from connector.sim.jira.params import int_arg
 from connector.sim.jira.render import Renderer
@@ -53,7 +53,7 @@ class MetaApi:
 
     def issue_types(self, request: SimRequest, version: int) -> SimResponse:
         """``GET /issuetype``."""
-        return SimResponse(200, [self.render.issue_type(t["id"], version) for t in ISSUE_TYPES])
+        return SimResponse(200, [self.render.issue_type(t["id"], version) for t in self.site.issue_types()])
 
     def priorities(self, request: SimRequest, version: int) -> SimResponse:
         """``GET /priority``."""
@@ -69,7 +69,7 @@ class MetaApi:
         if key.upper() not in (PROJECT["key"], PROJECT["id"]):
             raise fail(404, f"No project could be found with key '{key}'.")
         body = self.render.project(version)
-        body["issueTypes"] = [self.render.issue_type(t["id"], version) for t in ISSUE_TYPES]
+        body["issueTypes"] = [self.render.issue_type(t["id"], version) for t in self.site.issue_types()]
         body["components"] = [{"self": f"{self.site.api(version)}/component/{cid}", "id": cid, "name": name}
                               for name, cid in self.site.components.items()]
         return SimResponse(200, body)

@@ -8,12 +8,18 @@ from typing import Any
 
 from connector.sim.jira.adf import adf_to_text
 from connector.sim.jira.catalogue import (
-    ISSUE_TYPES,
+    ARI_TEAM,
+    ARI_USER,
+    DC_RESPONDERS_FIELD,
     LINK_TYPES,
     PRIORITIES,
     PROJECT,
     RESOLUTION_DONE,
+    RESPONDERS_FIELD,
+    SERVICES_FIELD,
     STATUS_CATEGORIES,
+    TEAM_FIELD,
+    TEAM_GROUP_FIELD,
     TRANSITIONS,
 )
 from connector.sim.jira.site import Issue, JiraSite
@@ -64,7 +70,7 @@ class Renderer:
 
     def issue_type(self, type_id: str, version: int) -> dict[str, Any]:
         """An issue type."""
-        item = next(t for t in ISSUE_TYPES if t["id"] == type_id)
+        item = self.site.issue_type(type_id)
         return {"self": f"{self.site.api(version)}/issuetype/{item['id']}", "id": item["id"],
                 "description": item["description"],
                 "iconUrl": f"{self.site.base_url}/rest/api/2/universal_avatar/view/type/issuetype/avatar/{item['id']}",
@@ -172,7 +178,36 @@ class Renderer:
             comments = [self.comment(st, c, version) for c in st["comments"]]
             return {"comments": comments, "self": f"{self.site.api(version)}/issue/{st['id']}/comment",
                     "maxResults": len(comments), "total": len(comments), "startAt": 0}
-        return copy.deepcopy(st["custom"].get(field_id))
+        if field_id == "duedate":
+            return st.get("duedate")
+        value = st["custom"].get(field_id)
+        if value in (None, []):
+            return copy.deepcopy(value)
+        if field_id == RESPONDERS_FIELD:
+            return [self.responder(ari) for ari in value]
+        if field_id == SERVICES_FIELD:
+            return [{"id": ident, "name": self.site.services.get(ident, ident)} for ident in value]
+        if field_id == TEAM_GROUP_FIELD:
+            group = self.site.groups.get(str(value).lower(), {"name": value})
+            out = {"name": group["name"], "self": f"{self.site.api(version)}/group?groupname={group['name']}"}
+            if self.site.flavour == "cloud" and group.get("groupId"):
+                out["groupId"] = group["groupId"]
+            return out
+        if field_id == DC_RESPONDERS_FIELD:
+            return [self.user(account, version) for account in value]
+        if field_id == TEAM_FIELD:
+            team = self.site.teams.get(str(value)) or {"displayName": value}
+            return {"id": value, "name": team["displayName"]}
+        return copy.deepcopy(value)
+
+    def responder(self, ari: str) -> dict[str, Any]:
+        """A responder as the Incidents API's ``IncidentDTO`` shows one: ``{"ari", "name", "type"}`` (the same
+        shape is assumed for the Responders field of an issue, which no public document shows)."""
+        if ari.startswith(ARI_TEAM):
+            team = self.site.teams.get(ari[len(ARI_TEAM):]) or {"displayName": ari}
+            return {"ari": ari, "name": team["displayName"], "type": "team"}
+        user = self.site.users.get(ari[len(ARI_USER):]) or {"displayName": ari}
+        return {"ari": ari, "name": user["displayName"], "type": "user"}
 
     def field_names(self) -> dict[str, str]:
         """Field id -> display name (``expand=names``)."""

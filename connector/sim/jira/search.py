@@ -59,9 +59,10 @@ class SearchApi:
         limit = min(max(0, int_arg(params.get("maxResults"), 50, "maxResults")), DC_SEARCH_PAGE_CAP)
         states = self._matching(query, set())
         fields = self.render.select_fields(split_list(params.get("fields")), "*navigable")
-        properties = split_list(params.get("properties"))
+        # Data Center search does not return entity properties (JRASERVER-62898 is an open suggestion): the
+        # parameter is accepted and ignored, so a client that relies on it finds nothing.
         expand = split_list([params.get("expand")] if params.get("expand") else [])
-        issues = [self.render.issue(st, version, fields, properties, expand) for st in states[start:start + limit]]
+        issues = [self.render.issue(st, version, fields, [], expand) for st in states[start:start + limit]]
         body: dict[str, Any] = {"expand": "schema,names", "startAt": start, "maxResults": limit,
                                 "total": len(states), "issues": issues}
         self._add_names_schema(body, fields, expand)

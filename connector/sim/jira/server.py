@@ -6,14 +6,22 @@ from __future__ import annotations
 
 import base64
 import copy
+import email.utils
+import hashlib
+import re
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Callable
+from http.server import BaseHTTPRequestHandler
+from typing import Any, Callable, Iterable
 
 from connector.sim.base import ANY_METHOD, FaultRule, Groups, Route, Router, SimRequest, SimResponse, SimServer
+from connector.sim.jira.catalogue import RESPONDERS_FIELD
 from connector.sim.jira.comments import CommentApi
+from connector.sim.jira.directory import DirectoryApi
 from connector.sim.jira.errors import NOT_AUTHENTICATED, HttpError, error, null_for_uri
 from connector.sim.jira.fields import FieldWriter
 from connector.sim.jira.human import HumanEdits
+from connector.sim.jira.incidents import IncidentsApi
 from connector.sim.jira.issues import IssueApi
 from connector.sim.jira.jql import JqlError
 from connector.sim.jira.jsm import JsmApi
@@ -24,6 +32,7 @@ from connector.sim.jira.search import SearchApi
 from connector.sim.jira.site import JiraSite
 
 REST_API = "/rest/api/{version:2|3|latest}"
+INCIDENTS = "/jsm/incidents/cloudId/{cloud_id}/v1"
 
 
 def _numbered_version(handler: Callable[..., SimResponse]) -> Callable[..., SimResponse]:
@@ -35,6 +44,16 @@ def _numbered_version(handler: Callable[..., SimResponse]) -> Callable[..., SimR
     return call
 
 
+@dataclass
+class LostAnswer:
+    """A write the site carries out whose answer never reaches the client (``METHOD path`` matching ``match``,
+    at most ``count`` times): the client sees Atlassian's edge answer 504 Gateway Timeout."""
+
+    match: str
+    count: int = 1
+    fired: int = 0
+
+
 class JiraSim:
     """In-memory Jira Cloud (``flavour="cloud"``) or Data Center (``flavour="dc"``) site.
 
@@ -42,7 +61,10 @@ class JiraSim:
     writes comes from it. ``user_time_zone`` is the API user's zone, used to read quoted JQL dates.
     ``search_lag`` (seconds) delays the visibility of writes in search results, except for issue ids passed
     in ``reconcileIssues``. ``per_issue_write_limit`` caps comments and links per issue (413 beyond).
-    With ``record_exchanges`` every request answered is appended to :attr:`exchanges`.
+    With ``record_exchanges`` every request answered is appended to :attr:`exchanges`. ``plan`` is the JSM plan
+    (``premium`` or ``standard``: Premium-only Incidents API methods answer 403 on Standard); ``permissions`` the
+    project permissions the API user holds (default: all). :meth:`lose_answers` makes writes land without an
+    answer.
     """
 
     def __init__(
@@ -57,11 +79,15 @@ class JiraSim:
         record_exchanges: bool = False,
         per_issue_write_limit: int | None = None,
         seed: int = 1,
+        plan: str = "premium",
+        permissions: Iterable[str] | None = None,
     ) -> None:
         self.site = JiraSite(email, token, flavour, clock, user_time_zone, major_incident_field, search_lag,
-                             per_issue_write_limit, seed)
+                             per_issue_write_limit, seed, plan=plan,
+                             permissions=None if permissions is None else frozenset(permissions))
         self.record_exchanges = record_exchanges
         self.exchanges: list[dict[str, Any]] = []
+        self._lost: list[LostAnswer] = []
         self._lock = self.site.lock
         self._render = Renderer(self.site)
         self._human = HumanEdits(self.site)
@@ -72,6 +98,8 @@ class JiraSim:
         self._comments = CommentApi(self.site, self._render, writer)
         self._links = LinkApi(self.site, self._render, writer)
         self._jsm = JsmApi(self.site)
+        self._directory = DirectoryApi(self.site)
+        self._incidents = IncidentsApi(self.site)
         self.router = Router(self.routes(), not_found=self._null_for_uri, wrong_method=lambda request: SimResponse(405),
                              authorised=self.authorised, unauthorised=self._unauthorised)
 
@@ -199,6 +227,67 @@ class JiraSim:
         with self._lock:
             return [st["key"] for st in self.site.issues.values()]
 
+    def add_user(self, name: str, display_name: str | None = None, email: str | None = None) -> dict[str, Any]:
+        """A user of the site (``name`` as a Data Center user name, or the part before ``@`` of an email);
+        returns the stored record. An existing user is returned as it is."""
+        with self._lock:
+            found = self.site.find_user(name)
+            if found is not None:
+                return dict(found)
+            account = hashlib.sha1(name.encode("utf-8")).hexdigest()[:24]
+            record: dict[str, Any] = {"accountId": account, "name": name.split("@")[0]}
+            if display_name:
+                record["displayName"] = display_name
+            if email or "@" in name:
+                record["emailAddress"] = email or name
+            return dict(self.site.add_user(record))
+
+    def add_group(self, name: str, members: Iterable[str] = ()) -> dict[str, Any]:
+        """A group of the site with ``members`` (users by any name the site knows)."""
+        with self._lock:
+            group = self.site.add_group(name, members)
+            return {**group, "members": list(group["members"])}
+
+    def add_team(self, name: str, members: Iterable[str] = ()) -> dict[str, Any]:
+        """An Atlassian team of the site's organisation (Cloud), with ``members``."""
+        with self._lock:
+            team = self.site.add_team(name, members)
+            return {**team, "members": list(team["members"])}
+
+    def add_service(self, name: str) -> str:
+        """A JSM service (what Affected services lists); its id."""
+        with self._lock:
+            return self.site.add_service(name)
+
+    def responders(self, key: str) -> list[dict[str, Any]]:
+        """The responders of an issue (``{"ari", "name", "type"}``)."""
+        with self._lock:
+            st = self.site.require(key)
+            return [self._render.responder(ari) for ari in st["custom"].get(RESPONDERS_FIELD) or []]
+
+    def stakeholders(self, key: str) -> list[str]:
+        """The stakeholders of an incident (user ARIs)."""
+        with self._lock:
+            return list(self.site.require(key)["stakeholders"])
+
+    def participants(self, key: str) -> list[str]:
+        """The request participants of an issue (account ids)."""
+        with self._lock:
+            return list(self.site.require(key)["participants"])
+
+    @property
+    def org_id(self) -> str:
+        """The Cloud site's organisation id (what the Teams API is addressed by)."""
+        return self.site.org_id
+
+    def lose_answers(self, match: str, count: int = 1) -> LostAnswer:
+        """Carry out the next ``count`` requests matching ``match`` (a regex on ``METHOD path``) but answer
+        504 instead of their result, as when Atlassian's edge times out after the site did the work."""
+        rule = LostAnswer(match, count)
+        with self._lock:
+            self._lost.append(rule)
+        return rule
+
     # -- HTTP ----------------------------------------------------------------------------------------
 
     def handle(self, request: SimRequest) -> SimResponse:
@@ -239,12 +328,23 @@ class JiraSim:
 
         meta, search, issues, comments, links, jsm = (self._meta, self._search, self._issues, self._comments,
                                                       self._links, self._jsm)
+        directory, incidents = self._directory, self._incidents
         return [
             Route(ANY_METHOD, "/_edge/tenant_info", meta.tenant_info, serves=self._cloud),
-            # Both answer the issue's 404 before a wrong method's 405: the handlers check the method.
-            Route(ANY_METHOD, "/jsm/incidents/cloudId/{cloud_id}/v1/incident/{issue_id}/major", jsm.incident_major,
+            Route("POST", "/gateway/api/graphql", directory.graphql, serves=self._cloud),
+            Route(ANY_METHOD, "/gateway/api/public/teams/v1/org/{org_id}/teams", directory.teams, serves=self._cloud),
+            # They answer the issue's 404 before a wrong method's 405: the handlers check the method.
+            Route(ANY_METHOD, INCIDENTS + "/incident/{issue_id}/major", incidents.major, serves=self._incidents_api),
+            Route("GET", INCIDENTS + "/incident/{issue_id}/responder", incidents.responders,
                   serves=self._incidents_api),
+            Route("POST", INCIDENTS + "/incident/{issue_id}/responder/{verb:add|remove}", incidents.responders,
+                  serves=self._incidents_api),
+            Route("POST", INCIDENTS + "/incident/{issue_id}/stakeholder/{verb:add|remove}", incidents.stakeholders,
+                  serves=self._incidents_api),
+            Route("GET", INCIDENTS + "/post-incident-review/{issue_id}/primary-incident",
+                  incidents.primary_incident, serves=self._incidents_api),
             Route(ANY_METHOD, "/rest/servicedeskapi/request/{key}/comment", jsm.servicedesk_comment),
+            Route(ANY_METHOD, "/rest/servicedeskapi/request/{key}/participant", jsm.participants),
             rest("GET", "/serverInfo", meta.server_info),
             rest("GET", "/myself", meta.myself),
             rest("GET", "/field", meta.fields),
@@ -254,6 +354,8 @@ class JiraSim:
             rest("GET", "/status", meta.statuses),
             rest("GET", "/project/{key}", meta.project),
             rest("GET", "/user/search", meta.user_search),
+            rest("GET", "/mypermissions", directory.my_permissions),
+            rest("GET", "/groups/picker", directory.groups_picker),
             rest("GET POST", "/search/jql", search.search_jql),
             rest("POST", "/search/approximate-count", search.approximate_count),
             rest("GET POST", "/search", search.search_old),
@@ -282,7 +384,7 @@ class JiraSim:
         return groups.get("version") != "3" or self.site.flavour == "cloud"
 
     def _incidents_api(self, groups: Groups) -> bool:
-        return self.site.flavour == "cloud" and self.site.major_incident_field
+        return self.site.flavour == "cloud"
 
     def _null_for_uri(self, request: SimRequest) -> SimResponse:
         return null_for_uri(self.site.base_url, request.path)
@@ -300,8 +402,24 @@ class JiraSim:
                 response = exc.response
             except JqlError as exc:
                 response = error(400, [str(exc)])
+            lost = self._lost_answer(request, response)
+            if lost is not None:
+                self._record_exchange(request, lost, fault="lost answer")
+                return lost
             self._record_exchange(request, response)
             return response
+
+    def _lost_answer(self, request: SimRequest, response: SimResponse) -> SimResponse | None:
+        """The 504 that replaces a carried-out write's answer, when a :meth:`lose_answers` rule matches."""
+        if not 200 <= response.status < 300:
+            return None
+        target = f"{request.method} {request.path}"
+        for rule in self._lost:
+            if rule.fired < rule.count and re.search(rule.match, target):
+                rule.fired += 1
+                return SimResponse(504, raw=b"<html><body><h1>504 Gateway Time-out</h1></body></html>",
+                                   headers={"Content-Type": "text/html"})
+        return None
 
     def _record_exchange(self, request: SimRequest, response: SimResponse, fault: str | None = None) -> None:
         if not self.record_exchanges or request.path.startswith("/__sim/"):
@@ -328,9 +446,19 @@ class _JiraSimServer(SimServer):
     """:class:`SimServer` with Jira-looking rate-limit faults and fault responses recorded as exchanges."""
 
     def __init__(self, sim: JiraSim, handler: Callable[[SimRequest], SimResponse], port: int = 0) -> None:
+        self.sim = sim
         # A short poll interval so that stop() returns quickly in tests.
         super().__init__(handler, port=port, poll_interval=0.02, name="jira-sim")
-        self.sim = sim
+
+    def _make_handler_class(self) -> type[BaseHTTPRequestHandler]:
+        """The base handler, with the ``Date`` header from the site's clock (as a real site's is its own)."""
+        site = self.sim.site
+
+        class _Handler(super()._make_handler_class()):  # type: ignore[misc]
+            def date_time_string(self, timestamp: float | None = None) -> str:
+                return email.utils.format_datetime(site.now(), usegmt=True)
+
+        return _Handler
 
     def _fault_response(self, rule: FaultRule, request: SimRequest) -> SimResponse | None:
         response = super()._fault_response(rule, request)
@@ -351,12 +479,32 @@ class _JiraSimServer(SimServer):
         return response
 
 
-def serve(port: int, email: str, token: str, flavour: str = "cloud") -> None:
-    """Serve a fresh simulator on ``127.0.0.1:port`` until interrupted (``mim simulate jira``)."""
+def seeded(email: str, token: str, flavour: str = "cloud", people: Iterable[str] = (),
+           groups: Iterable[str] = ()) -> JiraSim:
+    """A fresh simulator that knows ``people`` (users) and ``groups``: on Cloud each group is also an
+    Atlassian team (JSM responders are teams), on Data Center a group."""
     sim = JiraSim(email=email, token=token, flavour=flavour)
+    for person in people:
+        sim.add_user(person)
+    for group in groups:
+        sim.add_group(group)
+        if flavour == "cloud":
+            sim.add_team(group)
+    return sim
+
+
+def serve(port: int, email: str, token: str, flavour: str = "cloud", people: Iterable[str] = (),
+          groups: Iterable[str] = ()) -> None:
+    """Serve a fresh simulator on ``127.0.0.1:port`` until interrupted (``mim simulate jira``); ``people`` and
+    ``groups`` (those of the process file) exist on it."""
+    people, groups = list(people), list(groups)
+    sim = seeded(email, token, flavour, people, groups)
     server = sim.server(port)
     auth = "Basic email:token" if flavour == "cloud" else "Authorization: Bearer <token>"
     print(f"Jira {flavour} simulator listening on {server.url} ({auth}; user {email})", flush=True)
+    if people or groups:
+        print(f"it knows the people ({', '.join(people) or 'none'}) and groups ({', '.join(groups) or 'none'}) of "
+              "the process file", flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:

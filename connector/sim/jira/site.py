@@ -9,22 +9,23 @@ import threading
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 from zoneinfo import ZoneInfo
 
 from connector.sim.jira.catalogue import (
     DEFAULT_PRIORITY,
     INITIAL_STATUS,
     ISSUE_TYPES,
-    MAJOR_INCIDENT_FIELD,
     PRIORITIES,
     PROJECT,
+    PROJECT_PERMISSIONS,
     SEED_USERS,
-    STAGE_FIELD,
     STATUSES,
     TRANSITIONS,
+    custom_fields,
     field_catalogue,
     field_ids,
+    issue_types,
 )
 from connector.sim.jira.errors import ISSUE_NOT_FOUND, HttpError, error, fail
 from connector.sim.jira.times import UTC, truncate_ms
@@ -50,6 +51,11 @@ class JiraSite:
     ``clock`` returns the current aware UTC time (default: real time); every timestamp written comes from it.
     ``user_time_zone`` is the API user's zone. ``search_lag`` (seconds) delays the visibility of writes in
     search results. ``per_issue_write_limit`` caps comments and links per issue. ``lock`` guards everything.
+
+    ``plan`` is the JSM plan of a Cloud site: ``premium`` (major incidents, stakeholders and post-incident
+    reviews, which Atlassian sells with Premium and Enterprise only) or ``standard``. ``permissions`` are the
+    project permissions the API user holds (default: all the connector uses). Groups and Atlassian teams
+    (``add_group``, ``add_team``) are what ``/groups/picker``, the Teams API and the responders know.
     """
 
     def __init__(
@@ -63,9 +69,13 @@ class JiraSite:
         search_lag: float,
         per_issue_write_limit: int | None,
         seed: int,
+        plan: str = "premium",
+        permissions: frozenset[str] | None = None,
     ) -> None:
         if flavour not in ("cloud", "dc"):
             raise ValueError("flavour must be 'cloud' or 'dc'")
+        if plan not in ("premium", "standard"):
+            raise ValueError("plan must be 'premium' or 'standard'")
         self.email = email
         self.token = token
         self.flavour = flavour
@@ -75,21 +85,27 @@ class JiraSite:
         self.major_incident_field = major_incident_field
         self.search_lag = float(search_lag)
         self.per_issue_write_limit = per_issue_write_limit
+        self.plan = plan
+        self.permissions = frozenset(PROJECT_PERMISSIONS) if permissions is None else frozenset(permissions)
         self.base_url = "https://your-domain.atlassian.net" if flavour == "cloud" else "https://jira.example.com"
         self.random = random.Random(seed)
         self.cloud_id = str(uuid.UUID(int=self.random.getrandbits(128), version=4))
+        self.org_id = str(uuid.UUID(int=self.random.getrandbits(128), version=4))
         self.lock = threading.RLock()
         self.issues: dict[str, Issue] = {}  # id -> current state
         self.keys: dict[str, str] = {}  # upper-case key -> id
         self.versions: dict[str, list[tuple[datetime, Issue]]] = {}
         self.links: dict[str, Link] = {}
         self.components: dict[str, str] = {}  # name -> id
+        self.services: dict[str, str] = {}  # JSM service id -> name (what Affected services hold)
         self._next_issue_id = 10001
         self._next_issue_num = 1
         self._next_comment_id = 10000
         self._next_link_id = 10100
         self._next_component_id = 10200
         self.users: dict[str, dict[str, Any]] = {}
+        self.groups: dict[str, dict[str, Any]] = {}  # lower-case name -> {"groupId", "name", "members"}
+        self.teams: dict[str, dict[str, Any]] = {}  # team id -> {"teamId", "displayName", "members"}
         for seed_user in SEED_USERS:
             self.add_user(dict(seed_user))
         self.me = SEED_USERS[0]["accountId"]
@@ -114,26 +130,33 @@ class JiraSite:
 
     def field_ids(self) -> list[str]:
         """The ids of every field an issue of this site has."""
-        return field_ids(self.major_incident_field)
+        return field_ids(self.major_incident_field, self.flavour)
 
     def field_catalogue(self) -> list[dict[str, Any]]:
         """``GET /field`` of this site."""
-        return field_catalogue(self.major_incident_field)
+        return field_catalogue(self.major_incident_field, self.flavour)
+
+    def issue_types(self) -> list[dict[str, Any]]:
+        """The issue types of this site (names and the review type depend on the flavour and plan)."""
+        return issue_types(self.flavour, self.plan)
+
+    def issue_type(self, type_id: str) -> dict[str, Any]:
+        """An issue type of any site, by id, named as this site names it."""
+        return next((t for t in self.issue_types() if t["id"] == type_id),
+                    next(t for t in ISSUE_TYPES if t["id"] == type_id))
 
     # -- issues --------------------------------------------------------------------------------------
 
     def new_state(self, created: datetime) -> Issue:
         """A blank issue, not yet registered."""
-        custom: dict[str, Any] = {STAGE_FIELD: None}
-        if self.major_incident_field:
-            custom[MAJOR_INCIDENT_FIELD] = None
+        custom: dict[str, Any] = {fid: None for fid in custom_fields(self.flavour, self.major_incident_field)}
         return {
             "id": "", "key": "", "project": PROJECT["key"], "summary": "", "description": None,
             "issuetype": ISSUE_TYPES[0]["id"], "priority": DEFAULT_PRIORITY, "status": INITIAL_STATUS,
             "components": [], "reporter": None, "assignee": None, "creator": None, "labels": [],
             "created": created, "updated": created, "resolutiondate": None,
             "statuscategorychangedate": created, "custom": custom, "properties": {}, "comments": [],
-            "links": [],
+            "links": [], "stakeholders": [], "participants": [], "duedate": None,
         }
 
     def register(self, st: Issue) -> None:
@@ -241,14 +264,14 @@ class JiraSite:
             raise fail(400, f"Transition id '{transition_id}' is not valid for this issue.")
         self.set_status(st, found[2])
 
-    @staticmethod
-    def find_issue_type(value: Any) -> dict[str, Any] | None:
-        """An issue type by id or name (``{"id"|"name": ...}`` too)."""
+    def find_issue_type(self, value: Any) -> dict[str, Any] | None:
+        """An issue type of this site by id or name, with or without the ``[System]`` prefix (``{"id"|"name":
+        ...}`` too)."""
         if isinstance(value, dict):
             value = value.get("id") or value.get("name")
-        text = str(value).strip().lower()
-        for item in ISSUE_TYPES:
-            if text in (item["id"], item["name"].lower(), f"[system] {item['name'].lower()}"):
+        text = str(value).strip().lower().removeprefix("[system] ")
+        for item in self.issue_types():
+            if text in (item["id"], item["name"].lower().removeprefix("[system] ")):
                 return item
         return None
 
@@ -286,6 +309,44 @@ class JiraSite:
         record.setdefault("active", True)
         self.users[record["accountId"]] = record
         return record
+
+    def add_group(self, name: str, members: Iterable[str] = ()) -> dict[str, Any]:
+        """Store a group (``members``: users by any name :meth:`find_user` knows)."""
+        group = self.groups.setdefault(name.lower(), {
+            "groupId": str(uuid.UUID(int=self.random.getrandbits(128), version=4)), "name": name, "members": []})
+        for member in members:
+            user = self.find_user(member)
+            if user is not None and user["accountId"] not in group["members"]:
+                group["members"].append(user["accountId"])
+        return group
+
+    def add_service(self, name: str) -> str:
+        """A JSM service (the service registry behind Affected services); its id."""
+        for ident, known in self.services.items():
+            if known.lower() == name.lower():
+                return ident
+        ident = "b:" + str(uuid.UUID(int=self.random.getrandbits(128), version=4))
+        self.services[ident] = name
+        return ident
+
+    def add_team(self, name: str, members: Iterable[str] = ()) -> dict[str, Any]:
+        """Store an Atlassian team (a Cloud organisation's team, what JSM responders name)."""
+        found = self.find_team(name)
+        if found is None:
+            team_id = str(uuid.UUID(int=self.random.getrandbits(128), version=4))
+            found = self.teams[team_id] = {"teamId": team_id, "displayName": name, "members": []}
+        for member in members:
+            user = self.find_user(member)
+            if user is not None and user["accountId"] not in found["members"]:
+                found["members"].append(user["accountId"])
+        return found
+
+    def find_team(self, name_or_id: str) -> dict[str, Any] | None:
+        """An Atlassian team by id or display name (any case)."""
+        if name_or_id in self.teams:
+            return self.teams[name_or_id]
+        wanted = name_or_id.strip().lower()
+        return next((t for t in self.teams.values() if t["displayName"].lower() == wanted), None)
 
     def find_user(self, value: str) -> dict[str, Any] | None:
         """A user by accountId, name, key, email or display name (any case)."""
