@@ -64,6 +64,8 @@ REFERENCES = {
 TABLE_REFERENCES: dict[str, dict[str, str]] = {
     "incident_task": {"incident": "incident"},
     "sys_user_group": {"parent": "sys_user_group"},
+    "sys_user_has_role": {"user": "sys_user", "role": "sys_user_role"},
+    "sys_user_grmember": {"user": "sys_user", "group": "sys_user_group"},
 }
 
 CHOICE_LABELS: dict[str, dict[str, dict[str, str]]] = {
@@ -79,6 +81,27 @@ CHOICE_LABELS: dict[str, dict[str, dict[str, str]]] = {
     },
 }
 CHOICE_LABELS["incident"]["incident_state"] = CHOICE_LABELS["incident"]["state"]
+
+#: ``incident.close_code`` on a current instance (value = label). "Solved (Permanently)" and the other
+#: "Solved ..." codes belong to older releases: a current instance refuses them (reference §6, "Resolution
+#: codes").
+CLOSE_CODES = ("Solution provided", "Workaround provided", "Resolved by caller", "Resolved by change",
+               "Resolved by problem", "Resolved by request", "Known error", "Duplicate", "User error",
+               "No resolution provided")
+CHOICE_LABELS["incident"]["close_code"] = {code: code for code in CLOSE_CODES}
+
+#: The resolution data policy: fields mandatory when an incident is resolved or closed, by label (reference
+#: §1.4 "Resolve: resolution code + notes mandatory", §6 "403 Data Policy Exception ... mandatory: Resolution
+#: code").
+RESOLUTION_MANDATORY = {"close_code": "Resolution code", "close_notes": "Resolution notes"}
+RESOLVED_INCIDENT_STATES = ("6", "7")
+
+#: Field write ACLs by role: accepting, rejecting or demoting a major incident (any major incident state but
+#: empty and ``proposed``) needs ``major_incident_manager`` (reference §1.1 and §6). ``admin`` passes every ACL.
+MAJOR_INCIDENT_MANAGER = "major_incident_manager"
+ADMIN_ROLE = "admin"
+ROLES = ("admin", "itil", "sn_incident_write", "major_incident_manager", "sn_mim_admin", "incident_manager",
+         "communication_manager")
 
 COLUMN_LABELS = {"rfc": "Change Request", "caused_by": "Caused by Change", "caller_id": "Caller",
                  "cmdb_ci": "Configuration item", "u_mim_stage": "MIM stage", "sys_id": "Sys ID"}

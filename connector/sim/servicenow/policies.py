@@ -1,0 +1,58 @@
+"""What an instance refuses on a Table API write, and how (sections of ``shared/reference/servicenow.md``).
+
+* **Field ACLs** (§2.1 "ACL-hidden fields are absent", §2.3, §6 "Field ACLs on the Table API"): a field the
+  API user may not read is absent from answers and a query term on it is dropped like one on an unknown
+  field; a field the user may not write keeps its old value while the request still succeeds (200).
+  Accepting, rejecting or demoting a major incident (a ``major_incident_state`` other than empty or
+  ``proposed``) needs ``major_incident_manager`` (§1.1, §6); ``admin`` passes every ACL.
+
+Writes through the simulator's Python API (``trusted``) act as an administrator and skip all of this.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Iterable, Mapping
+
+from connector.sim.servicenow.schema import ADMIN_ROLE, MAJOR_INCIDENT_MANAGER
+
+if TYPE_CHECKING:
+    from connector.sim.servicenow.instance import Instance, Record
+
+MAJOR_STATES_OPEN_TO_ALL = ("", "proposed")
+"""Major incident states any user who may write incidents may set (proposing needs ``itil``)."""
+
+
+class WritePolicy:
+    """The field ACLs of ``instance`` for its API user.
+
+    ``hidden`` maps a table to the fields the user may neither read nor write."""
+
+    def __init__(self, instance: "Instance", hidden: Mapping[str, Iterable[str]] | None = None) -> None:
+        self.instance = instance
+        self.hidden: dict[str, frozenset[str]] = {table: frozenset(fields) for table, fields in (hidden or {}).items()}
+
+    def is_hidden(self, table: str, name: str) -> bool:
+        """Whether a read ACL hides the field from the API user."""
+        return name in self.hidden.get(table, frozenset())
+
+    def roles(self) -> set[str]:
+        """The API user's roles (``sys_user_has_role`` of the ``sys_user`` named like the user)."""
+        instance = self.instance
+        users = {row["sys_id"] for row in instance.rows("sys_user") if row.get("user_name") == instance.user}
+        role_ids = {row.get("role", "") for row in instance.rows("sys_user_has_role") if row.get("user") in users}
+        return {row.get("name", "") for row in instance.rows("sys_user_role") if row["sys_id"] in role_ids}
+
+    def screen(self, table: str, values: "Record") -> "Record":
+        """The part of a REST write that an instance stores: fields the user may not write are left out (they
+        keep their old value)."""
+        roles: set[str] | None = None
+        kept: Record = {}
+        for name, value in values.items():
+            if self.is_hidden(table, name):
+                continue
+            if table == "incident" and name == "major_incident_state" and value not in MAJOR_STATES_OPEN_TO_ALL:
+                roles = self.roles() if roles is None else roles
+                if not roles & {MAJOR_INCIDENT_MANAGER, ADMIN_ROLE}:
+                    continue
+            kept[name] = value
+        return kept
