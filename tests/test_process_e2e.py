@@ -229,7 +229,7 @@ def test_the_whole_process_on_the_servicenow_simulator(servicenow: ServiceNowSit
     assert quiet(site.cycle())
 
     site.clock.advance(minutes=40)
-    site.agent(mi, state="6", close_code="Solved (Permanently)", close_notes="Rolled back release 4.2")
+    site.agent(mi, state="6", close_code="Solution provided", close_notes="Rolled back release 4.2")
     maintenance = site.cycle()
     assert maintenance.failures == []
     assert all(sim.get("incident", c)["state"] == "6" for c in children)

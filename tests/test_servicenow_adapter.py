@@ -989,7 +989,7 @@ def test_resolving_sets_the_close_code_and_notes(make: Callable[..., ServiceNowP
     platform.discover(facts())
     platform.apply([SetFields(key="f", target=MI, fields={"state": "resolved"})], ident)
     body = body_of(rsps.calls[0])
-    assert body["state"] == "6" and body["close_code"] == "Solved (Permanently)" and body["close_notes"]
+    assert body["state"] == "6" and body["close_code"] == "Solution provided" and body["close_notes"]
 
 
 def test_create_task_posts_an_incident_task_with_owner_and_due_date(make: Callable[..., ServiceNowPlatform],
@@ -1051,7 +1051,7 @@ def test_an_uncertain_change_that_exists_is_only_linked(make: Callable[..., Serv
 def test_resolve_child_resolves_an_open_child_with_the_parents_notes(make: Callable[..., ServiceNowPlatform],
                                                                      rsps: responses.RequestsMock) -> None:
     rsps.patch(f"{TABLE}/{CHILDREN[0]}", match=[matchers.json_params_matcher(
-        {"state": "6", "close_code": "Solved (Permanently)", "close_notes": "Rolled back release 42"})], json={"result": {}})
+        {"state": "6", "close_code": "Solution provided", "close_notes": "Rolled back release 42"})], json={"result": {}})
     platform = make()
     platform.discover(facts())
     [result] = platform.apply([ResolveChild(key="r", target=CHILDREN[0], parent=MI, notes="Rolled back release 42")], ident)
@@ -1084,6 +1084,9 @@ def test_doctor_reports_missing_fields_and_unreadable_tables(make: Callable[...,
     wanted = [f for f in platform.mapping.platform_fields() if not f.startswith("sys_")]
     rsps.get(f"{BASE}/api/now/table/sys_dictionary",
              **page([{"element": f, "sys_id": sid(i)} for i, f in enumerate(wanted) if f != "major_incident_state"]))
+    rsps.get(f"{BASE}/api/now/table/sys_choice", **page([
+        {"sys_id": sid(90), "element": "close_code", "value": "Solved (Permanently)"},
+        {"sys_id": sid(91), "element": "state", "value": "6"}]))
     rsps.get(TABLE, **page([]))
     rsps.get(JOURNAL, status=403, json={"error": {"message": "Insufficient rights to query records"}})
     for table in ("incident_task", "change_request", "sys_user_group", "sys_user"):
@@ -1095,6 +1098,12 @@ def test_doctor_reports_missing_fields_and_unreadable_tables(make: Callable[...,
     assert checks["table sys_journal_field readable"][0] is False
     assert "Insufficient rights" in checks["table sys_journal_field readable"][1]
     assert checks["table incident readable"][0] and checks["Batch API"][0]
+    # an instance that still offers only an older release's resolution codes
+    ok, detail, fix = checks["choice values"]
+    assert not ok and "close_code 'Solution provided' is not a choice" in detail and "Solved (Permanently)" in detail
+    assert "write.close_code" in fix
+    assert query_of(rsps.calls[1]) == ("name=incident^elementINstate,close_code,major_incident_state,impact,urgency"
+                                       "^inactive=false^ORDERBYsys_id")
     assert {c.request.method for c in rsps.calls} == {"GET", "POST"}
     assert [item["method"] for item in body_of(rsps.calls[-1])["rest_requests"]] == ["GET"]  # doctor never writes
 

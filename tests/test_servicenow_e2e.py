@@ -24,6 +24,7 @@ import yaml
 from click.testing import CliRunner
 
 import cli
+from connector.core.actions import ResolveChild
 from connector.core.mapping import load_mapping
 from connector.platforms.base import marker_tag
 from connector.platforms.retry import RetryPolicy
@@ -271,3 +272,44 @@ def test_oauth_and_every_kind_of_transient_fault_over_real_http(instance: Instan
     assert platform.requests_sent == 7  # a token request, five faults and the answer
     paths = [e["path"] for e in instance.log()]
     assert paths[0] == "/oauth_token.do" and paths.count("/api/now/table/incident") == 6
+
+
+# -- what a real instance refuses (shared/reference/servicenow.md §6) ------------------------------------
+
+
+def test_children_are_resolved_with_a_resolution_code_todays_instance_accepts(instance: Instance) -> None:
+    # The mapping's former default, "Solved (Permanently)", belongs to older releases: a current instance
+    # answers 403 Data Policy Exception (mandatory: Resolution code) and the child stays open.
+    mi, child = instance.incident(20), instance.incident(15, caller=2)
+    platform = adapter(instance)
+    platform.discover(None)
+    [result] = platform.apply([ResolveChild(key=f"resolve:{child['sys_id']}:{mi['sys_id']}", target=child["sys_id"],
+                                            parent=mi["sys_id"], notes="Rolled back release 4.2")], lambda t: t)
+    assert result.status == "applied", result.detail
+    resolved = fetch(instance.sim, child["sys_id"])
+    assert (resolved["state"], resolved["close_code"], resolved["close_notes"]) == (
+        "6", "Solution provided", "Rolled back release 4.2")
+
+
+def test_a_refused_resolution_says_which_fields_the_data_policy_wants(instance: Instance) -> None:
+    child = instance.incident(15, caller=2)
+    instance.set_write(close_code="Solved (Permanently)")
+    mapping, errors = load_mapping(instance.home / "mappings" / "servicenow.yaml")
+    assert mapping is not None, errors
+    platform = ServiceNowPlatform(instance.server.url, USER, PASSWORD, mapping, policy=RetryPolicy(sleep=lambda s: None))
+    platform.discover(None)
+    [result] = platform.apply([ResolveChild(key="resolve:c:mi", target=child["sys_id"], parent="m" * 32)], lambda t: t)
+    assert result.status == "failed" and not result.retryable
+    assert "HTTP 403" in result.detail and "Data Policy Exception" in result.detail and "Resolution code" in result.detail
+
+
+def test_doctor_reads_the_instances_choices_and_flags_a_resolution_code_it_does_not_offer(instance: Instance) -> None:
+    platform = adapter(instance)
+    checks = {name: (ok, detail) for name, ok, detail, _ in platform.doctor_checks(platform.discover(None))}
+    assert checks["choice values"][0], checks["choice values"]
+    instance.set_write(close_code="Solved (Permanently)")
+    mapping, errors = load_mapping(instance.home / "mappings" / "servicenow.yaml")
+    assert mapping is not None, errors
+    old = ServiceNowPlatform(instance.server.url, USER, PASSWORD, mapping, policy=RetryPolicy(sleep=lambda s: None))
+    ok, detail = {name: (ok, detail) for name, ok, detail, _ in old.doctor_checks(old.discover(None))}["choice values"]
+    assert not ok and "'Solved (Permanently)' is not a choice" in detail and "Solution provided" in detail

@@ -724,6 +724,53 @@ def test_people_and_groups_can_be_added_to_the_directory(api: Api) -> None:
     assert [g["name"] for g in api.results("sys_user_group", sysparm_fields="name")] == ["major-incident-team"]
 
 
+# -- choice lists and the resolution data policy ----------------------------------------------------
+
+
+def test_sys_choice_holds_todays_resolution_codes(api: Api) -> None:
+    rows = api.results("sys_choice", sysparm_query="name=incident^element=close_code^inactive=false",
+                       sysparm_fields="value")
+    assert {row["value"] for row in rows} == {
+        "Solution provided", "Workaround provided", "Resolved by caller", "Resolved by change", "Resolved by problem",
+        "Resolved by request", "Known error", "Duplicate", "User error", "No resolution provided"}
+
+
+@pytest.mark.parametrize("fields", [{"close_code": "Solved (Permanently)", "close_notes": "Rolled back"},
+                                    {"close_notes": "Rolled back"}], ids=["code-of-an-older-release", "no-code"])
+def test_resolving_without_a_valid_resolution_code_is_a_data_policy_exception(api: Api, fields: dict[str, str]) -> None:
+    # reference §6: "403 Data Policy Exception ... mandatory: Resolution code"
+    sys_id = api.sim.insert("incident", {"short_description": "Mail down"})["sys_id"]
+    refused = api.patch(f"/api/now/table/incident/{sys_id}", {"state": "6", **fields})
+    assert refused.status_code == 403
+    error = refused.json()["error"]
+    assert error["message"] == "Operation Failed"
+    assert error["detail"].startswith("Data Policy Exception") and error["detail"].endswith("mandatory: Resolution code")
+    assert api.sim.get("incident", sys_id)["state"] == "1"  # type: ignore[index]  # nothing saved
+    resolved = api.patch(f"/api/now/table/incident/{sys_id}", {"state": "6", "close_code": "Solution provided",
+                                                               "close_notes": "Rolled back"})
+    assert resolved.status_code == 200 and resolved.json()["result"]["close_code"] == "Solution provided"
+
+
+def test_an_invalid_choice_is_stored_empty_and_a_deactivated_one_is_refused(api: Api) -> None:
+    sys_id = api.sim.insert("incident", {"short_description": "Mail down"})["sys_id"]
+    answer = api.patch(f"/api/now/table/incident/{sys_id}", {"urgency": "9", "impact": "1"})
+    assert answer.status_code == 200 and (answer.json()["result"]["urgency"], answer.json()["result"]["impact"]) == ("", "1")
+    [duplicate] = [row for row in api.sim.records("sys_choice") if row["value"] == "Duplicate"]
+    api.sim.update("sys_choice", duplicate["sys_id"], {"inactive": "true"})
+    refused = api.patch(f"/api/now/table/incident/{sys_id}", {"state": "6", "close_code": "Duplicate",
+                                                              "close_notes": "Same as INC0010001"})
+    assert refused.status_code == 403
+
+
+def test_the_data_policy_also_refuses_a_resolved_record_losing_its_notes_and_runs_in_batches(api: Api) -> None:
+    sys_id = api.sim.insert("incident", {"state": "6", "close_code": "Solution provided", "close_notes": "x"})["sys_id"]
+    assert api.patch(f"/api/now/table/incident/{sys_id}", {"work_notes": "still fine"}).status_code == 200
+    assert api.patch(f"/api/now/table/incident/{sys_id}", {"close_notes": ""}).status_code == 403
+    item = batch_item("1", "PATCH", f"/api/now/table/incident/{sys_id}", {"close_code": "Solved (Permanently)"})
+    result = api.post("/api/now/v1/batch", {"batch_request_id": "1", "rest_requests": [item]}).json()
+    assert result["serviced_requests"][0]["status_code"] == 403
+
+
 # -- faults inside a batch and lost answers ------------------------------------------------------------
 
 

@@ -67,7 +67,10 @@ class ServiceNowWrite(_Write):
     resolved_state: str = "resolved"
     """The ``state`` value that resolves an incident. Absent: the value the mapping's ``values.state`` maps to
     ``resolved``."""
-    close_code: str = "Solved (Permanently)"
+    close_code: str = "Solution provided"
+    """The resolution code set when the connector resolves an incident: an active choice of
+    ``incident.close_code`` (a base choice of current releases; ``mim doctor`` checks it against the
+    instance's ``sys_choice``). A value that is not a choice is refused by the resolution data policy."""
     close_notes: str = "Resolved with the major incident."
     batch: bool = True
     """Send many PATCHes through the Batch API."""

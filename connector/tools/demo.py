@@ -84,7 +84,7 @@ class ServiceNowSite:
                                                 "work_notes": f"Moving to {stage}: rollback of release 4.2 planned."})
 
     def resolve(self, ticket_id: str, notes: str) -> None:
-        self.sim.update("incident", ticket_id, {"state": "6", "close_code": "Solved (Permanently)", "close_notes": notes,
+        self.sim.update("incident", ticket_id, {"state": "6", "close_code": "Solution provided", "close_notes": notes,
                                                 "sys_updated_by": "agent.jane"})
 
     def close(self, ticket_id: str) -> None:

@@ -294,18 +294,27 @@ def failure(row: Resolution, message: str, method: str, path: str, status: int |
     return error_from(row, message, status=status, method=method, path=path, retry_after=retry_after, error=lost)
 
 
+POLICY_DETAILS = ("Data Policy Exception",)
+"""Starts of an ``error.detail`` that name what the instance refused (field labels, no record data): a data
+policy answers ``"message": "Operation Failed"`` and says which fields are mandatory in the detail."""
+
+
 def _platform_message(data: Any, status: int) -> str:
-    """ServiceNow's own ``error.message`` (never the rest of the body: it may hold personal data)."""
-    message = None
+    """ServiceNow's own ``error.message`` (never the rest of the body: it may hold personal data), and the
+    detail of a data policy refusal, which names the mandatory fields."""
+    message = detail = None
     if isinstance(data, dict):
         error = data.get("error")
         if isinstance(error, dict):
-            message = error.get("message")
+            message, detail = error.get("message"), error.get("detail")
         elif isinstance(error, str):
             message = error
     if not isinstance(message, str) or not message.strip():
         return f"HTTP {status} without an error message"
-    return shorten(" ".join(message.split()), MESSAGE_LIMIT)
+    text = " ".join(message.split())
+    if isinstance(detail, str) and detail.strip().startswith(POLICY_DETAILS):
+        text = f"{text}: {' '.join(detail.split())}"
+    return shorten(text, MESSAGE_LIMIT)
 
 
 def parse_json(body: bytes) -> tuple[bool, Any]:

@@ -17,6 +17,7 @@ from connector.platforms.base import ApplyResult, DoctorCheck, Resolver, Waterma
 from connector.platforms.retry import RetryPolicy
 from connector.platforms.servicenow.client import ServiceNowClient
 from connector.platforms.servicenow.discovery import ServiceNowDiscovery
+from connector.platforms.servicenow.doctor import ServiceNowDoctor
 from connector.platforms.servicenow.fields import ServiceNowFields
 from connector.platforms.servicenow.patches import PatchSender
 from connector.platforms.servicenow.read import ServiceNowReader
@@ -54,6 +55,7 @@ class ServiceNowPlatform:
         cache = RecordCache(table.id_field)
         self._reader = ServiceNowReader(self._client, mapping, write, table, cache, max(1, page_size or write.page_size))
         self._discovery = ServiceNowDiscovery(self._client, self._reader, mapping, write, table, use_batch)
+        self._doctor = ServiceNowDoctor(self._client, self._reader, mapping, write, table, use_batch)
         fields = ServiceNowFields(self._client, mapping, write, self._discovery)
         sender = PatchSender(self._client, self._reader, self._discovery, table, cache, use_batch, write.batch_size)
         self._writer = ServiceNowWriter(self._client, write, table, cache, self._discovery, fields, sender)
@@ -114,8 +116,8 @@ class ServiceNowPlatform:
         return self._writer.apply(actions, resolve, uncertain)
 
     def doctor_checks(self, discovery: dict[str, Any]) -> list[DoctorCheck]:
-        """Read-only checks for ``mim doctor`` (see :meth:`ServiceNowDiscovery.doctor_checks`)."""
-        return self._discovery.doctor_checks(discovery)
+        """Read-only checks for ``mim doctor`` (see :meth:`ServiceNowDoctor.checks`)."""
+        return self._doctor.checks(discovery)
 
 
 __all__ = ["ServiceNowPlatform"]

@@ -131,6 +131,8 @@ class Instance:
             record["opened_at"] = now
         record.update(values)
         self._lifecycle(table, {}, record, explicit=values, now=now)
+        if not trusted:
+            self.policy.check_resolution(table, {}, record, values)
         record["sys_created_on"] = values.get("sys_created_on") or now
         record["sys_created_by"] = values.get("sys_created_by") or self.user
         record["sys_updated_on"] = values.get("sys_updated_on") or record["sys_created_on"]
@@ -172,6 +174,8 @@ class Instance:
         self._lifecycle(table, record, changes, explicit=values, now=now)
         changes = {name: value for name, value in changes.items()
                    if self._writable(table, name) and record.get(name, "") != value}
+        if not trusted:
+            self.policy.check_resolution(table, record, {**record, **changes}, values)
         if not changes and not journal and not overrides:
             return record  # an update that changes nothing is not saved, as on an instance
         before_state = record.get("state", "")

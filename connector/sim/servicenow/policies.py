@@ -5,6 +5,12 @@
   field; a field the user may not write keeps its old value while the request still succeeds (200).
   Accepting, rejecting or demoting a major incident (a ``major_incident_state`` other than empty or
   ``proposed``) needs ``major_incident_manager`` (§1.1, §6); ``admin`` passes every ACL.
+* **Choice fields** (§1.4, §6 "Resolution codes"): a value that is not an active choice in ``sys_choice``
+  is not stored: the field reads as empty, so a resolution code of an older release ("Solved
+  (Permanently)") leaves the resolution code missing.
+* **The resolution data policy** (§1.4 "Resolve: resolution code + notes mandatory", §6 "403 Data Policy
+  Exception ... mandatory: Resolution code"): a write that resolves or closes an incident, or changes its
+  resolution, without a resolution code and notes is refused with 403.
 
 Writes through the simulator's Python API (``trusted``) act as an administrator and skip all of this.
 """
@@ -13,7 +19,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Iterable, Mapping
 
-from connector.sim.servicenow.schema import ADMIN_ROLE, MAJOR_INCIDENT_MANAGER
+from connector.sim.servicenow.schema import (
+    ADMIN_ROLE,
+    MAJOR_INCIDENT_MANAGER,
+    RESOLUTION_MANDATORY,
+    RESOLVED_INCIDENT_STATES,
+)
 
 if TYPE_CHECKING:
     from connector.sim.servicenow.instance import Instance, Record
@@ -22,8 +33,26 @@ MAJOR_STATES_OPEN_TO_ALL = ("", "proposed")
 """Major incident states any user who may write incidents may set (proposing needs ``itil``)."""
 
 
+class DataPolicyError(Exception):
+    """A save refused by a data policy: ``labels`` are the mandatory fields that are missing."""
+
+    def __init__(self, labels: list[str]) -> None:
+        self.labels = labels
+        super().__init__(self.detail)
+
+    @property
+    def message(self) -> str:
+        """``error.message`` of the 403 answer."""
+        return "Operation Failed"
+
+    @property
+    def detail(self) -> str:
+        """``error.detail`` of the 403 answer."""
+        return "Data Policy Exception: \n\tThe following fields are mandatory: " + ", ".join(self.labels)
+
+
 class WritePolicy:
-    """The field ACLs of ``instance`` for its API user.
+    """The field ACLs, choice lists and data policies of ``instance`` for its API user.
 
     ``hidden`` maps a table to the fields the user may neither read nor write."""
 
@@ -44,7 +73,7 @@ class WritePolicy:
 
     def screen(self, table: str, values: "Record") -> "Record":
         """The part of a REST write that an instance stores: fields the user may not write are left out (they
-        keep their old value)."""
+        keep their old value), a value that is not an active choice is stored empty."""
         roles: set[str] | None = None
         kept: Record = {}
         for name, value in values.items():
@@ -54,5 +83,33 @@ class WritePolicy:
                 roles = self.roles() if roles is None else roles
                 if not roles & {MAJOR_INCIDENT_MANAGER, ADMIN_ROLE}:
                     continue
-            kept[name] = value
+            kept[name] = self._stored(table, name, value)
         return kept
+
+    def _stored(self, table: str, name: str, value: str) -> str:
+        if value == "":
+            return value
+        choices = self.choices(table, name)
+        if choices is not None and value not in choices:
+            return ""
+        return value
+
+    def choices(self, table: str, element: str) -> set[str] | None:
+        """The active choice values of a field (``None``: the field has no choice list)."""
+        rows = [row for row in self.instance.rows("sys_choice")
+                if row.get("name") == table and row.get("element") == element]
+        if not rows:
+            return None
+        return {row.get("value", "") for row in rows if row.get("inactive", "false") != "true"}
+
+    def check_resolution(self, table: str, before: "Record", after: "Record", explicit: "Record") -> None:
+        """Raise :class:`DataPolicyError` when a write resolves or closes an incident (or changes its
+        resolution) and leaves a mandatory resolution field empty."""
+        if table != "incident" or after.get("state", "") not in RESOLVED_INCIDENT_STATES:
+            return
+        resolving = before.get("state", "") not in RESOLVED_INCIDENT_STATES
+        if not resolving and not any(name in explicit for name in RESOLUTION_MANDATORY):
+            return
+        missing = [label for name, label in RESOLUTION_MANDATORY.items() if not after.get(name, "")]
+        if missing:
+            raise DataPolicyError(missing)
