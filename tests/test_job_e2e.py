@@ -15,6 +15,8 @@ from typing import Iterator
 
 import pytest
 
+from connector.process.directory import named_groups, named_people
+from connector.process.processfile import load_process
 from connector.sim.servicenow import ServiceNowSim
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -23,6 +25,9 @@ ROOT = Path(__file__).resolve().parent.parent
 @pytest.fixture()
 def sim() -> Iterator[tuple[ServiceNowSim, str]]:
     sn = ServiceNowSim(user="sync", password="sync-secret-pw")
+    process, _ = load_process(ROOT / "rules" / "process.yaml")
+    assert process is not None
+    sn.add_people(named_people(process), named_groups(process))  # the shipped process file's people and groups
     server = sn.server().start()
     yield sn, server.url
     server.stop()

@@ -659,7 +659,8 @@ def test_declare_links_note_and_stage_are_one_patch_for_the_incident_and_one_bat
         make: Callable[..., ServiceNowPlatform], rsps: responses.RequestsMock) -> None:
     group = sid(77)
     rsps.get(f"{BASE}/api/now/table/sys_user_group", match=[matchers.query_param_matcher(
-        {"sysparm_query": "name=major-incident-team"}, strict_match=False)], **page([{"sys_id": group}]))
+        {"sysparm_query": "name=major-incident-team"}, strict_match=False)],
+        **page([{"sys_id": group, "name": "major-incident-team"}]))
     rsps.post(BATCH, json=batch_answer(["1", "2", "3"]))
     platform = make()
     cached = platform.discover(facts())
@@ -689,17 +690,28 @@ def test_declare_links_note_and_stage_are_one_patch_for_the_incident_and_one_bat
     assert cached["groups"] == {"major-incident-team": group}
 
 
-def test_group_lookups_are_cached_and_unknown_names_fall_back(make: Callable[..., ServiceNowPlatform],
-                                                              rsps: responses.RequestsMock) -> None:
-    rsps.get(f"{BASE}/api/now/table/sys_user", **page([]))
-    rsps.patch(f"{TABLE}/{MI}", json={"result": {"sys_id": MI}})
-    rsps.patch(f"{TABLE}/{MI}", json={"result": {"sys_id": MI}})
+def test_names_are_looked_up_once_and_an_unknown_one_is_never_written(make: Callable[..., ServiceNowPlatform],
+                                                                      rsps: responses.RequestsMock) -> None:
+    jane = sid(56)
+    rsps.get(f"{BASE}/api/now/table/sys_user", match=[matchers.query_param_matcher(
+        {"sysparm_query": "user_name=oncall.duty"}, strict_match=False)], **page([]))
+    # an instance that dropped the query term (an ACL-hidden column) answers with someone else: not adopted
+    rsps.get(f"{BASE}/api/now/table/sys_user", **page([{"sys_id": sid(57), "user_name": "someone.else"}]))
+    rsps.get(f"{BASE}/api/now/table/sys_user", **page([{"sys_id": jane, "user_name": "jane.doe"}]))
+    rsps.patch(f"{TABLE}/{MI}", match=[matchers.json_params_matcher({"assigned_to": jane})], json={"result": {"sys_id": MI}})
+    rsps.patch(f"{TABLE}/{MI}", match=[matchers.json_params_matcher({"assigned_to": jane, "priority": "2", "impact": "1",
+                                                                     "urgency": "2"})], json={"result": {"sys_id": MI}})
     platform = make()
-    platform.discover(facts())
-    platform.apply([SetFields(key="f1", target=MI, fields={"assignee": "oncall.duty"})], ident)
-    platform.apply([SetFields(key="f2", target=MI, fields={"assignee": "oncall.duty", "priority": 2})], ident)
-    assert body_of(rsps.calls[1]) == {"assigned_to": "oncall.duty"}
-    assert body_of(rsps.calls[2]) == {"assigned_to": "oncall.duty", "priority": "2", "impact": "1", "urgency": "2"}
+    cached = platform.discover(facts())
+    [unknown] = platform.apply([SetFields(key="f0", target=MI, fields={"assignee": "oncall.duty"})], ident)
+    assert unknown.status == "failed" and unknown.retryable
+    assert "no sys_user with user_name 'oncall.duty'" in unknown.detail
+    [hidden] = platform.apply([SetFields(key="f1", target=MI, fields={"assignee": "jane.doe"})], ident)
+    assert hidden.status == "failed"
+    platform.apply([SetFields(key="f2", target=MI, fields={"assignee": "jane.doe"})], ident)
+    platform.apply([SetFields(key="f3", target=MI, fields={"assignee": "jane.doe", "priority": 2})], ident)
+    assert cached["users"] == {"jane.doe": jane}
+    assert platform.requests_sent == 5
 
 
 def test_accept_mode_writes_accepted(make: Callable[..., ServiceNowPlatform], rsps: responses.RequestsMock) -> None:
@@ -996,7 +1008,8 @@ def test_create_task_posts_an_incident_task_with_owner_and_due_date(make: Callab
                                                                     rsps: responses.RequestsMock) -> None:
     user = sid(55)
     rsps.get(f"{BASE}/api/now/table/sys_user", match=[matchers.query_param_matcher(
-        {"sysparm_query": "user_name=alice.martin"}, strict_match=False)], **page([{"sys_id": user}]))
+        {"sysparm_query": "user_name=alice.martin"}, strict_match=False)],
+        **page([{"sys_id": user, "user_name": "alice.martin"}]))
     rsps.post(f"{BASE}/api/now/table/incident_task", status=201, json={"result": {"sys_id": sid(60), "number": "TASK0010001"}})
     platform = make()
     platform.discover(facts())
@@ -1023,7 +1036,7 @@ def test_an_uncertain_task_that_exists_is_not_created_again(make: Callable[..., 
 def test_create_change_posts_the_change_and_links_it_through_rfc(make: Callable[..., ServiceNowPlatform],
                                                                  rsps: responses.RequestsMock) -> None:
     group = sid(77)
-    rsps.get(f"{BASE}/api/now/table/sys_user_group", **page([{"sys_id": group}]))
+    rsps.get(f"{BASE}/api/now/table/sys_user_group", **page([{"sys_id": group, "name": "major-incident-team"}]))
     rsps.post(f"{BASE}/api/now/table/change_request", status=201, json={"result": {"sys_id": sid(70), "number": "CHG0010001"}})
     rsps.patch(f"{TABLE}/{MI}", match=[matchers.json_params_matcher({"rfc": sid(70), "u_mim_stage": "resolution"})],
                json={"result": {}})

@@ -24,7 +24,7 @@ import yaml
 from click.testing import CliRunner
 
 import cli
-from connector.core.actions import ResolveChild
+from connector.core.actions import CreateTask, ResolveChild, SetFields
 from connector.core.mapping import load_mapping
 from connector.platforms.base import marker_tag
 from connector.platforms.retry import RetryPolicy
@@ -313,3 +313,22 @@ def test_doctor_reads_the_instances_choices_and_flags_a_resolution_code_it_does_
     old = ServiceNowPlatform(instance.server.url, USER, PASSWORD, mapping, policy=RetryPolicy(sleep=lambda s: None))
     ok, detail = {name: (ok, detail) for name, ok, detail, _ in old.doctor_checks(old.discover(None))}["choice values"]
     assert not ok and "'Solved (Permanently)' is not a choice" in detail and "Solution provided" in detail
+
+
+def test_a_group_or_person_the_instance_does_not_know_is_never_written_raw(instance: Instance) -> None:
+    # A name is not a sys_id: the instance stores an unresolvable reference as empty, so the old adapter
+    # "applied" the write and wiped the assignment group a person had set.
+    group = instance.sim.records("sys_user_group")[0]["sys_id"]
+    mi = instance.incident(10, assignment_group=group)
+    platform = adapter(instance)
+    platform.discover(None)
+    results = platform.apply([
+        SetFields(key=f"assign:{mi['sys_id']}", target=mi["sys_id"], fields={"assignment_group": "no-such-team"}),
+        SetFields(key=f"manager:{mi['sys_id']}", target=mi["sys_id"], fields={"assignee": "nobody.here"}),
+        CreateTask(key=f"task:{mi['sys_id']}:1", target=mi["sys_id"], title="Review", owner="nobody.here"),
+    ], lambda t: t)
+    assert [r.status for r in results] == ["failed"] * 3
+    assert "no sys_user_group with name 'no-such-team'" in results[0].detail
+    assert "no sys_user with user_name 'nobody.here'" in results[1].detail
+    assert fetch(instance.sim, mi["sys_id"])["assignment_group"] == group
+    assert instance.sim.records("incident_task") == []

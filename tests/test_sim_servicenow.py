@@ -814,3 +814,19 @@ def test_a_lost_answer_after_the_write_and_a_body_cut_short(api: Api) -> None:
     with pytest.raises(requests.exceptions.ChunkedEncodingError):
         api.get("/api/now/table/incident")
     assert api.get("/api/now/table/incident").status_code == 200
+
+
+# -- reference fields ----------------------------------------------------------------------------------
+
+
+def test_a_reference_to_no_record_is_stored_empty_and_a_sys_id_is_kept(api: Api) -> None:
+    group = api.sim.insert("sys_user_group", {"name": "major-incident-team"})["sys_id"]
+    sys_id = api.sim.insert("incident", {"assignment_group": group})["sys_id"]
+    by_name = api.patch(f"/api/now/table/incident/{sys_id}", {"assignment_group": "major-incident-team"})
+    assert by_name.status_code == 200  # the write succeeds ...
+    assert api.sim.get("incident", sys_id)["assignment_group"] == ""  # type: ignore[index]  # ... and blanks the group
+    assert api.patch(f"/api/now/table/incident/{sys_id}", {"assignment_group": group}).status_code == 200
+    assert api.sim.get("incident", sys_id)["assignment_group"] == group  # type: ignore[index]
+    # a table the simulator holds nothing of (services here) is not checked
+    assert api.post("/api/now/table/incident", {"business_service": "web-shop"}).json()["result"][
+        "business_service"]["value"] == "web-shop"

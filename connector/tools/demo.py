@@ -25,6 +25,7 @@ from connector.job.store import StateStore
 from connector.job.webhooks import WebhookNotifier
 from connector.platforms.base import Platform
 from connector.platforms.retry import RetryPolicy
+from connector.process.directory import named_groups, named_people
 from connector.process.processfile import ProcessFile, load_process
 
 START = datetime(2026, 3, 2, 9, 0, tzinfo=timezone.utc)  # a Monday, 10:00 in Berlin: business hours
@@ -69,6 +70,10 @@ class ServiceNowSite:
         from connector.sim.servicenow import ServiceNowSim
 
         self.sim = ServiceNowSim(user="demo", password="demo-password", clock=clock)
+        # the people and groups of the process file exist on the instance (a directory sync made them)
+        process, _ = load_process(default_dir("rules") / "process.yaml")
+        if process is not None:
+            self.sim.add_people(named_people(process), named_groups(process))
         self.server = self.sim.server(port).start()
         self.url = self.server.url
 

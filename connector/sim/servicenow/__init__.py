@@ -15,7 +15,8 @@ It follows the platform facts in ``shared/reference/servicenow.md``:
   parent's resolution cascading to its open child incidents (Major Incident Management).
 * What a real instance refuses (``policies``): field ACLs (hidden fields, ``major_incident_manager`` for
   accepting a major incident: 200 and the old value kept), choice lists in ``sys_choice`` (a value that
-  is not an active choice is stored empty) and the resolution data policy (403). The API user is a
+  is not an active choice is stored empty), references to records that do not exist (stored empty) and
+  the resolution data policy (403). The API user is a
   ``sys_user`` with roles.
 
 Faults and the request log come from :class:`connector.sim.base.SimServer`.

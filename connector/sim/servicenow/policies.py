@@ -8,6 +8,12 @@
 * **Choice fields** (§1.4, §6 "Resolution codes"): a value that is not an active choice in ``sys_choice``
   is not stored: the field reads as empty, so a resolution code of an older release ("Solved
   (Permanently)") leaves the resolution code missing.
+* **Reference fields**: a value that is not the sys_id of a record of the referenced table is stored empty,
+  and the write still succeeds (ServiceNow community, developer forum, "Data validation in scripted REST
+  API", m-p/2215798: "if you pass in an invalid sys_id, the record is still created with a null value";
+  KB0534905: display values are resolved only with ``sysparm_input_display_value=true``). Only tables the
+  simulator holds records of are checked, so tests may use plain values for services and configuration
+  items they never seed.
 * **The resolution data policy** (§1.4 "Resolve: resolution code + notes mandatory", §6 "403 Data Policy
   Exception ... mandatory: Resolution code"): a write that resolves or closes an incident, or changes its
   resolution, without a resolution code and notes is refused with 403.
@@ -24,6 +30,7 @@ from connector.sim.servicenow.schema import (
     MAJOR_INCIDENT_MANAGER,
     RESOLUTION_MANDATORY,
     RESOLVED_INCIDENT_STATES,
+    reference_target,
 )
 
 if TYPE_CHECKING:
@@ -52,7 +59,7 @@ class DataPolicyError(Exception):
 
 
 class WritePolicy:
-    """The field ACLs, choice lists and data policies of ``instance`` for its API user.
+    """The field ACLs, choice lists, reference checks and data policies of ``instance`` for its API user.
 
     ``hidden`` maps a table to the fields the user may neither read nor write."""
 
@@ -73,7 +80,8 @@ class WritePolicy:
 
     def screen(self, table: str, values: "Record") -> "Record":
         """The part of a REST write that an instance stores: fields the user may not write are left out (they
-        keep their old value), a value that is not an active choice is stored empty."""
+        keep their old value), a value that is not an active choice, or a reference to no record, is stored
+        empty."""
         roles: set[str] | None = None
         kept: Record = {}
         for name, value in values.items():
@@ -92,7 +100,15 @@ class WritePolicy:
         choices = self.choices(table, name)
         if choices is not None and value not in choices:
             return ""
+        target = reference_target(table, name)
+        if target is not None and self._holds(target) and self.instance.lookup(target, value) is None:
+            return ""
         return value
+
+    def _holds(self, table: str) -> bool:
+        """Whether the simulator holds records of ``table`` (``task``: of any task table)."""
+        tables = [table] if table != "task" else [table, "incident", "incident_task", "change_request", "problem"]
+        return any(self.instance.rows(name) for name in tables)
 
     def choices(self, table: str, element: str) -> set[str] | None:
         """The active choice values of a field (``None``: the field has no choice list)."""
