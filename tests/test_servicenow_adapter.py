@@ -781,12 +781,25 @@ def test_an_uncertain_create_finds_the_parent_by_its_marker(make: Callable[..., 
                                                             rsps: responses.RequestsMock) -> None:
     rsps.get(TABLE, match=[matchers.query_param_matcher({"sysparm_query": "correlation_id=mim:r:new-1^ORDERBYsys_created_on"},
                                                         strict_match=False)],
-             **page([{"sys_id": sid(99), "number": "INC0010099"}]))
+             **page([{"sys_id": sid(99), "number": "INC0010099", "correlation_id": "mim:r:new-1"}]))
     platform = make()
     platform.discover(facts())
     create = CreateParent(key="create:new-1", target="new-1", mode="propose", marker="mim:r:new-1")
     [result] = platform.apply([create], ident, frozenset({create.key}))
     assert result.status == "skipped" and result.created_id == sid(99)
+
+
+def test_a_look_up_answered_with_a_record_without_the_marker_creates(make: Callable[..., ServiceNowPlatform],
+                                                                    rsps: responses.RequestsMock) -> None:
+    # the instance dropped the marker term (a hidden or unknown column) and answered with any incident
+    rsps.get(TABLE, **page([{"sys_id": sid(5), "number": "INC0010005", "correlation_id": "monitoring-123"}]))
+    rsps.post(TABLE, status=201, json={"result": {"sys_id": sid(99), "number": "INC0010099"}})
+    platform = make()
+    platform.discover(facts())
+    create = CreateParent(key="create:new-1", target="new-1", mode="propose", marker="mim:r:new-1")
+    [result] = platform.apply([create], ident, frozenset({create.key}))
+    assert result.status == "applied" and result.created_id == sid(99)
+    assert "correlation_id" in params_of(rsps.calls[0])["sysparm_fields"].split(",")
 
 
 def test_an_uncertain_create_that_finds_nothing_creates(make: Callable[..., ServiceNowPlatform],
@@ -803,7 +816,7 @@ def test_an_uncertain_create_that_finds_nothing_creates(make: Callable[..., Serv
 def test_a_lost_create_answer_is_looked_up_before_posting_again(make: Callable[..., ServiceNowPlatform],
                                                                 rsps: responses.RequestsMock) -> None:
     rsps.post(TABLE, status=502, body="")
-    rsps.get(TABLE, **page([{"sys_id": sid(99), "number": "INC0010099"}]))
+    rsps.get(TABLE, **page([{"sys_id": sid(99), "number": "INC0010099", "correlation_id": "mim:r:new-1"}]))
     platform = make()
     platform.discover(facts())
     [result] = platform.apply([CreateParent(key="c", target="new-1", mode="propose", marker="mim:r:new-1")], ident)
@@ -1026,7 +1039,7 @@ def test_an_uncertain_task_that_exists_is_not_created_again(make: Callable[..., 
                                                             rsps: responses.RequestsMock) -> None:
     rsps.get(f"{BASE}/api/now/table/incident_task", match=[matchers.query_param_matcher(
         {"sysparm_query": f"correlation_id={marker_tag('task:1')}^ORDERBYsys_created_on"}, strict_match=False)],
-        **page([{"sys_id": sid(60), "number": "TASK0010001"}]))
+        **page([{"sys_id": sid(60), "number": "TASK0010001", "correlation_id": marker_tag("task:1")}]))
     platform = make()
     platform.discover(facts())
     [result] = platform.apply([CreateTask(key="task:1", target=MI, title="x")], ident, frozenset({"task:1"}))
@@ -1052,7 +1065,8 @@ def test_create_change_posts_the_change_and_links_it_through_rfc(make: Callable[
 
 def test_an_uncertain_change_that_exists_is_only_linked(make: Callable[..., ServiceNowPlatform],
                                                         rsps: responses.RequestsMock) -> None:
-    rsps.get(f"{BASE}/api/now/table/change_request", **page([{"sys_id": sid(70), "number": "CHG0010001"}]))
+    rsps.get(f"{BASE}/api/now/table/change_request", **page([{"sys_id": sid(70), "number": "CHG0010001",
+                                                                              "correlation_id": marker_tag("change:mi")}]))
     rsps.get(f"{TABLE}/{MI}", json={"result": row(MI)})
     rsps.patch(f"{TABLE}/{MI}", match=[matchers.json_params_matcher({"rfc": sid(70)})], json={"result": {}})
     platform = make()

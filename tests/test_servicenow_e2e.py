@@ -332,3 +332,22 @@ def test_a_group_or_person_the_instance_does_not_know_is_never_written_raw(insta
     assert "no sys_user with user_name 'nobody.here'" in results[1].detail
     assert fetch(instance.sim, mi["sys_id"])["assignment_group"] == group
     assert instance.sim.records("incident_task") == []
+
+
+def test_a_marker_look_up_never_adopts_a_record_without_the_marker(tmp_path: Path) -> None:
+    # ServiceNow silently drops a query term on a column the user may not read (reference §2.3, §6): the
+    # look-up for a task's marker then answers with any task of the table.
+    sim = ServiceNowSim(user=USER, password=PASSWORD, hidden_fields={"incident_task": ["correlation_id"]})
+    server = sim.server()
+    server.start()
+    _servers.append(server)
+    now = datetime.now(timezone.utc).replace(microsecond=0)
+    someone_elses = sim.insert("incident_task", {"short_description": "Replace the disk", "correlation_id": "ops-7"})
+    mi = sim.insert("incident", {"short_description": "Checkout down", "opened_at": now})
+    instance = Instance(sim, server, tmp_path, now)
+    platform = adapter(instance)
+    platform.discover(None)
+    task = CreateTask(key=f"task:{mi['sys_id']}:1", target=mi["sys_id"], title="Post-incident review")
+    [result] = platform.apply([task], lambda t: t, frozenset({task.key}))
+    assert result.status == "applied" and result.created_id != someone_elses["sys_id"]
+    assert [t["short_description"] for t in sim.records("incident_task")] == ["Replace the disk", "Post-incident review"]

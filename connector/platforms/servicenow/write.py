@@ -27,7 +27,7 @@ from connector.platforms.servicenow.client import MaybeApplied, ServiceNowClient
 from connector.platforms.servicenow.discovery import ServiceNowDiscovery
 from connector.platforms.servicenow.fields import ServiceNowFields
 from connector.platforms.servicenow.patches import Note, Patch, PatchSender, Run
-from connector.platforms.servicenow.query import query_field, query_time, query_value
+from connector.platforms.servicenow.query import query_field, query_time, query_value, stored_text
 from connector.platforms.servicenow.records import IncidentTable, RecordCache
 
 Row = dict[str, Any]
@@ -121,11 +121,15 @@ class ServiceNowWriter:
         return {name: value for name, value in fields.items() if name not in current or current[name] != value}
 
     def _find_marked(self, table: str, marker: str, fields: Sequence[str] = ("sys_id", "number")) -> Row | None:
-        """The record of ``table`` whose marker field equals ``marker`` (one request), or None."""
+        """The record of ``table`` whose marker field equals ``marker`` (one request), or None.
+
+        The marker is checked in the row returned: an instance drops a query term on a column that does not
+        exist or that an ACL hides (reference §2.3, §6), and then answers with any record of the table."""
         marker_field = query_field(self._write.marker_field)
         answer = self._client.get_page(table, self._client.read_params(
-            f"{marker_field}={query_value(marker)}^ORDERBYsys_created_on", list(fields), 1))
-        rows = answer.result
+            f"{marker_field}={query_value(marker)}^ORDERBYsys_created_on", list(dict.fromkeys((*fields, marker_field))),
+            1))
+        rows = [row for row in answer.result if stored_text(row.get(marker_field)) == marker]
         return rows[0] if rows else None
 
     def _create(self, table: str, payload: dict[str, str], marker: str) -> Row:
