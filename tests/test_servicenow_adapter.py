@@ -71,7 +71,8 @@ CHILDREN = ["c" * 31 + str(i) for i in range(1, 6)]
 
 def facts(**changes: Any) -> dict[str, Any]:
     """Cached discovery facts as the state store would hand them over (a fresh copy each time)."""
-    return {"version": 1, "stage_field": "u_mim_stage", "groups": {}, "users": {}, **changes}
+    return {"version": 2, "stage_field": "u_mim_stage", "marker_field": "u_mim_marker", "groups": {}, "users": {},
+            **changes}
 
 
 def sid(n: int) -> str:
@@ -337,11 +338,30 @@ def test_poll_filter_is_repeated_in_each_keyset_group(mapping: Mapping, make: Ca
 
 def test_fetch_marked_uses_in_not_the_null_dropping_not_equal(make: Callable[..., ServiceNowPlatform],
                                                               rsps: responses.RequestsMock) -> None:
-    rsps.get(TABLE, **page([row(MI, correlation_id="mim:service-surge", major_incident_state="proposed")]))
+    rsps.get(TABLE, **page([row(MI, u_mim_marker="mim:service-surge", major_incident_state="proposed")]))
     rows = make().fetch_marked()
-    assert [r["sys_id"] for r in rows] == [MI]
-    assert query_of(rsps.calls[0]) == ("correlation_idSTARTSWITHmim:^major_incident_stateINproposed,accepted,rejected"
-                                       "^stateNOT IN7,8^ORDERBYsys_id")
+    assert [r["sys_id"] for r in rows] == [MI] and rows[0]["_marker"] == "mim:service-surge"
+    assert query_of(rsps.calls[0]) == "major_incident_stateINproposed,accepted,rejected^stateNOT IN7,8^ORDERBYsys_id"
+
+
+def test_fetch_marked_finds_markers_in_our_column_the_correlation_field_and_the_journal(
+        make: Callable[..., ServiceNowPlatform], rsps: responses.RequestsMock) -> None:
+    ours, legacy, noted, theirs = sid(1), sid(2), sid(3), sid(4)
+    rsps.get(TABLE, **page([row(ours, u_mim_marker="mim:service-surge", major_incident_state="accepted"),
+                            row(legacy, correlation_id="mim:ci-surge", major_incident_state="proposed"),
+                            row(noted, correlation_id="monitoring-123", major_incident_state="proposed"),
+                            row(theirs, correlation_id="monitoring-9", major_incident_state="accepted")]))
+    rsps.get(JOURNAL, **page([
+        {"sys_id": sid(20), "element_id": noted, "value": "Proposed.\nMajor incident marker: [mim:p1-critical]\n[mim-x]",
+         "sys_created_on": "2024-05-01 10:00:00"},
+        {"sys_id": sid(21), "element_id": theirs, "value": "Call the vendor [mim-123456789012]",
+         "sys_created_on": "2024-05-01 10:00:00"}]))
+    platform = make()
+    rows = platform.fetch_marked()
+    assert [(r["sys_id"], r["_marker"]) for r in rows] == [(ours, "mim:service-surge"), (legacy, "mim:ci-surge"),
+                                                           (noted, "mim:p1-critical")]
+    assert query_of(rsps.calls[1]) == (f"element_idIN{noted},{theirs}^element=work_notes^valueLIKE[mim:^ORDERBYsys_id")
+    assert platform.to_ticket(rows[2]).marker == "mim:p1-critical"
 
 
 def test_unknown_incidents_are_read_by_sys_id_in_chunks(make: Callable[..., ServiceNowPlatform],
@@ -636,7 +656,8 @@ def test_discovery_looks_the_stage_field_up_in_the_dictionary(make: Callable[...
     facts = make().discover(None)
     assert facts["stage_field"] == "u_mim_stage"
     assert json.loads(json.dumps(facts)) == facts
-    assert query_of(rsps.calls[0]) == "nameINincident,task^element=u_mim_stage^ORDERBYsys_id"
+    assert query_of(rsps.calls[0]) == "nameINincident,task^elementINu_mim_stage,u_mim_marker^ORDERBYsys_id"
+    assert facts["marker_field"] is None
 
 
 def test_discovery_falls_back_to_an_incident_when_the_dictionary_is_forbidden(
@@ -682,7 +703,7 @@ def test_declare_links_note_and_stage_are_one_patch_for_the_incident_and_one_bat
     tag = marker_tag("note:mi:declared")
     assert items[0]["decoded"] == {
         # priority 1 also as impact 1 x urgency 1: priority lookup rules would overwrite priority alone
-        "major_incident_state": "proposed", "correlation_id": "mim:service-surge", "priority": "1", "impact": "1",
+        "major_incident_state": "proposed", "u_mim_marker": "mim:service-surge", "priority": "1", "impact": "1",
         "assignment_group": group, "u_mim_stage": "identification", "urgency": "1",
         "work_notes": f"Major incident proposed by rule service-surge.\n[{tag}]"}
     assert items[1]["decoded"] == {"parent_incident": MI} and items[1]["url"].startswith(f"/api/now/table/incident/{CHILDREN[0]}")
@@ -716,7 +737,7 @@ def test_names_are_looked_up_once_and_an_unknown_one_is_never_written(make: Call
 
 def test_accept_mode_writes_accepted(make: Callable[..., ServiceNowPlatform], rsps: responses.RequestsMock) -> None:
     rsps.patch(f"{TABLE}/{MI}", match=[matchers.json_params_matcher(
-        {"major_incident_state": "accepted", "correlation_id": "mim:p1-critical"})], json={"result": {"sys_id": MI}})
+        {"major_incident_state": "accepted", "u_mim_marker": "mim:p1-critical"})], json={"result": {"sys_id": MI}})
     platform = make()
     platform.discover(facts())
     [result] = platform.apply([DeclareMajor(key="d", target=MI, mode="accept", marker="mim:p1-critical")], ident)
@@ -726,7 +747,7 @@ def test_accept_mode_writes_accepted(make: Callable[..., ServiceNowPlatform], rs
 def test_what_is_already_true_is_not_written(make: Callable[..., ServiceNowPlatform], rsps: responses.RequestsMock) -> None:
     platform = make()
     platform.discover(facts())
-    known(platform, rsps, row(MI, major_incident_state="proposed", correlation_id="mim:service-surge", u_mim_stage="identification"),
+    known(platform, rsps, row(MI, major_incident_state="proposed", u_mim_marker="mim:service-surge", u_mim_stage="identification"),
           row(CHILDREN[0], parent_incident=MI))
     results = platform.apply([
         DeclareMajor(key="d", target=MI, mode="propose", marker="mim:service-surge"),
@@ -742,7 +763,7 @@ def test_an_accepted_incident_is_not_downgraded_and_a_rejected_one_not_proposed_
     platform = make()
     platform.discover(facts())
     known(platform, rsps, row(MI, major_incident_state="accepted"), row(CHILDREN[0], major_incident_state="rejected"))
-    rsps.patch(f"{TABLE}/{MI}", match=[matchers.json_params_matcher({"correlation_id": "mim:r"})],
+    rsps.patch(f"{TABLE}/{MI}", match=[matchers.json_params_matcher({"u_mim_marker": "mim:r"})],
                json={"result": {"sys_id": MI}})
     first, second = platform.apply([DeclareMajor(key="d1", target=MI, mode="propose", marker="mim:r"),
                                     DeclareMajor(key="d2", target=CHILDREN[0], mode="propose", marker="mim:r")], ident)
@@ -752,7 +773,7 @@ def test_an_accepted_incident_is_not_downgraded_and_a_rejected_one_not_proposed_
 
 def test_an_uncertain_declaration_reads_the_record_first(make: Callable[..., ServiceNowPlatform],
                                                          rsps: responses.RequestsMock) -> None:
-    rsps.get(f"{TABLE}/{MI}", json={"result": row(MI, major_incident_state="proposed", correlation_id="mim:r")})
+    rsps.get(f"{TABLE}/{MI}", json={"result": row(MI, major_incident_state="proposed", u_mim_marker="mim:r")})
     platform = make()
     platform.discover(facts())
     [result] = platform.apply([DeclareMajor(key="d", target=MI, mode="propose", marker="mim:r")], ident, frozenset({"d"}))
@@ -774,7 +795,7 @@ def test_create_parent_posts_a_marked_incident_and_children_link_to_it(
     assert results[1].status == "applied"
     assert body_of(rsps.calls[0]) == {"short_description": "Major incident: service=web", "business_service": "b" * 32,
                                       "priority": "1", "impact": "1", "urgency": "1", "major_incident_state": "proposed",
-                                      "correlation_id": "mim:r:new-1"}
+                                      "correlation_id": "mim:r:new-1", "u_mim_marker": "mim:r:new-1"}
 
 
 def test_an_uncertain_create_finds_the_parent_by_its_marker(make: Callable[..., ServiceNowPlatform],

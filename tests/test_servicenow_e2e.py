@@ -30,7 +30,7 @@ from connector.platforms.base import marker_tag
 from connector.platforms.retry import RetryPolicy
 from connector.platforms.servicenow import ServiceNowPlatform
 from connector.sim.base import SimServer
-from connector.sim.servicenow import ServiceNowSim
+from connector.sim.servicenow import INCIDENT_FIELDS, ServiceNowSim
 
 ROOT = Path(__file__).resolve().parent.parent
 USER, PASSWORD = "mim.integration", "sim-pw-1234"
@@ -108,20 +108,24 @@ class Instance:
         path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
 
 
-@pytest.fixture
-def instance(tmp_path: Path) -> Instance:
+def started(tmp_path: Path, sim: ServiceNowSim) -> Instance:
+    """``sim`` serving, with the process file's group and manager, and a private config and state."""
     (tmp_path / "rules").mkdir()
     shutil.copy(ROOT / "rules" / "default.yaml", tmp_path / "rules" / "default.yaml")
     (tmp_path / "rules" / "process.yaml").write_text(yaml.safe_dump(PROCESS), encoding="utf-8")
     shutil.copytree(ROOT / "mappings", tmp_path / "mappings")
     (tmp_path / "mim.toml").write_text("", encoding="utf-8")
-    sim = ServiceNowSim(user=USER, password=PASSWORD)
     sim.insert("sys_user_group", {"name": "major-incident-team"})
     sim.insert("sys_user", {"user_name": "alice.martin", "name": "Alice Martin"})
     server = sim.server()
     server.start()
     _servers.append(server)
     return Instance(sim, server, tmp_path, datetime.now(timezone.utc).replace(microsecond=0))
+
+
+@pytest.fixture
+def instance(tmp_path: Path) -> Instance:
+    return started(tmp_path, ServiceNowSim(user=USER, password=PASSWORD))
 
 
 def fetch(sim: ServiceNowSim, sys_id: str) -> dict[str, str]:
@@ -141,7 +145,8 @@ def test_a_storm_becomes_one_major_incident_with_its_children_linked(instance: I
     report = instance.sync()
     assert report["failures"] == []
     [mi] = proposed(instance.sim)
-    assert mi["sys_id"] == storm[0]["sys_id"] and mi["correlation_id"] == "mim:service-surge"
+    assert mi["sys_id"] == storm[0]["sys_id"] and mi["u_mim_marker"] == "mim:service-surge"
+    assert mi["correlation_id"] == ""
     for child in storm[1:]:
         assert fetch(instance.sim, child["sys_id"])["parent_incident"] == mi["sys_id"]
     for seeded in noise:
@@ -351,3 +356,78 @@ def test_a_marker_look_up_never_adopts_a_record_without_the_marker(tmp_path: Pat
     [result] = platform.apply([task], lambda t: t, frozenset({task.key}))
     assert result.status == "applied" and result.created_id != someone_elses["sys_id"]
     assert [t["short_description"] for t in sim.records("incident_task")] == ["Replace the disk", "Post-incident review"]
+
+
+def state_lost(instance: Instance) -> None:
+    for suffix in ("", "-wal", "-shm"):
+        (instance.home / f"state.sqlite{suffix}").unlink(missing_ok=True)
+
+
+def test_a_monitoring_tools_correlation_id_is_kept_when_its_incident_is_declared_major(instance: Instance) -> None:
+    # Monitoring and event tools de-duplicate on correlation_id (reference §4, §6): overwritten, they no longer
+    # find their incident and open new ones during the very surge.
+    first = instance.incident(12, correlation_id="monitoring-123", correlation_display="Nagios")
+    instance.storm(5, first_caller=2, minutes=11)
+    report = instance.sync()
+    assert report["failures"] == []
+    [mi] = proposed(instance.sim)
+    assert mi["sys_id"] == first["sys_id"]
+    assert (mi["correlation_id"], mi["correlation_display"]) == ("monitoring-123", "Nagios")
+    assert mi["u_mim_marker"] == "mim:service-surge"
+
+
+@pytest.mark.parametrize("marker_column", [True, False], ids=["own-marker-column", "marker-in-a-work-note"])
+def test_declare_lose_the_state_and_sync_again_gives_no_second_major_incident(tmp_path: Path,
+                                                                               marker_column: bool) -> None:
+    fields = INCIDENT_FIELDS if marker_column else tuple(f for f in INCIDENT_FIELDS if f != "u_mim_marker")
+    sim = ServiceNowSim(user=USER, password=PASSWORD, incident_fields=fields)
+    instance = started(tmp_path, sim)
+    storm = instance.storm(6)
+    assert instance.sync()["failures"] == []
+    [mi] = proposed(instance.sim)
+    assert mi["correlation_id"] == "" and instance.sim.get("incident", storm[1]["sys_id"])["parent_incident"] == mi["sys_id"]
+    notes = [j["value"] for j in instance.sim.journal(mi["sys_id"], "work_notes")]
+    assert any("[mim:service-surge]" in n for n in notes) is (not marker_column)
+    state_lost(instance)
+    instance.clear_log()
+    report = instance.sync()
+    assert report["failures"] == [] and report["declarations"] == []
+    assert [r["sys_id"] for r in proposed(instance.sim)] == [mi["sys_id"]]
+    declared = [w for w in instance.writes() if w["path"].endswith(mi["sys_id"])]
+    assert declared == [], "the rebuilt major incident is not declared again"
+
+
+def test_major_incidents_an_earlier_version_marked_in_correlation_id_are_still_recognised(instance: Instance) -> None:
+    storm = instance.storm(6)
+    mi = storm[0]["sys_id"]
+    instance.sim.update("incident", mi, {"major_incident_state": "proposed", "correlation_id": "mim:service-surge",
+                                         "u_mim_stage": "identification"})
+    for child in storm[1:]:
+        instance.sim.update("incident", child["sys_id"], {"parent_incident": mi})
+    report = instance.sync()
+    assert report["failures"] == [] and report["declarations"] == []
+    assert [r["sys_id"] for r in proposed(instance.sim)] == [mi]
+    assert fetch(instance.sim, mi)["correlation_id"] == "mim:service-surge"
+
+
+def test_a_major_incident_a_person_declared_is_not_taken_for_ours(instance: Instance) -> None:
+    theirs = instance.incident(30, service="0a" * 16, major_incident_state="accepted", correlation_id="monitoring-9")
+    platform = adapter(instance)
+    platform.discover(None)
+    assert [r["sys_id"] for r in platform.fetch_marked()] == []
+    assert platform.to_ticket(fetch(instance.sim, theirs["sys_id"])).marker is None
+
+
+def test_doctor_says_where_markers_go_and_refuses_a_marker_column_another_tool_owns(instance: Instance) -> None:
+    platform = adapter(instance)
+    ok, detail = {name: (ok, detail) for name, ok, detail, _ in platform.doctor_checks(platform.discover(None))}[
+        "marker field"]
+    assert ok and "u_mim_marker exists" in detail
+    instance.set_write(marker_field="correlation_id")  # a mapping of an earlier version
+    mapping, errors = load_mapping(instance.home / "mappings" / "servicenow.yaml")
+    assert mapping is not None, errors
+    old = ServiceNowPlatform(instance.server.url, USER, PASSWORD, mapping, policy=RetryPolicy(sleep=lambda s: None))
+    facts = old.discover(None)
+    assert facts["marker_field"] is None, "never used as our marker column"
+    ok, detail = {name: (ok, detail) for name, ok, detail, _ in old.doctor_checks(facts)}["marker field"]
+    assert not ok and "monitoring" in detail

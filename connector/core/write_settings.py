@@ -41,8 +41,16 @@ class ServiceNowWrite(_Write):
     stage_field: str | None = None
     """The column the stage is written to, used when it exists on the table (else stages become work notes).
     Absent: the mapping's ``stage`` field; empty or null: no stage column."""
-    marker_field: str = "correlation_id"
-    """The column that carries the connector's marker (``mim:<rule>``) and the tags of created records."""
+    marker_field: str | None = "u_mim_marker"
+    """A column of our own for the connector's marker (``mim:<rule>``) on a major incident it declares, used
+    when it exists on the table (found by discovery, like the stage field). Without it the marker is a tagged
+    work note. Never a column another tool writes: set to the ``correlation_field`` (as in mappings of earlier
+    versions) it is ignored and ``mim doctor`` says so."""
+    correlation_field: str = "correlation_id"
+    """Set to the marker (or the tag) on the records the connector creates (a new major incident, review
+    tasks, the change), so a lost create answer never creates twice; never written on an existing record
+    (monitoring and event tools de-duplicate on it). Read to recognise the major incidents that earlier
+    versions marked there."""
     major_field: str = "major_incident_state"
     """The major incident state column (Major Incident Management)."""
     parent_field: str = "parent_incident"

@@ -1,5 +1,5 @@
-"""What the adapter learns about an instance: whether the stage column exists, group and user ids, whether the
-Batch API answers."""
+"""What the adapter learns about an instance: whether our own stage and marker columns exist, group and user
+ids, whether the Batch API answers."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ from connector.platforms.servicenow.query import query_field, query_in
 from connector.platforms.servicenow.read import ServiceNowReader
 from connector.platforms.servicenow.records import IncidentTable
 
-FACTS_VERSION = 1
+FACTS_VERSION = 2
+"""2: the facts say whether our own marker column exists (``marker_field``)."""
 
 
 class ServiceNowDiscovery:
@@ -30,8 +31,8 @@ class ServiceNowDiscovery:
         self._facts: dict[str, Any] | None = None
 
     def discover(self, cached: dict[str, Any] | None) -> dict[str, Any]:
-        """Whether the stage field exists on the incident table (``sys_dictionary``), plus room for the
-        group and user lookups ``apply`` makes. With ``cached`` no request is sent.
+        """Whether our own stage and marker columns exist on the incident table (one ``sys_dictionary``
+        query), plus room for the group and user lookups ``apply`` makes. With ``cached`` no request is sent.
 
         ``apply`` adds name → sys_id lookups to the dict returned here; storing it again after a cycle
         keeps them for the next run.
@@ -41,28 +42,37 @@ class ServiceNowDiscovery:
             cached.setdefault("users", {})
             self._facts = cached
             return cached
-        stage = self._write.stage_field
-        facts: dict[str, Any] = {"version": FACTS_VERSION, "stage_field": None, "groups": {}, "users": {}}
-        if stage:
-            facts["stage_field"] = stage if self._field_exists(query_field(stage)) else None
+        stage, marker = self._write.stage_field, self.own_marker_column()
+        facts: dict[str, Any] = {"version": FACTS_VERSION, "stage_field": None, "marker_field": None,
+                                 "groups": {}, "users": {}}
+        wanted = [query_field(column) for column in (stage, marker) if column]
+        found = self._fields_exist(wanted) if wanted else set()
+        facts["stage_field"] = stage if stage in found else None
+        facts["marker_field"] = marker if marker in found else None
         self._facts = facts
         return facts
+
+    def own_marker_column(self) -> str | None:
+        """``write.marker_field`` unless it names a column another tool writes (the correlation field)."""
+        marker = self._write.marker_field
+        return marker if marker and marker != self._write.correlation_field else None
 
     def facts(self) -> dict[str, Any]:
         """The facts, discovered now if nothing was discovered or handed over yet."""
         return self._facts if self._facts is not None else self.discover(None)
 
-    def _field_exists(self, element: str) -> bool:
+    def _fields_exist(self, elements: list[str]) -> set[str]:
+        """Which of ``elements`` are columns of the incident table (or of ``task``, which it extends)."""
         tables = query_in(dict.fromkeys((self._table.name, "task")))
         try:
-            rows = list(self._reader.select("sys_dictionary", f"nameIN{tables}^element={element}", ["name", "element"],
-                                            limit=10))
-            return any(row.get("element") == element for row in rows)
+            rows = list(self._reader.select("sys_dictionary", f"nameIN{tables}^elementIN{query_in(elements)}",
+                                            ["name", "element"], limit=10))
+            return {str(row.get("element")) for row in rows} & set(elements)
         except (PermissionDenied, NotFound):
             # Integration users often may not read the dictionary: look at one incident instead.
-            answer = self._client.get_page(self._table.name, self._client.read_params("", ["sys_id", element], 1))
+            answer = self._client.get_page(self._table.name, self._client.read_params("", ["sys_id", *elements], 1))
             rows = answer.result
-            return bool(rows) and element in rows[0]
+            return set(rows[0]) & set(elements) if rows else set()
 
 
 __all__ = ["FACTS_VERSION", "ServiceNowDiscovery"]

@@ -42,6 +42,7 @@ class ServiceNowDoctor:
                        "no stage field: stages are written as work notes",
                        "" if stage else f"add {self._write.stage_field or 'u_mim_stage'} (string) to "
                                         f"{table} to see the stage as a field"))
+        checks.append(self._marker_check(discovery))
         checks.append(doctor_check("choice values", self._check_choices,
                                    "set write.close_code (and the other values named) in mappings/servicenow.yaml "
                                    "to one of the instance's choices listed, or activate the choice"))
@@ -56,8 +57,25 @@ class ServiceNowDoctor:
                                        "allow /api/now/v1/batch for the integration user, or set write.batch: false"))
         return checks
 
+    def _marker_check(self, discovery: dict[str, Any]) -> DoctorCheck:
+        """Where markers go: our own column, or tagged work notes; a marker column that another tool owns
+        (the correlation field, as in mappings of earlier versions) is a finding."""
+        table, own, correlation = self._table.name, discovery.get("marker_field"), self._write.correlation_field
+        if self._write.marker_field and self._write.marker_field == correlation:
+            return ("marker field", False, f"write.marker_field is {correlation}, which monitoring and event tools "
+                    "de-duplicate on: it is never written on an existing incident, markers go in work notes",
+                    "set write.marker_field to a column of our own (u_mim_marker, string) or remove the key")
+        if own:
+            return ("marker field", True, f"{own} exists on {table}: markers go there ({correlation} only on "
+                    "records the connector creates)", "")
+        return ("marker field", True, f"no {self._write.marker_field or 'marker column'} on {table}: markers are "
+                "tagged work notes (rebuilding the state reads the journal)",
+                f"add {self._write.marker_field or 'u_mim_marker'} (string, 100) to {table} to see the marker "
+                "as a field")
+
     def _check_fields(self) -> str:
-        wanted = [f for f in self._table.fields if not f.startswith("sys_")]
+        # our own stage and marker columns are optional: their own lines say what is missing
+        wanted = [f for f in self._table.fields if not f.startswith("sys_") and f not in self._table.optional]
         names = query_in(wanted)
         tables = query_in(dict.fromkeys((self._table.name, "task")))
         try:

@@ -20,7 +20,7 @@ from connector.platforms.servicenow.discovery import ServiceNowDiscovery
 from connector.platforms.servicenow.doctor import ServiceNowDoctor
 from connector.platforms.servicenow.fields import ServiceNowFields
 from connector.platforms.servicenow.patches import PatchSender
-from connector.platforms.servicenow.read import ServiceNowReader
+from connector.platforms.servicenow.read import DERIVED_MARKER, ServiceNowReader
 from connector.platforms.servicenow.records import IncidentTable, RecordCache
 from connector.platforms.servicenow.write import ServiceNowWriter
 
@@ -51,7 +51,9 @@ class ServiceNowPlatform:
         if "^NQ" in write.poll_filter:
             raise SettingsError("write.poll_filter must not contain ^NQ (it is repeated in each keyset group)")
         use_batch = write.batch if batch is None else batch
-        table = IncidentTable.from_mapping(mapping, write.table)
+        own_marker = write.marker_field if write.marker_field != write.correlation_field else None
+        table = IncidentTable.from_mapping(mapping, write.table, extra=(write.correlation_field,),
+                                           optional=(write.stage_field, own_marker))
         cache = RecordCache(table.id_field)
         self._reader = ServiceNowReader(self._client, mapping, write, table, cache, max(1, page_size or write.page_size))
         self._discovery = ServiceNowDiscovery(self._client, self._reader, mapping, write, table, use_batch)
@@ -108,8 +110,14 @@ class ServiceNowPlatform:
         return self._reader.fetch_followups(mi_ids, changes)
 
     def to_ticket(self, raw: dict[str, Any]) -> Ticket:
-        """A raw incident as a canonical ticket, through the mapping."""
-        return self.mapping.to_ticket(raw, base_url=self.base_url)
+        """A raw incident as a canonical ticket, through the mapping. Its ``marker`` is the one the reader
+        derived (``_marker``) whatever the mapping reads it from: a mapping of an earlier version reads
+        ``correlation_id``, which may hold another tool's value."""
+        ticket = self.mapping.to_ticket(raw, base_url=self.base_url)
+        derived = raw.get(DERIVED_MARKER)
+        if derived is not None and ticket.marker != (derived or None):
+            ticket.marker = derived or None
+        return ticket
 
     def apply(self, actions: Sequence[Action], resolve: Resolver, uncertain: frozenset[str] = frozenset()) -> list[ApplyResult]:
         """Perform ``actions`` idempotently and report each (see :meth:`ServiceNowWriter.apply`)."""

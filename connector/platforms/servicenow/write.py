@@ -1,6 +1,10 @@
 """The write verbs: each action becomes field writes and journal entries on a record (collected into one PATCH
 per record, sent by :class:`~connector.platforms.servicenow.patches.PatchSender`) or a created record. What the
-adapter already knows to be true is not written; an uncertain action reads first."""
+adapter already knows to be true is not written; an uncertain action reads first.
+
+Markers never take a value another tool owns: a declared incident carries its marker in our own column when the
+instance has it, else in a line of the declaration's work note; the correlation field (``correlation_id``,
+which monitoring and event tools de-duplicate on) is written only on records the connector creates."""
 
 from __future__ import annotations
 
@@ -121,11 +125,12 @@ class ServiceNowWriter:
         return {name: value for name, value in fields.items() if name not in current or current[name] != value}
 
     def _find_marked(self, table: str, marker: str, fields: Sequence[str] = ("sys_id", "number")) -> Row | None:
-        """The record of ``table`` whose marker field equals ``marker`` (one request), or None.
+        """The record of ``table`` the connector created with ``marker`` in its correlation field (one
+        request), or None.
 
         The marker is checked in the row returned: an instance drops a query term on a column that does not
         exist or that an ACL hides (reference §2.3, §6), and then answers with any record of the table."""
-        marker_field = query_field(self._write.marker_field)
+        marker_field = query_field(self._write.correlation_field)
         answer = self._client.get_page(table, self._client.read_params(
             f"{marker_field}={query_value(marker)}^ORDERBYsys_created_on", list(dict.fromkeys((*fields, marker_field))),
             1))
@@ -172,7 +177,12 @@ class ServiceNowWriter:
             return
         if now_state != "accepted":
             fields[major_field] = self._fields.major(target_state)
-        fields[self._write.marker_field] = action.marker
+        own = self._discovery.facts().get("marker_field")
+        if own:
+            fields[own] = action.marker
+        else:
+            # no column of our own: the marker is a line of the work note (rebuild reads it from the journal)
+            notes.append(f"Major incident marker: [{action.marker}]")
         note = ("work_notes", "\n".join(notes)) if notes else None
         self._queue(run, index, action, sys_id, self._unchanged(fields, current), note)
 
@@ -186,7 +196,10 @@ class ServiceNowWriter:
                 return
         fields, notes = self._fields.columns(action.fields)
         fields[self._write.major_field] = self._fields.major("accepted" if action.mode == "accept" else "proposed")
-        fields[self._write.marker_field] = action.marker
+        fields[self._write.correlation_field] = action.marker  # a record we create: the correlation field is ours
+        own = self._discovery.facts().get("marker_field")
+        if own:
+            fields[own] = action.marker
         if notes:
             fields["work_notes"] = "\n".join(notes)
         record = self._create(self._table.name, fields, action.marker)
@@ -237,7 +250,7 @@ class ServiceNowWriter:
         payload = {self._write.task_parent_field: mi,
                    self._fields.column("title", "short_description"): action.title,
                    self._fields.column("description", "description"): action.description,
-                   self._write.marker_field: tag}
+                   self._write.correlation_field: tag}
         if action.owner:
             payload[self._fields.column("assignee", "assigned_to")] = self._fields.reference("users", action.owner)
         if action.due is not None:
@@ -259,7 +272,7 @@ class ServiceNowWriter:
             payload = {self._fields.column("title", "short_description"): action.title,
                        self._fields.column("description", "description"): action.description,
                        "type": action.change_type,
-                       self._write.marker_field: tag}
+                       self._write.correlation_field: tag}
             if action.group:
                 payload[self._fields.column("assignment_group", "assignment_group")] = self._fields.reference(
                     "groups", action.group)

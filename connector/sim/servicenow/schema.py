@@ -13,7 +13,8 @@ SYSTEM_FIELDS = ("sys_id", "sys_created_on", "sys_created_by", "sys_updated_on",
                  "sys_mod_count")
 JOURNAL_FIELDS = ("work_notes", "comments")
 
-#: The incident columns a default instance has (with MIM installed and our custom ``u_mim_stage``).
+#: The incident columns a default instance has (with MIM installed and our custom ``u_mim_stage`` and
+#: ``u_mim_marker``).
 INCIDENT_FIELDS: tuple[str, ...] = (
     "number", "state", "incident_state", "impact", "urgency", "priority", "severity", "active",
     "short_description", "description", "category", "subcategory", "contact_type",
@@ -24,7 +25,7 @@ INCIDENT_FIELDS: tuple[str, ...] = (
     "work_notes", "comments", "work_notes_list", "comments_and_work_notes", "watch_list",
     "correlation_id", "correlation_display", "reassignment_count", "reopen_count",
     "major_incident_state", "business_impact", "proposed_by", "proposed_on", "promoted_by", "promoted_on",
-    "probable_cause", "u_mim_stage", "sys_class_name",
+    "probable_cause", "u_mim_stage", "u_mim_marker", "sys_class_name",
 )
 
 NUMBER_PREFIXES = {
@@ -104,7 +105,8 @@ ROLES = ("admin", "itil", "sn_incident_write", "major_incident_manager", "sn_mim
          "communication_manager")
 
 COLUMN_LABELS = {"rfc": "Change Request", "caused_by": "Caused by Change", "caller_id": "Caller",
-                 "cmdb_ci": "Configuration item", "u_mim_stage": "MIM stage", "sys_id": "Sys ID"}
+                 "cmdb_ci": "Configuration item", "u_mim_stage": "MIM stage", "u_mim_marker": "MIM marker",
+                 "sys_id": "Sys ID"}
 
 
 TABLE_NAME = re.compile(r"[a-z0-9_]+")
