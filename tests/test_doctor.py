@@ -92,3 +92,18 @@ def sim_requests(url: str) -> list[dict[str, object]]:
     import requests
 
     return requests.get(f"{url}/__sim/requests", timeout=5).json()
+
+
+def test_doctor_names_the_role_an_accepting_rule_needs_on_servicenow(tmp_path, monkeypatch) -> None:
+    # the shipped rules accept p1-critical tickets: without major_incident_manager the instance would keep
+    # the old major incident state and answer 200
+    sim = ServiceNowSim(user="doc", password="doc-password-123", roles=["itil"])
+    server = sim.server().start()
+    try:
+        _env(monkeypatch, tmp_path, MIM_PLATFORM="servicenow", MIM_SERVICENOW_URL=server.url,
+             MIM_SERVICENOW_USERNAME="doc", MIM_SERVICENOW_PASSWORD="doc-password-123")
+        result = CliRunner().invoke(cli.main, ["doctor"])
+        assert result.exit_code == 1
+        assert "FAIL roles: doc has itil; missing major_incident_manager" in result.output
+    finally:
+        server.stop()

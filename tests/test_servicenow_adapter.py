@@ -66,13 +66,15 @@ PASSWORD = "pw-Very-Secret-4711"
 CLIENT_SECRET = "cs-Also-Secret-0815"
 T0 = datetime(2024, 5, 1, 10, 0, 0, tzinfo=timezone.utc)
 MI = "a" * 32
+ME = "e" * 32
+"""The integration user's sys_id."""
 CHILDREN = ["c" * 31 + str(i) for i in range(1, 6)]
 
 
 def facts(**changes: Any) -> dict[str, Any]:
     """Cached discovery facts as the state store would hand them over (a fresh copy each time)."""
-    return {"version": 2, "stage_field": "u_mim_stage", "marker_field": "u_mim_marker", "groups": {}, "users": {},
-            **changes}
+    return {"version": 2, "stage_field": "u_mim_stage", "marker_field": "u_mim_marker", "groups": {},
+            "users": {"mim.integration": ME}, **changes}
 
 
 def sid(n: int) -> str:
@@ -152,11 +154,13 @@ def batch_items(call: Any) -> list[dict[str, Any]]:
 
 
 def batch_answer(ids: list[str], status: int = 200, unserviced: Sequence[str] = (),
-                 errors: dict[str, tuple[int, str]] | None = None) -> dict[str, Any]:
+                 errors: dict[str, tuple[int, str]] | None = None,
+                 results: dict[str, dict[str, str]] | None = None) -> dict[str, Any]:
     serviced = []
     for ident in ids:
         code, message = (errors or {}).get(ident, (status, ""))
-        body = {"result": {"sys_id": "x"}} if code < 400 else {"error": {"message": message, "detail": "secret detail"}}
+        body = ({"result": {"sys_id": "x", **(results or {}).get(ident, {})}} if code < 400
+                else {"error": {"message": message, "detail": "secret detail"}})
         serviced.append({"id": ident, "status_code": code, "status_text": "", "headers": [],
                          "body": base64.b64encode(json.dumps(body).encode()).decode()})
     return {"batch_request_id": "1", "serviced_requests": serviced, "unserviced_requests": list(unserviced)}
@@ -479,7 +483,8 @@ def test_a_create_walks_every_row_of_the_retry_table(condition: Condition, make:
     if row.action is ResponseAction.REREAD:  # it may have landed: look for its marker before posting again
         rsps.get(TABLE, **page([]))
     if row.action is not ResponseAction.FATAL:
-        rsps.post(TABLE, status=201, json={"result": {"sys_id": sid(99), "number": "INC0010099"}})
+        rsps.post(TABLE, status=201, json={"result": {"sys_id": sid(99), "number": "INC0010099",
+                                                                "major_incident_state": "proposed"}})
     platform = make()
     platform.discover(facts())
     [result] = platform.apply([CreateParent(key="c", target="new-1", mode="propose", marker="mim:r:new-1")], ident)
@@ -682,12 +687,13 @@ def test_declare_links_note_and_stage_are_one_patch_for_the_incident_and_one_bat
     rsps.get(f"{BASE}/api/now/table/sys_user_group", match=[matchers.query_param_matcher(
         {"sysparm_query": "name=major-incident-team"}, strict_match=False)],
         **page([{"sys_id": group, "name": "major-incident-team"}]))
-    rsps.post(BATCH, json=batch_answer(["1", "2", "3"]))
-    platform = make()
+    rsps.post(BATCH, json=batch_answer(["1", "2", "3"], results={"1": {"major_incident_state": "proposed"}}))
+    platform = make(clock=lambda: T0)
     cached = platform.discover(facts())
     actions = [
         DeclareMajor(key="declare:mi", target=MI, rule="service-surge", mode="propose", marker="mim:service-surge",
-                     fields={"priority": 1, "assignment_group": "major-incident-team"}),
+                     fields={"priority": 1, "assignment_group": "major-incident-team"},
+                     reason="rule service-surge: 6 tickets on service=web-shop"),
         LinkChild(key="link:1", target=CHILDREN[0], parent=MI),
         LinkChild(key="link:2", target=CHILDREN[1], parent=MI),
         AddNote(key="note:mi:declared", target=MI, text="Major incident proposed by rule service-surge."),
@@ -701,11 +707,18 @@ def test_declare_links_note_and_stage_are_one_patch_for_the_incident_and_one_bat
     assert [i["method"] for i in items] == ["PATCH"] * 3
     assert items[0]["url"].startswith(f"/api/now/table/incident/{MI}?")
     tag = marker_tag("note:mi:declared")
+    # proposed as the "Propose major incident" action does: state, who, when, business impact, and a note
+    # with the reason and the impact; the major incident state is read back from the answer
+    assert "major_incident_state" in items[0]["url"]
     assert items[0]["decoded"] == {
         # priority 1 also as impact 1 x urgency 1: priority lookup rules would overwrite priority alone
         "major_incident_state": "proposed", "u_mim_marker": "mim:service-surge", "priority": "1", "impact": "1",
+        "proposed_by": ME, "proposed_on": "2024-05-01 10:00:00", "business_impact": "6 tickets on service=web-shop",
         "assignment_group": group, "u_mim_stage": "identification", "urgency": "1",
-        "work_notes": f"Major incident proposed by rule service-surge.\n[{tag}]"}
+        "work_notes": f"Proposed as a major incident by the major incident connector (rule service-surge).\n"
+                      f"Reason: rule service-surge: 6 tickets on service=web-shop.\n"
+                      f"Business impact: 6 tickets on service=web-shop.\n[{marker_tag('declare:mi')}]\n\n"
+                      f"Major incident proposed by rule service-surge.\n[{tag}]"}
     assert items[1]["decoded"] == {"parent_incident": MI} and items[1]["url"].startswith(f"/api/now/table/incident/{CHILDREN[0]}")
     assert platform.requests_sent == 2
     assert cached["groups"] == {"major-incident-team": group}
@@ -731,17 +744,34 @@ def test_names_are_looked_up_once_and_an_unknown_one_is_never_written(make: Call
     assert hidden.status == "failed"
     platform.apply([SetFields(key="f2", target=MI, fields={"assignee": "jane.doe"})], ident)
     platform.apply([SetFields(key="f3", target=MI, fields={"assignee": "jane.doe", "priority": 2})], ident)
-    assert cached["users"] == {"jane.doe": jane}
+    assert cached["users"] == {"mim.integration": ME, "jane.doe": jane}
     assert platform.requests_sent == 5
 
 
 def test_accept_mode_writes_accepted(make: Callable[..., ServiceNowPlatform], rsps: responses.RequestsMock) -> None:
+    note = f"Declared a major incident (accepted) by the major incident connector.\n[{marker_tag('d')}]"
     rsps.patch(f"{TABLE}/{MI}", match=[matchers.json_params_matcher(
-        {"major_incident_state": "accepted", "u_mim_marker": "mim:p1-critical"})], json={"result": {"sys_id": MI}})
+        {"major_incident_state": "accepted", "u_mim_marker": "mim:p1-critical", "work_notes": note}),
+        matchers.query_param_matcher({"sysparm_fields": "sys_id,major_incident_state"}, strict_match=False)],
+        json={"result": {"sys_id": MI, "major_incident_state": "accepted"}})
     platform = make()
     platform.discover(facts())
     [result] = platform.apply([DeclareMajor(key="d", target=MI, mode="accept", marker="mim:p1-critical")], ident)
     assert result.status == "applied"
+
+
+@pytest.mark.parametrize("answer", [{"sys_id": MI, "major_incident_state": ""}, {"sys_id": MI}],
+                         ids=["old-value-kept", "column-hidden"])
+def test_an_accept_the_instance_did_not_keep_is_a_failure(answer: dict[str, str],
+                                                           make: Callable[..., ServiceNowPlatform],
+                                                           rsps: responses.RequestsMock) -> None:
+    # a field ACL answers 200 and keeps the old value (reference §6): read back, never assumed
+    rsps.patch(f"{TABLE}/{MI}", json={"result": answer})
+    platform = make()
+    platform.discover(facts())
+    [result] = platform.apply([DeclareMajor(key="d", target=MI, mode="accept", marker="mim:p1-critical")], ident)
+    assert result.status == "failed" and result.retryable
+    assert "major_incident_state" in result.detail and f"PATCH /api/now/table/incident/{MI}" in result.detail
 
 
 def test_what_is_already_true_is_not_written(make: Callable[..., ServiceNowPlatform], rsps: responses.RequestsMock) -> None:
@@ -783,26 +813,49 @@ def test_an_uncertain_declaration_reads_the_record_first(make: Callable[..., Ser
 def test_create_parent_posts_a_marked_incident_and_children_link_to_it(
         make: Callable[..., ServiceNowPlatform], rsps: responses.RequestsMock) -> None:
     new = sid(99)
-    rsps.post(TABLE, status=201, json={"result": {"sys_id": new, "number": "INC0010099"}})
+    rsps.post(TABLE, status=201, json={"result": {"sys_id": new, "number": "INC0010099",
+                                                  "major_incident_state": "proposed"}})
     rsps.patch(f"{TABLE}/{CHILDREN[0]}", match=[matchers.json_params_matcher({"parent_incident": new})],
                json={"result": {"sys_id": CHILDREN[0]}})
-    platform = make()
+    platform = make(clock=lambda: T0)
     platform.discover(facts())
     create = CreateParent(key="create:new-1", target="new-1", rule="r", mode="propose", marker="mim:r:new-1",
-                          fields={"title": "Major incident: service=web", "service": "b" * 32, "priority": 1})
+                          fields={"title": "Major incident: service=web", "service": "b" * 32, "priority": 1},
+                          reason="rule r: 5 tickets on service=web")
     results = platform.apply([create, LinkChild(key="l", target=CHILDREN[0], parent="new-1")], lambda t: None)
     assert results[0].status == "applied" and results[0].created_id == new and results[0].created_key == "INC0010099"
     assert results[1].status == "applied"
     assert body_of(rsps.calls[0]) == {"short_description": "Major incident: service=web", "business_service": "b" * 32,
                                       "priority": "1", "impact": "1", "urgency": "1", "major_incident_state": "proposed",
-                                      "correlation_id": "mim:r:new-1", "u_mim_marker": "mim:r:new-1"}
+                                      "proposed_by": ME, "proposed_on": "2024-05-01 10:00:00",
+                                      "business_impact": "5 tickets on service=web",
+                                      "correlation_id": "mim:r:new-1", "u_mim_marker": "mim:r:new-1",
+                                      "work_notes": "Proposed as a major incident by the major incident connector "
+                                                    "(rule r).\nReason: rule r: 5 tickets on service=web.\n"
+                                                    "Business impact: 5 tickets on service=web."}
+    assert params_of(rsps.calls[0])["sysparm_fields"] == "sys_id,number,major_incident_state"
+
+
+def test_a_new_parent_created_without_its_major_incident_state_is_reported(make: Callable[..., ServiceNowPlatform],
+                                                                          rsps: responses.RequestsMock) -> None:
+    new = sid(99)
+    rsps.post(TABLE, status=201, json={"result": {"sys_id": new, "number": "INC0010099", "major_incident_state": ""}})
+    rsps.patch(f"{TABLE}/{CHILDREN[0]}", json={"result": {"sys_id": CHILDREN[0]}})
+    platform = make()
+    platform.discover(facts())
+    create = CreateParent(key="create:new-1", target="new-1", rule="r", mode="accept", marker="mim:r:new-1")
+    results = platform.apply([create, LinkChild(key="l", target=CHILDREN[0], parent="new-1")], lambda t: None)
+    assert results[0].status == "failed" and results[0].created_id == new, "created: never created twice"
+    assert "major_incident_manager" in results[0].detail
+    assert results[1].status == "applied", "its children are still linked to it"
 
 
 def test_an_uncertain_create_finds_the_parent_by_its_marker(make: Callable[..., ServiceNowPlatform],
                                                             rsps: responses.RequestsMock) -> None:
     rsps.get(TABLE, match=[matchers.query_param_matcher({"sysparm_query": "correlation_id=mim:r:new-1^ORDERBYsys_created_on"},
                                                         strict_match=False)],
-             **page([{"sys_id": sid(99), "number": "INC0010099", "correlation_id": "mim:r:new-1"}]))
+             **page([{"sys_id": sid(99), "number": "INC0010099", "correlation_id": "mim:r:new-1",
+                     "major_incident_state": "proposed"}]))
     platform = make()
     platform.discover(facts())
     create = CreateParent(key="create:new-1", target="new-1", mode="propose", marker="mim:r:new-1")
@@ -814,7 +867,8 @@ def test_a_look_up_answered_with_a_record_without_the_marker_creates(make: Calla
                                                                     rsps: responses.RequestsMock) -> None:
     # the instance dropped the marker term (a hidden or unknown column) and answered with any incident
     rsps.get(TABLE, **page([{"sys_id": sid(5), "number": "INC0010005", "correlation_id": "monitoring-123"}]))
-    rsps.post(TABLE, status=201, json={"result": {"sys_id": sid(99), "number": "INC0010099"}})
+    rsps.post(TABLE, status=201, json={"result": {"sys_id": sid(99), "number": "INC0010099",
+                                                                "major_incident_state": "proposed"}})
     platform = make()
     platform.discover(facts())
     create = CreateParent(key="create:new-1", target="new-1", mode="propose", marker="mim:r:new-1")
@@ -826,7 +880,8 @@ def test_a_look_up_answered_with_a_record_without_the_marker_creates(make: Calla
 def test_an_uncertain_create_that_finds_nothing_creates(make: Callable[..., ServiceNowPlatform],
                                                         rsps: responses.RequestsMock) -> None:
     rsps.get(TABLE, **page([]))
-    rsps.post(TABLE, status=201, json={"result": {"sys_id": sid(99), "number": "INC0010099"}})
+    rsps.post(TABLE, status=201, json={"result": {"sys_id": sid(99), "number": "INC0010099",
+                                                                "major_incident_state": "proposed"}})
     platform = make()
     platform.discover(facts())
     create = CreateParent(key="create:new-1", target="new-1", mode="propose", marker="mim:r:new-1")
@@ -837,7 +892,8 @@ def test_an_uncertain_create_that_finds_nothing_creates(make: Callable[..., Serv
 def test_a_lost_create_answer_is_looked_up_before_posting_again(make: Callable[..., ServiceNowPlatform],
                                                                 rsps: responses.RequestsMock) -> None:
     rsps.post(TABLE, status=502, body="")
-    rsps.get(TABLE, **page([{"sys_id": sid(99), "number": "INC0010099", "correlation_id": "mim:r:new-1"}]))
+    rsps.get(TABLE, **page([{"sys_id": sid(99), "number": "INC0010099", "correlation_id": "mim:r:new-1",
+                     "major_incident_state": "proposed"}]))
     platform = make()
     platform.discover(facts())
     [result] = platform.apply([CreateParent(key="c", target="new-1", mode="propose", marker="mim:r:new-1")], ident)

@@ -26,7 +26,7 @@ from click.testing import CliRunner
 import cli
 from connector.core.actions import CreateTask, ResolveChild, SetFields
 from connector.core.mapping import load_mapping
-from connector.platforms.base import marker_tag
+from connector.platforms.base import ProcessNeeds, marker_tag
 from connector.platforms.retry import RetryPolicy
 from connector.platforms.servicenow import ServiceNowPlatform
 from connector.sim.base import SimServer
@@ -431,3 +431,51 @@ def test_doctor_says_where_markers_go_and_refuses_a_marker_column_another_tool_o
     assert facts["marker_field"] is None, "never used as our marker column"
     ok, detail = {name: (ok, detail) for name, ok, detail, _ in old.doctor_checks(facts)}["marker field"]
     assert not ok and "monitoring" in detail
+
+
+# -- declaring: as the "Propose major incident" action does, with the roles it needs -----------------------
+
+
+def test_proposing_records_who_proposed_when_why_and_the_business_impact(tmp_path: Path) -> None:
+    instance = started(tmp_path, ServiceNowSim(user=USER, password=PASSWORD, roles=["itil"]))
+    instance.storm(6)
+    report = instance.sync()
+    assert report["failures"] == []
+    [mi] = proposed(instance.sim)
+    me = next(u["sys_id"] for u in instance.sim.records("sys_user") if u["user_name"] == USER)
+    assert mi["major_incident_state"] == "proposed" and mi["proposed_by"] == me and mi["proposed_on"]
+    assert mi["business_impact"] == f"5 tickets on service={SERVICE}"  # the threshold was reached at 5
+    [proposal] = [n["value"] for n in instance.sim.journal(mi["sys_id"], "work_notes") if "Proposed as" in n["value"]]
+    assert "Reason: rule service-surge: 5 tickets" in proposal and f"Business impact: 5 tickets on service={SERVICE}" in proposal
+
+
+def test_accepting_without_the_major_incident_manager_role_is_a_clear_failure(tmp_path: Path) -> None:
+    # reference §1.1 and §6: accepting needs major_incident_manager; the field ACL answers 200 and keeps the
+    # old value, so the old adapter reported the declaration applied while the incident never became major
+    instance = started(tmp_path, ServiceNowSim(user=USER, password=PASSWORD, roles=["itil"]))
+    p1 = instance.incident(5, service="0c" * 16, priority="1", impact="1", urgency="1")
+    report = instance.sync()
+    [failure] = [f for f in report["failures"] if f.startswith(f"declare:{p1['sys_id']}")]
+    assert "kept major_incident_state ''" in failure and "major_incident_manager" in failure
+    assert fetch(instance.sim, p1["sys_id"])["major_incident_state"] == ""
+    instance.sim.grant("major_incident_manager")
+    again = instance.sync()
+    assert again["failures"] == []
+    assert fetch(instance.sim, p1["sys_id"])["major_incident_state"] == "accepted"
+    declared = [n for n in instance.sim.journal(p1["sys_id"], "work_notes") if "Declared a major incident" in n["value"]]
+    assert len(declared) == 1, "the declaration note is written once, although the declaration was sent twice"
+
+
+@pytest.mark.parametrize(("roles", "accepts", "ok", "said"), [
+    (["itil"], False, True, "has itil"),
+    (["itil"], True, False, "missing major_incident_manager"),
+    (["itil", "major_incident_manager"], True, True, "has itil, major_incident_manager"),
+    (["snc_read_only"], False, False, "missing one of itil, sn_incident_write"),
+    (None, True, True, "has admin"),
+], ids=["propose-with-itil", "accept-without-the-role", "accept-with-the-role", "read-only", "admin"])
+def test_doctor_checks_the_integration_users_roles_against_the_rules(
+        tmp_path: Path, roles: list[str] | None, accepts: bool, ok: bool, said: str) -> None:
+    instance = started(tmp_path, ServiceNowSim(user=USER, password=PASSWORD, roles=roles))
+    [(name, passed, detail, fix)] = adapter(instance).needs_checks(ProcessNeeds(accepts=accepts))
+    assert name == "roles" and passed is ok and said in detail, detail
+    assert ok or ("major_incident_manager" in fix) is accepts

@@ -61,6 +61,15 @@ class ServiceNowWrite(_Write):
     task_table: str = "incident_task"
     task_parent_field: str = "incident"
     task_due_field: str = "due_date"
+    proposed_by_field: str | None = "proposed_by"
+    """Who proposed a major incident (the integration user), written when the connector proposes one, as the
+    "Propose major incident" UI action does. The column is **[verify on an instance]** in the reference
+    (§1.2): an instance without it ignores the write; empty or null: not written."""
+    proposed_on_field: str | None = "proposed_on"
+    """When the connector proposed it (UTC). **[verify on an instance]** like ``proposed_by_field``."""
+    business_impact_field: str | None = "business_impact"
+    """The business impact the "Propose major incident" action asks for (confirmed in the reference §1.2),
+    written when empty with the group and ticket count of the declaration; empty or null: not written."""
     group_table: str = "sys_user_group"
     group_name_field: str = "name"
     user_table: str = "sys_user"

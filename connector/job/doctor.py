@@ -13,8 +13,9 @@ from connector.core.yamlfile import ConfigFileError
 from connector.job.assembly import load_config_files
 from connector.job.store import LockHeld, StateStore
 from connector.platforms import make_platform
-from connector.platforms.base import Platform, Watermark
+from connector.platforms.base import ChecksProcessNeeds, Platform, ProcessNeeds, Watermark
 from connector.platforms.errors import AuthenticationError, PermissionDenied, PlatformError
+from connector.process.directory import named_groups, named_people
 
 
 @dataclass
@@ -74,6 +75,11 @@ def run_doctor(settings: Settings, platform_factory: Callable[..., Platform] = m
         checks.append(_guard("read tickets", read, auth_fix))
         for name, ok, detail, fix in platform.doctor_checks(discovery):
             checks.append(Check(name, ok, detail, fix))
+        if isinstance(platform, ChecksProcessNeeds):
+            needs = ProcessNeeds(people=tuple(named_people(process)), groups=tuple(named_groups(process)),
+                                 accepts=any(rule.declare.mode == "accept" for rule in rules))
+            for name, ok, detail, fix in platform.needs_checks(needs):
+                checks.append(Check(name, ok, detail, fix))
     finally:
         platform.close()
     return checks

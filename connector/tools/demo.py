@@ -122,7 +122,8 @@ class ServiceNowSite:
     def platform(self, mapping: Mapping) -> Platform:
         from connector.platforms.servicenow import ServiceNowPlatform
 
-        return ServiceNowPlatform(self.url, "demo", "demo-password", mapping, policy=RetryPolicy(base=0.05, cap=0.5))
+        return ServiceNowPlatform(self.url, "demo", "demo-password", mapping, policy=RetryPolicy(base=0.05, cap=0.5),
+                                  clock=self.sim.clock)
 
     def stop(self) -> None:
         self.server.stop()

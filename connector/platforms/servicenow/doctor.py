@@ -1,5 +1,6 @@
-"""The read-only checks of ``mim doctor`` for a ServiceNow instance: the mapped fields, the stage field, the
-tables the connector reads and writes, the Batch API, and the values it writes into choice fields."""
+"""The read-only checks of ``mim doctor`` for a ServiceNow instance: the mapped fields, the stage and marker
+fields, the tables the connector reads and writes, the Batch API, the values it writes into choice fields, and
+what the rules and the process file need: the integration user's roles."""
 
 from __future__ import annotations
 
@@ -8,12 +9,18 @@ from typing import Any
 
 from connector.core.mapping import Mapping
 from connector.core.write_settings import ServiceNowWrite
-from connector.platforms.base import DoctorCheck, doctor_check
+from connector.platforms.base import DoctorCheck, ProcessNeeds, doctor_check
 from connector.platforms.errors import ClientError, NotFound, PermissionDenied, UnexpectedResponse
 from connector.platforms.servicenow.client import ServiceNowClient
-from connector.platforms.servicenow.query import query_field, query_in, stored_text
+from connector.platforms.servicenow.query import query_field, query_in, query_value, stored_text
 from connector.platforms.servicenow.read import ServiceNowReader
 from connector.platforms.servicenow.records import IncidentTable
+
+WRITE_ROLES = ("itil", "sn_incident_write")
+"""Roles that may write incidents (propose a major incident, link children, add notes)."""
+ACCEPT_ROLE = "major_incident_manager"
+"""Accepting a major incident needs it (reference §1.1, §6)."""
+ADMIN = "admin"
 
 
 class ServiceNowDoctor:
@@ -72,6 +79,34 @@ class ServiceNowDoctor:
                 "tagged work notes (rebuilding the state reads the journal)",
                 f"add {self._write.marker_field or 'u_mim_marker'} (string, 100) to {table} to see the marker "
                 "as a field")
+
+    def needs_checks(self, needs: ProcessNeeds) -> list[DoctorCheck]:
+        """What the rules and the process file need: the integration user's roles (``sys_user_has_role``)."""
+        return [doctor_check("roles", lambda: self._check_roles(needs),
+                             f"give the integration user {WRITE_ROLES[0]}"
+                             + (f" and {ACCEPT_ROLE} (a rule declares with mode accept), or declare with mode "
+                                "propose" if needs.accepts else ""))]
+
+    def _check_roles(self, needs: ProcessNeeds) -> str:
+        user = self._client.username
+        try:
+            rows = list(self._reader.select("sys_user_has_role", f"user.user_name={query_value(user)}",
+                                            ["role.name"]))
+        except (PermissionDenied, NotFound):
+            return "sys_user_has_role is not readable: not checked"
+        roles = sorted({stored_text(row.get("role.name")) for row in rows} - {""})
+        shown = ", ".join(roles) or "none"
+        if ADMIN in roles:
+            return f"{user} has {shown}"
+        missing = []
+        if not set(roles) & set(WRITE_ROLES):
+            missing.append(f"one of {', '.join(WRITE_ROLES)} (to propose major incidents and write incidents)")
+        if needs.accepts and ACCEPT_ROLE not in roles:
+            missing.append(f"{ACCEPT_ROLE} (a rule declares with mode accept: without it the instance keeps the "
+                           "old major incident state)")
+        if missing:
+            raise ClientError(f"{user} has {shown}; missing {'; '.join(missing)}")
+        return f"{user} has {shown}"
 
     def _check_fields(self) -> str:
         # our own stage and marker columns are optional: their own lines say what is missing

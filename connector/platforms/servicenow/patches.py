@@ -14,7 +14,7 @@ from connector.platforms.base import ApplyResult, Resolver, marker_tag
 from connector.platforms.errors import ClientError, NotFound, PermissionDenied, PlatformError, UnexpectedResponse
 from connector.platforms.servicenow.client import Answer, MaybeApplied, ServiceNowClient, as_int, error_for, parse_json
 from connector.platforms.servicenow.discovery import ServiceNowDiscovery
-from connector.platforms.servicenow.query import PATH_ID, QueryValueError, query_in, shorten
+from connector.platforms.servicenow.query import PATH_ID, QueryValueError, query_in, shorten, stored_text
 from connector.platforms.servicenow.read import ServiceNowReader
 from connector.platforms.servicenow.records import IncidentTable, RecordCache
 
@@ -51,6 +51,11 @@ class Patch:
     notes: list[Note] = field(default_factory=list)
     members: list[tuple[int, ApplyResult]] = field(default_factory=list)
     with_fields: set[int] = field(default_factory=set)
+    verify: dict[str, tuple[str, int]] = field(default_factory=dict)
+    """Columns read back from the answer: column -> (the value written, the action that wrote it). A field
+    ACL answers 200 and keeps the old value (reference §6), so what matters is checked, not assumed."""
+    refused: dict[int, str] = field(default_factory=dict)
+    """Actions whose write the instance answered but did not keep, with what it kept."""
     error: PlatformError | None = None
 
     def payload(self) -> dict[str, str]:
@@ -67,6 +72,33 @@ class Patch:
     def path(self) -> str:
         """The record's Table API path."""
         return f"/table/{self.table}/{self.sys_id}"
+
+    @property
+    def answer_fields(self) -> str:
+        """``sysparm_fields`` of the write: the sys_id and the columns read back."""
+        return ",".join(["sys_id", *(column for column in self.verify if column in self.fields)])
+
+    def check(self, result: Any) -> None:
+        """Compare the record in a write's answer with what was written (see ``verify``)."""
+        row = result if isinstance(result, dict) else {}
+        for column, (expected, index) in self.verify.items():
+            if column not in self.fields:
+                continue
+            if column not in row:
+                self.refused[index] = f"the answer has no {column}: the instance does not have the column or an ACL hides it"
+                continue
+            kept = stored_text(row.get(column))
+            if kept != expected:
+                self.refused[index] = refusal(column, expected, kept)
+
+
+def refusal(column: str, expected: str, kept: str) -> str:
+    """What to say about a write the instance answered with 200 but did not keep."""
+    why = "a field ACL or a business rule refused it"
+    if column == "major_incident_state" and expected not in ("", "proposed"):
+        why = ("a field ACL refused it: accepting a major incident needs the major_incident_manager role for the "
+               "integration user (mim doctor lists its roles), or declare with mode propose")
+    return f"the instance answered 200 but kept {column} {kept!r} instead of {expected!r}: {why}"
 
 
 class DependencyFailed(PlatformError):
@@ -152,6 +184,10 @@ class PatchSender:
                 run.results[index] = ApplyResult(result.key, "failed", created_id=result.created_id,
                                                  created_key=result.created_key, detail=str(error),
                                                  retryable=error.retryable)
+            elif index in patch.refused:
+                run.results[index] = ApplyResult(result.key, "failed", created_id=result.created_id,
+                                                 created_key=result.created_key,
+                                                 detail=f"PATCH /api/now{patch.path}: {patch.refused[index]}")
             elif notes and all(n.found for n in notes) and index not in patch.with_fields:
                 run.results[index] = ApplyResult(result.key, "skipped", created_id=result.created_id,
                                                  created_key=result.created_key, detail="note already on the record")
@@ -173,11 +209,13 @@ class PatchSender:
             if not body:
                 return
             try:
-                self._client.attempt("PATCH", patch.path, body=body,
-                                     params={"sysparm_fields": "sys_id", "sysparm_exclude_reference_link": "true"})
+                answer = self._client.attempt("PATCH", patch.path, body=body,
+                                              params={"sysparm_fields": patch.answer_fields,
+                                                      "sysparm_exclude_reference_link": "true"})
             except PlatformError as exc:
                 maybe_sent = maybe_sent or isinstance(exc, MaybeApplied)
                 raise
+            patch.check(answer.result)
 
         self._client.policy.call(attempt)
 
@@ -248,7 +286,7 @@ class PatchSender:
                 items[str(number)] = patch
                 requests_.append({
                     "id": str(number), "method": "PATCH",
-                    "url": f"/api/now{patch.path}?sysparm_fields=sys_id&sysparm_exclude_reference_link=true",
+                    "url": f"/api/now{patch.path}?sysparm_fields={patch.answer_fields}&sysparm_exclude_reference_link=true",
                     "headers": [{"name": "Content-Type", "value": "application/json"},
                                 {"name": "Accept", "value": "application/json"}],
                     "body": base64.b64encode(json.dumps(body).encode("utf-8")).decode("ascii"),
@@ -285,6 +323,8 @@ class PatchSender:
                 again.append(patch)
                 continue
             patch.error = error
+            if error is None:
+                patch.check(item_result(item))
         for ident in data.get("unserviced_requests") or []:
             if str(ident) in items and str(ident) not in answered:
                 again.append(items[str(ident)])
@@ -294,16 +334,25 @@ class PatchSender:
         return again
 
 
-def item_error(item: dict[str, Any], patch: Patch) -> PlatformError | None:
-    """The typed error of one Batch API item (its body is base64 JSON)."""
-    status = as_int(item.get("status_code")) or 0
+def _item_body(item: dict[str, Any]) -> Any:
     try:
         raw = base64.b64decode(str(item.get("body") or ""), validate=False)
     except (ValueError, TypeError):
         raw = b""
-    _, data = parse_json(raw)
+    return parse_json(raw)[1]
+
+
+def item_result(item: dict[str, Any]) -> Any:
+    """The ``result`` of one Batch API item's answer, if any."""
+    data = _item_body(item)
+    return data.get("result") if isinstance(data, dict) else None
+
+
+def item_error(item: dict[str, Any], patch: Patch) -> PlatformError | None:
+    """The typed error of one Batch API item (its body is base64 JSON)."""
+    status = as_int(item.get("status_code")) or 0
     headers = {str(h.get("name")): str(h.get("value")) for h in item.get("headers") or [] if isinstance(h, dict)}
-    return error_for(status, headers, data, "PATCH", "/api/now" + patch.path)
+    return error_for(status, headers, _item_body(item), "PATCH", "/api/now" + patch.path)
 
 
-__all__ = ["DependencyFailed", "Note", "Patch", "PatchSender", "Run", "item_error"]
+__all__ = ["DependencyFailed", "Note", "Patch", "PatchSender", "Run", "item_error", "item_result", "refusal"]

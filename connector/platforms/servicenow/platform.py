@@ -3,8 +3,8 @@ the field translation and the writer of this package."""
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any, Iterator, Sequence
+from datetime import datetime, timezone
+from typing import Any, Callable, Iterator, Sequence
 
 from pydantic import SecretStr
 
@@ -13,7 +13,7 @@ from connector.core.mapping import Mapping
 from connector.core.settings import ServiceNowSettings, SettingsError
 from connector.core.ticket import Ticket
 from connector.core.write_settings import ServiceNowWrite
-from connector.platforms.base import ApplyResult, DoctorCheck, Resolver, Watermark
+from connector.platforms.base import ApplyResult, DoctorCheck, ProcessNeeds, Resolver, Watermark
 from connector.platforms.retry import RetryPolicy
 from connector.platforms.servicenow.client import ServiceNowClient
 from connector.platforms.servicenow.discovery import ServiceNowDiscovery
@@ -31,7 +31,8 @@ class ServiceNowPlatform:
     ``url`` is the instance (``https://acme.service-now.com``; plain ``http`` only for a loopback
     simulator). Basic auth, or the OAuth password grant (with refresh) when ``client_id`` is given.
     ``verify`` is True or a CA bundle path. ``batch`` and ``page_size`` override the mapping's ``write:``
-    settings. The adapter is meant for one thread: ServiceNow serialises the requests of a session anyway.
+    settings. ``clock`` says when a proposal is made (``proposed_on``). The adapter is meant for one thread:
+    ServiceNow serialises the requests of a session anyway.
     """
 
     name = "servicenow"
@@ -39,7 +40,8 @@ class ServiceNowPlatform:
     def __init__(self, url: str, username: str, password: str | SecretStr, mapping: Mapping, *,
                  client_id: str | None = None, client_secret: str | SecretStr | None = None,
                  verify: bool | str = True, timeout: float = 30.0, policy: RetryPolicy | None = None,
-                 batch: bool | None = None, page_size: int | None = None) -> None:
+                 batch: bool | None = None, page_size: int | None = None,
+                 clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)) -> None:
         self._client = ServiceNowClient(url, username, password, client_id=client_id, client_secret=client_secret,
                                         verify=verify, timeout=timeout, policy=policy)
         self.mapping = mapping
@@ -53,14 +55,14 @@ class ServiceNowPlatform:
         use_batch = write.batch if batch is None else batch
         own_marker = write.marker_field if write.marker_field != write.correlation_field else None
         table = IncidentTable.from_mapping(mapping, write.table, extra=(write.correlation_field,),
-                                           optional=(write.stage_field, own_marker))
+                                           optional=(write.stage_field, own_marker, write.business_impact_field))
         cache = RecordCache(table.id_field)
         self._reader = ServiceNowReader(self._client, mapping, write, table, cache, max(1, page_size or write.page_size))
         self._discovery = ServiceNowDiscovery(self._client, self._reader, mapping, write, table, use_batch)
         self._doctor = ServiceNowDoctor(self._client, self._reader, mapping, write, table, use_batch)
         fields = ServiceNowFields(self._client, mapping, write, self._discovery)
         sender = PatchSender(self._client, self._reader, self._discovery, table, cache, use_batch, write.batch_size)
-        self._writer = ServiceNowWriter(self._client, write, table, cache, self._discovery, fields, sender)
+        self._writer = ServiceNowWriter(self._client, write, table, cache, self._discovery, fields, sender, clock)
 
     @classmethod
     def from_settings(cls, settings: ServiceNowSettings, mapping: Mapping,
@@ -126,6 +128,11 @@ class ServiceNowPlatform:
     def doctor_checks(self, discovery: dict[str, Any]) -> list[DoctorCheck]:
         """Read-only checks for ``mim doctor`` (see :meth:`ServiceNowDoctor.checks`)."""
         return self._doctor.checks(discovery)
+
+    def needs_checks(self, needs: ProcessNeeds) -> list[DoctorCheck]:
+        """What the rules and the process file need from the instance (see
+        :meth:`ServiceNowDoctor.needs_checks`)."""
+        return self._doctor.needs_checks(needs)
 
 
 __all__ = ["ServiceNowPlatform"]

@@ -8,6 +8,7 @@ which monitoring and event tools de-duplicate on) is written only on records the
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from typing import Any, Callable, Sequence
 
 from connector.core.actions import (
@@ -29,8 +30,8 @@ from connector.platforms.base import ApplyResult, Resolver, marker_tag
 from connector.platforms.errors import ClientError, PlatformError, UnexpectedResponse
 from connector.platforms.servicenow.client import MaybeApplied, ServiceNowClient
 from connector.platforms.servicenow.discovery import ServiceNowDiscovery
-from connector.platforms.servicenow.fields import ServiceNowFields
-from connector.platforms.servicenow.patches import Note, Patch, PatchSender, Run
+from connector.platforms.servicenow.fields import ServiceNowFields, UnknownReference
+from connector.platforms.servicenow.patches import Note, Patch, PatchSender, Run, refusal
 from connector.platforms.servicenow.query import query_field, query_time, query_value, stored_text
 from connector.platforms.servicenow.records import IncidentTable, RecordCache
 
@@ -41,8 +42,10 @@ class ServiceNowWriter:
     """``apply`` for ServiceNow: plans every action, then sends the collected PATCHes."""
 
     def __init__(self, client: ServiceNowClient, write: ServiceNowWrite, table: IncidentTable, cache: RecordCache,
-                 discovery: ServiceNowDiscovery, fields: ServiceNowFields, sender: PatchSender) -> None:
+                 discovery: ServiceNowDiscovery, fields: ServiceNowFields, sender: PatchSender,
+                 clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)) -> None:
         self._client = client
+        self._clock = clock
         self._write = write
         self._table = table
         self._cache = cache
@@ -86,9 +89,11 @@ class ServiceNowWriter:
     # -- building blocks ---------------------------------------------------------------------------------
 
     def _queue(self, run: Run, index: int, action: Action, sys_id: str, fields: dict[str, str],
-               note: tuple[str, str] | None = None, result: ApplyResult | None = None) -> None:
+               note: tuple[str, str] | None = None, result: ApplyResult | None = None,
+               verify: Sequence[str] = ()) -> None:
         """Add writes to the incident's pending PATCH, or report the action skipped when nothing is left.
-        A note of an uncertain action is checked against the journal at flush time (one query for many)."""
+        A note of an uncertain action is checked against the journal at flush time (one query for many);
+        the ``verify`` columns written are read back from the PATCH's own answer."""
         if not fields and note is None:
             run.results[index] = result or ApplyResult(action.key, "skipped", detail="already true")
             return
@@ -99,6 +104,9 @@ class ServiceNowWriter:
         patch.fields.update(fields)
         if fields:
             patch.with_fields.add(index)
+        for column in verify:
+            if column in fields:
+                patch.verify[column] = (fields[column], index)
         if note is not None:
             element, text = note
             tag = marker_tag(action.key)
@@ -137,7 +145,7 @@ class ServiceNowWriter:
         rows = [row for row in answer.result if stored_text(row.get(marker_field)) == marker]
         return rows[0] if rows else None
 
-    def _create(self, table: str, payload: dict[str, str], marker: str) -> Row:
+    def _create(self, table: str, payload: dict[str, str], marker: str, answer_fields: Sequence[str] = ()) -> Row:
         """POST one record under the retry policy. A retry after an answer that may have been lost looks the
         marker up first, so a lost answer never creates a second record."""
         maybe_sent = False
@@ -145,12 +153,12 @@ class ServiceNowWriter:
         def attempt() -> Row:
             nonlocal maybe_sent
             if maybe_sent:
-                found = self._find_marked(table, marker)
+                found = self._find_marked(table, marker, ("sys_id", "number", *answer_fields))
                 if found is not None:
                     return found
             try:
                 answer = self._client.attempt("POST", f"/table/{table}", body=payload,
-                                              params={"sysparm_fields": "sys_id,number",
+                                              params={"sysparm_fields": ",".join(["sys_id", "number", *answer_fields]),
                                                       "sysparm_exclude_reference_link": "true"})
             except PlatformError as exc:
                 maybe_sent = maybe_sent or isinstance(exc, MaybeApplied)
@@ -165,6 +173,10 @@ class ServiceNowWriter:
     # -- the verbs -----------------------------------------------------------------------------------------
 
     def _declare(self, run: Run, index: int, action: DeclareMajor) -> None:
+        """Propose (or accept) an existing incident as the "Propose major incident" UI action does: the major
+        incident state, who proposed it and when, the business impact, and a work note with the reason and
+        the impact (reference §1.6, §6). The state is read back from the answer: without the
+        ``major_incident_manager`` role an instance keeps the old value and still answers 200."""
         sys_id = run.resolve(action.target)
         current = self._current(run, action, sys_id)
         major_field = self._write.major_field
@@ -175,8 +187,11 @@ class ServiceNowWriter:
             run.results[index] = ApplyResult(action.key, "skipped", retryable=False,
                                              detail=f"the major incident state is {now_state} (a person decided): not proposed again")
             return
-        if now_state != "accepted":
+        if now_state not in ("accepted", target_state):
             fields[major_field] = self._fields.major(target_state)
+            notes[:0] = self._declaration_lines(action, target_state)
+            if now_state in (None, "none"):
+                fields.update(self._proposal(action, target_state, current))
         own = self._discovery.facts().get("marker_field")
         if own:
             fields[own] = action.marker
@@ -184,7 +199,33 @@ class ServiceNowWriter:
             # no column of our own: the marker is a line of the work note (rebuild reads it from the journal)
             notes.append(f"Major incident marker: [{action.marker}]")
         note = ("work_notes", "\n".join(notes)) if notes else None
-        self._queue(run, index, action, sys_id, self._unchanged(fields, current), note)
+        self._queue(run, index, action, sys_id, self._unchanged(fields, current), note, verify=[major_field])
+
+    @staticmethod
+    def _declaration_lines(action: DeclareMajor | CreateParent, state: str) -> list[str]:
+        """The reason and business impact of a declaration, as the propose dialog asks for them."""
+        verb = "Proposed as a major incident" if state == "proposed" else "Declared a major incident (accepted)"
+        rule = f" (rule {action.rule})" if action.rule else ""
+        lines = [f"{verb} by the major incident connector{rule}."]
+        if action.reason:
+            lines += [f"Reason: {action.reason}.", f"Business impact: {business_impact(action)}."]
+        return lines
+
+    def _proposal(self, action: DeclareMajor | CreateParent, state: str, current: Row | None) -> dict[str, str]:
+        """Who proposed, when, and the business impact (each column a write setting; see
+        :class:`~connector.core.write_settings.ServiceNowWrite`). A business impact a person wrote is kept."""
+        out: dict[str, str] = {}
+        write = self._write
+        if state == "proposed" and write.proposed_by_field:
+            try:
+                out[write.proposed_by_field] = self._fields.reference("users", self._client.username)
+            except UnknownReference:
+                pass  # the integration user's own record is not readable: the proposal still stands
+        if state == "proposed" and write.proposed_on_field:
+            out[write.proposed_on_field] = query_time(self._clock())
+        if write.business_impact_field and action.reason and not (current or {}).get(write.business_impact_field):
+            out[write.business_impact_field] = business_impact(action)
+        return out
 
     def _create_parent(self, run: Run, index: int, action: CreateParent) -> None:
         if action.key in run.uncertain:
@@ -195,17 +236,26 @@ class ServiceNowWriter:
                                                  created_key=found.get("number") or None, detail="already created")
                 return
         fields, notes = self._fields.columns(action.fields)
-        fields[self._write.major_field] = self._fields.major("accepted" if action.mode == "accept" else "proposed")
+        state = "accepted" if action.mode == "accept" else "proposed"
+        major_field = self._write.major_field
+        fields[major_field] = self._fields.major(state)
+        fields.update(self._proposal(action, state, None))
         fields[self._write.correlation_field] = action.marker  # a record we create: the correlation field is ours
         own = self._discovery.facts().get("marker_field")
         if own:
             fields[own] = action.marker
-        if notes:
-            fields["work_notes"] = "\n".join(notes)
-        record = self._create(self._table.name, fields, action.marker)
+        fields["work_notes"] = "\n".join(self._declaration_lines(action, state) + notes)
+        record = self._create(self._table.name, fields, action.marker, answer_fields=(major_field,))
         run.created[action.target] = str(record["sys_id"])
-        run.results[index] = ApplyResult(action.key, "applied", created_id=str(record["sys_id"]),
-                                         created_key=record.get("number") or None)
+        created_id, created_key = str(record["sys_id"]), record.get("number") or None
+        kept = stored_text(record.get(major_field))
+        if kept != fields[major_field]:
+            # created, but not as a major incident: the links of this cycle still go to it
+            run.results[index] = ApplyResult(action.key, "failed", created_id=created_id, created_key=created_key,
+                                             detail=f"POST /api/now/table/{self._table.name}: "
+                                                    + refusal(major_field, fields[major_field], kept))
+            return
+        run.results[index] = ApplyResult(action.key, "applied", created_id=created_id, created_key=created_key)
 
     def _link(self, run: Run, index: int, action: LinkChild) -> None:
         parent = run.resolve(action.parent)
@@ -297,6 +347,14 @@ class ServiceNowWriter:
                 run.results[index] = ApplyResult(action.key, "skipped", detail=f"child is already {state}")
                 return
         self._queue(run, index, action, child, self._fields.resolution(action.notes))
+
+
+def business_impact(action: DeclareMajor | CreateParent) -> str:
+    """The business impact of a declaration: its reason without the rule ("6 tickets on service=web-shop")."""
+    reason = action.reason
+    if action.rule and reason.startswith(f"rule {action.rule}: "):
+        return reason[len(f"rule {action.rule}: "):]
+    return reason
 
 
 def _failed(key: str, exc: BaseException) -> ApplyResult:
