@@ -422,12 +422,17 @@ def report(ctx: click.Context, as_json: bool, html_path: Path | None) -> None:
 @click.option("--token", envvar="MIM_SIM_TOKEN", default="token", show_default=True,
               help="Jira API token the simulator accepts (a throwaway test credential; or MIM_SIM_TOKEN).")
 @click.option("--flavour", type=click.Choice(["cloud", "dc"]), default="cloud", show_default=True, help="Jira flavour.")
-def simulate(platform: str, port: int, user: str, password: str, email: str, token: str, flavour: str) -> None:
+@click.pass_context
+def simulate(ctx: click.Context, platform: str, port: int, user: str, password: str, email: str, token: str,
+             flavour: str) -> None:
     """Run a local simulator of the platform's API on 127.0.0.1 until interrupted."""
     if platform == "servicenow":
+        from connector.process.directory import directory_of
         from connector.sim.servicenow import serve as serve_sn
 
-        serve_sn(port, user, password)
+        # the people and groups of the process file exist on the simulated instance, so `mim sync` can assign
+        people, groups = directory_of(_settings(ctx).process_path())
+        serve_sn(port, user, password, people=people, groups=groups)
     else:
         from connector.sim.jira import serve as serve_jira
 

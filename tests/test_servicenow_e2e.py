@@ -479,3 +479,53 @@ def test_doctor_checks_the_integration_users_roles_against_the_rules(
     [(name, passed, detail, fix)] = adapter(instance).needs_checks(ProcessNeeds(accepts=accepts))
     assert name == "roles" and passed is ok and said in detail, detail
     assert ok or ("major_incident_manager" in fix) is accepts
+
+
+# -- the people and groups of the process file ----------------------------------------------------------
+
+
+def test_doctor_names_the_people_and_groups_of_the_process_file_the_instance_does_not_have(instance: Instance) -> None:
+    instance.sim.insert("sys_user", {"user_name": "bob.schneider", "active": "false"})
+    needs = ProcessNeeds(people=("alice.martin", "bob.schneider", "carla.rossi"),
+                         groups=("major-incident-team", "service-desk-ooh"))
+    checks = {name: (ok, detail) for name, ok, detail, _ in adapter(instance).needs_checks(needs)}
+    ok, detail = checks["process file people"]
+    assert not ok and "no sys_user with user_name 'carla.rossi'" in detail and "inactive: 'bob.schneider'" in detail
+    ok, detail = checks["process file groups"]
+    assert not ok and "'service-desk-ooh'" in detail and "major-incident-team" not in detail
+    instance.sim.add_people(["carla.rossi"], ["service-desk-ooh"])
+    instance.sim.update("sys_user", next(u["sys_id"] for u in instance.sim.records("sys_user")
+                                         if u["user_name"] == "bob.schneider"), {"active": "true"})
+    checks = {name: (ok, detail) for name, ok, detail, _ in adapter(instance).needs_checks(needs)}
+    assert checks["process file people"] == (True, "all 3 exist in sys_user")
+    assert checks["process file groups"][0]
+
+
+def test_mim_simulate_and_mim_sync_with_the_shipped_files_run_clean(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MIM_")}
+    env["MIM_SIM_PASSWORD"] = PASSWORD
+    simulator = subprocess.Popen([sys.executable, str(ROOT / "cli.py"), "simulate", "servicenow", "--port", "0",
+                                  "--user", USER], cwd=tmp_path, env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        assert simulator.stdout is not None
+        url = simulator.stdout.readline().split(" on ")[1].split()[0]
+        with requests.Session() as api:
+            api.auth = (USER, PASSWORD)
+            callers = [api.post(f"{url}/api/now/table/sys_user", json={"user_name": f"shopper{i}"}).json()["result"]
+                       ["sys_id"] for i in range(6)]
+            for caller in callers:
+                created = api.post(f"{url}/api/now/table/incident", json={
+                    "short_description": "Checkout fails", "business_service": "web-shop", "caller_id": caller})
+                assert created.status_code == 201
+        sync_env = {**env, "MIM_PLATFORM": "servicenow", "MIM_SERVICENOW_URL": url, "MIM_SERVICENOW_USERNAME": USER,
+                    "MIM_SERVICENOW_PASSWORD": PASSWORD, "MIM_STATE": str(tmp_path / "state.sqlite")}
+        result = subprocess.run([sys.executable, str(ROOT / "cli.py"), "sync", "--once", "--json"], cwd=tmp_path,
+                                env=sync_env, capture_output=True, text=True, timeout=60)
+        report = json.loads(result.stdout)
+        assert report["failures"] == [] and result.returncode == 0, result.stderr
+        assert len(report["declarations"]) == 1
+        kinds = {a["kind"] for a in report["planned"]}
+        assert {"declare", "link", "set_fields"} <= kinds, "declared, linked and assigned to the team and manager"
+    finally:
+        simulator.terminate()
+        simulator.wait(timeout=10)

@@ -4,7 +4,9 @@ with it)."""
 
 from __future__ import annotations
 
-from connector.process.processfile import ProcessFile
+from pathlib import Path
+
+from connector.process.processfile import ProcessFile, load_process
 
 
 def named_people(process: ProcessFile) -> list[str]:
@@ -26,4 +28,13 @@ def named_groups(process: ProcessFile) -> list[str]:
     return list(dict.fromkeys(groups))
 
 
-__all__ = ["named_groups", "named_people"]
+def directory_of(path: Path) -> tuple[list[str], list[str]]:
+    """The people and groups the process file at ``path`` names (none when it is missing or has errors: a
+    simulator then starts with an empty directory)."""
+    process, errors = load_process(path)
+    if process is None or errors:
+        return [], []
+    return named_people(process), named_groups(process)
+
+
+__all__ = ["directory_of", "named_groups", "named_people"]

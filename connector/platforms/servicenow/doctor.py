@@ -81,11 +81,33 @@ class ServiceNowDoctor:
                 "as a field")
 
     def needs_checks(self, needs: ProcessNeeds) -> list[DoctorCheck]:
-        """What the rules and the process file need: the integration user's roles (``sys_user_has_role``)."""
-        return [doctor_check("roles", lambda: self._check_roles(needs),
-                             f"give the integration user {WRITE_ROLES[0]}"
-                             + (f" and {ACCEPT_ROLE} (a rule declares with mode accept), or declare with mode "
-                                "propose" if needs.accepts else ""))]
+        """What the rules and the process file need: the integration user's roles (``sys_user_has_role``),
+        and every person and group the process file names (one query each)."""
+        checks = [doctor_check("roles", lambda: self._check_roles(needs),
+                               f"give the integration user {WRITE_ROLES[0]}"
+                               + (f" and {ACCEPT_ROLE} (a rule declares with mode accept), or declare with mode "
+                                  "propose" if needs.accepts else ""))]
+        write = self._write
+        for label, names, table, column in (("people", needs.people, write.user_table, write.user_name_field),
+                                            ("groups", needs.groups, write.group_table, write.group_name_field)):
+            if names:
+                checks.append(doctor_check(
+                    f"process file {label}", functools.partial(self._check_named, names, table, column),
+                    f"create them in {table} (the {column} must match), or fix the names in the process file"))
+        return checks
+
+    def _check_named(self, names: tuple[str, ...], table: str, column: str) -> str:
+        """Every name exists (and is active) in ``table``."""
+        rows = list(self._reader.select(query_field(table), f"{query_field(column)}IN{query_in(names)}",
+                                        [column, "active"]))
+        found = {stored_text(row.get(column)): stored_text(row.get("active")) for row in rows}
+        missing = [name for name in names if name not in found]
+        inactive = [name for name in names if found.get(name) == "false"]
+        problems = ([f"no {table} with {column} {', '.join(repr(n) for n in missing)}"] if missing else []) + \
+                   ([f"inactive: {', '.join(repr(n) for n in inactive)}"] if inactive else [])
+        if problems:
+            raise ClientError("; ".join(problems))
+        return f"all {len(names)} exist in {table}"
 
     def _check_roles(self, needs: ProcessNeeds) -> str:
         user = self._client.username
