@@ -24,7 +24,7 @@ import yaml
 from click.testing import CliRunner
 
 import cli
-from connector.core.actions import CreateTask, ResolveChild, SetFields
+from connector.core.actions import AddNote, CreateTask, ResolveChild, SetFields
 from connector.core.mapping import load_mapping
 from connector.platforms.base import ProcessNeeds, marker_tag
 from connector.platforms.retry import RetryPolicy
@@ -529,3 +529,51 @@ def test_mim_simulate_and_mim_sync_with_the_shipped_files_run_clean(tmp_path: Pa
     finally:
         simulator.terminate()
         simulator.wait(timeout=10)
+
+
+# -- the Batch API under faults (the simulator applies its faults to each item) -----------------------------
+
+
+def batch_adapter(instance: Instance, sleeps: list[float]) -> ServiceNowPlatform:
+    mapping, errors = load_mapping(ROOT / "mappings" / "servicenow.yaml")
+    assert mapping is not None, errors
+    platform = ServiceNowPlatform(instance.server.url, USER, PASSWORD, mapping, policy=RetryPolicy(sleep=sleeps.append))
+    platform.discover(None)
+    return platform
+
+
+def test_a_batch_item_that_may_have_landed_is_read_back_before_it_is_sent_again(instance: Instance) -> None:
+    # a 500 after the work is done: the item's note landed, its answer says otherwise
+    first, second = instance.incident(5), instance.incident(4, caller=2)
+    instance.server.add_fault("500", count=1, after=True, match=f"PATCH /api/now/table/incident/{first['sys_id']}")
+    sleeps: list[float] = []
+    platform = batch_adapter(instance, sleeps)
+    results = platform.apply([AddNote(key=f"note:{r['sys_id']}:x", target=r["sys_id"], text="Routed out of hours")
+                              for r in (first, second)], lambda t: t)
+    assert [r.status for r in results] == ["applied", "applied"]
+    for record in (first, second):
+        assert len(instance.sim.journal(record["sys_id"], "work_notes")) == 1, "each note exactly once"
+
+
+def test_a_rate_limited_batch_item_waits_for_its_retry_after(instance: Instance) -> None:
+    first, second = instance.incident(5), instance.incident(4, caller=2)
+    instance.server.add_fault("429", count=1, retry_after=3, match=f"PATCH /api/now/table/incident/{first['sys_id']}")
+    sleeps: list[float] = []
+    platform = batch_adapter(instance, sleeps)
+    results = platform.apply([SetFields(key=f"f:{r['sys_id']}", target=r["sys_id"], fields={"urgency": 1})
+                              for r in (first, second)], lambda t: t)
+    assert [r.status for r in results] == ["applied", "applied"]
+    assert sleeps == [3.0], "the item's own Retry-After, once, before the next round"
+    assert fetch(instance.sim, first["sys_id"])["urgency"] == "1"
+
+
+def test_batch_rounds_back_off(instance: Instance) -> None:
+    first, second = instance.incident(5), instance.incident(4, caller=2)
+    instance.server.add_fault("503", count=2, retry_after=None, match=f"PATCH /api/now/table/incident/{first['sys_id']}")
+    sleeps: list[float] = []
+    platform = batch_adapter(instance, sleeps)
+    results = platform.apply([SetFields(key=f"f:{r['sys_id']}", target=r["sys_id"], fields={"urgency": 1})
+                              for r in (first, second)], lambda t: t)
+    assert [r.status for r in results] == ["applied", "applied"]
+    assert len(sleeps) == 2 and 0 < sleeps[0] <= 0.5 <= sleeps[1], sleeps  # 0.25-0.5 s, then 0.5-1 s
+    assert sum(1 for e in instance.log() if e["path"] == "/api/now/v1/batch") == 3

@@ -204,7 +204,11 @@ class RetryPolicy:
         hinted = getattr(exc, "retry_after", None)
         if hinted is not None:
             return min(float(hinted), self.max_retry_after)
-        ceiling = min(self.cap, self.base * (2 ** (state.attempt_number - 1)))
+        return self.backoff(state.attempt_number)
+
+    def backoff(self, attempt: int) -> float:
+        """The jittered exponential wait after the ``attempt``-th try (1-based), capped."""
+        ceiling = min(self.cap, self.base * (2 ** (attempt - 1)))
         return self.rng.uniform(ceiling / 2, ceiling)
 
     def call(self, fn: Callable[[], T]) -> T:

@@ -11,7 +11,14 @@ from typing import Any, Sequence
 
 from connector.core.actions import Action
 from connector.platforms.base import ApplyResult, Resolver, marker_tag
-from connector.platforms.errors import ClientError, NotFound, PermissionDenied, PlatformError, UnexpectedResponse
+from connector.platforms.errors import (
+    ClientError,
+    NotFound,
+    PermissionDenied,
+    PlatformError,
+    ResponseAction,
+    UnexpectedResponse,
+)
 from connector.platforms.servicenow.client import Answer, MaybeApplied, ServiceNowClient, as_int, error_for, parse_json
 from connector.platforms.servicenow.discovery import ServiceNowDiscovery
 from connector.platforms.servicenow.query import PATH_ID, QueryValueError, query_in, shorten, stored_text
@@ -56,6 +63,9 @@ class Patch:
     ACL answers 200 and keeps the old value (reference §6), so what matters is checked, not assumed."""
     refused: dict[int, str] = field(default_factory=dict)
     """Actions whose write the instance answered but did not keep, with what it kept."""
+    unsure: bool = False
+    """An answer to this patch was lost or was a server error after the work may have been done: its notes
+    are looked up in the journal before it is sent again."""
     error: PlatformError | None = None
 
     def payload(self) -> dict[str, str]:
@@ -199,7 +209,7 @@ class PatchSender:
     def _send_patch(self, patch: Patch) -> None:
         """One PATCH under the retry policy; a retry after a possibly lost answer drops journal entries that
         already landed (a note must not appear twice)."""
-        maybe_sent = False
+        maybe_sent = patch.unsure
 
         def attempt() -> None:
             nonlocal maybe_sent
@@ -252,11 +262,14 @@ class PatchSender:
                 leftover.extend(chunk)
                 continue
             queue = chunk
-            for _ in range(BATCH_ROUNDS):
+            wait: float | None = None
+            for round_number in range(1, BATCH_ROUNDS + 1):
                 if not queue:
                     break
+                if round_number > 1:
+                    self._pause(round_number - 1, wait)
                 try:
-                    queue = self._batch_round(queue)
+                    queue, wait = self._batch_round(queue)
                 except (ClientError, PermissionDenied, NotFound):
                     # The Batch API is switched off or not allowed for this user: one PATCH per record.
                     self._discovery.facts()["batch_api"] = False
@@ -268,9 +281,21 @@ class PatchSender:
             leftover.extend(queue)
         return leftover
 
-    def _batch_round(self, queue: list[Patch]) -> list[Patch]:
-        """One Batch API call; returns the patches to try again (unserviced or a retryable item error)."""
+    def _pause(self, rounds_done: int, retry_after: float | None) -> None:
+        """Wait before the next round: the longest ``Retry-After`` an item gave, else a backoff that grows."""
+        policy = self._client.policy
+        wait = min(retry_after, policy.max_retry_after) if retry_after is not None else policy.backoff(rounds_done)
+        policy.retries += 1
+        policy.sleep(wait)
+
+    def _batch_round(self, queue: list[Patch]) -> tuple[list[Patch], float | None]:
+        """One Batch API call; returns the patches to try again (unserviced, or a retryable item error) and
+        the longest ``Retry-After`` their items asked for. Before sending, the notes of patches whose earlier
+        answer may hide a landed write are looked up in the journal (one query for all of them)."""
         maybe_sent = False
+        unsure = [p for p in queue if p.unsure]
+        if unsure:
+            self._find_landed_notes([n for p in unsure for n in p.notes], unsure)
 
         def attempt() -> tuple[dict[str, Patch], Answer | None]:
             nonlocal maybe_sent
@@ -290,7 +315,8 @@ class PatchSender:
                     "headers": [{"name": "Content-Type", "value": "application/json"},
                                 {"name": "Accept", "value": "application/json"}],
                     "body": base64.b64encode(json.dumps(body).encode("utf-8")).decode("ascii"),
-                    "exclude_response_headers": True,
+                    # the headers of an item carry its Retry-After when it is rate limited
+                    "exclude_response_headers": False,
                 })
             if not requests_:
                 return items, None
@@ -305,7 +331,7 @@ class PatchSender:
 
         items, answer = self._client.policy.call(attempt)
         if answer is None:
-            return []
+            return [], None
         data = answer.data if isinstance(answer.data, dict) else {}
         serviced = data.get("serviced_requests")
         if not isinstance(serviced, list):
@@ -313,6 +339,7 @@ class PatchSender:
                                      method="POST", path="/api/now/v1/batch")
         again: list[Patch] = []
         answered: set[str] = set()
+        waits: list[float] = []
         for item in serviced:
             if not isinstance(item, dict) or str(item.get("id")) not in items:
                 continue
@@ -320,6 +347,11 @@ class PatchSender:
             answered.add(str(item["id"]))
             error = item_error(item, patch)
             if error is not None and error.retryable:
+                patch.unsure = patch.unsure or error.action is ResponseAction.REREAD
+                hinted = getattr(error, "retry_after", None)
+                if hinted is not None:
+                    waits.append(float(hinted))
+                patch.error = error  # what the patch fails with if no later round gets through
                 again.append(patch)
                 continue
             patch.error = error
@@ -331,7 +363,7 @@ class PatchSender:
                 answered.add(str(ident))
         # An item the answer does not mention at all is treated like an unserviced one.
         again.extend(patch for ident, patch in items.items() if ident not in answered)
-        return again
+        return again, (max(waits) if waits else None)
 
 
 def _item_body(item: dict[str, Any]) -> Any:
