@@ -793,6 +793,7 @@ def test_an_accepted_incident_is_not_downgraded_and_a_rejected_one_not_proposed_
     platform = make()
     platform.discover(facts())
     known(platform, rsps, row(MI, major_incident_state="accepted"), row(CHILDREN[0], major_incident_state="rejected"))
+    rsps.get(TABLE, **page([row(MI, major_incident_state="accepted")]))  # read again right before the write
     rsps.patch(f"{TABLE}/{MI}", match=[matchers.json_params_matcher({"u_mim_marker": "mim:r"})],
                json={"result": {"sys_id": MI}})
     first, second = platform.apply([DeclareMajor(key="d1", target=MI, mode="propose", marker="mim:r"),
@@ -1086,11 +1087,12 @@ def test_without_the_stage_field_the_stage_is_a_work_note(make: Callable[..., Se
 
 def test_resolving_sets_the_close_code_and_notes(make: Callable[..., ServiceNowPlatform],
                                                  rsps: responses.RequestsMock) -> None:
+    rsps.get(TABLE, **page([row(MI)]))  # still open right before the write
     rsps.patch(f"{TABLE}/{MI}", json={"result": {}})
     platform = make()
     platform.discover(facts())
     platform.apply([SetFields(key="f", target=MI, fields={"state": "resolved"})], ident)
-    body = body_of(rsps.calls[0])
+    body = body_of(rsps.calls[1])
     assert body["state"] == "6" and body["close_code"] == "Solution provided" and body["close_notes"]
 
 
@@ -1154,12 +1156,49 @@ def test_an_uncertain_change_that_exists_is_only_linked(make: Callable[..., Serv
 
 def test_resolve_child_resolves_an_open_child_with_the_parents_notes(make: Callable[..., ServiceNowPlatform],
                                                                      rsps: responses.RequestsMock) -> None:
+    rsps.get(TABLE, match=[matchers.query_param_matcher({"sysparm_query": f"sys_idIN{CHILDREN[0]}^ORDERBYsys_id"},
+                                                        strict_match=False)], **page([row(CHILDREN[0])]))
     rsps.patch(f"{TABLE}/{CHILDREN[0]}", match=[matchers.json_params_matcher(
         {"state": "6", "close_code": "Solution provided", "close_notes": "Rolled back release 42"})], json={"result": {}})
     platform = make()
     platform.discover(facts())
     [result] = platform.apply([ResolveChild(key="r", target=CHILDREN[0], parent=MI, notes="Rolled back release 42")], ident)
     assert result.status == "applied"
+
+
+def test_a_child_resolved_by_the_parent_to_child_sync_since_the_poll_is_left_as_it_is(
+        make: Callable[..., ServiceNowPlatform], rsps: responses.RequestsMock) -> None:
+    # reference §1.6: a resolved parent resolves its children and copies its resolution code and notes
+    rsps.get(TABLE, **page([row(CHILDREN[0], state="6", mod=1, sys_updated_by="system")]))
+    platform = make()
+    platform.discover(facts())
+    [result] = platform.apply([ResolveChild(key="r", target=CHILDREN[0], parent=MI, notes="Rolled back")], ident)
+    assert result.status == "skipped" and "already resolved" in result.detail and "parent-to-child" in result.detail
+    assert platform.requests_sent == 1
+
+
+def test_a_field_a_person_changed_since_the_poll_is_not_written_and_the_rest_is(
+        make: Callable[..., ServiceNowPlatform], rsps: responses.RequestsMock) -> None:
+    jane_group, team = sid(80), sid(81)
+    platform = make()
+    platform.discover(facts(groups={"major-incident-team": team}))
+    known(platform, rsps, row(MI, assignment_group="", u_mim_stage="identification"), row(CHILDREN[0]))
+    rsps.get(TABLE, match=[matchers.query_param_matcher({"sysparm_query": f"sys_idIN{MI},{CHILDREN[0]}^ORDERBYsys_id"},
+                                                        strict_match=False)],
+             **page([row(MI, mod=1, assignment_group=jane_group, u_mim_stage="identification", sys_updated_by="jane"),
+                     row(CHILDREN[0], mod=2, sys_updated_by="bob", short_description="edited")]))
+    rsps.post(BATCH, json=batch_answer(["1", "2"]))
+    results = platform.apply([
+        SetFields(key="assign", target=MI, fields={"assignment_group": "major-incident-team"}),
+        SetStage(key="stage", target=MI, stage="containment"),
+        SetStage(key="stage-child", target=CHILDREN[0], stage="containment"),
+    ], ident)
+    assert [r.status for r in results] == ["skipped", "applied", "applied"]
+    assert "assignment_group changed by jane since it was read" in results[0].detail
+    items = batch_items(rsps.calls[-1])
+    assert [i["decoded"] for i in items] == [{"u_mim_stage": "containment"}, {"u_mim_stage": "containment"}]
+    fields = params_of(rsps.calls[1])["sysparm_fields"].split(",")
+    assert {"sys_mod_count", "assignment_group", "u_mim_stage"} <= set(fields)
 
 
 def test_an_uncertain_resolve_reads_the_child_and_skips_a_resolved_one(make: Callable[..., ServiceNowPlatform],

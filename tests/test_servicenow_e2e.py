@@ -577,3 +577,48 @@ def test_batch_rounds_back_off(instance: Instance) -> None:
     assert [r.status for r in results] == ["applied", "applied"]
     assert len(sleeps) == 2 and 0 < sleeps[0] <= 0.5 <= sleeps[1], sleeps  # 0.25-0.5 s, then 0.5-1 s
     assert sum(1 for e in instance.log() if e["path"] == "/api/now/v1/batch") == 3
+
+
+# -- people who edit between the poll and the write -------------------------------------------------------
+
+
+def test_a_person_who_reassigns_between_the_poll_and_the_write_keeps_the_assignment(instance: Instance) -> None:
+    team = instance.sim.records("sys_user_group")[0]["sys_id"]
+    jane_team = instance.sim.insert("sys_user_group", {"name": "network-ops"})["sys_id"]
+    mi = instance.incident(10, major_incident_state="proposed", u_mim_marker="mim:service-surge")
+    platform = adapter(instance)
+    platform.discover(None)
+    list(platform.fetch_changed(None, instance.now - timedelta(hours=1)))  # the poll
+    instance.sim.update("incident", mi["sys_id"], {"assignment_group": jane_team, "sys_updated_by": "agent.jane"})
+    [result] = platform.apply([SetFields(key=f"assign:{mi['sys_id']}", target=mi["sys_id"],
+                                         fields={"assignment_group": "major-incident-team"})], lambda t: t)
+    assert result.status == "skipped" and "changed by agent.jane" in result.detail
+    assert fetch(instance.sim, mi["sys_id"])["assignment_group"] == jane_team != team
+
+
+def test_a_person_who_edits_something_else_does_not_stop_the_write(instance: Instance) -> None:
+    mi = instance.incident(10, major_incident_state="proposed", u_mim_marker="mim:service-surge")
+    platform = adapter(instance)
+    platform.discover(None)
+    list(platform.fetch_changed(None, instance.now - timedelta(hours=1)))
+    instance.sim.update("incident", mi["sys_id"], {"work_notes": "Calling the vendor", "sys_updated_by": "agent.jane"})
+    [result] = platform.apply([SetFields(key=f"assign:{mi['sys_id']}", target=mi["sys_id"],
+                                         fields={"assignment_group": "major-incident-team"})], lambda t: t)
+    assert result.status == "applied"
+    assert fetch(instance.sim, mi["sys_id"])["assignment_group"] == instance.sim.records("sys_user_group")[0]["sys_id"]
+
+
+def test_close_notes_the_parent_to_child_sync_copied_are_not_overwritten(instance: Instance) -> None:
+    mi = instance.incident(20, major_incident_state="accepted", u_mim_marker="mim:service-surge")
+    child = instance.incident(15, caller=2, parent_incident=mi["sys_id"])
+    platform = adapter(instance)
+    platform.discover(None)
+    list(platform.fetch_changed(None, instance.now - timedelta(hours=1)))  # the child is open
+    instance.sim.update("incident", mi["sys_id"], {"state": "6", "close_code": "Resolved by change",
+                                                   "close_notes": "Rolled back release 4.2 (CHG0030001)",
+                                                   "sys_updated_by": "agent.jane"})
+    [result] = platform.apply([ResolveChild(key=f"resolve:{child['sys_id']}:{mi['sys_id']}", target=child["sys_id"],
+                                            parent=mi["sys_id"], notes="Rolled back release 4.2")], lambda t: t)
+    assert result.status == "skipped"
+    resolved = fetch(instance.sim, child["sys_id"])
+    assert (resolved["close_code"], resolved["close_notes"]) == ("Resolved by change", "Rolled back release 4.2 (CHG0030001)")

@@ -7,7 +7,7 @@ import base64
 import json
 import time
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from connector.core.actions import Action
 from connector.platforms.base import ApplyResult, Resolver, marker_tag
@@ -24,6 +24,9 @@ from connector.platforms.servicenow.discovery import ServiceNowDiscovery
 from connector.platforms.servicenow.query import PATH_ID, QueryValueError, query_in, shorten, stored_text
 from connector.platforms.servicenow.read import ServiceNowReader
 from connector.platforms.servicenow.records import IncidentTable, RecordCache
+
+if TYPE_CHECKING:
+    from connector.platforms.servicenow.recheck import Recheck
 
 JOURNAL = ("work_notes", "comments")
 JOURNAL_CHUNK = 60
@@ -47,6 +50,23 @@ class Note:
     found: bool = False
 
 
+@dataclass(frozen=True)
+class Guard:
+    """Columns of one action that a person may own: re-read right before the PATCH (see
+    :mod:`~connector.platforms.servicenow.recheck`). A person's change to a ``decisive`` column (default:
+    all of them) skips the whole action; a change to another one leaves out just that column.
+    ``resolving``: the action resolves the record, which must still be open."""
+
+    columns: tuple[str, ...]
+    decisive: tuple[str, ...] | None = None
+    resolving: bool = False
+
+    def skips_all(self, changed: Sequence[str]) -> bool:
+        """Whether a person's change to ``changed`` skips the whole action."""
+        decisive = self.columns if self.decisive is None else self.decisive
+        return any(column in decisive for column in changed)
+
+
 @dataclass
 class Patch:
     """Field writes and journal entries for one record, sent as one PATCH; ``members`` are the actions
@@ -66,7 +86,24 @@ class Patch:
     unsure: bool = False
     """An answer to this patch was lost or was a server error after the work may have been done: its notes
     are looked up in the journal before it is sent again."""
+    owners: dict[str, int] = field(default_factory=dict)
+    """The action (by index) that wrote each field."""
+    guards: dict[int, Guard] = field(default_factory=dict)
+    skipped: dict[int, str] = field(default_factory=dict)
+    """Actions left out because a person changed the record since it was read, with why."""
     error: PlatformError | None = None
+
+    def drop(self, index: int, columns: Sequence[str] | None, why: str) -> None:
+        """Leave out what action ``index`` writes: ``columns`` of it (None: all its fields and notes)."""
+        for column, owner in list(self.owners.items()):
+            if owner == index and (columns is None or column in columns):
+                del self.owners[column]
+                self.fields.pop(column, None)
+                self.verify.pop(column, None)
+        if columns is None:
+            self.notes = [note for note in self.notes if note.index != index]
+            self.with_fields.discard(index)
+            self.skipped[index] = why
 
     def payload(self) -> dict[str, str]:
         """The PATCH body: the fields, and the journal entries not yet on the record."""
@@ -129,6 +166,8 @@ class Run:
         self.created: dict[str, str] = {}
         self.failed_targets: set[str] = set()
         self.patches: dict[tuple[str, str], Patch] = {}
+        self.fresh: set[str] = set()
+        """Records read during this apply (nothing to re-read before writing)."""
 
     def resolve(self, target: str) -> str:
         """The sys_id of ``target`` (a parent created earlier in this run or before), checked for a URL."""
@@ -148,7 +187,8 @@ class PatchSender:
     """Sends the PATCHes of a :class:`Run` and settles each action riding on them."""
 
     def __init__(self, client: ServiceNowClient, reader: ServiceNowReader, discovery: ServiceNowDiscovery,
-                 table: IncidentTable, cache: RecordCache, batch: bool, batch_size: int) -> None:
+                 table: IncidentTable, cache: RecordCache, batch: bool, batch_size: int, recheck: "Recheck") -> None:
+        self._recheck = recheck
         self._client = client
         self._reader = reader
         self._discovery = discovery
@@ -158,8 +198,15 @@ class PatchSender:
         self._batch_size = batch_size
 
     def flush(self, run: Run) -> None:
-        """Send every patch of ``run`` (uncertain notes looked up first) and record each action's result."""
+        """Send every patch of ``run`` (the records a person may have changed re-read first, uncertain notes
+        looked up) and record each action's result."""
         patches = list(run.patches.values())
+        try:
+            self._recheck.run(run, patches)
+        except PlatformError as exc:
+            for patch in [p for p in patches if p.guards]:
+                self._settle(run, patch, exc)
+            patches = [p for p in patches if not p.guards]
         try:
             self._find_landed_notes([n for p in patches for n in p.notes if n.uncertain], patches, found=True)
         except PlatformError as exc:
@@ -194,6 +241,9 @@ class PatchSender:
                 run.results[index] = ApplyResult(result.key, "failed", created_id=result.created_id,
                                                  created_key=result.created_key, detail=str(error),
                                                  retryable=error.retryable)
+            elif index in patch.skipped:
+                run.results[index] = ApplyResult(result.key, "skipped", created_id=result.created_id,
+                                                 created_key=result.created_key, detail=patch.skipped[index])
             elif index in patch.refused:
                 run.results[index] = ApplyResult(result.key, "failed", created_id=result.created_id,
                                                  created_key=result.created_key,
@@ -387,4 +437,4 @@ def item_error(item: dict[str, Any], patch: Patch) -> PlatformError | None:
     return error_for(status, headers, _item_body(item), "PATCH", "/api/now" + patch.path)
 
 
-__all__ = ["DependencyFailed", "Note", "Patch", "PatchSender", "Run", "item_error", "item_result", "refusal"]
+__all__ = ["DependencyFailed", "Guard", "Note", "Patch", "PatchSender", "Run", "item_error", "item_result", "refusal"]

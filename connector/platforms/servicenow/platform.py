@@ -21,6 +21,7 @@ from connector.platforms.servicenow.doctor import ServiceNowDoctor
 from connector.platforms.servicenow.fields import ServiceNowFields
 from connector.platforms.servicenow.patches import PatchSender
 from connector.platforms.servicenow.read import DERIVED_MARKER, ServiceNowReader
+from connector.platforms.servicenow.recheck import Recheck
 from connector.platforms.servicenow.records import IncidentTable, RecordCache
 from connector.platforms.servicenow.write import ServiceNowWriter
 
@@ -61,7 +62,8 @@ class ServiceNowPlatform:
         self._discovery = ServiceNowDiscovery(self._client, self._reader, mapping, write, table, use_batch)
         self._doctor = ServiceNowDoctor(self._client, self._reader, mapping, write, table, use_batch)
         fields = ServiceNowFields(self._client, mapping, write, self._discovery)
-        sender = PatchSender(self._client, self._reader, self._discovery, table, cache, use_batch, write.batch_size)
+        sender = PatchSender(self._client, self._reader, self._discovery, table, cache, use_batch, write.batch_size,
+                             Recheck(self._reader, table, cache, fields))
         self._writer = ServiceNowWriter(self._client, write, table, cache, self._discovery, fields, sender, clock)
 
     @classmethod

@@ -31,7 +31,7 @@ from connector.platforms.errors import ClientError, PlatformError, UnexpectedRes
 from connector.platforms.servicenow.client import MaybeApplied, ServiceNowClient
 from connector.platforms.servicenow.discovery import ServiceNowDiscovery
 from connector.platforms.servicenow.fields import ServiceNowFields, UnknownReference
-from connector.platforms.servicenow.patches import Note, Patch, PatchSender, Run, refusal
+from connector.platforms.servicenow.patches import Guard, Note, Patch, PatchSender, Run, refusal
 from connector.platforms.servicenow.query import query_field, query_time, query_value, stored_text
 from connector.platforms.servicenow.records import IncidentTable, RecordCache
 
@@ -90,10 +90,11 @@ class ServiceNowWriter:
 
     def _queue(self, run: Run, index: int, action: Action, sys_id: str, fields: dict[str, str],
                note: tuple[str, str] | None = None, result: ApplyResult | None = None,
-               verify: Sequence[str] = ()) -> None:
+               verify: Sequence[str] = (), guard: Guard | None = None) -> None:
         """Add writes to the incident's pending PATCH, or report the action skipped when nothing is left.
         A note of an uncertain action is checked against the journal at flush time (one query for many);
-        the ``verify`` columns written are read back from the PATCH's own answer."""
+        the ``verify`` columns written are read back from the PATCH's own answer; a ``guard`` names the
+        columns a person may own, re-read right before the PATCH."""
         if not fields and note is None:
             run.results[index] = result or ApplyResult(action.key, "skipped", detail="already true")
             return
@@ -102,8 +103,11 @@ class ServiceNowWriter:
         if patch is None:
             patch = run.patches[(table, sys_id)] = Patch(table, sys_id)
         patch.fields.update(fields)
+        patch.owners.update(dict.fromkeys(fields, index))
         if fields:
             patch.with_fields.add(index)
+        if guard is not None and (fields or guard.resolving):
+            patch.guards[index] = guard
         for column in verify:
             if column in fields:
                 patch.verify[column] = (fields[column], index)
@@ -124,6 +128,7 @@ class ServiceNowWriter:
             known = answer.result if isinstance(answer.result, dict) else None
             if known is not None:
                 self._cache.remember([known])
+                run.fresh.add(sys_id)
         return known
 
     @staticmethod
@@ -199,7 +204,11 @@ class ServiceNowWriter:
             # no column of our own: the marker is a line of the work note (rebuild reads it from the journal)
             notes.append(f"Major incident marker: [{action.marker}]")
         note = ("work_notes", "\n".join(notes)) if notes else None
-        self._queue(run, index, action, sys_id, self._unchanged(fields, current), note, verify=[major_field])
+        # a person who changed the major incident state since the poll decided: nothing of this is written;
+        # a field of `set` a person changed keeps the person's value
+        guard = Guard(tuple(c for c in fields if c != own), decisive=(major_field,))
+        self._queue(run, index, action, sys_id, self._unchanged(fields, current), note, verify=[major_field],
+                    guard=guard)
 
     @staticmethod
     def _declaration_lines(action: DeclareMajor | CreateParent, state: str) -> list[str]:
@@ -276,14 +285,17 @@ class ServiceNowWriter:
                 fields.setdefault(name, value)
         current = self._current(run, action, sys_id)
         note = ("work_notes", "\n".join(notes)) if notes else None
-        self._queue(run, index, action, sys_id, self._unchanged(fields, current), note)
+        resolving = canonical.get("state") == "resolved"
+        self._queue(run, index, action, sys_id, self._unchanged(fields, current), note,
+                    guard=Guard(tuple(fields), resolving=resolving))
 
     def _set_stage(self, run: Run, index: int, action: SetStage) -> None:
         sys_id = run.resolve(action.target)
         stage_field = self._discovery.facts().get("stage_field")
         if stage_field:
             value = self._fields.stage(action.stage)
-            self._queue(run, index, action, sys_id, self._unchanged({stage_field: value}, self._cache.get(sys_id)))
+            self._queue(run, index, action, sys_id, self._unchanged({stage_field: value}, self._cache.get(sys_id)),
+                        guard=Guard((stage_field,)))
             return
         self._queue(run, index, action, sys_id, {}, ("work_notes", f"Major incident stage: {action.stage}"))
 
@@ -346,7 +358,8 @@ class ServiceNowWriter:
             if state not in OPEN_STATES:
                 run.results[index] = ApplyResult(action.key, "skipped", detail=f"child is already {state}")
                 return
-        self._queue(run, index, action, child, self._fields.resolution(action.notes))
+        resolution = self._fields.resolution(action.notes)
+        self._queue(run, index, action, child, resolution, guard=Guard(tuple(resolution), resolving=True))
 
 
 def business_impact(action: DeclareMajor | CreateParent) -> str:
