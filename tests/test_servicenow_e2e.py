@@ -622,3 +622,22 @@ def test_close_notes_the_parent_to_child_sync_copied_are_not_overwritten(instanc
     assert result.status == "skipped"
     resolved = fetch(instance.sim, child["sys_id"])
     assert (resolved["close_code"], resolved["close_notes"]) == ("Resolved by change", "Rolled back release 4.2 (CHG0030001)")
+
+
+# -- transport: a body cut short -------------------------------------------------------------------------
+
+
+def test_an_answer_cut_short_is_retried_and_a_write_behind_it_is_read_back(instance: Instance) -> None:
+    # requests raises ChunkedEncodingError when the body ends before its Content-Length: the request was
+    # carried out and its answer lost (the retry table's re-read row)
+    incident = instance.incident(5)
+    instance.server.add_fault("cut", count=1, match="GET /api/now/table/incident")
+    platform = adapter(instance)
+    platform.discover(None)
+    rows = list(platform.fetch_changed(None, instance.now - timedelta(hours=1)))
+    assert [r["sys_id"] for r in rows] == [incident["sys_id"]]
+    instance.server.add_fault("cut", count=1, match="PATCH /api/now/table/incident")
+    [result] = platform.apply([AddNote(key="note:cut", target=incident["sys_id"], text="Routed out of hours")],
+                              lambda t: t)
+    assert result.status == "applied"
+    assert len(instance.sim.journal(incident["sys_id"], "work_notes")) == 1, "read back, not written twice"

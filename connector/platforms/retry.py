@@ -111,10 +111,17 @@ SERVICENOW_TABLE: dict[Condition, Resolution] = {
     requests.ConnectTimeout: Resolution(RETRY, TransientError, "connection timed out"),
     # The HTML page of a hibernating or upgrading instance: the request never reached the Table API.
     UNREADABLE_2XX: Resolution(RETRY, UnexpectedResponse, "answer is not the documented JSON"),
+    # The answer arrived, then broke off (a body shorter than its Content-Length, a bad chunk, an encoding that
+    # does not decode): the request was carried out and its answer is lost.
+    requests.exceptions.ChunkedEncodingError: Resolution(REREAD, TransientError, "answer cut short"),
+    requests.exceptions.ContentDecodingError: Resolution(REREAD, TransientError, "answer could not be decoded"),
+    # Anything else requests raises (an invalid URL or header, too many redirects) is about the request
+    # itself: sending it again changes nothing.
+    requests.RequestException: Resolution(FATAL, ClientError, "request could not be sent"),
 }
-"""ServiceNow's rows: the same table, with the rows where the instance tells more about what happened. Its
-transport maps timeouts and connection errors only: another ``requests`` exception (an invalid URL, a body cut
-short) reaches the caller as it is."""
+"""ServiceNow's rows: the same table, with the rows where the instance tells more about what happened, and every
+``requests`` exception decided: timeouts and connection errors as in the shared table, a body cut short as a
+lost answer (re-read), any other one fatal."""
 
 
 def resolve_status(status: int, retry_after: float | None = None,

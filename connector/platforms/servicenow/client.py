@@ -170,6 +170,10 @@ class ServiceNowClient:
         except requests.exceptions.ConnectionError as exc:
             raise failure(resolve_exception(exc, SERVICENOW_TABLE), f"connection failed ({type(exc).__name__})",
                           method, path) from None
+        except requests.exceptions.RequestException as exc:
+            # a body cut short (ChunkedEncodingError) is a lost answer; the table decides every other kind
+            row = resolve_exception(exc, SERVICENOW_TABLE)
+            raise failure(row, f"{row.message} ({type(exc).__name__})", method, path) from None
         response = captured[-1]
         if response.status_code == 401 and self.oauth is not None:
             self.oauth.invalidate()
