@@ -454,7 +454,9 @@ def simulate(ctx: click.Context, platform: str, port: int, user: str, password: 
     if platform == "servicenow":
         from connector.sim.servicenow import serve as serve_sn
 
-        serve_sn(port, user, password)
+        # the people and groups of the process file exist on the simulated instance, so `mim sync` can assign
+        people, groups = _process_directory(ctx)
+        serve_sn(port, user, password, people=people, groups=groups)
     else:
         from connector.sim.jira import serve as serve_jira
 

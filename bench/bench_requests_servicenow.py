@@ -1,5 +1,7 @@
 """Requests per sync cycle against the ServiceNow simulator: a quiet cycle, a storm of 200 tickets with the
-Batch API, the same storm with one PATCH per record (the baseline), and the ratio.
+Batch API, the same storm with one PATCH per record (the baseline), and the ratio; and the cycle that rebuilds
+the state from the markers after the state file is lost (markers in our own column, or in work notes on an
+instance without it).
 
 Each figure is one ``mim sync --once`` run (through the CLI, as an operator runs it) against a fresh
 simulator on 127.0.0.1, counted from the simulator's request log (``/__sim/requests``).
@@ -28,7 +30,7 @@ from _requests_table import methods, report  # noqa: E402
 from click.testing import CliRunner  # noqa: E402
 
 import cli  # noqa: E402
-from connector.sim.servicenow import ServiceNowSim  # noqa: E402
+from connector.sim.servicenow import INCIDENT_FIELDS, ServiceNowSim  # noqa: E402
 
 USER, PASSWORD = "mim.bench", "bench-pw"
 SERVICE = "5e" * 16
@@ -40,7 +42,7 @@ PROCESS = {"version": 1, "team": {"group": "major-incident-team", "raise_priorit
 class Bench:
     """A simulator plus a private config/state directory, and a way to run one cycle and count requests."""
 
-    def __init__(self, home: Path, batch: bool = True) -> None:
+    def __init__(self, home: Path, batch: bool = True, marker_column: bool = True) -> None:
         self.home = home
         (home / "rules").mkdir()
         shutil.copy(ROOT / "rules" / "default.yaml", home / "rules" / "default.yaml")
@@ -51,7 +53,8 @@ class Bench:
         data["write"]["batch"] = batch
         mapping.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
         (home / "mim.toml").write_text("", encoding="utf-8")
-        self.sim = ServiceNowSim(user=USER, password=PASSWORD)
+        fields = [f for f in INCIDENT_FIELDS if marker_column or f != "u_mim_marker"]
+        self.sim = ServiceNowSim(user=USER, password=PASSWORD, incident_fields=fields)
         self.sim.insert("sys_user_group", {"name": "major-incident-team"})
         self.sim.insert("sys_user", {"user_name": "alice.martin"})
         self.server = self.sim.server()
@@ -109,6 +112,22 @@ def quiet() -> int:
             bench.close()
 
 
+def rebuild(marker_column: bool) -> int:
+    """Requests of the first cycle after the state file of a running connector is lost, one major incident
+    with 5 children on the instance (it must be found again from its marker, not declared twice)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        bench = Bench(Path(tmp), marker_column=marker_column)
+        try:
+            bench.incidents(6, 12)
+            bench.cycle()
+            bench.cycle()
+            for suffix in ("", "-wal", "-shm"):
+                (Path(tmp) / f"state.sqlite{suffix}").unlink(missing_ok=True)
+            return bench.cycle()[0]
+        finally:
+            bench.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--append", action="store_true", help="append the figures to bench/RESULTS.md")
@@ -120,7 +139,9 @@ def main() -> None:
     rows = [("quiet cycle (nothing changed)", str(quiet_requests)),
             ("storm of 200, Batch API", f"{with_batch} ({methods(batch_methods)})"),
             ("storm of 200, one PATCH per record (baseline)", f"{without_batch} ({methods(single_methods)})"),
-            ("baseline / Batch API", f"{ratio:.1f}x")]
+            ("baseline / Batch API", f"{ratio:.1f}x"),
+            ("rebuild after a lost state, marker column", str(rebuild(marker_column=True))),
+            ("rebuild after a lost state, no marker column", str(rebuild(marker_column=False)))]
     report(rows, "ServiceNow requests per cycle",
            f"`python bench/bench_requests_servicenow.py` ({datetime.now(timezone.utc):%Y-%m-%d}, simulator on "
            "127.0.0.1, one `mim sync --once` per figure, counted from `/__sim/requests`; the storm cycle "

@@ -9,6 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 import cli
+from connector.process.processfile import load_process
 from connector.sim.jira import JiraSim
 from connector.sim.servicenow import INCIDENT_FIELDS, ServiceNowSim
 
@@ -29,8 +30,15 @@ def _env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, **values: str) -> None
         monkeypatch.setenv(name, value)
 
 
+def _shipped_directory(sim: ServiceNowSim) -> None:
+    process, _ = load_process(Path(cli.__file__).resolve().parent / "rules" / "process.yaml")
+    assert process is not None
+    sim.add_people(process.people(), process.groups())
+
+
 def test_doctor_passes_on_a_healthy_servicenow(servicenow, tmp_path, monkeypatch) -> None:
     sim, url = servicenow
+    _shipped_directory(sim)
     _env(monkeypatch, tmp_path, MIM_PLATFORM="servicenow", MIM_SERVICENOW_URL=url, MIM_SERVICENOW_USERNAME="doc",
          MIM_SERVICENOW_PASSWORD="doc-password-123")
     result = CliRunner().invoke(cli.main, ["doctor"])
@@ -92,3 +100,29 @@ def sim_requests(url: str) -> list[dict[str, object]]:
     import requests
 
     return requests.get(f"{url}/__sim/requests", timeout=5).json()
+
+
+def test_doctor_names_the_role_an_accepting_rule_needs_on_servicenow(tmp_path, monkeypatch) -> None:
+    # the shipped rules accept p1-critical tickets: without major_incident_manager the instance would keep
+    # the old major incident state and answer 200
+    sim = ServiceNowSim(user="doc", password="doc-password-123", roles=["itil"])
+    server = sim.server().start()
+    try:
+        _env(monkeypatch, tmp_path, MIM_PLATFORM="servicenow", MIM_SERVICENOW_URL=server.url,
+             MIM_SERVICENOW_USERNAME="doc", MIM_SERVICENOW_PASSWORD="doc-password-123")
+        result = CliRunner().invoke(cli.main, ["doctor"])
+        assert result.exit_code == 1
+        assert "FAIL roles: doc has itil; missing major_incident_manager" in result.output
+    finally:
+        server.stop()
+
+
+def test_doctor_names_the_process_files_people_and_groups_servicenow_lacks(servicenow, tmp_path, monkeypatch) -> None:
+    # before, doctor said ok and every sync then failed to assign the team and the manager
+    sim, url = servicenow
+    _env(monkeypatch, tmp_path, MIM_PLATFORM="servicenow", MIM_SERVICENOW_URL=url, MIM_SERVICENOW_USERNAME="doc",
+         MIM_SERVICENOW_PASSWORD="doc-password-123")
+    result = CliRunner().invoke(cli.main, ["doctor"])
+    assert result.exit_code == 1
+    assert "FAIL process file people: no sys_user with user_name 'alice.martin', 'bob.schneider'" in result.output
+    assert "FAIL process file groups: no sys_user_group with name 'major-incident-team'" in result.output

@@ -18,7 +18,7 @@ from connector.job.store import StateStore
 from connector.platforms.errors import PlatformError
 from connector.platforms.retry import RetryPolicy
 from connector.process.processfile import load_process
-from connector.sim.jira import JiraSim, adf_to_text, seeded
+from connector.sim.jira import adf_to_text, seeded
 from tests import jira_openapi
 from tests.jira_site import EMAIL, FLAVOURS, TOKEN, Site, contract, mapping, process, rules, site  # noqa: F401
 

@@ -13,14 +13,11 @@ from typing import Any, Callable
 import pytest
 
 from connector.core.actions import AddNote, SetFields
-from connector.core.settings import Settings
 from connector.detection.rules import load_rules
 from connector.job.cycle import CycleReport, run_cycle
-from connector.job.doctor import run_doctor
 from connector.job.store import StateStore
 from connector.platforms.base import marker_tag
 from connector.process.planner import plan_process
-from connector.process.processfile import ProcessFile
 from connector.sim.jira import adf_to_text
 from tests.jira_site import Site, contract, doctor, mapping, process, rules, site  # noqa: F401
 

@@ -15,6 +15,7 @@ from typing import Iterator
 
 import pytest
 
+from connector.process.processfile import load_process
 from connector.sim.servicenow import ServiceNowSim
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -23,6 +24,9 @@ ROOT = Path(__file__).resolve().parent.parent
 @pytest.fixture()
 def sim() -> Iterator[tuple[ServiceNowSim, str]]:
     sn = ServiceNowSim(user="sync", password="sync-secret-pw")
+    process, _ = load_process(ROOT / "rules" / "process.yaml")
+    assert process is not None
+    sn.add_people(process.people(), process.groups())  # the shipped process file's people and groups
     server = sn.server().start()
     yield sn, server.url
     server.stop()

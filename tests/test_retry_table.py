@@ -73,9 +73,17 @@ def test_an_exception_takes_the_row_of_its_most_specific_type(exc: Exception, co
     assert resolve_exception(exc) is RETRY_TABLE[condition]
 
 
-def test_servicenow_lets_other_requests_exceptions_through() -> None:
-    with pytest.raises(KeyError):
-        resolve_exception(requests.exceptions.ChunkedEncodingError("cut short"), SERVICENOW_TABLE)
+@pytest.mark.parametrize(("exc", "action"), [
+    (requests.exceptions.ChunkedEncodingError("cut short"), ResponseAction.REREAD),
+    (requests.exceptions.ContentDecodingError("bad gzip"), ResponseAction.REREAD),
+    (requests.exceptions.InvalidURL("bad url"), ResponseAction.FATAL),
+    (requests.exceptions.InvalidHeader("bad header"), ResponseAction.FATAL),
+    (requests.exceptions.ReadTimeout("slow"), ResponseAction.REREAD),
+    (requests.exceptions.ConnectTimeout("no route"), ResponseAction.RETRY),
+], ids=["body-cut-short", "undecodable-body", "invalid-url", "invalid-header", "read-timeout", "connect-timeout"])
+def test_servicenow_decides_every_requests_exception(exc: Exception, action: ResponseAction) -> None:
+    # a body cut short was answered (the request ran): its answer is lost, a write reads back before resending
+    assert resolve_exception(exc, SERVICENOW_TABLE).action is action
 
 
 @pytest.mark.parametrize(("table", "condition", "row"), ROWS)

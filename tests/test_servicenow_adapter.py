@@ -66,12 +66,15 @@ PASSWORD = "pw-Very-Secret-4711"
 CLIENT_SECRET = "cs-Also-Secret-0815"
 T0 = datetime(2024, 5, 1, 10, 0, 0, tzinfo=timezone.utc)
 MI = "a" * 32
+ME = "e" * 32
+"""The integration user's sys_id."""
 CHILDREN = ["c" * 31 + str(i) for i in range(1, 6)]
 
 
 def facts(**changes: Any) -> dict[str, Any]:
     """Cached discovery facts as the state store would hand them over (a fresh copy each time)."""
-    return {"version": 1, "stage_field": "u_mim_stage", "groups": {}, "users": {}, **changes}
+    return {"version": 2, "stage_field": "u_mim_stage", "marker_field": "u_mim_marker", "groups": {},
+            "users": {"mim.integration": ME}, **changes}
 
 
 def sid(n: int) -> str:
@@ -151,11 +154,13 @@ def batch_items(call: Any) -> list[dict[str, Any]]:
 
 
 def batch_answer(ids: list[str], status: int = 200, unserviced: Sequence[str] = (),
-                 errors: dict[str, tuple[int, str]] | None = None) -> dict[str, Any]:
+                 errors: dict[str, tuple[int, str]] | None = None,
+                 results: dict[str, dict[str, str]] | None = None) -> dict[str, Any]:
     serviced = []
     for ident in ids:
         code, message = (errors or {}).get(ident, (status, ""))
-        body = {"result": {"sys_id": "x"}} if code < 400 else {"error": {"message": message, "detail": "secret detail"}}
+        body = ({"result": {"sys_id": "x", **(results or {}).get(ident, {})}} if code < 400
+                else {"error": {"message": message, "detail": "secret detail"}})
         serviced.append({"id": ident, "status_code": code, "status_text": "", "headers": [],
                          "body": base64.b64encode(json.dumps(body).encode()).decode()})
     return {"batch_request_id": "1", "serviced_requests": serviced, "unserviced_requests": list(unserviced)}
@@ -337,11 +342,30 @@ def test_poll_filter_is_repeated_in_each_keyset_group(mapping: Mapping, make: Ca
 
 def test_fetch_marked_uses_in_not_the_null_dropping_not_equal(make: Callable[..., ServiceNowPlatform],
                                                               rsps: responses.RequestsMock) -> None:
-    rsps.get(TABLE, **page([row(MI, correlation_id="mim:service-surge", major_incident_state="proposed")]))
+    rsps.get(TABLE, **page([row(MI, u_mim_marker="mim:service-surge", major_incident_state="proposed")]))
     rows = make().fetch_marked()
-    assert [r["sys_id"] for r in rows] == [MI]
-    assert query_of(rsps.calls[0]) == ("correlation_idSTARTSWITHmim:^major_incident_stateINproposed,accepted,rejected"
-                                       "^stateNOT IN7,8^ORDERBYsys_id")
+    assert [r["sys_id"] for r in rows] == [MI] and rows[0]["_marker"] == "mim:service-surge"
+    assert query_of(rsps.calls[0]) == "major_incident_stateINproposed,accepted,rejected^stateNOT IN7,8^ORDERBYsys_id"
+
+
+def test_fetch_marked_finds_markers_in_our_column_the_correlation_field_and_the_journal(
+        make: Callable[..., ServiceNowPlatform], rsps: responses.RequestsMock) -> None:
+    ours, legacy, noted, theirs = sid(1), sid(2), sid(3), sid(4)
+    rsps.get(TABLE, **page([row(ours, u_mim_marker="mim:service-surge", major_incident_state="accepted"),
+                            row(legacy, correlation_id="mim:ci-surge", major_incident_state="proposed"),
+                            row(noted, correlation_id="monitoring-123", major_incident_state="proposed"),
+                            row(theirs, correlation_id="monitoring-9", major_incident_state="accepted")]))
+    rsps.get(JOURNAL, **page([
+        {"sys_id": sid(20), "element_id": noted, "value": "Proposed.\nMajor incident marker: [mim:p1-critical]\n[mim-x]",
+         "sys_created_on": "2024-05-01 10:00:00"},
+        {"sys_id": sid(21), "element_id": theirs, "value": "Call the vendor [mim-123456789012]",
+         "sys_created_on": "2024-05-01 10:00:00"}]))
+    platform = make()
+    rows = platform.fetch_marked()
+    assert [(r["sys_id"], r["_marker"]) for r in rows] == [(ours, "mim:service-surge"), (legacy, "mim:ci-surge"),
+                                                           (noted, "mim:p1-critical")]
+    assert query_of(rsps.calls[1]) == (f"element_idIN{noted},{theirs}^element=work_notes^valueLIKE[mim:^ORDERBYsys_id")
+    assert platform.to_ticket(rows[2]).marker == "mim:p1-critical"
 
 
 def test_unknown_incidents_are_read_by_sys_id_in_chunks(make: Callable[..., ServiceNowPlatform],
@@ -459,7 +483,8 @@ def test_a_create_walks_every_row_of_the_retry_table(condition: Condition, make:
     if row.action is ResponseAction.REREAD:  # it may have landed: look for its marker before posting again
         rsps.get(TABLE, **page([]))
     if row.action is not ResponseAction.FATAL:
-        rsps.post(TABLE, status=201, json={"result": {"sys_id": sid(99), "number": "INC0010099"}})
+        rsps.post(TABLE, status=201, json={"result": {"sys_id": sid(99), "number": "INC0010099",
+                                                                "major_incident_state": "proposed"}})
     platform = make()
     platform.discover(facts())
     [result] = platform.apply([CreateParent(key="c", target="new-1", mode="propose", marker="mim:r:new-1")], ident)
@@ -636,7 +661,8 @@ def test_discovery_looks_the_stage_field_up_in_the_dictionary(make: Callable[...
     facts = make().discover(None)
     assert facts["stage_field"] == "u_mim_stage"
     assert json.loads(json.dumps(facts)) == facts
-    assert query_of(rsps.calls[0]) == "nameINincident,task^element=u_mim_stage^ORDERBYsys_id"
+    assert query_of(rsps.calls[0]) == "nameINincident,task^elementINu_mim_stage,u_mim_marker^ORDERBYsys_id"
+    assert facts["marker_field"] is None
 
 
 def test_discovery_falls_back_to_an_incident_when_the_dictionary_is_forbidden(
@@ -659,13 +685,15 @@ def test_declare_links_note_and_stage_are_one_patch_for_the_incident_and_one_bat
         make: Callable[..., ServiceNowPlatform], rsps: responses.RequestsMock) -> None:
     group = sid(77)
     rsps.get(f"{BASE}/api/now/table/sys_user_group", match=[matchers.query_param_matcher(
-        {"sysparm_query": "name=major-incident-team"}, strict_match=False)], **page([{"sys_id": group}]))
-    rsps.post(BATCH, json=batch_answer(["1", "2", "3"]))
-    platform = make()
+        {"sysparm_query": "name=major-incident-team"}, strict_match=False)],
+        **page([{"sys_id": group, "name": "major-incident-team"}]))
+    rsps.post(BATCH, json=batch_answer(["1", "2", "3"], results={"1": {"major_incident_state": "proposed"}}))
+    platform = make(clock=lambda: T0)
     cached = platform.discover(facts())
     actions = [
         DeclareMajor(key="declare:mi", target=MI, rule="service-surge", mode="propose", marker="mim:service-surge",
-                     fields={"priority": 1, "assignment_group": "major-incident-team"}),
+                     fields={"priority": 1, "assignment_group": "major-incident-team"},
+                     reason="rule service-surge: 6 tickets on service=web-shop"),
         LinkChild(key="link:1", target=CHILDREN[0], parent=MI),
         LinkChild(key="link:2", target=CHILDREN[1], parent=MI),
         AddNote(key="note:mi:declared", target=MI, text="Major incident proposed by rule service-surge."),
@@ -679,42 +707,77 @@ def test_declare_links_note_and_stage_are_one_patch_for_the_incident_and_one_bat
     assert [i["method"] for i in items] == ["PATCH"] * 3
     assert items[0]["url"].startswith(f"/api/now/table/incident/{MI}?")
     tag = marker_tag("note:mi:declared")
+    # proposed as the "Propose major incident" action does: state, who, when, business impact, and a note
+    # with the reason and the impact; the major incident state is read back from the answer
+    assert "major_incident_state" in items[0]["url"]
     assert items[0]["decoded"] == {
         # priority 1 also as impact 1 x urgency 1: priority lookup rules would overwrite priority alone
-        "major_incident_state": "proposed", "correlation_id": "mim:service-surge", "priority": "1", "impact": "1",
+        "major_incident_state": "proposed", "u_mim_marker": "mim:service-surge", "priority": "1", "impact": "1",
+        "proposed_by": ME, "proposed_on": "2024-05-01 10:00:00", "business_impact": "6 tickets on service=web-shop",
         "assignment_group": group, "u_mim_stage": "identification", "urgency": "1",
-        "work_notes": f"Major incident proposed by rule service-surge.\n[{tag}]"}
+        "work_notes": f"Proposed as a major incident by the major incident connector (rule service-surge).\n"
+                      f"Reason: rule service-surge: 6 tickets on service=web-shop.\n"
+                      f"Business impact: 6 tickets on service=web-shop.\n[{marker_tag('declare:mi')}]\n\n"
+                      f"Major incident proposed by rule service-surge.\n[{tag}]"}
     assert items[1]["decoded"] == {"parent_incident": MI} and items[1]["url"].startswith(f"/api/now/table/incident/{CHILDREN[0]}")
     assert platform.requests_sent == 2
     assert cached["groups"] == {"major-incident-team": group}
 
 
-def test_group_lookups_are_cached_and_unknown_names_fall_back(make: Callable[..., ServiceNowPlatform],
-                                                              rsps: responses.RequestsMock) -> None:
-    rsps.get(f"{BASE}/api/now/table/sys_user", **page([]))
-    rsps.patch(f"{TABLE}/{MI}", json={"result": {"sys_id": MI}})
-    rsps.patch(f"{TABLE}/{MI}", json={"result": {"sys_id": MI}})
+def test_names_are_looked_up_once_and_an_unknown_one_is_never_written(make: Callable[..., ServiceNowPlatform],
+                                                                      rsps: responses.RequestsMock) -> None:
+    jane = sid(56)
+    rsps.get(f"{BASE}/api/now/table/sys_user", match=[matchers.query_param_matcher(
+        {"sysparm_query": "user_name=oncall.duty"}, strict_match=False)], **page([]))
+    # an instance that dropped the query term (an ACL-hidden column) answers with someone else: not adopted
+    rsps.get(f"{BASE}/api/now/table/sys_user", **page([{"sys_id": sid(57), "user_name": "someone.else"}]))
+    rsps.get(f"{BASE}/api/now/table/sys_user", **page([{"sys_id": jane, "user_name": "jane.doe"}]))
+    rsps.patch(f"{TABLE}/{MI}", match=[matchers.json_params_matcher({"assigned_to": jane})], json={"result": {"sys_id": MI}})
+    rsps.patch(f"{TABLE}/{MI}", match=[matchers.json_params_matcher({"assigned_to": jane, "priority": "2", "impact": "1",
+                                                                     "urgency": "2"})], json={"result": {"sys_id": MI}})
     platform = make()
-    platform.discover(facts())
-    platform.apply([SetFields(key="f1", target=MI, fields={"assignee": "oncall.duty"})], ident)
-    platform.apply([SetFields(key="f2", target=MI, fields={"assignee": "oncall.duty", "priority": 2})], ident)
-    assert body_of(rsps.calls[1]) == {"assigned_to": "oncall.duty"}
-    assert body_of(rsps.calls[2]) == {"assigned_to": "oncall.duty", "priority": "2", "impact": "1", "urgency": "2"}
+    cached = platform.discover(facts())
+    [unknown] = platform.apply([SetFields(key="f0", target=MI, fields={"assignee": "oncall.duty"})], ident)
+    assert unknown.status == "failed" and unknown.retryable
+    assert "no sys_user with user_name 'oncall.duty'" in unknown.detail
+    [hidden] = platform.apply([SetFields(key="f1", target=MI, fields={"assignee": "jane.doe"})], ident)
+    assert hidden.status == "failed"
+    platform.apply([SetFields(key="f2", target=MI, fields={"assignee": "jane.doe"})], ident)
+    platform.apply([SetFields(key="f3", target=MI, fields={"assignee": "jane.doe", "priority": 2})], ident)
+    assert cached["users"] == {"mim.integration": ME, "jane.doe": jane}
+    assert platform.requests_sent == 5
 
 
 def test_accept_mode_writes_accepted(make: Callable[..., ServiceNowPlatform], rsps: responses.RequestsMock) -> None:
+    note = f"Declared a major incident (accepted) by the major incident connector.\n[{marker_tag('d')}]"
     rsps.patch(f"{TABLE}/{MI}", match=[matchers.json_params_matcher(
-        {"major_incident_state": "accepted", "correlation_id": "mim:p1-critical"})], json={"result": {"sys_id": MI}})
+        {"major_incident_state": "accepted", "u_mim_marker": "mim:p1-critical", "work_notes": note}),
+        matchers.query_param_matcher({"sysparm_fields": "sys_id,major_incident_state"}, strict_match=False)],
+        json={"result": {"sys_id": MI, "major_incident_state": "accepted"}})
     platform = make()
     platform.discover(facts())
     [result] = platform.apply([DeclareMajor(key="d", target=MI, mode="accept", marker="mim:p1-critical")], ident)
     assert result.status == "applied"
 
 
+@pytest.mark.parametrize("answer", [{"sys_id": MI, "major_incident_state": ""}, {"sys_id": MI}],
+                         ids=["old-value-kept", "column-hidden"])
+def test_an_accept_the_instance_did_not_keep_is_a_failure(answer: dict[str, str],
+                                                           make: Callable[..., ServiceNowPlatform],
+                                                           rsps: responses.RequestsMock) -> None:
+    # a field ACL answers 200 and keeps the old value (reference §6): read back, never assumed
+    rsps.patch(f"{TABLE}/{MI}", json={"result": answer})
+    platform = make()
+    platform.discover(facts())
+    [result] = platform.apply([DeclareMajor(key="d", target=MI, mode="accept", marker="mim:p1-critical")], ident)
+    assert result.status == "failed" and result.retryable
+    assert "major_incident_state" in result.detail and f"PATCH /api/now/table/incident/{MI}" in result.detail
+
+
 def test_what_is_already_true_is_not_written(make: Callable[..., ServiceNowPlatform], rsps: responses.RequestsMock) -> None:
     platform = make()
     platform.discover(facts())
-    known(platform, rsps, row(MI, major_incident_state="proposed", correlation_id="mim:service-surge", u_mim_stage="identification"),
+    known(platform, rsps, row(MI, major_incident_state="proposed", u_mim_marker="mim:service-surge", u_mim_stage="identification"),
           row(CHILDREN[0], parent_incident=MI))
     results = platform.apply([
         DeclareMajor(key="d", target=MI, mode="propose", marker="mim:service-surge"),
@@ -730,7 +793,8 @@ def test_an_accepted_incident_is_not_downgraded_and_a_rejected_one_not_proposed_
     platform = make()
     platform.discover(facts())
     known(platform, rsps, row(MI, major_incident_state="accepted"), row(CHILDREN[0], major_incident_state="rejected"))
-    rsps.patch(f"{TABLE}/{MI}", match=[matchers.json_params_matcher({"correlation_id": "mim:r"})],
+    rsps.get(TABLE, **page([row(MI, major_incident_state="accepted")]))  # read again right before the write
+    rsps.patch(f"{TABLE}/{MI}", match=[matchers.json_params_matcher({"u_mim_marker": "mim:r"})],
                json={"result": {"sys_id": MI}})
     first, second = platform.apply([DeclareMajor(key="d1", target=MI, mode="propose", marker="mim:r"),
                                     DeclareMajor(key="d2", target=CHILDREN[0], mode="propose", marker="mim:r")], ident)
@@ -740,7 +804,7 @@ def test_an_accepted_incident_is_not_downgraded_and_a_rejected_one_not_proposed_
 
 def test_an_uncertain_declaration_reads_the_record_first(make: Callable[..., ServiceNowPlatform],
                                                          rsps: responses.RequestsMock) -> None:
-    rsps.get(f"{TABLE}/{MI}", json={"result": row(MI, major_incident_state="proposed", correlation_id="mim:r")})
+    rsps.get(f"{TABLE}/{MI}", json={"result": row(MI, major_incident_state="proposed", u_mim_marker="mim:r")})
     platform = make()
     platform.discover(facts())
     [result] = platform.apply([DeclareMajor(key="d", target=MI, mode="propose", marker="mim:r")], ident, frozenset({"d"}))
@@ -750,26 +814,49 @@ def test_an_uncertain_declaration_reads_the_record_first(make: Callable[..., Ser
 def test_create_parent_posts_a_marked_incident_and_children_link_to_it(
         make: Callable[..., ServiceNowPlatform], rsps: responses.RequestsMock) -> None:
     new = sid(99)
-    rsps.post(TABLE, status=201, json={"result": {"sys_id": new, "number": "INC0010099"}})
+    rsps.post(TABLE, status=201, json={"result": {"sys_id": new, "number": "INC0010099",
+                                                  "major_incident_state": "proposed"}})
     rsps.patch(f"{TABLE}/{CHILDREN[0]}", match=[matchers.json_params_matcher({"parent_incident": new})],
                json={"result": {"sys_id": CHILDREN[0]}})
-    platform = make()
+    platform = make(clock=lambda: T0)
     platform.discover(facts())
     create = CreateParent(key="create:new-1", target="new-1", rule="r", mode="propose", marker="mim:r:new-1",
-                          fields={"title": "Major incident: service=web", "service": "b" * 32, "priority": 1})
+                          fields={"title": "Major incident: service=web", "service": "b" * 32, "priority": 1},
+                          reason="rule r: 5 tickets on service=web")
     results = platform.apply([create, LinkChild(key="l", target=CHILDREN[0], parent="new-1")], lambda t: None)
     assert results[0].status == "applied" and results[0].created_id == new and results[0].created_key == "INC0010099"
     assert results[1].status == "applied"
     assert body_of(rsps.calls[0]) == {"short_description": "Major incident: service=web", "business_service": "b" * 32,
                                       "priority": "1", "impact": "1", "urgency": "1", "major_incident_state": "proposed",
-                                      "correlation_id": "mim:r:new-1"}
+                                      "proposed_by": ME, "proposed_on": "2024-05-01 10:00:00",
+                                      "business_impact": "5 tickets on service=web",
+                                      "correlation_id": "mim:r:new-1", "u_mim_marker": "mim:r:new-1",
+                                      "work_notes": "Proposed as a major incident by the major incident connector "
+                                                    "(rule r).\nReason: rule r: 5 tickets on service=web.\n"
+                                                    "Business impact: 5 tickets on service=web."}
+    assert params_of(rsps.calls[0])["sysparm_fields"] == "sys_id,number,major_incident_state"
+
+
+def test_a_new_parent_created_without_its_major_incident_state_is_reported(make: Callable[..., ServiceNowPlatform],
+                                                                          rsps: responses.RequestsMock) -> None:
+    new = sid(99)
+    rsps.post(TABLE, status=201, json={"result": {"sys_id": new, "number": "INC0010099", "major_incident_state": ""}})
+    rsps.patch(f"{TABLE}/{CHILDREN[0]}", json={"result": {"sys_id": CHILDREN[0]}})
+    platform = make()
+    platform.discover(facts())
+    create = CreateParent(key="create:new-1", target="new-1", rule="r", mode="accept", marker="mim:r:new-1")
+    results = platform.apply([create, LinkChild(key="l", target=CHILDREN[0], parent="new-1")], lambda t: None)
+    assert results[0].status == "failed" and results[0].created_id == new, "created: never created twice"
+    assert "major_incident_manager" in results[0].detail
+    assert results[1].status == "applied", "its children are still linked to it"
 
 
 def test_an_uncertain_create_finds_the_parent_by_its_marker(make: Callable[..., ServiceNowPlatform],
                                                             rsps: responses.RequestsMock) -> None:
     rsps.get(TABLE, match=[matchers.query_param_matcher({"sysparm_query": "correlation_id=mim:r:new-1^ORDERBYsys_created_on"},
                                                         strict_match=False)],
-             **page([{"sys_id": sid(99), "number": "INC0010099"}]))
+             **page([{"sys_id": sid(99), "number": "INC0010099", "correlation_id": "mim:r:new-1",
+                     "major_incident_state": "proposed"}]))
     platform = make()
     platform.discover(facts())
     create = CreateParent(key="create:new-1", target="new-1", mode="propose", marker="mim:r:new-1")
@@ -777,10 +864,25 @@ def test_an_uncertain_create_finds_the_parent_by_its_marker(make: Callable[..., 
     assert result.status == "skipped" and result.created_id == sid(99)
 
 
+def test_a_look_up_answered_with_a_record_without_the_marker_creates(make: Callable[..., ServiceNowPlatform],
+                                                                    rsps: responses.RequestsMock) -> None:
+    # the instance dropped the marker term (a hidden or unknown column) and answered with any incident
+    rsps.get(TABLE, **page([{"sys_id": sid(5), "number": "INC0010005", "correlation_id": "monitoring-123"}]))
+    rsps.post(TABLE, status=201, json={"result": {"sys_id": sid(99), "number": "INC0010099",
+                                                                "major_incident_state": "proposed"}})
+    platform = make()
+    platform.discover(facts())
+    create = CreateParent(key="create:new-1", target="new-1", mode="propose", marker="mim:r:new-1")
+    [result] = platform.apply([create], ident, frozenset({create.key}))
+    assert result.status == "applied" and result.created_id == sid(99)
+    assert "correlation_id" in params_of(rsps.calls[0])["sysparm_fields"].split(",")
+
+
 def test_an_uncertain_create_that_finds_nothing_creates(make: Callable[..., ServiceNowPlatform],
                                                         rsps: responses.RequestsMock) -> None:
     rsps.get(TABLE, **page([]))
-    rsps.post(TABLE, status=201, json={"result": {"sys_id": sid(99), "number": "INC0010099"}})
+    rsps.post(TABLE, status=201, json={"result": {"sys_id": sid(99), "number": "INC0010099",
+                                                                "major_incident_state": "proposed"}})
     platform = make()
     platform.discover(facts())
     create = CreateParent(key="create:new-1", target="new-1", mode="propose", marker="mim:r:new-1")
@@ -791,7 +893,8 @@ def test_an_uncertain_create_that_finds_nothing_creates(make: Callable[..., Serv
 def test_a_lost_create_answer_is_looked_up_before_posting_again(make: Callable[..., ServiceNowPlatform],
                                                                 rsps: responses.RequestsMock) -> None:
     rsps.post(TABLE, status=502, body="")
-    rsps.get(TABLE, **page([{"sys_id": sid(99), "number": "INC0010099"}]))
+    rsps.get(TABLE, **page([{"sys_id": sid(99), "number": "INC0010099", "correlation_id": "mim:r:new-1",
+                     "major_incident_state": "proposed"}]))
     platform = make()
     platform.discover(facts())
     [result] = platform.apply([CreateParent(key="c", target="new-1", mode="propose", marker="mim:r:new-1")], ident)
@@ -984,19 +1087,21 @@ def test_without_the_stage_field_the_stage_is_a_work_note(make: Callable[..., Se
 
 def test_resolving_sets_the_close_code_and_notes(make: Callable[..., ServiceNowPlatform],
                                                  rsps: responses.RequestsMock) -> None:
+    rsps.get(TABLE, **page([row(MI)]))  # still open right before the write
     rsps.patch(f"{TABLE}/{MI}", json={"result": {}})
     platform = make()
     platform.discover(facts())
     platform.apply([SetFields(key="f", target=MI, fields={"state": "resolved"})], ident)
-    body = body_of(rsps.calls[0])
-    assert body["state"] == "6" and body["close_code"] == "Solved (Permanently)" and body["close_notes"]
+    body = body_of(rsps.calls[1])
+    assert body["state"] == "6" and body["close_code"] == "Solution provided" and body["close_notes"]
 
 
 def test_create_task_posts_an_incident_task_with_owner_and_due_date(make: Callable[..., ServiceNowPlatform],
                                                                     rsps: responses.RequestsMock) -> None:
     user = sid(55)
     rsps.get(f"{BASE}/api/now/table/sys_user", match=[matchers.query_param_matcher(
-        {"sysparm_query": "user_name=alice.martin"}, strict_match=False)], **page([{"sys_id": user}]))
+        {"sysparm_query": "user_name=alice.martin"}, strict_match=False)],
+        **page([{"sys_id": user, "user_name": "alice.martin"}]))
     rsps.post(f"{BASE}/api/now/table/incident_task", status=201, json={"result": {"sys_id": sid(60), "number": "TASK0010001"}})
     platform = make()
     platform.discover(facts())
@@ -1013,7 +1118,7 @@ def test_an_uncertain_task_that_exists_is_not_created_again(make: Callable[..., 
                                                             rsps: responses.RequestsMock) -> None:
     rsps.get(f"{BASE}/api/now/table/incident_task", match=[matchers.query_param_matcher(
         {"sysparm_query": f"correlation_id={marker_tag('task:1')}^ORDERBYsys_created_on"}, strict_match=False)],
-        **page([{"sys_id": sid(60), "number": "TASK0010001"}]))
+        **page([{"sys_id": sid(60), "number": "TASK0010001", "correlation_id": marker_tag("task:1")}]))
     platform = make()
     platform.discover(facts())
     [result] = platform.apply([CreateTask(key="task:1", target=MI, title="x")], ident, frozenset({"task:1"}))
@@ -1023,7 +1128,7 @@ def test_an_uncertain_task_that_exists_is_not_created_again(make: Callable[..., 
 def test_create_change_posts_the_change_and_links_it_through_rfc(make: Callable[..., ServiceNowPlatform],
                                                                  rsps: responses.RequestsMock) -> None:
     group = sid(77)
-    rsps.get(f"{BASE}/api/now/table/sys_user_group", **page([{"sys_id": group}]))
+    rsps.get(f"{BASE}/api/now/table/sys_user_group", **page([{"sys_id": group, "name": "major-incident-team"}]))
     rsps.post(f"{BASE}/api/now/table/change_request", status=201, json={"result": {"sys_id": sid(70), "number": "CHG0010001"}})
     rsps.patch(f"{TABLE}/{MI}", match=[matchers.json_params_matcher({"rfc": sid(70), "u_mim_stage": "resolution"})],
                json={"result": {}})
@@ -1039,7 +1144,8 @@ def test_create_change_posts_the_change_and_links_it_through_rfc(make: Callable[
 
 def test_an_uncertain_change_that_exists_is_only_linked(make: Callable[..., ServiceNowPlatform],
                                                         rsps: responses.RequestsMock) -> None:
-    rsps.get(f"{BASE}/api/now/table/change_request", **page([{"sys_id": sid(70), "number": "CHG0010001"}]))
+    rsps.get(f"{BASE}/api/now/table/change_request", **page([{"sys_id": sid(70), "number": "CHG0010001",
+                                                                              "correlation_id": marker_tag("change:mi")}]))
     rsps.get(f"{TABLE}/{MI}", json={"result": row(MI)})
     rsps.patch(f"{TABLE}/{MI}", match=[matchers.json_params_matcher({"rfc": sid(70)})], json={"result": {}})
     platform = make()
@@ -1050,12 +1156,49 @@ def test_an_uncertain_change_that_exists_is_only_linked(make: Callable[..., Serv
 
 def test_resolve_child_resolves_an_open_child_with_the_parents_notes(make: Callable[..., ServiceNowPlatform],
                                                                      rsps: responses.RequestsMock) -> None:
+    rsps.get(TABLE, match=[matchers.query_param_matcher({"sysparm_query": f"sys_idIN{CHILDREN[0]}^ORDERBYsys_id"},
+                                                        strict_match=False)], **page([row(CHILDREN[0])]))
     rsps.patch(f"{TABLE}/{CHILDREN[0]}", match=[matchers.json_params_matcher(
-        {"state": "6", "close_code": "Solved (Permanently)", "close_notes": "Rolled back release 42"})], json={"result": {}})
+        {"state": "6", "close_code": "Solution provided", "close_notes": "Rolled back release 42"})], json={"result": {}})
     platform = make()
     platform.discover(facts())
     [result] = platform.apply([ResolveChild(key="r", target=CHILDREN[0], parent=MI, notes="Rolled back release 42")], ident)
     assert result.status == "applied"
+
+
+def test_a_child_resolved_by_the_parent_to_child_sync_since_the_poll_is_left_as_it_is(
+        make: Callable[..., ServiceNowPlatform], rsps: responses.RequestsMock) -> None:
+    # reference §1.6: a resolved parent resolves its children and copies its resolution code and notes
+    rsps.get(TABLE, **page([row(CHILDREN[0], state="6", mod=1, sys_updated_by="system")]))
+    platform = make()
+    platform.discover(facts())
+    [result] = platform.apply([ResolveChild(key="r", target=CHILDREN[0], parent=MI, notes="Rolled back")], ident)
+    assert result.status == "skipped" and "already resolved" in result.detail and "parent-to-child" in result.detail
+    assert platform.requests_sent == 1
+
+
+def test_a_field_a_person_changed_since_the_poll_is_not_written_and_the_rest_is(
+        make: Callable[..., ServiceNowPlatform], rsps: responses.RequestsMock) -> None:
+    jane_group, team = sid(80), sid(81)
+    platform = make()
+    platform.discover(facts(groups={"major-incident-team": team}))
+    known(platform, rsps, row(MI, assignment_group="", u_mim_stage="identification"), row(CHILDREN[0]))
+    rsps.get(TABLE, match=[matchers.query_param_matcher({"sysparm_query": f"sys_idIN{MI},{CHILDREN[0]}^ORDERBYsys_id"},
+                                                        strict_match=False)],
+             **page([row(MI, mod=1, assignment_group=jane_group, u_mim_stage="identification", sys_updated_by="jane"),
+                     row(CHILDREN[0], mod=2, sys_updated_by="bob", short_description="edited")]))
+    rsps.post(BATCH, json=batch_answer(["1", "2"]))
+    results = platform.apply([
+        SetFields(key="assign", target=MI, fields={"assignment_group": "major-incident-team"}),
+        SetStage(key="stage", target=MI, stage="containment"),
+        SetStage(key="stage-child", target=CHILDREN[0], stage="containment"),
+    ], ident)
+    assert [r.status for r in results] == ["skipped", "applied", "applied"]
+    assert "assignment_group changed by jane since it was read" in results[0].detail
+    items = batch_items(rsps.calls[-1])
+    assert [i["decoded"] for i in items] == [{"u_mim_stage": "containment"}, {"u_mim_stage": "containment"}]
+    fields = params_of(rsps.calls[1])["sysparm_fields"].split(",")
+    assert {"sys_mod_count", "assignment_group", "u_mim_stage"} <= set(fields)
 
 
 def test_an_uncertain_resolve_reads_the_child_and_skips_a_resolved_one(make: Callable[..., ServiceNowPlatform],
@@ -1084,6 +1227,9 @@ def test_doctor_reports_missing_fields_and_unreadable_tables(make: Callable[...,
     wanted = [f for f in platform.mapping.platform_fields() if not f.startswith("sys_")]
     rsps.get(f"{BASE}/api/now/table/sys_dictionary",
              **page([{"element": f, "sys_id": sid(i)} for i, f in enumerate(wanted) if f != "major_incident_state"]))
+    rsps.get(f"{BASE}/api/now/table/sys_choice", **page([
+        {"sys_id": sid(90), "element": "close_code", "value": "Solved (Permanently)"},
+        {"sys_id": sid(91), "element": "state", "value": "6"}]))
     rsps.get(TABLE, **page([]))
     rsps.get(JOURNAL, status=403, json={"error": {"message": "Insufficient rights to query records"}})
     for table in ("incident_task", "change_request", "sys_user_group", "sys_user"):
@@ -1095,6 +1241,12 @@ def test_doctor_reports_missing_fields_and_unreadable_tables(make: Callable[...,
     assert checks["table sys_journal_field readable"][0] is False
     assert "Insufficient rights" in checks["table sys_journal_field readable"][1]
     assert checks["table incident readable"][0] and checks["Batch API"][0]
+    # an instance that still offers only an older release's resolution codes
+    ok, detail, fix = checks["choice values"]
+    assert not ok and "close_code 'Solution provided' is not a choice" in detail and "Solved (Permanently)" in detail
+    assert "write.close_code" in fix
+    assert query_of(rsps.calls[1]) == ("name=incident^elementINstate,close_code,major_incident_state,impact,urgency"
+                                       "^inactive=false^ORDERBYsys_id")
     assert {c.request.method for c in rsps.calls} == {"GET", "POST"}
     assert [item["method"] for item in body_of(rsps.calls[-1])["rest_requests"]] == ["GET"]  # doctor never writes
 

@@ -508,13 +508,13 @@ def make_family(api: Api) -> tuple[str, list[str]]:
 def test_parent_resolve_cascades_to_children(api: Api, clock: FakeClock) -> None:
     parent, (new, in_progress, closed) = make_family(api)
     clock.advance(30)
-    api.patch(f"/api/now/table/incident/{parent}", {"state": "6", "close_code": "Solved (Permanently)",
+    api.patch(f"/api/now/table/incident/{parent}", {"state": "6", "close_code": "Solution provided",
                                                     "close_notes": "Rolled back"})
     for child in (new, in_progress):
         record = api.sim.get("incident", child)
         assert record is not None
         assert (record["state"], record["close_code"], record["close_notes"], record["resolved_at"]) == (
-            "6", "Solved (Permanently)", "Rolled back", "2024-05-01 10:00:30")
+            "6", "Solution provided", "Rolled back", "2024-05-01 10:00:30")
     assert api.sim.get("incident", closed)["state"] == "7"  # type: ignore[index]
     assert api.sim.get("incident", parent)["resolved_at"] == "2024-05-01 10:00:30"  # type: ignore[index]
 
@@ -661,3 +661,172 @@ def test_pysnow_reads_and_writes_through_the_simulator(seeded: Api) -> None:
     assert created["number"] == "INC0010006"
     updated = incident.update(query={"number": "INC0010006"}, payload={"state": "2"})
     assert updated["state"] == "2"
+
+
+# -- the API user, its roles and field ACLs ----------------------------------------------------------
+
+
+def test_the_api_user_and_its_roles_are_in_the_directory(clock: FakeClock) -> None:
+    api = start(ServiceNowSim(user="mim.integration", password="pw", clock=clock, roles=["itil"]))
+    [user] = api.results("sys_user", sysparm_query="user_name=mim.integration", sysparm_fields="sys_id,user_name")
+    roles = api.results("sys_user_has_role", sysparm_query="user.user_name=mim.integration",
+                        sysparm_fields="role.name")
+    assert [row["role.name"] for row in roles] == ["itil"]
+    api.sim.grant("major_incident_manager")
+    assert api.sim.roles == {"itil", "major_incident_manager"}
+    assert user["user_name"] == "mim.integration"
+
+
+def test_the_default_user_is_an_admin(api: Api) -> None:
+    assert api.sim.roles == {"admin"}
+
+
+@pytest.mark.parametrize("state", ["accepted", "rejected", "canceled"])
+def test_a_major_incident_state_past_proposed_needs_the_manager_role_and_is_kept_silently(
+        clock: FakeClock, state: str) -> None:
+    # reference §6 "Field ACLs on the Table API": the request succeeds and the field keeps its old value
+    api = start(ServiceNowSim(clock=clock, roles=["itil"]))
+    sys_id = api.sim.insert("incident", {"short_description": "Checkout down"})["sys_id"]
+    proposed = api.patch(f"/api/now/table/incident/{sys_id}", {"major_incident_state": "proposed"})
+    assert proposed.status_code == 200 and proposed.json()["result"]["major_incident_state"] == "proposed"
+    refused = api.patch(f"/api/now/table/incident/{sys_id}", {"major_incident_state": state, "urgency": "1"})
+    assert refused.status_code == 200
+    assert refused.json()["result"]["major_incident_state"] == "proposed"  # kept
+    assert refused.json()["result"]["urgency"] == "1"  # the rest of the write landed
+    created = api.post("/api/now/table/incident", {"short_description": "MI", "major_incident_state": state})
+    assert created.status_code == 201 and created.json()["result"]["major_incident_state"] == ""
+    api.sim.grant("major_incident_manager")
+    granted = api.patch(f"/api/now/table/incident/{sys_id}", {"major_incident_state": state})
+    assert granted.json()["result"]["major_incident_state"] == state
+
+
+def test_a_field_hidden_by_an_acl_is_absent_unwritable_and_dropped_from_queries(clock: FakeClock) -> None:
+    # reference §2.1 (ACL-hidden fields are absent), §2.3 and §6 (query terms on them are dropped silently)
+    api = start(ServiceNowSim(clock=clock, hidden_fields={"incident_task": ["correlation_id"]}))
+    api.sim.insert("incident_task", {"short_description": "Someone else's task", "correlation_id": "other"})
+    rows = api.results("incident_task", sysparm_query="correlation_id=mim-123456789012",
+                       sysparm_fields="sys_id,correlation_id,short_description")
+    assert [row["short_description"] for row in rows] == ["Someone else's task"]
+    assert "correlation_id" not in rows[0]
+    assert "correlation_id" not in api.results("incident_task")[0]
+    created = api.post("/api/now/table/incident_task", {"short_description": "Ours", "correlation_id": "mim-x"})
+    assert created.status_code == 201
+    assert api.sim.get("incident_task", created.json()["result"]["sys_id"])["correlation_id"] == ""  # type: ignore[index]
+
+
+def test_people_and_groups_can_be_added_to_the_directory(api: Api) -> None:
+    api.sim.add_people(["alice.martin", "alice.martin", "bob.schneider"], ["major-incident-team"])
+    api.sim.add_people(["alice.martin"], ["major-incident-team"])
+    users = api.results("sys_user", sysparm_query="user_nameINalice.martin,bob.schneider",
+                        sysparm_fields="user_name,name")
+    assert sorted((u["user_name"], u["name"]) for u in users) == [("alice.martin", "Alice Martin"),
+                                                                   ("bob.schneider", "Bob Schneider")]
+    assert [g["name"] for g in api.results("sys_user_group", sysparm_fields="name")] == ["major-incident-team"]
+
+
+# -- choice lists and the resolution data policy ----------------------------------------------------
+
+
+def test_sys_choice_holds_todays_resolution_codes(api: Api) -> None:
+    rows = api.results("sys_choice", sysparm_query="name=incident^element=close_code^inactive=false",
+                       sysparm_fields="value")
+    assert {row["value"] for row in rows} == {
+        "Solution provided", "Workaround provided", "Resolved by caller", "Resolved by change", "Resolved by problem",
+        "Resolved by request", "Known error", "Duplicate", "User error", "No resolution provided"}
+
+
+@pytest.mark.parametrize("fields", [{"close_code": "Solved (Permanently)", "close_notes": "Rolled back"},
+                                    {"close_notes": "Rolled back"}], ids=["code-of-an-older-release", "no-code"])
+def test_resolving_without_a_valid_resolution_code_is_a_data_policy_exception(api: Api, fields: dict[str, str]) -> None:
+    # reference §6: "403 Data Policy Exception ... mandatory: Resolution code"
+    sys_id = api.sim.insert("incident", {"short_description": "Mail down"})["sys_id"]
+    refused = api.patch(f"/api/now/table/incident/{sys_id}", {"state": "6", **fields})
+    assert refused.status_code == 403
+    error = refused.json()["error"]
+    assert error["message"] == "Operation Failed"
+    assert error["detail"].startswith("Data Policy Exception") and error["detail"].endswith("mandatory: Resolution code")
+    assert api.sim.get("incident", sys_id)["state"] == "1"  # type: ignore[index]  # nothing saved
+    resolved = api.patch(f"/api/now/table/incident/{sys_id}", {"state": "6", "close_code": "Solution provided",
+                                                               "close_notes": "Rolled back"})
+    assert resolved.status_code == 200 and resolved.json()["result"]["close_code"] == "Solution provided"
+
+
+def test_an_invalid_choice_is_stored_empty_and_a_deactivated_one_is_refused(api: Api) -> None:
+    sys_id = api.sim.insert("incident", {"short_description": "Mail down"})["sys_id"]
+    answer = api.patch(f"/api/now/table/incident/{sys_id}", {"urgency": "9", "impact": "1"})
+    assert answer.status_code == 200 and (answer.json()["result"]["urgency"], answer.json()["result"]["impact"]) == ("", "1")
+    [duplicate] = [row for row in api.sim.records("sys_choice") if row["value"] == "Duplicate"]
+    api.sim.update("sys_choice", duplicate["sys_id"], {"inactive": "true"})
+    refused = api.patch(f"/api/now/table/incident/{sys_id}", {"state": "6", "close_code": "Duplicate",
+                                                              "close_notes": "Same as INC0010001"})
+    assert refused.status_code == 403
+
+
+def test_the_data_policy_also_refuses_a_resolved_record_losing_its_notes_and_runs_in_batches(api: Api) -> None:
+    sys_id = api.sim.insert("incident", {"state": "6", "close_code": "Solution provided", "close_notes": "x"})["sys_id"]
+    assert api.patch(f"/api/now/table/incident/{sys_id}", {"work_notes": "still fine"}).status_code == 200
+    assert api.patch(f"/api/now/table/incident/{sys_id}", {"close_notes": ""}).status_code == 403
+    item = batch_item("1", "PATCH", f"/api/now/table/incident/{sys_id}", {"close_code": "Solved (Permanently)"})
+    result = api.post("/api/now/v1/batch", {"batch_request_id": "1", "rest_requests": [item]}).json()
+    assert result["serviced_requests"][0]["status_code"] == 403
+
+
+# -- faults inside a batch and lost answers ------------------------------------------------------------
+
+
+def test_faults_apply_to_batch_items_with_their_retry_after(api: Api) -> None:
+    records = [api.sim.insert("incident", {})["sys_id"] for _ in range(2)]
+    api.server.add_fault("429", count=1, retry_after=4, match=f"PATCH /api/now/table/incident/{records[0]}")
+    items = [batch_item(str(n), "PATCH", f"/api/now/table/incident/{sys_id}", {"urgency": "1"})
+             for n, sys_id in enumerate(records)]
+    result = api.post("/api/now/v1/batch", {"batch_request_id": "1", "rest_requests": items}).json()
+    served = {item["id"]: item for item in result["serviced_requests"]}
+    assert (served["0"]["status_code"], served["1"]["status_code"]) == (429, 200)
+    assert {"name": "Retry-After", "value": "4"} in served["0"]["headers"]
+    assert api.sim.get("incident", records[0])["urgency"] == "3"  # type: ignore[index]  # refused: not carried out
+    assert api.sim.get("incident", records[1])["urgency"] == "1"  # type: ignore[index]
+
+
+def test_an_item_fault_after_the_work_lands_but_answers_an_error(api: Api) -> None:
+    sys_id = api.sim.insert("incident", {})["sys_id"]
+    api.server.add_fault("500", count=1, after=True, match="PATCH /api/now/table/incident/")
+    item = batch_item("1", "PATCH", f"/api/now/table/incident/{sys_id}", {"work_notes": "once"})
+    result = api.post("/api/now/v1/batch", {"batch_request_id": "1", "rest_requests": [item]}).json()
+    assert result["serviced_requests"][0]["status_code"] == 500
+    assert [row["value"] for row in api.sim.journal(sys_id)] == ["once"]
+
+
+def test_a_connection_fault_never_fires_for_a_batch_item(api: Api) -> None:
+    sys_id = api.sim.insert("incident", {})["sys_id"]
+    api.server.add_fault("drop", count=1, match="PATCH /api/now/table/incident/")
+    item = batch_item("1", "PATCH", f"/api/now/table/incident/{sys_id}", {"urgency": "2"})
+    result = api.post("/api/now/v1/batch", {"batch_request_id": "1", "rest_requests": [item]}).json()
+    assert result["serviced_requests"][0]["status_code"] == 200
+    assert api.server.faults[0].fired == 0
+
+
+def test_a_lost_answer_after_the_write_and_a_body_cut_short(api: Api) -> None:
+    sys_id = api.sim.insert("incident", {})["sys_id"]
+    api.server.add_fault("504", count=1, after=True, match="PATCH")
+    assert api.patch(f"/api/now/table/incident/{sys_id}", {"urgency": "1"}).status_code == 504
+    assert api.sim.get("incident", sys_id)["urgency"] == "1"  # type: ignore[index]
+    api.server.add_fault("cut", count=1, match="GET /api/now/table/incident")
+    with pytest.raises(requests.exceptions.ChunkedEncodingError):
+        api.get("/api/now/table/incident")
+    assert api.get("/api/now/table/incident").status_code == 200
+
+
+# -- reference fields ----------------------------------------------------------------------------------
+
+
+def test_a_reference_to_no_record_is_stored_empty_and_a_sys_id_is_kept(api: Api) -> None:
+    group = api.sim.insert("sys_user_group", {"name": "major-incident-team"})["sys_id"]
+    sys_id = api.sim.insert("incident", {"assignment_group": group})["sys_id"]
+    by_name = api.patch(f"/api/now/table/incident/{sys_id}", {"assignment_group": "major-incident-team"})
+    assert by_name.status_code == 200  # the write succeeds ...
+    assert api.sim.get("incident", sys_id)["assignment_group"] == ""  # type: ignore[index]  # ... and blanks the group
+    assert api.patch(f"/api/now/table/incident/{sys_id}", {"assignment_group": group}).status_code == 200
+    assert api.sim.get("incident", sys_id)["assignment_group"] == group  # type: ignore[index]
+    # a table the simulator holds nothing of (services here) is not checked
+    assert api.post("/api/now/table/incident", {"business_service": "web-shop"}).json()["result"][
+        "business_service"]["value"] == "web-shop"

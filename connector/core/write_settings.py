@@ -50,8 +50,16 @@ class ServiceNowWrite(_Write):
     stage_field: str | None = None
     """The column the stage is written to, used when it exists on the table (else stages become work notes).
     Absent: the mapping's ``stage`` field; empty or null: no stage column."""
-    marker_field: str = "correlation_id"
-    """The column that carries the connector's marker (``mim:<rule>``) and the tags of created records."""
+    marker_field: str | None = "u_mim_marker"
+    """A column of our own for the connector's marker (``mim:<rule>``) on a major incident it declares, used
+    when it exists on the table (found by discovery, like the stage field). Without it the marker is a tagged
+    work note. Never a column another tool writes: set to the ``correlation_field`` (as in mappings of earlier
+    versions) it is ignored and ``mim doctor`` says so."""
+    correlation_field: str = "correlation_id"
+    """Set to the marker (or the tag) on the records the connector creates (a new major incident, review
+    tasks, the change), so a lost create answer never creates twice; never written on an existing record
+    (monitoring and event tools de-duplicate on it). Read to recognise the major incidents that earlier
+    versions marked there."""
     major_field: str = "major_incident_state"
     """The major incident state column (Major Incident Management)."""
     parent_field: str = "parent_incident"
@@ -62,6 +70,15 @@ class ServiceNowWrite(_Write):
     task_table: str = "incident_task"
     task_parent_field: str = "incident"
     task_due_field: str = "due_date"
+    proposed_by_field: str | None = "proposed_by"
+    """Who proposed a major incident (the integration user), written when the connector proposes one, as the
+    "Propose major incident" UI action does. The column is **[verify on an instance]** in the reference
+    (§1.2): an instance without it ignores the write; empty or null: not written."""
+    proposed_on_field: str | None = "proposed_on"
+    """When the connector proposed it (UTC). **[verify on an instance]** like ``proposed_by_field``."""
+    business_impact_field: str | None = "business_impact"
+    """The business impact the "Propose major incident" action asks for (confirmed in the reference §1.2),
+    written when empty with the group and ticket count of the declaration; empty or null: not written."""
     group_table: str = "sys_user_group"
     group_name_field: str = "name"
     user_table: str = "sys_user"
@@ -76,7 +93,10 @@ class ServiceNowWrite(_Write):
     resolved_state: str = "resolved"
     """The ``state`` value that resolves an incident. Absent: the value the mapping's ``values.state`` maps to
     ``resolved``."""
-    close_code: str = "Solved (Permanently)"
+    close_code: str = "Solution provided"
+    """The resolution code set when the connector resolves an incident: an active choice of
+    ``incident.close_code`` (a base choice of current releases; ``mim doctor`` checks it against the
+    instance's ``sys_choice``). A value that is not a choice is refused by the resolution data policy."""
     close_notes: str = "Resolved with the major incident."
     batch: bool = True
     """Send many PATCHes through the Batch API."""

@@ -13,7 +13,7 @@ from connector.core.yamlfile import ConfigFileError
 from connector.job.assembly import load_config_files
 from connector.job.store import LockHeld, StateStore
 from connector.platforms import make_platform
-from connector.platforms.base import DirectoryChecks, Platform, Watermark
+from connector.platforms.base import ChecksProcessNeeds, Platform, ProcessNeeds, Watermark
 from connector.platforms.errors import AuthenticationError, PermissionDenied, PlatformError
 
 
@@ -73,10 +73,13 @@ def run_doctor(settings: Settings, platform_factory: Callable[..., Platform] = m
 
         checks.append(_guard("read tickets", read, auth_fix))
         found = platform.doctor_checks(discovery)
-        if isinstance(platform, DirectoryChecks):
-            found += platform.directory_checks(process.people(), process.groups())
         for name, ok, detail, fix in found:
             checks.append(Check(name, ok, detail, fix))
+        if isinstance(platform, ChecksProcessNeeds):
+            needs = ProcessNeeds(people=tuple(process.people()), groups=tuple(process.groups()),
+                                 accepts=any(rule.declare.mode == "accept" for rule in rules))
+            for name, ok, detail, fix in platform.needs_checks(needs):
+                checks.append(Check(name, ok, detail, fix))
     finally:
         platform.close()
     return checks

@@ -50,6 +50,27 @@ DoctorCheck = tuple[str, bool, str, str]
 """``(name, ok, detail, fix)``: one line of ``mim doctor``."""
 
 
+@dataclass(frozen=True)
+class ProcessNeeds:
+    """What the configured rules and process file need from the platform, for ``mim doctor``: the people and
+    groups the process file names (they must exist), and whether a rule declares with mode ``accept`` (on
+    ServiceNow that needs the ``major_incident_manager`` role)."""
+
+    people: tuple[str, ...] = ()
+    groups: tuple[str, ...] = ()
+    accepts: bool = False
+
+
+@runtime_checkable
+class ChecksProcessNeeds(Protocol):
+    """An adapter that can check :class:`ProcessNeeds` (read only) for ``mim doctor``: the one hook through which
+    both adapters check roles or permissions, and that the process file's people and groups exist."""
+
+    def needs_checks(self, needs: ProcessNeeds) -> list[DoctorCheck]:
+        """``(name, ok, detail, fix)`` per need: roles and permissions, people, groups."""
+        ...
+
+
 def doctor_check(name: str, check: Callable[[], str], fix: str) -> DoctorCheck:
     """Run one read-only check; a platform error (or a value the adapter refuses) is the finding."""
     from connector.platforms.errors import PlatformError
@@ -58,15 +79,6 @@ def doctor_check(name: str, check: Callable[[], str], fix: str) -> DoctorCheck:
         return name, True, check(), ""
     except (PlatformError, ValueError) as exc:
         return name, False, str(exc), fix
-
-
-@runtime_checkable
-class DirectoryChecks(Protocol):
-    """An adapter that can tell ``mim doctor`` whether the people and groups of the process file exist."""
-
-    def directory_checks(self, people: Sequence[str], groups: Sequence[str]) -> list[DoctorCheck]:
-        """Read-only: one or more ``(name, ok, detail, fix)`` lines about ``people`` and ``groups``."""
-        ...
 
 
 def marker_tag(action_key: str) -> str:

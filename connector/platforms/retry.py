@@ -111,10 +111,17 @@ SERVICENOW_TABLE: dict[Condition, Resolution] = {
     requests.ConnectTimeout: Resolution(RETRY, TransientError, "connection timed out"),
     # The HTML page of a hibernating or upgrading instance: the request never reached the Table API.
     UNREADABLE_2XX: Resolution(RETRY, UnexpectedResponse, "answer is not the documented JSON"),
+    # The answer arrived, then broke off (a body shorter than its Content-Length, a bad chunk, an encoding that
+    # does not decode): the request was carried out and its answer is lost.
+    requests.exceptions.ChunkedEncodingError: Resolution(REREAD, TransientError, "answer cut short"),
+    requests.exceptions.ContentDecodingError: Resolution(REREAD, TransientError, "answer could not be decoded"),
+    # Anything else requests raises (an invalid URL or header, too many redirects) is about the request
+    # itself: sending it again changes nothing.
+    requests.RequestException: Resolution(FATAL, ClientError, "request could not be sent"),
 }
-"""ServiceNow's rows: the same table, with the rows where the instance tells more about what happened. Its
-transport maps timeouts and connection errors only: another ``requests`` exception (an invalid URL, a body cut
-short) reaches the caller as it is."""
+"""ServiceNow's rows: the same table, with the rows where the instance tells more about what happened, and every
+``requests`` exception decided: timeouts and connection errors as in the shared table, a body cut short as a
+lost answer (re-read), any other one fatal."""
 
 
 def resolve_status(status: int, retry_after: float | None = None,
@@ -204,7 +211,11 @@ class RetryPolicy:
         hinted = getattr(exc, "retry_after", None)
         if hinted is not None:
             return min(float(hinted), self.max_retry_after)
-        ceiling = min(self.cap, self.base * (2 ** (state.attempt_number - 1)))
+        return self.backoff(state.attempt_number)
+
+    def backoff(self, attempt: int) -> float:
+        """The jittered exponential wait after the ``attempt``-th try (1-based), capped."""
+        ceiling = min(self.cap, self.base * (2 ** (attempt - 1)))
         return self.rng.uniform(ceiling / 2, ceiling)
 
     def call(self, fn: Callable[[], T]) -> T:

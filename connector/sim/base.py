@@ -26,7 +26,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable, Mapping, Sequence
 from urllib.parse import parse_qs, urlsplit
 
-FAULT_KINDS = ("429", "500", "502", "503", "504", "202", "slow", "drop", "html")
+FAULT_KINDS = ("429", "500", "502", "503", "504", "202", "slow", "drop", "html", "cut")
+CONNECTION_FAULTS = ("drop", "cut")
+"""Faults of the connection itself: they apply to a whole HTTP request, never to one item inside it."""
 
 MAINTENANCE_PAGE = (
     b"<html><head><title>Instance hibernating</title></head>"
@@ -88,7 +90,9 @@ class FaultRule:
     ``rate``, at most ``count`` times (0 = unlimited).
 
     ``retry_after`` (seconds) goes into the ``Retry-After`` header of 429/503; ``delay`` is the extra
-    latency of ``slow``.
+    latency of ``slow``. ``cut`` carries the request out and sends the headers and half of its answer, then
+    closes the connection (a body cut short). With ``after`` the request is carried out first and the fault replaces its answer: the
+    client cannot tell whether it landed (a lost answer), the case a retry must read back before it writes.
     """
 
     kind: str
@@ -97,6 +101,7 @@ class FaultRule:
     match: str = ""
     retry_after: float | None = 0
     delay: float = 0.5
+    after: bool = False
     fired: int = 0
 
     def __post_init__(self) -> None:
@@ -358,13 +363,25 @@ class SimServer:
         with self._lock:
             self.log.clear()
 
+    def fault_for(self, request: SimRequest, connection: bool = True) -> FaultRule | None:
+        """The fault rule that fires for ``request`` now, if any (counted as fired). A simulator that answers
+        several requests in one (a batch) asks for each inner request with ``connection=False``: only the
+        faults of an answer (not ``drop`` or ``cut``) apply to those."""
+        return self._pick_fault(request, connection)
+
+    def fault_answer(self, rule: FaultRule, request: SimRequest) -> SimResponse | None:
+        """The answer of a fault rule (``None`` for ``slow``, ``drop`` and ``cut``)."""
+        return self._fault_response(rule, request)
+
     # -- internals -------------------------------------------------------------------------------
 
-    def _pick_fault(self, request: SimRequest) -> FaultRule | None:
+    def _pick_fault(self, request: SimRequest, connection: bool = True) -> FaultRule | None:
         target = f"{request.method} {request.path}"
         with self._lock:
             for rule in self.faults:
                 if rule.count and rule.fired >= rule.count:
+                    continue
+                if not connection and rule.kind in CONNECTION_FAULTS:
                     continue
                 if rule.match and not re.search(rule.match, target):
                     continue
@@ -444,6 +461,9 @@ class SimServer:
                 if rule is not None and rule.kind == "slow":
                     time.sleep(rule.delay)
                     rule = None
+                carried_out = None
+                if rule is None or rule.after or rule.kind == "cut":
+                    carried_out = self._answer(request)
                 if rule is not None and rule.kind == "drop":
                     server._record(request, 0)
                     try:
@@ -452,16 +472,23 @@ class SimServer:
                         pass
                     self.close_connection = True
                     return
-                response = server._fault_response(rule, request) if rule is not None else None
-                if response is None:
-                    try:
-                        response = server.handler(request)
-                    except Exception as exc:  # a simulator bug must answer 500, not hang the client
-                        response = SimResponse(500, {"error": {"message": f"simulator error: {exc!r}"}})
+                if rule is not None and rule.kind == "cut":
+                    answer = carried_out or self._answer(request)
+                    server._record(request, answer.status)
+                    self._send(answer, cut=True)
+                    return
+                faulted = server._fault_response(rule, request) if rule is not None else None
+                response = faulted or carried_out or self._answer(request)
                 server._record(request, response.status)
                 self._send(response)
 
-            def _send(self, response: SimResponse) -> None:
+            def _answer(self, request: SimRequest) -> SimResponse:
+                try:
+                    return server.handler(request)
+                except Exception as exc:  # a simulator bug must answer 500, not hang the client
+                    return SimResponse(500, {"error": {"message": f"simulator error: {exc!r}"}})
+
+            def _send(self, response: SimResponse, cut: bool = False) -> None:
                 payload = response.encode()
                 self.send_response(response.status)
                 headers = dict(response.headers)
@@ -471,6 +498,16 @@ class SimServer:
                     self.send_header(key, value)
                 self.send_header("Content-Length", str(len(payload)))
                 self.end_headers()
+                if cut:
+                    # the promised length never arrives: the client reads a body cut short
+                    self.wfile.write(payload[:len(payload) // 2])
+                    self.wfile.flush()
+                    self.close_connection = True
+                    try:
+                        self.connection.shutdown(socket.SHUT_RDWR)
+                    except OSError:
+                        pass
+                    return
                 if payload and self.command != "HEAD":
                     self.wfile.write(payload)
 

@@ -86,6 +86,10 @@ class ServiceNowSite:
         from connector.sim.servicenow import ServiceNowSim
 
         self.sim = ServiceNowSim(user="demo", password="demo-password", clock=clock)
+        # the people and groups of the process file exist on the instance (a directory sync made them)
+        process, _ = load_process(default_dir("rules") / "process.yaml")
+        if process is not None:
+            self.sim.add_people(process.people(), process.groups())
         self.server = self.sim.server(port).start()
         self.url = self.server.url
 
@@ -104,7 +108,7 @@ class ServiceNowSite:
         self.sim.update("incident", ticket_id, {"major_incident_state": verdict, "sys_updated_by": "agent.jane"})
 
     def resolve(self, ticket_id: str, notes: str) -> None:
-        self.sim.update("incident", ticket_id, {"state": "6", "close_code": "Solved (Permanently)", "close_notes": notes,
+        self.sim.update("incident", ticket_id, {"state": "6", "close_code": "Solution provided", "close_notes": notes,
                                                 "sys_updated_by": "agent.jane"})
 
     def close(self, ticket_id: str) -> None:
@@ -140,7 +144,8 @@ class ServiceNowSite:
     def platform(self, mapping: Mapping) -> Platform:
         from connector.platforms.servicenow import ServiceNowPlatform
 
-        return ServiceNowPlatform(self.url, "demo", "demo-password", mapping, policy=RetryPolicy(base=0.05, cap=0.5))
+        return ServiceNowPlatform(self.url, "demo", "demo-password", mapping, policy=RetryPolicy(base=0.05, cap=0.5),
+                                  clock=self.sim.clock)
 
     def stop(self) -> None:
         self.server.stop()

@@ -13,7 +13,7 @@ from connector.core.mapping import Mapping
 from connector.core.settings import JiraSettings, SettingsError
 from connector.core.ticket import Ticket
 from connector.core.write_settings import JiraWrite
-from connector.platforms.base import ApplyResult, DoctorCheck, Resolver, Watermark
+from connector.platforms.base import ApplyResult, DoctorCheck, ProcessNeeds, Resolver, Watermark
 from connector.platforms.jira.adf import adf_plain_text, is_adf
 from connector.platforms.jira.cache import IssueCache
 from connector.platforms.jira.client import Flavour, JiraClient
@@ -155,10 +155,10 @@ class JiraPlatform:
         """Read-only checks for ``mim doctor`` (see :meth:`JiraDoctor.checks`)."""
         return self._doctor.checks(discovery)
 
-    def directory_checks(self, people: Sequence[str], groups: Sequence[str]) -> list[DoctorCheck]:
+    def needs_checks(self, needs: ProcessNeeds) -> list[DoctorCheck]:
         """Read-only: whether every person and group the process file names exists on the site (see
-        :meth:`JiraDoctor.directory`)."""
-        return self._doctor.directory(people, groups)
+        :meth:`JiraDoctor.directory`); the permissions are part of :meth:`doctor_checks`."""
+        return self._doctor.directory(needs.people, needs.groups)
 
 
 __all__ = ["JiraPlatform"]

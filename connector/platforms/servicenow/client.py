@@ -170,6 +170,10 @@ class ServiceNowClient:
         except requests.exceptions.ConnectionError as exc:
             raise failure(resolve_exception(exc, SERVICENOW_TABLE), f"connection failed ({type(exc).__name__})",
                           method, path) from None
+        except requests.exceptions.RequestException as exc:
+            # a body cut short (ChunkedEncodingError) is a lost answer; the table decides every other kind
+            row = resolve_exception(exc, SERVICENOW_TABLE)
+            raise failure(row, f"{row.message} ({type(exc).__name__})", method, path) from None
         response = captured[-1]
         if response.status_code == 401 and self.oauth is not None:
             self.oauth.invalidate()
@@ -294,18 +298,27 @@ def failure(row: Resolution, message: str, method: str, path: str, status: int |
     return error_from(row, message, status=status, method=method, path=path, retry_after=retry_after, error=lost)
 
 
+POLICY_DETAILS = ("Data Policy Exception",)
+"""Starts of an ``error.detail`` that name what the instance refused (field labels, no record data): a data
+policy answers ``"message": "Operation Failed"`` and says which fields are mandatory in the detail."""
+
+
 def _platform_message(data: Any, status: int) -> str:
-    """ServiceNow's own ``error.message`` (never the rest of the body: it may hold personal data)."""
-    message = None
+    """ServiceNow's own ``error.message`` (never the rest of the body: it may hold personal data), and the
+    detail of a data policy refusal, which names the mandatory fields."""
+    message = detail = None
     if isinstance(data, dict):
         error = data.get("error")
         if isinstance(error, dict):
-            message = error.get("message")
+            message, detail = error.get("message"), error.get("detail")
         elif isinstance(error, str):
             message = error
     if not isinstance(message, str) or not message.strip():
         return f"HTTP {status} without an error message"
-    return shorten(" ".join(message.split()), MESSAGE_LIMIT)
+    text = " ".join(message.split())
+    if isinstance(detail, str) and detail.strip().startswith(POLICY_DETAILS):
+        text = f"{text}: {' '.join(detail.split())}"
+    return shorten(text, MESSAGE_LIMIT)
 
 
 def parse_json(body: bytes) -> tuple[bool, Any]:

@@ -12,6 +12,12 @@ from connector.platforms.servicenow.discovery import ServiceNowDiscovery
 from connector.platforms.servicenow.query import COLUMN, SYS_ID, query_field, query_value, stored_text
 
 
+class UnknownReference(ClientError):
+    """A group or user name that matches no record of the instance."""
+
+    retryable = True
+
+
 class ServiceNowFields:
     """Translates canonical fields to incident columns (groups and users to sys_ids, looked up once and kept
     in the discovery facts) and reads canonical states back from stored values."""
@@ -55,24 +61,33 @@ class ServiceNowFields:
         return via.get(priority) or via.get(str(priority))
 
     def reference(self, kind: str, value: str) -> str:
-        """A group or user name as its sys_id (looked up once, cached in the discovery facts); the value
-        itself when it is a sys_id already or nothing matches."""
+        """A group or user name as its sys_id (looked up once, kept in the discovery facts), or the value itself
+        when it is a sys_id already. A name the instance does not know raises :class:`UnknownReference`: a
+        reference field never receives a raw name (the instance would store it as empty, wiping the field)."""
         if not value or SYS_ID.fullmatch(value):
             return value
         cache: dict[str, str | None] = self._discovery.facts().setdefault(kind, {})
-        if value not in cache:
-            if kind == "groups":
-                table, column = self._write.group_table, self._write.group_name_field
-            else:
-                table, column = self._write.user_table, self._write.user_name_field
-            try:
-                answer = self._client.get_page(table, self._client.read_params(
-                    f"{query_field(column)}={query_value(value)}", ["sys_id"], 1))
-                rows = answer.result
-                cache[value] = str(rows[0]["sys_id"]) if rows and rows[0].get("sys_id") else None
-            except (PermissionDenied, NotFound):
-                cache[value] = None
+        if cache.get(value):
+            return str(cache[value])
+        table, column = self.directory(kind)
+        try:
+            answer = self._client.get_page(table, self._client.read_params(
+                f"{query_field(column)}={query_value(value)}", ["sys_id", column], 2))
+        except (PermissionDenied, NotFound) as exc:
+            raise UnknownReference(f"cannot look up {value!r} in {table}: the integration user may not read it "
+                                   f"({exc})") from None
+        rows = [row for row in answer.result if row.get("sys_id") and stored_text(row.get(column)) == value]
+        if not rows:
+            raise UnknownReference(f"no {table} with {column} {value!r} on the instance: not written (a reference "
+                                   f"field takes a sys_id); create it or fix the name in the process file")
+        cache[value] = str(rows[0]["sys_id"])
         return cache[value] or value
+
+    def directory(self, kind: str) -> tuple[str, str]:
+        """The table and the name column of ``groups`` or ``users``."""
+        if kind == "groups":
+            return self._write.group_table, self._write.group_name_field
+        return self._write.user_table, self._write.user_name_field
 
     def major_state(self, raw: Any) -> str:
         """A stored major incident state as a canonical one (``none`` when it is none of them)."""
@@ -107,4 +122,4 @@ class ServiceNowFields:
         return self._mapping.source(canonical) or default
 
 
-__all__ = ["ServiceNowFields"]
+__all__ = ["ServiceNowFields", "UnknownReference"]

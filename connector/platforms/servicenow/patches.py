@@ -7,16 +7,26 @@ import base64
 import json
 import time
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from connector.core.actions import Action
 from connector.platforms.base import ApplyResult, Resolver, marker_tag
-from connector.platforms.errors import ClientError, NotFound, PermissionDenied, PlatformError, UnexpectedResponse
+from connector.platforms.errors import (
+    ClientError,
+    NotFound,
+    PermissionDenied,
+    PlatformError,
+    ResponseAction,
+    UnexpectedResponse,
+)
 from connector.platforms.servicenow.client import Answer, MaybeApplied, ServiceNowClient, as_int, error_for, parse_json
 from connector.platforms.servicenow.discovery import ServiceNowDiscovery
-from connector.platforms.servicenow.query import PATH_ID, QueryValueError, query_in, shorten
+from connector.platforms.servicenow.query import PATH_ID, QueryValueError, query_in, shorten, stored_text
 from connector.platforms.servicenow.read import ServiceNowReader
 from connector.platforms.servicenow.records import IncidentTable, RecordCache
+
+if TYPE_CHECKING:
+    from connector.platforms.servicenow.recheck import Recheck
 
 JOURNAL = ("work_notes", "comments")
 JOURNAL_CHUNK = 60
@@ -40,6 +50,23 @@ class Note:
     found: bool = False
 
 
+@dataclass(frozen=True)
+class Guard:
+    """Columns of one action that a person may own: re-read right before the PATCH (see
+    :mod:`~connector.platforms.servicenow.recheck`). A person's change to a ``decisive`` column (default:
+    all of them) skips the whole action; a change to another one leaves out just that column.
+    ``resolving``: the action resolves the record, which must still be open."""
+
+    columns: tuple[str, ...]
+    decisive: tuple[str, ...] | None = None
+    resolving: bool = False
+
+    def skips_all(self, changed: Sequence[str]) -> bool:
+        """Whether a person's change to ``changed`` skips the whole action."""
+        decisive = self.columns if self.decisive is None else self.decisive
+        return any(column in decisive for column in changed)
+
+
 @dataclass
 class Patch:
     """Field writes and journal entries for one record, sent as one PATCH; ``members`` are the actions
@@ -51,7 +78,32 @@ class Patch:
     notes: list[Note] = field(default_factory=list)
     members: list[tuple[int, ApplyResult]] = field(default_factory=list)
     with_fields: set[int] = field(default_factory=set)
+    verify: dict[str, tuple[str, int]] = field(default_factory=dict)
+    """Columns read back from the answer: column -> (the value written, the action that wrote it). A field
+    ACL answers 200 and keeps the old value (reference §6), so what matters is checked, not assumed."""
+    refused: dict[int, str] = field(default_factory=dict)
+    """Actions whose write the instance answered but did not keep, with what it kept."""
+    unsure: bool = False
+    """An answer to this patch was lost or was a server error after the work may have been done: its notes
+    are looked up in the journal before it is sent again."""
+    owners: dict[str, int] = field(default_factory=dict)
+    """The action (by index) that wrote each field."""
+    guards: dict[int, Guard] = field(default_factory=dict)
+    skipped: dict[int, str] = field(default_factory=dict)
+    """Actions left out because a person changed the record since it was read, with why."""
     error: PlatformError | None = None
+
+    def drop(self, index: int, columns: Sequence[str] | None, why: str) -> None:
+        """Leave out what action ``index`` writes: ``columns`` of it (None: all its fields and notes)."""
+        for column, owner in list(self.owners.items()):
+            if owner == index and (columns is None or column in columns):
+                del self.owners[column]
+                self.fields.pop(column, None)
+                self.verify.pop(column, None)
+        if columns is None:
+            self.notes = [note for note in self.notes if note.index != index]
+            self.with_fields.discard(index)
+            self.skipped[index] = why
 
     def payload(self) -> dict[str, str]:
         """The PATCH body: the fields, and the journal entries not yet on the record."""
@@ -67,6 +119,33 @@ class Patch:
     def path(self) -> str:
         """The record's Table API path."""
         return f"/table/{self.table}/{self.sys_id}"
+
+    @property
+    def answer_fields(self) -> str:
+        """``sysparm_fields`` of the write: the sys_id and the columns read back."""
+        return ",".join(["sys_id", *(column for column in self.verify if column in self.fields)])
+
+    def check(self, result: Any) -> None:
+        """Compare the record in a write's answer with what was written (see ``verify``)."""
+        row = result if isinstance(result, dict) else {}
+        for column, (expected, index) in self.verify.items():
+            if column not in self.fields:
+                continue
+            if column not in row:
+                self.refused[index] = f"the answer has no {column}: the instance does not have the column or an ACL hides it"
+                continue
+            kept = stored_text(row.get(column))
+            if kept != expected:
+                self.refused[index] = refusal(column, expected, kept)
+
+
+def refusal(column: str, expected: str, kept: str) -> str:
+    """What to say about a write the instance answered with 200 but did not keep."""
+    why = "a field ACL or a business rule refused it"
+    if column == "major_incident_state" and expected not in ("", "proposed"):
+        why = ("a field ACL refused it: accepting a major incident needs the major_incident_manager role for the "
+               "integration user (mim doctor lists its roles), or declare with mode propose")
+    return f"the instance answered 200 but kept {column} {kept!r} instead of {expected!r}: {why}"
 
 
 class DependencyFailed(PlatformError):
@@ -87,6 +166,8 @@ class Run:
         self.created: dict[str, str] = {}
         self.failed_targets: set[str] = set()
         self.patches: dict[tuple[str, str], Patch] = {}
+        self.fresh: set[str] = set()
+        """Records read during this apply (nothing to re-read before writing)."""
 
     def resolve(self, target: str) -> str:
         """The sys_id of ``target`` (a parent created earlier in this run or before), checked for a URL."""
@@ -106,7 +187,8 @@ class PatchSender:
     """Sends the PATCHes of a :class:`Run` and settles each action riding on them."""
 
     def __init__(self, client: ServiceNowClient, reader: ServiceNowReader, discovery: ServiceNowDiscovery,
-                 table: IncidentTable, cache: RecordCache, batch: bool, batch_size: int) -> None:
+                 table: IncidentTable, cache: RecordCache, batch: bool, batch_size: int, recheck: "Recheck") -> None:
+        self._recheck = recheck
         self._client = client
         self._reader = reader
         self._discovery = discovery
@@ -116,8 +198,15 @@ class PatchSender:
         self._batch_size = batch_size
 
     def flush(self, run: Run) -> None:
-        """Send every patch of ``run`` (uncertain notes looked up first) and record each action's result."""
+        """Send every patch of ``run`` (the records a person may have changed re-read first, uncertain notes
+        looked up) and record each action's result."""
         patches = list(run.patches.values())
+        try:
+            self._recheck.run(run, patches)
+        except PlatformError as exc:
+            for patch in [p for p in patches if p.guards]:
+                self._settle(run, patch, exc)
+            patches = [p for p in patches if not p.guards]
         try:
             self._find_landed_notes([n for p in patches for n in p.notes if n.uncertain], patches, found=True)
         except PlatformError as exc:
@@ -152,6 +241,13 @@ class PatchSender:
                 run.results[index] = ApplyResult(result.key, "failed", created_id=result.created_id,
                                                  created_key=result.created_key, detail=str(error),
                                                  retryable=error.retryable)
+            elif index in patch.skipped:
+                run.results[index] = ApplyResult(result.key, "skipped", created_id=result.created_id,
+                                                 created_key=result.created_key, detail=patch.skipped[index])
+            elif index in patch.refused:
+                run.results[index] = ApplyResult(result.key, "failed", created_id=result.created_id,
+                                                 created_key=result.created_key,
+                                                 detail=f"PATCH /api/now{patch.path}: {patch.refused[index]}")
             elif notes and all(n.found for n in notes) and index not in patch.with_fields:
                 run.results[index] = ApplyResult(result.key, "skipped", created_id=result.created_id,
                                                  created_key=result.created_key, detail="note already on the record")
@@ -163,7 +259,7 @@ class PatchSender:
     def _send_patch(self, patch: Patch) -> None:
         """One PATCH under the retry policy; a retry after a possibly lost answer drops journal entries that
         already landed (a note must not appear twice)."""
-        maybe_sent = False
+        maybe_sent = patch.unsure
 
         def attempt() -> None:
             nonlocal maybe_sent
@@ -173,11 +269,13 @@ class PatchSender:
             if not body:
                 return
             try:
-                self._client.attempt("PATCH", patch.path, body=body,
-                                     params={"sysparm_fields": "sys_id", "sysparm_exclude_reference_link": "true"})
+                answer = self._client.attempt("PATCH", patch.path, body=body,
+                                              params={"sysparm_fields": patch.answer_fields,
+                                                      "sysparm_exclude_reference_link": "true"})
             except PlatformError as exc:
                 maybe_sent = maybe_sent or isinstance(exc, MaybeApplied)
                 raise
+            patch.check(answer.result)
 
         self._client.policy.call(attempt)
 
@@ -214,11 +312,14 @@ class PatchSender:
                 leftover.extend(chunk)
                 continue
             queue = chunk
-            for _ in range(BATCH_ROUNDS):
+            wait: float | None = None
+            for round_number in range(1, BATCH_ROUNDS + 1):
                 if not queue:
                     break
+                if round_number > 1:
+                    self._pause(round_number - 1, wait)
                 try:
-                    queue = self._batch_round(queue)
+                    queue, wait = self._batch_round(queue)
                 except (ClientError, PermissionDenied, NotFound):
                     # The Batch API is switched off or not allowed for this user: one PATCH per record.
                     self._discovery.facts()["batch_api"] = False
@@ -230,9 +331,21 @@ class PatchSender:
             leftover.extend(queue)
         return leftover
 
-    def _batch_round(self, queue: list[Patch]) -> list[Patch]:
-        """One Batch API call; returns the patches to try again (unserviced or a retryable item error)."""
+    def _pause(self, rounds_done: int, retry_after: float | None) -> None:
+        """Wait before the next round: the longest ``Retry-After`` an item gave, else a backoff that grows."""
+        policy = self._client.policy
+        wait = min(retry_after, policy.max_retry_after) if retry_after is not None else policy.backoff(rounds_done)
+        policy.retries += 1
+        policy.sleep(wait)
+
+    def _batch_round(self, queue: list[Patch]) -> tuple[list[Patch], float | None]:
+        """One Batch API call; returns the patches to try again (unserviced, or a retryable item error) and
+        the longest ``Retry-After`` their items asked for. Before sending, the notes of patches whose earlier
+        answer may hide a landed write are looked up in the journal (one query for all of them)."""
         maybe_sent = False
+        unsure = [p for p in queue if p.unsure]
+        if unsure:
+            self._find_landed_notes([n for p in unsure for n in p.notes], unsure)
 
         def attempt() -> tuple[dict[str, Patch], Answer | None]:
             nonlocal maybe_sent
@@ -248,11 +361,12 @@ class PatchSender:
                 items[str(number)] = patch
                 requests_.append({
                     "id": str(number), "method": "PATCH",
-                    "url": f"/api/now{patch.path}?sysparm_fields=sys_id&sysparm_exclude_reference_link=true",
+                    "url": f"/api/now{patch.path}?sysparm_fields={patch.answer_fields}&sysparm_exclude_reference_link=true",
                     "headers": [{"name": "Content-Type", "value": "application/json"},
                                 {"name": "Accept", "value": "application/json"}],
                     "body": base64.b64encode(json.dumps(body).encode("utf-8")).decode("ascii"),
-                    "exclude_response_headers": True,
+                    # the headers of an item carry its Retry-After when it is rate limited
+                    "exclude_response_headers": False,
                 })
             if not requests_:
                 return items, None
@@ -267,7 +381,7 @@ class PatchSender:
 
         items, answer = self._client.policy.call(attempt)
         if answer is None:
-            return []
+            return [], None
         data = answer.data if isinstance(answer.data, dict) else {}
         serviced = data.get("serviced_requests")
         if not isinstance(serviced, list):
@@ -275,6 +389,7 @@ class PatchSender:
                                      method="POST", path="/api/now/v1/batch")
         again: list[Patch] = []
         answered: set[str] = set()
+        waits: list[float] = []
         for item in serviced:
             if not isinstance(item, dict) or str(item.get("id")) not in items:
                 continue
@@ -282,28 +397,44 @@ class PatchSender:
             answered.add(str(item["id"]))
             error = item_error(item, patch)
             if error is not None and error.retryable:
+                patch.unsure = patch.unsure or error.action is ResponseAction.REREAD
+                hinted = getattr(error, "retry_after", None)
+                if hinted is not None:
+                    waits.append(float(hinted))
+                patch.error = error  # what the patch fails with if no later round gets through
                 again.append(patch)
                 continue
             patch.error = error
+            if error is None:
+                patch.check(item_result(item))
         for ident in data.get("unserviced_requests") or []:
             if str(ident) in items and str(ident) not in answered:
                 again.append(items[str(ident)])
                 answered.add(str(ident))
         # An item the answer does not mention at all is treated like an unserviced one.
         again.extend(patch for ident, patch in items.items() if ident not in answered)
-        return again
+        return again, (max(waits) if waits else None)
+
+
+def _item_body(item: dict[str, Any]) -> Any:
+    try:
+        raw = base64.b64decode(str(item.get("body") or ""), validate=False)
+    except (ValueError, TypeError):
+        raw = b""
+    return parse_json(raw)[1]
+
+
+def item_result(item: dict[str, Any]) -> Any:
+    """The ``result`` of one Batch API item's answer, if any."""
+    data = _item_body(item)
+    return data.get("result") if isinstance(data, dict) else None
 
 
 def item_error(item: dict[str, Any], patch: Patch) -> PlatformError | None:
     """The typed error of one Batch API item (its body is base64 JSON)."""
     status = as_int(item.get("status_code")) or 0
-    try:
-        raw = base64.b64decode(str(item.get("body") or ""), validate=False)
-    except (ValueError, TypeError):
-        raw = b""
-    _, data = parse_json(raw)
     headers = {str(h.get("name")): str(h.get("value")) for h in item.get("headers") or [] if isinstance(h, dict)}
-    return error_for(status, headers, data, "PATCH", "/api/now" + patch.path)
+    return error_for(status, headers, _item_body(item), "PATCH", "/api/now" + patch.path)
 
 
-__all__ = ["DependencyFailed", "Note", "Patch", "PatchSender", "Run", "item_error"]
+__all__ = ["DependencyFailed", "Guard", "Note", "Patch", "PatchSender", "Run", "item_error", "item_result", "refusal"]

@@ -3,8 +3,8 @@ the field translation and the writer of this package."""
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any, Iterator, Sequence
+from datetime import datetime, timezone
+from typing import Any, Callable, Iterator, Sequence
 
 from pydantic import SecretStr
 
@@ -13,13 +13,15 @@ from connector.core.mapping import Mapping
 from connector.core.settings import ServiceNowSettings, SettingsError
 from connector.core.ticket import Ticket
 from connector.core.write_settings import ServiceNowWrite
-from connector.platforms.base import ApplyResult, DoctorCheck, Resolver, Watermark
+from connector.platforms.base import ApplyResult, DoctorCheck, ProcessNeeds, Resolver, Watermark
 from connector.platforms.retry import RetryPolicy
 from connector.platforms.servicenow.client import ServiceNowClient
 from connector.platforms.servicenow.discovery import ServiceNowDiscovery
+from connector.platforms.servicenow.doctor import ServiceNowDoctor
 from connector.platforms.servicenow.fields import ServiceNowFields
 from connector.platforms.servicenow.patches import PatchSender
-from connector.platforms.servicenow.read import ServiceNowReader
+from connector.platforms.servicenow.read import DERIVED_MARKER, ServiceNowReader
+from connector.platforms.servicenow.recheck import Recheck
 from connector.platforms.servicenow.records import IncidentTable, RecordCache
 from connector.platforms.servicenow.write import ServiceNowWriter
 
@@ -30,7 +32,8 @@ class ServiceNowPlatform:
     ``url`` is the instance (``https://acme.service-now.com``; plain ``http`` only for a loopback
     simulator). Basic auth, or the OAuth password grant (with refresh) when ``client_id`` is given.
     ``verify`` is True or a CA bundle path. ``batch`` and ``page_size`` override the mapping's ``write:``
-    settings. The adapter is meant for one thread: ServiceNow serialises the requests of a session anyway.
+    settings. ``clock`` says when a proposal is made (``proposed_on``). The adapter is meant for one thread:
+    ServiceNow serialises the requests of a session anyway.
     """
 
     name = "servicenow"
@@ -38,7 +41,8 @@ class ServiceNowPlatform:
     def __init__(self, url: str, username: str, password: str | SecretStr, mapping: Mapping, *,
                  client_id: str | None = None, client_secret: str | SecretStr | None = None,
                  verify: bool | str = True, timeout: float = 30.0, policy: RetryPolicy | None = None,
-                 batch: bool | None = None, page_size: int | None = None) -> None:
+                 batch: bool | None = None, page_size: int | None = None,
+                 clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)) -> None:
         self._client = ServiceNowClient(url, username, password, client_id=client_id, client_secret=client_secret,
                                         verify=verify, timeout=timeout, policy=policy)
         self.mapping = mapping
@@ -50,13 +54,17 @@ class ServiceNowPlatform:
         if "^NQ" in write.poll_filter:
             raise SettingsError("write.poll_filter must not contain ^NQ (it is repeated in each keyset group)")
         use_batch = write.batch if batch is None else batch
-        table = IncidentTable.from_mapping(mapping, write.table)
+        own_marker = write.marker_field if write.marker_field != write.correlation_field else None
+        table = IncidentTable.from_mapping(mapping, write.table, extra=(write.correlation_field,),
+                                           optional=(write.stage_field, own_marker, write.business_impact_field))
         cache = RecordCache(table.id_field)
         self._reader = ServiceNowReader(self._client, mapping, write, table, cache, max(1, page_size or write.page_size))
         self._discovery = ServiceNowDiscovery(self._client, self._reader, mapping, write, table, use_batch)
+        self._doctor = ServiceNowDoctor(self._client, self._reader, mapping, write, table, use_batch)
         fields = ServiceNowFields(self._client, mapping, write, self._discovery)
-        sender = PatchSender(self._client, self._reader, self._discovery, table, cache, use_batch, write.batch_size)
-        self._writer = ServiceNowWriter(self._client, write, table, cache, self._discovery, fields, sender)
+        sender = PatchSender(self._client, self._reader, self._discovery, table, cache, use_batch, write.batch_size,
+                             Recheck(self._reader, table, cache, fields))
+        self._writer = ServiceNowWriter(self._client, write, table, cache, self._discovery, fields, sender, clock)
 
     @classmethod
     def from_settings(cls, settings: ServiceNowSettings, mapping: Mapping,
@@ -106,16 +114,27 @@ class ServiceNowPlatform:
         return self._reader.fetch_followups(mi_ids, changes)
 
     def to_ticket(self, raw: dict[str, Any]) -> Ticket:
-        """A raw incident as a canonical ticket, through the mapping."""
-        return self.mapping.to_ticket(raw, base_url=self.base_url)
+        """A raw incident as a canonical ticket, through the mapping. Its ``marker`` is the one the reader
+        derived (``_marker``) whatever the mapping reads it from: a mapping of an earlier version reads
+        ``correlation_id``, which may hold another tool's value."""
+        ticket = self.mapping.to_ticket(raw, base_url=self.base_url)
+        derived = raw.get(DERIVED_MARKER)
+        if derived is not None and ticket.marker != (derived or None):
+            ticket.marker = derived or None
+        return ticket
 
     def apply(self, actions: Sequence[Action], resolve: Resolver, uncertain: frozenset[str] = frozenset()) -> list[ApplyResult]:
         """Perform ``actions`` idempotently and report each (see :meth:`ServiceNowWriter.apply`)."""
         return self._writer.apply(actions, resolve, uncertain)
 
     def doctor_checks(self, discovery: dict[str, Any]) -> list[DoctorCheck]:
-        """Read-only checks for ``mim doctor`` (see :meth:`ServiceNowDiscovery.doctor_checks`)."""
-        return self._discovery.doctor_checks(discovery)
+        """Read-only checks for ``mim doctor`` (see :meth:`ServiceNowDoctor.checks`)."""
+        return self._doctor.checks(discovery)
+
+    def needs_checks(self, needs: ProcessNeeds) -> list[DoctorCheck]:
+        """What the rules and the process file need from the instance (see
+        :meth:`ServiceNowDoctor.needs_checks`)."""
+        return self._doctor.needs_checks(needs)
 
 
 __all__ = ["ServiceNowPlatform"]

@@ -1,10 +1,16 @@
 """Reading incidents: the delta poll, the marked major incidents (state rebuild) and the follow-ups (the
-change and the review tasks of each major incident). Every read is a keyset-paged encoded query."""
+change and the review tasks of each major incident). Every read is a keyset-paged encoded query.
+
+Each incident read carries ``_marker``, the connector's marker as the mapping's ``marker: _marker`` reads it:
+our own marker column, else the correlation field when it holds a ``mim:`` marker (a major incident this
+connector created, or one an earlier version marked there), else, for the state rebuild, the tagged work
+note (:data:`MARKER_NOTE`)."""
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 from connector.core.mapping import Mapping
 from connector.core.write_settings import ServiceNowWrite
@@ -15,6 +21,12 @@ from connector.platforms.servicenow.records import IncidentTable, RecordCache
 
 ID_CHUNK = 100
 """Ids per ``IN`` condition (the URL of a GET must stay short)."""
+JOURNAL_CHUNK = 60
+"""Records per journal look-up (``element_idIN…``)."""
+MARKER_PREFIX = "mim:"
+MARKER_NOTE = re.compile(r"\[(mim:[^\]\s]+)\]")
+"""The marker in a work note: ``[mim:<rule>[:<new id>]]`` on a line of the declaration note."""
+DERIVED_MARKER = "_marker"
 
 Row = dict[str, Any]
 
@@ -64,6 +76,7 @@ class ServiceNowReader:
         for page in self._client.pages(self._table.name, first, after,
                                        lambda row: (str(row.get(updated, "")), str(row.get(ident, ""))),
                                        self._table.fields, self._page_size):
+            page = self.marked(page)
             self._cache.remember(page)
             for row in page:
                 stamp, sys_id = str(row.get(updated, "")), str(row.get(ident, ""))
@@ -77,18 +90,56 @@ class ServiceNowReader:
                 yield row
 
     def fetch_marked(self) -> list[Row]:
-        """Incidents carrying a ``mim:`` marker whose major incident state is proposed, accepted or rejected,
-        and that are not closed or canceled."""
-        marker = query_field(self._write.marker_field)
+        """Incidents carrying the connector's marker whose major incident state is proposed, accepted or
+        rejected, and that are not closed or canceled.
+
+        The open major incidents of the instance are read (a few), and each keeps its marker from our own
+        column or the correlation field; for those without one, the journal is read (one query per
+        :data:`JOURNAL_CHUNK` incidents) for the marker line of the declaration note. An incident without a
+        marker is a human's major incident and is left out."""
         major = query_field(self._write.major_field)
         state = query_field(self._mapping.source("state") or "state")
         majors = query_in(self._mapping.to_platform("major", m) for m in ("proposed", "accepted", "rejected"))
         closed = query_in(self._mapping.to_platform("state", s) for s in ("closed", "canceled"))
         # IN on the major state, never !=: a != condition also drops the rows where the field is empty.
-        query = f"{marker}STARTSWITHmim:^{major}IN{majors}^{state}NOT IN{closed}"
-        rows = list(self.select(self._table.name, query, self._table.fields))
+        query = f"{major}IN{majors}^{state}NOT IN{closed}"
+        rows = self.marked(self.select(self._table.name, query, self._table.fields))
+        unmarked = [row for row in rows if not row.get(DERIVED_MARKER)]
+        if unmarked:
+            notes = self._journal_markers([str(row.get(self._table.id_field)) for row in unmarked])
+            for row in unmarked:
+                row[DERIVED_MARKER] = notes.get(str(row.get(self._table.id_field)), "")
+        rows = [row for row in rows if row.get(DERIVED_MARKER)]
         self._cache.remember(rows)
         return rows
+
+    def marked(self, rows: Iterable[Row]) -> list[Row]:
+        """``rows`` with ``_marker`` from our own marker column or the correlation field (see the module)."""
+        own = self._write.marker_field if self._write.marker_field != self._write.correlation_field else None
+        out = []
+        for row in rows:
+            found = ""
+            for column in (own, self._write.correlation_field):
+                value = stored_text(row.get(column)) if column else ""
+                if value.startswith(MARKER_PREFIX):
+                    found = value
+                    break
+            row[DERIVED_MARKER] = found
+            out.append(row)
+        return out
+
+    def _journal_markers(self, ids: list[str]) -> dict[str, str]:
+        """The marker of each incident in ``ids`` whose work notes hold one (the latest wins)."""
+        found: dict[str, tuple[str, str]] = {}
+        for start in range(0, len(ids), JOURNAL_CHUNK):
+            chunk = query_in(ids[start:start + JOURNAL_CHUNK])
+            query = f"element_idIN{chunk}^element=work_notes^valueLIKE[{MARKER_PREFIX}"
+            for row in self.select("sys_journal_field", query, ["element_id", "value", "sys_created_on"]):
+                match = MARKER_NOTE.search(stored_text(row.get("value")))
+                ident, created = stored_text(row.get("element_id")), stored_text(row.get("sys_created_on"))
+                if match and (ident not in found or created >= found[ident][1]):
+                    found[ident] = (match.group(1), created)
+        return {ident: marker for ident, (marker, _) in found.items()}
 
     def fetch_records(self, ids: Sequence[str]) -> list[Row]:
         """Fresh incidents by sys_id (``sys_idIN…`` in chunks)."""
@@ -96,7 +147,8 @@ class ServiceNowReader:
         unique = list(dict.fromkeys(ids))
         for start in range(0, len(unique), ID_CHUNK):
             chunk = query_in(unique[start:start + ID_CHUNK])
-            rows.extend(self.select(self._table.name, f"{self._table.id_field}IN{chunk}", self._table.fields))
+            rows.extend(self.marked(self.select(self._table.name, f"{self._table.id_field}IN{chunk}",
+                                                self._table.fields)))
         self._cache.remember(rows)
         return rows
 
@@ -153,4 +205,4 @@ class ServiceNowReader:
             entry["tasks"].sort(key=lambda t: (t["key"] or "", t["id"]))
 
 
-__all__ = ["ID_CHUNK", "ServiceNowReader"]
+__all__ = ["DERIVED_MARKER", "ID_CHUNK", "JOURNAL_CHUNK", "MARKER_NOTE", "ServiceNowReader"]

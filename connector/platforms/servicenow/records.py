@@ -20,16 +20,22 @@ class IncidentTable:
     updated_field: str
     fields: tuple[str, ...]
 
+    optional: tuple[str, ...] = ()
+    """Columns read when the instance has them (our own stage and marker columns): asking for a column that
+    does not exist is harmless (``sysparm_fields`` ignores it, reference §2.2)."""
+
     @classmethod
-    def from_mapping(cls, mapping: Mapping, name: str) -> "IncidentTable":
-        """The columns the mapping reads, plus ``sys_mod_count`` and the keyset columns."""
+    def from_mapping(cls, mapping: Mapping, name: str, extra: Sequence[str | None] = (),
+                     optional: Sequence[str | None] = ()) -> "IncidentTable":
+        """The columns the mapping reads, plus ``sys_mod_count``, the keyset columns, ``extra`` columns the
+        adapter needs and ``optional`` ones it reads when they exist."""
         id_field = query_field(mapping.source("id") or "sys_id")
         updated_field = query_field(mapping.source("updated_at") or "sys_updated_on")
         fields = [query_field(column) for column in mapping.platform_fields()]
-        for extra in ("sys_mod_count", id_field, updated_field):
-            if extra not in fields:
-                fields.append(extra)
-        return cls(name, id_field, updated_field, tuple(fields))
+        for column in ("sys_mod_count", id_field, updated_field, *extra, *optional):
+            if column and query_field(column) not in fields:
+                fields.append(column)
+        return cls(name, id_field, updated_field, tuple(fields), tuple(c for c in optional if c))
 
 
 class RecordCache:

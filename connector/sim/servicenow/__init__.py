@@ -13,13 +13,18 @@ It follows the platform facts in ``shared/reference/servicenow.md``:
   min/max/sum/avg), OAuth password and refresh-token grants (``/oauth_token.do``) and basic auth.
 * Incident lifecycle: priority from impact x urgency, ``resolved_at`` / ``closed_at``, ``active``, and a
   parent's resolution cascading to its open child incidents (Major Incident Management).
+* What a real instance refuses (``policies``): field ACLs (hidden fields, ``major_incident_manager`` for
+  accepting a major incident: 200 and the old value kept), choice lists in ``sys_choice`` (a value that
+  is not an active choice is stored empty), references to records that do not exist (stored empty) and
+  the resolution data policy (403). The API user is a
+  ``sys_user`` with roles.
 
 Faults and the request log come from :class:`connector.sim.base.SimServer`.
 
 Modules by concern: ``schema`` (what a default instance knows about its tables), ``query`` (encoded
 queries), ``instance`` (the records and business rules), ``render`` (how the Table API shows records),
-``tables`` (Table and Aggregate APIs), ``batch``, ``oauth`` (credentials), and ``server`` (the route table
-and :class:`ServiceNowSim`).
+``policies`` (what a REST write may not do), ``tables`` (Table and Aggregate APIs), ``batch``, ``oauth``
+(credentials), and ``server`` (the route table and :class:`ServiceNowSim`).
 """
 
 from connector.sim.servicenow.query import Condition, EncodedQuery, parse_encoded_query

@@ -1,4 +1,9 @@
-"""The Batch API: many REST requests in one, each answered as if sent alone (base64 bodies), nesting refused."""
+"""The Batch API: many REST requests in one, each answered as if sent alone (base64 bodies), nesting refused.
+
+Faults of the server apply to each item as to a request sent alone (a rate-limited item answers 429 with its
+``Retry-After`` among the item's headers; with ``after`` the item is carried out and its answer replaced);
+faults of the connection (``drop``, ``cut``) apply to the batch request itself.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +11,10 @@ import base64
 import binascii
 import time
 from http import HTTPStatus
-from typing import Any
+from typing import Any, Callable
 from urllib.parse import parse_qs, urlsplit
 
-from connector.sim.base import Handler, SimRequest, SimResponse, compile_path
+from connector.sim.base import FaultRule, Handler, SimRequest, SimResponse, SimServer, compile_path
 from connector.sim.servicenow.errors import error
 from connector.sim.servicenow.params import json_object
 from connector.sim.servicenow.schema import to_text
@@ -18,14 +23,20 @@ BATCH_PATH = "/api/now[/v1]/batch[/]"
 _BATCH = compile_path(BATCH_PATH)
 
 
+ItemFaults = Callable[[SimRequest], "tuple[FaultRule, SimServer] | None"]
+"""The fault rule (and the server holding it) that fires for one item, if any."""
+
+
 class BatchApi:
     """Answers batch requests through ``dispatch`` (the instance's router, credentials already checked);
-    ``enabled`` and ``max_items`` are the instance's Batch API settings."""
+    ``enabled`` and ``max_items`` are the instance's Batch API settings, ``faults`` the fault rules of the
+    server for each item."""
 
-    def __init__(self, dispatch: Handler, enabled: bool, max_items: int) -> None:
+    def __init__(self, dispatch: Handler, enabled: bool, max_items: int, faults: ItemFaults | None = None) -> None:
         self.dispatch = dispatch
         self.enabled = enabled
         self.max_items = max_items
+        self.faults = faults
 
     def batch(self, request: SimRequest) -> SimResponse:
         """``POST /api/now/v1/batch``: each item answered in order, those beyond ``max_items`` unserviced."""
@@ -61,7 +72,7 @@ class BatchApi:
             else:
                 sub = SimRequest(method=str(item.get("method", "GET")).upper(), path=parts.path,
                                  query=parse_qs(parts.query, keep_blank_values=True), headers=headers, body=body)
-                response = self.dispatch(sub)
+                response = self._answer(sub)
         payload = response.encode()
         response_headers = dict(response.headers)
         if payload and not any(k.lower() == "content-type" for k in response_headers):
@@ -77,3 +88,15 @@ class BatchApi:
             "error_message": "",
             "redirect_url": "",
         }
+
+    def _answer(self, sub: SimRequest) -> SimResponse:
+        """One item's answer, through the server's fault rules."""
+        found = self.faults(sub) if self.faults is not None else None
+        if found is None:
+            return self.dispatch(sub)
+        rule, server = found
+        if rule.kind == "slow":
+            time.sleep(rule.delay)
+            return self.dispatch(sub)
+        carried_out = self.dispatch(sub) if rule.after else None
+        return server.fault_answer(rule, sub) or carried_out or self.dispatch(sub)

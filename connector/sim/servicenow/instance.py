@@ -1,21 +1,27 @@
 """The records of an in-memory instance and the business rules that run on every write: numbers, defaults,
 ``sys_*`` stamps, the incident lifecycle (state mirrors, priority lookup, resolution, cascade to children),
-journal entries in ``sys_journal_field``, the ``sys_dictionary`` of fixed-schema tables, and queries."""
+journal entries in ``sys_journal_field``, the ``sys_dictionary`` of fixed-schema tables, the choice lists in
+``sys_choice``, the API user with its roles, and queries. What a REST write may not do is
+:mod:`connector.sim.servicenow.policies`."""
 
 from __future__ import annotations
 
 import random
 from datetime import datetime
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Mapping
 
+from connector.sim.servicenow.policies import WritePolicy
 from connector.sim.servicenow.query import Condition, EncodedQuery, sort_key
 from connector.sim.servicenow.schema import (
+    ADMIN_ROLE,
+    CHOICE_LABELS,
     FIELD_NAME,
     FINAL_INCIDENT_STATES,
     INACTIVE_INCIDENT_STATES,
     JOURNAL_FIELDS,
     NUMBER_PREFIXES,
     PRIORITY_MATRIX,
+    ROLES,
     SYSTEM_FIELDS,
     TABLE_DEFAULTS,
     TABLE_NAME,
@@ -39,12 +45,14 @@ class Instance:
     column written); see :class:`~connector.sim.servicenow.ServiceNowSim` for the other settings."""
 
     def __init__(self, user: str, clock: Callable[[], datetime], cascade_resolve: bool, incident_fields: Iterable[str],
-                 seed: int, strict_query: bool, readable: Readable | None) -> None:
+                 seed: int, strict_query: bool, readable: Readable | None, roles: Iterable[str] | None = None,
+                 hidden_fields: Mapping[str, Iterable[str]] | None = None) -> None:
         self.user = user
         self.clock = clock
         self.cascade_resolve = cascade_resolve
         self.strict_query = strict_query
         self.readable = readable
+        self.policy = WritePolicy(self, hidden_fields)
         self._random = random.Random(seed)
         self._tables: dict[str, dict[str, Record]] = {}
         self._columns: dict[str, dict[str, None]] = {}
@@ -52,6 +60,8 @@ class Instance:
         self._numbers: dict[str, int] = {}
         self._columns["incident"] = dict.fromkeys((*SYSTEM_FIELDS, "number", "sys_class_name", *incident_fields))
         self._seed_dictionary("incident")
+        self._seed_choices()
+        self._seed_user((ADMIN_ROLE,) if roles is None else tuple(roles))
 
     def record(self, table: str, sys_id: str) -> Record | None:
         """The stored record (not a copy), or ``None``."""
@@ -64,6 +74,10 @@ class Instance:
     def columns(self, table: str) -> list[str]:
         """A table's columns, system columns first."""
         return list(self._columns.get(table, {}))
+
+    def visible_columns(self, table: str) -> list[str]:
+        """The columns the API user may read."""
+        return [name for name in self._columns.get(table, {}) if not self.policy.is_hidden(table, name)]
 
     def delete(self, table: str, sys_id: str) -> bool:
         """Remove a record; ``False`` when there was none."""
@@ -103,6 +117,8 @@ class Instance:
         if not TABLE_NAME.fullmatch(table):
             raise ValueError(f"invalid table name {table!r}")
         values = self._accept(table, fields, trusted)
+        if not trusted:
+            values = self.policy.screen(table, values)
         journal = self._journaled(table, values)
         now = values.get("sys_created_on") or self._now()
         record: Record = {"sys_id": values.pop("sys_id", "") or self._new_sys_id()}
@@ -115,6 +131,8 @@ class Instance:
             record["opened_at"] = now
         record.update(values)
         self._lifecycle(table, {}, record, explicit=values, now=now)
+        if not trusted:
+            self.policy.check_resolution(table, {}, record, values)
         record["sys_created_on"] = values.get("sys_created_on") or now
         record["sys_created_by"] = values.get("sys_created_by") or self.user
         record["sys_updated_on"] = values.get("sys_updated_on") or record["sys_created_on"]
@@ -146,6 +164,8 @@ class Instance:
         if record is None:
             return None
         values = self._accept(table, fields, trusted)
+        if not trusted:
+            values = self.policy.screen(table, values)
         journal = self._journaled(table, values)
         overrides = {name: values.pop(name) for name in list(values) if name.startswith("sys_")}
         overrides.pop("sys_id", None)
@@ -154,6 +174,8 @@ class Instance:
         self._lifecycle(table, record, changes, explicit=values, now=now)
         changes = {name: value for name, value in changes.items()
                    if self._writable(table, name) and record.get(name, "") != value}
+        if not trusted:
+            self.policy.check_resolution(table, record, {**record, **changes}, values)
         if not changes and not journal and not overrides:
             return record  # an update that changes nothing is not saved, as on an instance
         before_state = record.get("state", "")
@@ -209,6 +231,23 @@ class Instance:
                 "sys_created_on": record["sys_updated_on"], "sys_created_by": record["sys_updated_by"],
             }, trusted=True)
 
+    def _seed_choices(self) -> None:
+        for table, fields in CHOICE_LABELS.items():
+            for element, labels in fields.items():
+                for sequence, (value, text) in enumerate(labels.items(), start=1):
+                    self.insert("sys_choice", {"name": table, "element": element, "value": value, "label": text,
+                                               "sequence": str(sequence), "inactive": "false", "language": "en"},
+                                trusted=True)
+
+    def _seed_user(self, roles: tuple[str, ...]) -> None:
+        """The API user in ``sys_user`` with its roles (``sys_user_role``, ``sys_user_has_role``)."""
+        user = self.insert("sys_user", {"user_name": self.user, "name": self.user, "active": "true"}, trusted=True)
+        by_name = {name: self.insert("sys_user_role", {"name": name}, trusted=True)["sys_id"]
+                   for name in dict.fromkeys((*ROLES, *roles))}
+        for role in roles:
+            self.insert("sys_user_has_role", {"user": user["sys_id"], "role": by_name[role], "state": "active",
+                                              "inherited": "false"}, trusted=True)
+
     def _seed_dictionary(self, table: str) -> None:
         self.insert("sys_dictionary", {"name": table, "element": "", "internal_type": "collection",
                                         "column_label": label(table), "reference": "", "active": "true"},
@@ -249,9 +288,10 @@ class Instance:
         return rows
 
     def field_known(self, table: str, path: str) -> bool:
-        """Whether a field or dot-walked path (through a reference) exists on a table."""
+        """Whether a field or dot-walked path (through a reference) exists on a table and the API user may
+        read it (an ACL-hidden field is as unknown to a query as a misspelt one)."""
         head, dot, _ = path.partition(".")
-        if not self.known(table, head):
+        if not self.known(table, head) or self.policy.is_hidden(table, head):
             return False
         return not dot or reference_target(table, head) is not None
 

@@ -34,7 +34,7 @@ class Renderer:
         """What a read asks for: ``sysparm_fields`` (known ones; default every column), display values, links."""
         requested = [name.strip() for name in (request.arg("sysparm_fields") or "").split(",") if name.strip()]
         fields = [name for name in requested if self.instance.field_known(table, name)] if requested \
-            else self.instance.columns(table)
+            else self.instance.visible_columns(table)
         return ReadOptions(fields, display_mode(request), flag(request, "sysparm_exclude_reference_link"),
                            self.base_url(request))
 

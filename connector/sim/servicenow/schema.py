@@ -13,7 +13,8 @@ SYSTEM_FIELDS = ("sys_id", "sys_created_on", "sys_created_by", "sys_updated_on",
                  "sys_mod_count")
 JOURNAL_FIELDS = ("work_notes", "comments")
 
-#: The incident columns a default instance has (with MIM installed and our custom ``u_mim_stage``).
+#: The incident columns a default instance has (with MIM installed and our custom ``u_mim_stage`` and
+#: ``u_mim_marker``).
 INCIDENT_FIELDS: tuple[str, ...] = (
     "number", "state", "incident_state", "impact", "urgency", "priority", "severity", "active",
     "short_description", "description", "category", "subcategory", "contact_type",
@@ -24,7 +25,7 @@ INCIDENT_FIELDS: tuple[str, ...] = (
     "work_notes", "comments", "work_notes_list", "comments_and_work_notes", "watch_list",
     "correlation_id", "correlation_display", "reassignment_count", "reopen_count",
     "major_incident_state", "business_impact", "proposed_by", "proposed_on", "promoted_by", "promoted_on",
-    "probable_cause", "u_mim_stage", "sys_class_name",
+    "probable_cause", "u_mim_stage", "u_mim_marker", "sys_class_name",
 )
 
 NUMBER_PREFIXES = {
@@ -64,6 +65,8 @@ REFERENCES = {
 TABLE_REFERENCES: dict[str, dict[str, str]] = {
     "incident_task": {"incident": "incident"},
     "sys_user_group": {"parent": "sys_user_group"},
+    "sys_user_has_role": {"user": "sys_user", "role": "sys_user_role"},
+    "sys_user_grmember": {"user": "sys_user", "group": "sys_user_group"},
 }
 
 CHOICE_LABELS: dict[str, dict[str, dict[str, str]]] = {
@@ -80,8 +83,30 @@ CHOICE_LABELS: dict[str, dict[str, dict[str, str]]] = {
 }
 CHOICE_LABELS["incident"]["incident_state"] = CHOICE_LABELS["incident"]["state"]
 
+#: ``incident.close_code`` on a current instance (value = label). "Solved (Permanently)" and the other
+#: "Solved ..." codes belong to older releases: a current instance refuses them (reference §6, "Resolution
+#: codes").
+CLOSE_CODES = ("Solution provided", "Workaround provided", "Resolved by caller", "Resolved by change",
+               "Resolved by problem", "Resolved by request", "Known error", "Duplicate", "User error",
+               "No resolution provided")
+CHOICE_LABELS["incident"]["close_code"] = {code: code for code in CLOSE_CODES}
+
+#: The resolution data policy: fields mandatory when an incident is resolved or closed, by label (reference
+#: §1.4 "Resolve: resolution code + notes mandatory", §6 "403 Data Policy Exception ... mandatory: Resolution
+#: code").
+RESOLUTION_MANDATORY = {"close_code": "Resolution code", "close_notes": "Resolution notes"}
+RESOLVED_INCIDENT_STATES = ("6", "7")
+
+#: Field write ACLs by role: accepting, rejecting or demoting a major incident (any major incident state but
+#: empty and ``proposed``) needs ``major_incident_manager`` (reference §1.1 and §6). ``admin`` passes every ACL.
+MAJOR_INCIDENT_MANAGER = "major_incident_manager"
+ADMIN_ROLE = "admin"
+ROLES = ("admin", "itil", "sn_incident_write", "major_incident_manager", "sn_mim_admin", "incident_manager",
+         "communication_manager")
+
 COLUMN_LABELS = {"rfc": "Change Request", "caused_by": "Caused by Change", "caller_id": "Caller",
-                 "cmdb_ci": "Configuration item", "u_mim_stage": "MIM stage", "sys_id": "Sys ID"}
+                 "cmdb_ci": "Configuration item", "u_mim_stage": "MIM stage", "u_mim_marker": "MIM marker",
+                 "sys_id": "Sys ID"}
 
 
 TABLE_NAME = re.compile(r"[a-z0-9_]+")

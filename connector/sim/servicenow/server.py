@@ -7,9 +7,9 @@ from __future__ import annotations
 import threading
 import time
 from datetime import datetime, timezone
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Mapping
 
-from connector.sim.base import Route, Router, SimRequest, SimResponse, SimServer
+from connector.sim.base import FaultRule, Route, Router, SimRequest, SimResponse, SimServer
 from connector.sim.servicenow.batch import BATCH_PATH, BatchApi
 from connector.sim.servicenow.errors import not_supported, unknown_path
 from connector.sim.servicenow.instance import Instance, Readable
@@ -33,6 +33,12 @@ class ServiceNowSim:
     Batch API; ``strict_query`` makes a query naming an unknown field return no rows (as with
     ``glide.invalid_query.returns_no_rows``); ``readable(table, record)`` hides records after paging,
     like ACLs do, so pages can come back short or empty while more rows exist.
+
+    ``roles`` are the API user's roles (default ``admin``, which passes every ACL); the user is a ``sys_user``
+    with them in ``sys_user_has_role``. ``hidden_fields`` (table -> fields) are the fields a field ACL hides
+    from the user: absent from answers, dropped from queries, and not written. What a REST write may not do
+    (field ACLs, choices, references, the resolution data policy) is :mod:`connector.sim.servicenow.policies`.
+    Faults added to the server apply to the items of a Batch API call as well.
     """
 
     def __init__(
@@ -48,17 +54,20 @@ class ServiceNowSim:
         batch_max_items: int = 100,
         strict_query: bool = False,
         readable: Readable | None = None,
+        roles: Iterable[str] | None = None,
+        hidden_fields: Mapping[str, Iterable[str]] | None = None,
     ) -> None:
         self.seed = seed
         self._lock = threading.RLock()
+        self._servers: list[SimServer] = []
         self._instance = Instance(user, clock or (lambda: datetime.now(timezone.utc)), cascade_resolve,
                                   INCIDENT_FIELDS if incident_fields is None else tuple(incident_fields), seed,
-                                  strict_query, readable)
+                                  strict_query, readable, roles, hidden_fields)
         self._credentials = Credentials(self._instance, password)
         self._tables = TableApi(self._instance, Renderer(self._instance))
         self._stats = AggregateApi(self._instance)
         self._batch = BatchApi(lambda request: self.router.dispatch(request, authenticate=False), batch_enabled,
-                               batch_max_items)
+                               batch_max_items, faults=self._item_fault)
         self.router = Router(self.routes(), not_found=unknown_path, wrong_method=not_supported,
                              authorised=self._credentials.authorised, unauthorised=self._credentials.unauthorised)
 
@@ -91,6 +100,36 @@ class ServiceNowSim:
     def readable(self) -> Readable | None:
         """What the API user may read (``None``: everything)."""
         return self._instance.readable
+
+    @property
+    def roles(self) -> set[str]:
+        """The API user's roles, as ``sys_user_has_role`` says now."""
+        with self._lock:
+            return self._instance.policy.roles()
+
+    def grant(self, role: str) -> None:
+        """Give the API user a role (as an administrator would)."""
+        with self._lock:
+            user = next(r for r in self._instance.rows("sys_user") if r.get("user_name") == self.user)
+            found = [r for r in self._instance.rows("sys_user_role") if r.get("name") == role]
+            role_id = found[0]["sys_id"] if found else self._instance.insert("sys_user_role", {"name": role},
+                                                                              trusted=True)["sys_id"]
+            self._instance.insert("sys_user_has_role", {"user": user["sys_id"], "role": role_id, "state": "active",
+                                                         "inherited": "false"}, trusted=True)
+
+    def add_people(self, people: Iterable[str] = (), groups: Iterable[str] = ()) -> None:
+        """Users (by ``user_name``) and groups (by ``name``) that do not exist yet, as a directory sync would
+        create them."""
+        with self._lock:
+            known = {r.get("user_name") for r in self._instance.rows("sys_user")}
+            for name in dict.fromkeys(people):
+                if name and name not in known:
+                    self._instance.insert("sys_user", {"user_name": name, "name": _display_name(name),
+                                                       "active": "true"}, trusted=True)
+            named = {r.get("name") for r in self._instance.rows("sys_user_group")}
+            for name in dict.fromkeys(groups):
+                if name and name not in named:
+                    self._instance.insert("sys_user_group", {"name": name, "active": "true"}, trusted=True)
 
     @property
     def batch_enabled(self) -> bool:
@@ -168,7 +207,17 @@ class ServiceNowSim:
     def server(self, port: int = 0) -> SimServer:
         """A (not yet started) :class:`SimServer` on 127.0.0.1 serving :meth:`handle` behind basic or
         bearer auth. Use it as a context manager or call ``start()``."""
-        return SimServer(self._authenticated, port=port, seed=self.seed)
+        server = SimServer(self._authenticated, port=port, seed=self.seed)
+        self._servers.append(server)
+        return server
+
+    def _item_fault(self, request: SimRequest) -> tuple[FaultRule, SimServer] | None:
+        """The fault for one item of a batch: the rules of the server(s) serving this simulator."""
+        for server in self._servers:
+            rule = server.fault_for(request, connection=False)
+            if rule is not None:
+                return rule, server
+        return None
 
     def handle(self, request: SimRequest) -> SimResponse:
         """Answer one HTTP request (authentication is checked by :meth:`server`, not here)."""
@@ -180,9 +229,12 @@ class ServiceNowSim:
             return self.router.dispatch(request)
 
 
-def serve(port: int, user: str = "admin", password: str = "admin") -> None:
-    """Run a simulator on 127.0.0.1:``port`` until Ctrl-C (``mim simulate servicenow``)."""
+def serve(port: int, user: str = "admin", password: str = "admin", people: Iterable[str] = (),
+          groups: Iterable[str] = ()) -> None:
+    """Run a simulator on 127.0.0.1:``port`` until Ctrl-C (``mim simulate servicenow``), with ``people`` (user
+    names) and ``groups`` (group names) in its directory, such as those a process file names."""
     sim = ServiceNowSim(user=user, password=password)
+    sim.add_people(people, groups)
     server = sim.server(port)
     server.start()
     print(f"ServiceNow simulator on {server.url} (user {user})", flush=True)
@@ -193,3 +245,7 @@ def serve(port: int, user: str = "admin", password: str = "admin") -> None:
         pass
     finally:
         server.stop()
+
+
+def _display_name(user_name: str) -> str:
+    return " ".join(part.capitalize() for part in user_name.replace("_", ".").split(".") if part) or user_name

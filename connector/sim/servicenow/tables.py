@@ -10,6 +10,7 @@ from connector.sim.base import SimRequest, SimResponse
 from connector.sim.servicenow.errors import NO_RECORD_ID, NO_RECORD_LIST, error
 from connector.sim.servicenow.instance import Instance, Record
 from connector.sim.servicenow.params import accepts_json, flag, int_arg, json_object, query_of
+from connector.sim.servicenow.policies import DataPolicyError
 from connector.sim.servicenow.query import sort_key
 from connector.sim.servicenow.render import Renderer
 from connector.sim.servicenow.schema import TABLE_NAME
@@ -81,7 +82,10 @@ class TableApi:
         body = json_object(request)
         if isinstance(body, SimResponse):
             return body
-        record = self.instance.insert(table, body, trusted=False)
+        try:
+            record = self.instance.insert(table, body, trusted=False)
+        except DataPolicyError as refused:
+            return error(403, refused.message, refused.detail)
         base = self.render.base_url(request)
         headers = {"Location": f"{base}/api/now/table/{table}/{record['sys_id']}"}
         return self._write_response(request, table, record, 201, headers)
@@ -91,7 +95,10 @@ class TableApi:
         body = json_object(request)
         if isinstance(body, SimResponse):
             return body
-        record = self.instance.update(table, sys_id, body, trusted=False)
+        try:
+            record = self.instance.update(table, sys_id, body, trusted=False)
+        except DataPolicyError as refused:
+            return error(403, refused.message, refused.detail)
         if record is None:
             return error(404, *NO_RECORD_ID)
         return self._write_response(request, table, record, 200, {})
