@@ -131,6 +131,7 @@ def run_loop(job: Job, interval: timedelta, stop: StopFlag, planners: Sequence[P
     failures = 0
     while not stop.is_set():
         try:
+            job.store.ensure_connected()
             held = lock.hold()
         except StateError as exc:
             if not exc.transient:
@@ -148,7 +149,6 @@ def run_loop(job: Job, interval: timedelta, stop: StopFlag, planners: Sequence[P
         started = now()
         policy = job.policy
         try:
-            job.store.ensure_connected()
             report = run_cycle(job.platform, job.store, job.rules, job.process, started, planners=planners,
                                notifier=job.notifier)
             failures = 0

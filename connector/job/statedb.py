@@ -82,7 +82,7 @@ def redact(location: str | Path) -> str:
         userinfo, _, host = netloc.rpartition("@")
         user = userinfo.split(":", 1)[0]
         netloc = f"{user}{':***' if ':' in userinfo else ''}@{host}"
-    query = urlencode([(k, "***" if k.lower() == "password" else v) for k, v in parse_qsl(parts.query)], safe="=-/,")
+    query = urlencode([(k, "***" if k.lower() == "password" else v) for k, v in parse_qsl(parts.query)], safe="=-/,*")
     return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
 
 
@@ -397,9 +397,19 @@ class PostgresBackend:
             raise self._translate(exc) from None
 
     def ensure_connected(self) -> None:
-        """Reconnect the data session after a lost connection (the server restarted, a network blip)."""
-        if self.db.closed or self.db.broken:
-            self.db = self._connect("mim")
+        """Reconnect the data session after a lost connection (the server restarted, a network blip, the
+        session terminated): a ping first, since a client learns of a lost connection only when it uses it."""
+        if not (self.db.closed or self.db.broken):
+            try:
+                self.db.execute("SELECT 1")
+                return
+            except self._psycopg.Error:
+                pass
+        try:
+            self.db.close()
+        except self._psycopg.Error:
+            pass
+        self.db = self._connect("mim")
 
     def close(self) -> None:
         self.release_lock()

@@ -123,7 +123,7 @@ class StateStore:
                         step(self.db)
             if row is None:
                 self.db.execute("INSERT INTO schema_version VALUES (?)", (SCHEMA_VERSION,))
-            elif current != SCHEMA_VERSION:
+            else:  # written even when unchanged: a state that cannot be written fails here, not mid-cycle
                 self.db.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
 
     def schema_version(self) -> int:
