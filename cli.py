@@ -423,6 +423,11 @@ def _register_secrets(settings: Settings) -> None:
     for secret in secrets:
         if secret is not None:
             register_secret(secret.get_secret_value())
+    from connector.job.statedb import url_password
+
+    state_password = url_password(settings.state)  # a postgresql:// URL may carry one
+    if state_password:
+        register_secret(state_password)
 
 
 @main.command()

@@ -20,7 +20,7 @@ import cli
 from connector.core.actions import AddNote, LinkChild
 from connector.core.ticket import Ticket
 from connector.detection.registry import MIRecord
-from connector.job.statedb import StateError, redact, state_exists, to_postgres
+from connector.job.statedb import StateError, redact, state_exists, to_postgres, url_password
 from connector.job.store import MIGRATIONS, SCHEMA_VERSION, LockHeld, StateStore
 from connector.job.transfer import copy_state
 from connector.platforms.base import ApplyResult, Watermark
@@ -185,6 +185,8 @@ def test_a_password_in_the_url_is_never_shown() -> None:
         "postgresql://mim:***@db.example:5432/mim?sslmode=require")
     assert redact("postgresql://db/mim?user=x&password=s3cret") == "postgresql://db/mim?user=x&password=***"
     assert redact("/var/lib/mim/state.sqlite") == "/var/lib/mim/state.sqlite"
+    assert url_password("postgresql://mim:s3cret@db/mim") == "s3cret" and url_password("/x.sqlite") is None
+    assert url_password("postgresql://db/mim?password=p%40ss") == "p@ss"
 
 
 def test_a_postgresql_error_never_shows_the_password(postgres) -> None:

@@ -29,7 +29,7 @@ from datetime import datetime, timezone
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Iterator, Protocol, Sequence
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 from connector.core.exits import OperationalError
 
@@ -84,6 +84,15 @@ def redact(location: str | Path) -> str:
         netloc = f"{user}{':***' if ':' in userinfo else ''}@{host}"
     query = urlencode([(k, "***" if k.lower() == "password" else v) for k, v in parse_qsl(parts.query)], safe="=-/,*")
     return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+
+
+def url_password(location: str | Path) -> str | None:
+    """The password inside a state URL (userinfo or ``password=``), so logs can redact it; None if none."""
+    if not is_url(location):
+        return None
+    parts = urlsplit(str(location))
+    query = dict(parse_qsl(parts.query))
+    return unquote(parts.password) if parts.password else query.get("password") or None
 
 
 class Rows:
@@ -321,6 +330,7 @@ class PostgresBackend:
         self.url = url
         self.location = redact(url)
         self._lock_conn: psycopg.Connection[Any] | None = None
+        self._holding = False
         self.db = self._connect("mim")
         database, schema = self.execute("SELECT current_database(), current_schema()").fetchall()[0]
         if schema is None:
@@ -418,10 +428,24 @@ class PostgresBackend:
     # -- the runner lock --
 
     def try_lock(self) -> bool:
-        """Take the advisory lock on a session of its own (non-blocking); True when held."""
-        if self._lock_conn is not None and self.lock_alive():
-            return True
-        self._drop_lock_conn()
+        """Take the advisory lock on a session of its own (non-blocking); True when held. A standby keeps its
+        lock session open between tries, so waiting costs one query per try, not a connection."""
+        if self._holding:
+            if self.lock_alive():
+                return True
+            self._drop_lock_conn()
+        conn = self._lock_conn
+        if conn is None or conn.closed or conn.broken:
+            conn = self._lock_conn = self._lock_session()
+        try:
+            row = conn.execute("SELECT pg_try_advisory_lock(%s)", (self.lock_key,)).fetchone()
+        except self._psycopg.Error as exc:
+            self._drop_lock_conn()
+            raise self._translate(exc) from None
+        self._holding = bool(row and row[0])
+        return self._holding
+
+    def _lock_session(self) -> "psycopg.Connection[Any]":
         name = f"mim on {socket.gethostname()} pid {os.getpid()}"
         conn = self._connect(name, keepalives=1, keepalives_idle=LOCK_KEEPALIVE["idle"],
                              keepalives_interval=LOCK_KEEPALIVE["interval"],
@@ -432,20 +456,16 @@ class PostgresBackend:
             conn.execute(f"SET tcp_keepalives_interval = {LOCK_KEEPALIVE['interval']}")
             conn.execute(f"SET tcp_keepalives_count = {LOCK_KEEPALIVE['count']}")
             conn.execute(f"SET tcp_user_timeout = {LOCK_USER_TIMEOUT_MS}")
-            row = conn.execute("SELECT pg_try_advisory_lock(%s)", (self.lock_key,)).fetchone()
         except self._psycopg.Error as exc:
             conn.close()
             raise self._translate(exc) from None
-        if not row or not row[0]:
-            conn.close()
-            return False
-        self._lock_conn = conn
-        return True
+        return conn
 
     def lock_alive(self) -> bool:
-        """Whether the lock session still answers (a session advisory lock lives exactly as long)."""
+        """Whether this process still holds the lock: its session answers (a session advisory lock lives
+        exactly as long as the session, unless released)."""
         conn = self._lock_conn
-        if conn is None or conn.closed or conn.broken:
+        if not self._holding or conn is None or conn.closed or conn.broken:
             return False
         try:
             conn.execute("SELECT 1")
@@ -454,6 +474,7 @@ class PostgresBackend:
             return False
 
     def _drop_lock_conn(self) -> None:
+        self._holding = False
         if self._lock_conn is not None:
             try:
                 self._lock_conn.close()
@@ -528,4 +549,4 @@ def state_exists(location: str | Path) -> bool:
 
 
 __all__ = ["Backend", "LockHeld", "LockLost", "PostgresBackend", "Rows", "SqliteBackend", "StateDb", "StateError",
-           "is_url", "open_backend", "redact", "state_exists", "to_postgres"]
+           "is_url", "open_backend", "redact", "state_exists", "to_postgres", "url_password"]
