@@ -7,9 +7,10 @@ counted) and a PostgreSQL server started here (tests/pgserver.py):
 * ``mim sync --once`` (the CronJob / cron variant): a storm cycle (a new storm of ``--storm`` tickets: declaration,
   links, notes, the process) then a quiet cycle (nothing new), each a fresh process;
 * ``mim run`` (the Deployment): the marginal cost of one quiet cycle inside the loop, from a run of 1 and a run of
-  ``--cycles`` quiet cycles (the difference divided), and its peak RSS; the marginal cost of a storm cycle (a run
-  of one cycle that declares a new storm, less a run of one quiet cycle);
-* a standby ``mim run`` waiting for a lock held elsewhere: CPU per lock try;
+  ``--cycles`` quiet cycles (the difference divided), and its peak RSS;
+* the cycle alone, in this process, as `mim run` runs it: a storm cycle (a new storm declared, linked, noted and
+  taken through the process) and a quiet one, CPU of the cycle's thread only (``time.thread_time``: the
+  simulator answers from its own threads), and a standby's lock try (200 tries on a lock held elsewhere);
 * the baseline: ``mim --version`` (the interpreter and the imports), measured in the same run.
 
 Runs alternate between the stores, ``--repeat`` times (median reported). CPU is user+system of the child
@@ -21,6 +22,7 @@ Runs alternate between the stores, ``--repeat`` times (median reported). CPU is 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import subprocess
@@ -37,18 +39,35 @@ from connector.job.store import StateStore  # noqa: E402
 from connector.sim.servicenow import ServiceNowSim  # noqa: E402
 from tests.pgserver import PgServer  # noqa: E402
 
+LAUNCHER = """
+import json, os, sys
+pid = os.fork()
+if pid == 0:
+    null = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, 1)
+    os.execv(sys.argv[1], sys.argv[1:])
+_, status, usage = os.wait4(pid, 0)
+print(json.dumps({"code": os.waitstatus_to_exitcode(status), "cpu": usage.ru_utime + usage.ru_stime,
+                  "rss": usage.ru_maxrss / 1024}))
+"""
+"""Runs one child and reports its rusage. A child's peak RSS counts the memory of the process it was forked
+from (the kernel records the old image's high-water mark at exec), so children are forked from this small
+launcher, not from the benchmark (which holds the simulator and, later, a whole job)."""
+
 
 def child(argv: list[str], env: dict[str, str], timeout: float = 120) -> dict[str, float]:
-    """Run ``mim argv`` and return its CPU seconds, peak RSS (MiB), wall time and exit code."""
+    """Run ``mim argv`` and return its CPU seconds, peak RSS (MiB) and wall time."""
     started = time.monotonic()
-    proc = subprocess.Popen([sys.executable, str(ROOT / "cli.py"), *argv], env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    err = proc.stderr.read().decode() if proc.stderr else ""
-    if proc.returncode not in (0, -9):
-        raise RuntimeError(f"mim {' '.join(argv)} exited {proc.returncode}: {err[-2000:]}")
-    return {"cpu": usage.ru_utime + usage.ru_stime, "rss": usage.ru_maxrss / 1024, "wall": time.monotonic() - started}
+    done = subprocess.run([sys.executable, "-c", LAUNCHER, sys.executable, str(ROOT / "cli.py"), *argv], env=env,
+                          capture_output=True, text=True, timeout=timeout)
+    wall = time.monotonic() - started
+    try:
+        usage = json.loads(done.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        raise RuntimeError(f"mim {' '.join(argv)}: {done.stdout[-500:]} {done.stderr[-2000:]}") from None
+    if usage["code"] != 0:
+        raise RuntimeError(f"mim {' '.join(argv)} exited {usage['code']}: {done.stderr[-2000:]}")
+    return {"cpu": usage["cpu"], "rss": usage["rss"], "wall": wall}
 
 
 def storm(sim: ServiceNowSim, size: int, service: str) -> None:
@@ -62,8 +81,45 @@ def storm(sim: ServiceNowSim, size: int, service: str) -> None:
 def environment(url: str, state: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MIM_")}
     env.update(MIM_PLATFORM="servicenow", MIM_SERVICENOW_URL=url, MIM_SERVICENOW_USERNAME="bench",
-               MIM_SERVICENOW_PASSWORD="bench-secret-pw", MIM_STATE=state, PYTHONPATH=str(ROOT))
+               MIM_SERVICENOW_PASSWORD="bench-secret-pw", MIM_STATE=state, PYTHONPATH=str(ROOT),
+               MIM_RULES=str(ROOT / "rules"), MIM_MAPPINGS=str(ROOT / "mappings"))
     return env
+
+
+def in_process(sim: ServiceNowSim, server: Any, state: str, size: int) -> dict[str, dict[str, float]]:
+    """The cycle alone, as `mim run` runs it between sleeps: CPU of this thread only (the simulator answers from
+    threads of its own), wall time and requests, for a storm cycle and a quiet one; and a standby's lock try."""
+    from connector.core.settings import load_settings
+    from connector.job.assembly import open_job
+    from connector.job.cycle import run_cycle
+
+    settings = load_settings(env=environment(server.url, state))
+    job = open_job(settings, lock=True)
+    out: dict[str, dict[str, float]] = {}
+    try:
+        run_cycle(job.platform, job.store, job.rules, job.process, datetime.now(timezone.utc))  # warm: imports
+        for name, make in (("storm cycle in mim run", lambda: storm(sim, size, "payments")),
+                           ("quiet cycle (in-process)", lambda: None)):
+            make()
+            server.clear_requests()
+            cpu, wall = time.thread_time(), time.monotonic()
+            report = run_cycle(job.platform, job.store, job.rules, job.process, datetime.now(timezone.utc))
+            out[name] = {"cpu": time.thread_time() - cpu, "wall": time.monotonic() - wall, "rss": float("nan"),
+                         "requests": len(server.requests())}
+            if name.startswith("storm") and len(report.declarations) != 1:
+                raise RuntimeError(f"the storm was not declared: {report.summary()}")
+        with StateStore(state, "servicenow") as standby:
+            tries = 200
+            cpu, wall = time.thread_time(), time.monotonic()
+            for _ in range(tries):
+                if standby.try_lock():
+                    raise RuntimeError("the standby took a lock that is held")
+            out["standby (per lock try)"] = {"cpu": (time.thread_time() - cpu) / tries,
+                                             "wall": (time.monotonic() - wall) / tries, "rss": float("nan"),
+                                             "requests": 0}
+    finally:
+        job.close()
+    return out
 
 
 def one_round(kind: str, pg: PgServer, workdir: Path, n: int, size: int, cycles: int) -> dict[str, dict[str, float]]:
@@ -90,24 +146,7 @@ def one_round(kind: str, pg: PgServer, workdir: Path, n: int, size: int, cycles:
         out["quiet cycle in mim run"] = {"cpu": (many["cpu"] - one["cpu"]) / (cycles - 1), "rss": many["rss"],
                                          "wall": (many["wall"] - one["wall"]) / (cycles - 1),
                                          "requests": requests / (cycles + 1)}
-        storm(sim, size, "payments")
-        server.clear_requests()
-        stormy = child(["run", "--interval", "0.05s", "--max-cycles", "1"], env)
-        out["storm cycle in mim run"] = {"cpu": stormy["cpu"] - one["cpu"], "rss": stormy["rss"],
-                                         "wall": stormy["wall"] - one["wall"], "requests": len(server.requests())}
-        standby = {}
-        with StateStore(state, "servicenow") as holder:
-            holder.acquire_lock()
-            for seconds in (2, 12):  # the difference is the cost of waiting: one lock try per half interval
-                proc = subprocess.Popen([sys.executable, str(ROOT / "cli.py"), "run", "--interval", "1s"], env=env,
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                time.sleep(seconds)
-                proc.kill()
-                _, _, usage = os.wait4(proc.pid, 0)
-                standby[seconds] = (usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024)
-        tries = (12 - 2) / 0.5
-        out["standby (per lock try)"] = {"cpu": (standby[12][0] - standby[2][0]) / tries, "rss": standby[12][1],
-                                         "wall": 0.0, "requests": 0}
+        out.update(in_process(sim, server, state, size))
         baseline_one = child(["--version"], env)
         out["baseline: mim --version"] = {**baseline_one, "requests": 0}
         return out
@@ -142,8 +181,10 @@ def main() -> None:
     for kind, results in rounds.items():
         for what in results[0]:
             m = {key: statistics.median(r[what][key] for r in results) for key in ("cpu", "rss", "wall", "requests")}
+            if what in ("storm cycle in mim run", "quiet cycle (in-process)", "standby (per lock try)"):
+                m["rss"] = medians.get(("quiet cycle in mim run", kind), {}).get("rss", float("nan"))
             medians[(what, kind)] = m
-            print(f"{what:28} {kind:11} {m['cpu']:8.3f} {m['rss']:13.1f} {m['wall']:8.3f} {m['requests']:9.1f}")
+            print(f"{what:28} {kind:11} {m['cpu']:8.4f} {m['rss']:13.1f} {m['wall']:8.4f} {m['requests']:9.1f}")
     print()
     print("N tenants, interval 60 s (quiet cycles; a storm cycle is rare and costs the 'storm sync' row once):")
     for kind in ("sqlite", "postgresql"):

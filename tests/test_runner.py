@@ -144,6 +144,10 @@ class CountingStop(StopFlag):
         return self.is_set()
 
 
+def value(metrics: Metrics, name: str, **labels: str) -> float | None:
+    return metrics.registry.get_sample_value(name, labels)
+
+
 def _storm(platform: FakePlatform, clock: Clock) -> list[str]:
     ids = []
     for i in range(6):
@@ -174,7 +178,7 @@ def test_a_standby_writes_nothing_and_takes_over_when_the_active_one_lets_go(sta
     assert roles == ["standby", "standby", "standby", "active"]
     assert any(r.getMessage().startswith("standby") for r in caplog.records)
     assert any("taking over" in r.getMessage() for r in caplog.records)
-    assert metrics.active._value.get() == 1 and metrics.lock_acquired._value.get() == 1
+    assert value(metrics, "mim_active") == 1 and value(metrics, "mim_lock_acquired_total") == 1
     declared = [r for r in platform.records.values() if r["major"] != "none"]
     assert len(declared) == 1, "the storm was declared by the runner that took over, once"
 
@@ -218,7 +222,7 @@ def test_a_runner_whose_lock_session_is_lost_stops_writing_and_the_standby_takes
     assert run_loop(first, timedelta(seconds=60), CountingStop(limit=3, on_wait=on_wait), clock=clock,
                     metrics=metrics) == EXIT_OK
     assert roles == ["active", "standby", "standby"]
-    assert metrics.lock_lost._value.get() == 1 and metrics.cycles.labels("lock_lost")._value.get() == 1
+    assert value(metrics, "mim_lock_lost_total") == 1 and value(metrics, "mim_cycles_total", result="lock_lost") == 1
     assert any(r.getMessage().startswith("runner lock lost") for r in caplog.records)
     assert platform.writes == [], "the runner that lost its lock wrote nothing"
     assert run_loop(second, timedelta(seconds=60), CountingStop(limit=1), clock=clock) == EXIT_OK
@@ -254,6 +258,6 @@ def test_a_lost_data_connection_is_retried_and_reconnected(postgres) -> None:
     postgres.execute("SELECT pg_terminate_backend(%s)", (pid,))
     _storm(platform, clock)
     assert run_loop(job, timedelta(seconds=60), CountingStop(limit=1), clock=clock, metrics=metrics) == EXIT_OK
-    assert metrics.cycles.labels("ok")._value.get() == 2, "the next cycle reconnected and ran"
+    assert value(metrics, "mim_cycles_total", result="ok") == 2, "the next cycle reconnected and ran"
     assert sum(1 for r in platform.records.values() if r["major"] != "none") == 1
     job.close()
