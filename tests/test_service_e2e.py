@@ -125,7 +125,7 @@ def test_active_passive_pair_on_postgresql_the_standby_takes_over_a_killed_activ
         sim, postgres, tmp_path: Path) -> None:
     sn, server = sim
     state = postgres.new_schema("pair")
-    interval = 3.0
+    interval = 2.0
     active = Run(server.url, state, interval, tmp_path / "a.log")
     runs = [active]
     try:
@@ -170,7 +170,7 @@ SERVED = ["mim_info", "mim_interval_seconds", "mim_cycles_total", "mim_cycle_dur
 def test_metrics_are_served_during_mim_run_and_healthz_turns_503_when_the_platform_is_unreachable_for_3_intervals(
         sim, tmp_path: Path) -> None:
     sn, server = sim
-    interval = 1.0
+    interval = 0.5
     storm = _storm(sn, "web-shop")
     run = Run(server.url, str(tmp_path / "state.sqlite"), interval, tmp_path / "run.log")
     try:
@@ -191,9 +191,10 @@ def test_metrics_are_served_during_mim_run_and_healthz_turns_503_when_the_platfo
         server.add_fault("drop")  # every request from now on: the connection is dropped without an answer
         faulted = time.time()
         code, body = _until(lambda: (h := run.health())[0] == 503 and h, 3 * interval + 5, "healthz 503", [run])
+        seen_503 = time.time()
         last_success = run.metric("mim_last_success_timestamp_seconds") or 0
         assert body["last_success_age_seconds"] >= 3 * interval, body
-        assert time.time() - last_success <= 3 * interval + 3, "503 within about 3 intervals of the last success"
+        assert seen_503 - last_success <= 3 * interval + 1.5, "503 within about 3 intervals of the last success"
         assert last_success <= faulted
         assert (run.metric("mim_http_requests_total", platform="servicenow", method="GET", status="error") or 0) >= 1
         assert (run.metric("mim_retries_total", platform="servicenow") or 0) >= 0

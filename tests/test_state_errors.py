@@ -155,14 +155,31 @@ def _without_override() -> None:
             raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP)")
 
 
+RUN_IN_ONE_PROCESS = """
+import json, sys
+from click.testing import CliRunner
+import cli
+out = {}
+for name, argv in json.loads(sys.argv[1]).items():
+    result = CliRunner().invoke(cli.main, argv)
+    crashed = result.exception is not None and not isinstance(result.exception, SystemExit)
+    out[name] = {"code": result.exit_code, "output": result.output + ("Traceback: " + repr(result.exception) if crashed else "")}
+print(json.dumps(out))
+"""
+"""Every command in one process (one interpreter start, not five), as the unprivileged user would run them."""
+
+
 def _run_commands(state: Path, url: str) -> dict[str, subprocess.CompletedProcess[str]]:
+    import json
+
     env = {k: v for k, v in os.environ.items() if not k.startswith("MIM_")}
     env.update(_env(url, state), PYTHONPATH=str(ROOT))
     drop = _without_override if os.geteuid() == 0 else None
-    procs = {name: subprocess.Popen([sys.executable, str(ROOT / "cli.py"), *argv], env=env, stdout=subprocess.PIPE,
-                                    stderr=subprocess.STDOUT, text=True, preexec_fn=drop)
-             for name, argv in {**COMMANDS, "doctor": ["doctor"]}.items()}
-    return {name: subprocess.CompletedProcess(p.args, p.wait(60), p.communicate()[0]) for name, p in procs.items()}
+    done = subprocess.run([sys.executable, "-c", RUN_IN_ONE_PROCESS, json.dumps({**COMMANDS, "doctor": ["doctor"]})],
+                          cwd=ROOT, env=env, capture_output=True, text=True, preexec_fn=drop, timeout=120)
+    assert done.returncode == 0, done.stderr
+    results = json.loads(done.stdout.strip().splitlines()[-1])
+    return {name: subprocess.CompletedProcess([name], r["code"], r["output"]) for name, r in results.items()}
 
 
 def _can_drop_override(tmp_path: Path) -> bool:
