@@ -212,14 +212,20 @@ def _print_report(report: Any, as_json: bool) -> None:
 @click.option("--dry-run", is_flag=True, help="Print the plan (what would be written where, and why); write nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print the cycle report as JSON.")
 @click.option("--log-format", type=click.Choice(["text", "json"]), default=None, help="Log lines (stderr) as text or JSON.")
+@click.option("--metrics-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write the run's Prometheus metrics to FILE (node_exporter textfile collector; counters "
+                   "continue from the previous file).")
 @click.pass_context
-def sync(ctx: click.Context, once: bool, dry_run: bool, as_json: bool, log_format: str | None) -> None:
+def sync(ctx: click.Context, once: bool, dry_run: bool, as_json: bool, log_format: str | None,
+         metrics_file: Path | None) -> None:
     """One poll-decide-apply cycle against the configured platform."""
     import logging
     from datetime import datetime, timezone
 
     from connector.job.cycle import run_cycle
     from connector.job.logs import setup_logging
+    from connector.job.metrics import Metrics, store_kind
+    from connector.job.statedb import StateError, state_exists
     from connector.platforms.errors import PlatformError
 
     settings = _settings(ctx)
@@ -227,22 +233,45 @@ def sync(ctx: click.Context, once: bool, dry_run: bool, as_json: bool, log_forma
     _register_secrets(settings)
     scratch = None
     if dry_run:
-        # a dry run writes nothing: not the platform, and not a state file that does not exist yet
+        # a dry run writes nothing: not the platform, and not a state that does not exist yet
         import tempfile
 
-        if not Path(settings.state).exists():
+        if not state_exists(settings.state):
             scratch = tempfile.TemporaryDirectory(prefix="mim-dry-run-")
             settings = settings.model_copy(update={"state": str(Path(scratch.name) / "state.sqlite")})
-    job = _open_job(settings, lock=not dry_run)
+    metrics = None
+    if metrics_file is not None and not dry_run:
+        from connector.core.durations import parse_duration
+
+        metrics = Metrics(settings.platform or "", store_kind(settings.state), parse_duration(settings.interval).total_seconds())
+        metrics.load_textfile(metrics_file)
+    job = None
     try:
+        job = _open_job(settings, lock=not dry_run)
+        if metrics is not None:
+            metrics.attach(job)
+            metrics.became_active(None)
         report = run_cycle(job.platform, job.store, job.rules, job.process, datetime.now(timezone.utc),
                            dry_run=dry_run, notifier=job.notifier)
+        if metrics is not None:
+            metrics.cycle_done(report)
     except PlatformError as exc:
+        if metrics is not None:
+            metrics.cycle_failed("platform_error")
         raise click.ClickException(f"{settings.platform}: {exc}") from None
     except SettingsError as exc:
         raise click.ClickException(str(exc)) from None
+    except StateError:
+        if metrics is not None:
+            metrics.cycle_failed("state_error")
+        raise
     finally:
-        job.close()
+        if job is not None:
+            if metrics is not None and job.policy is not None:
+                metrics.count_retries(job.policy.retries)
+            job.close()
+        if metrics is not None and metrics_file is not None:
+            metrics.write_textfile(metrics_file)
         if scratch is not None:
             scratch.cleanup()
     log.log(logging.INFO, "cycle done" if not dry_run else "dry run done", extra={"fields": report.summary()})
@@ -254,12 +283,21 @@ def sync(ctx: click.Context, once: bool, dry_run: bool, as_json: bool, log_forma
 @main.command()
 @click.option("--interval", default=None, help="Time between cycles, with a unit (default: `interval` setting, 60s).")
 @click.option("--log-format", type=click.Choice(["text", "json"]), default=None, help="Log lines as text or JSON.")
+@click.option("--metrics-port", type=click.IntRange(0, 65535), default=None,
+              help="Serve Prometheus metrics at /metrics and a health check at /healthz on this port.")
+@click.option("--metrics-bind", default="0.0.0.0", show_default=True,
+              help="Address the metrics port listens on (127.0.0.1 to keep it local).")
 @click.option("--max-cycles", type=int, default=None, hidden=True, help="Stop after N cycles (for tests).")
 @click.pass_context
-def run(ctx: click.Context, interval: str | None, log_format: str | None, max_cycles: int | None) -> None:
-    """The scheduled job: one cycle per interval until SIGTERM/SIGINT (exit 0), fatal errors exit 1."""
+def run(ctx: click.Context, interval: str | None, log_format: str | None, metrics_port: int | None,
+        metrics_bind: str, max_cycles: int | None) -> None:
+    """The scheduled job: one cycle per interval until SIGTERM/SIGINT (exit 0), fatal errors exit 1.
+
+    One runner per state: while another `mim run` holds the state's lock, this one waits as standby and takes
+    over when the other stops or dies (active/passive pair)."""
     from connector.core.durations import parse_duration
     from connector.job.logs import setup_logging
+    from connector.job.metrics import Metrics, serve, store_kind
     from connector.job.runner import StopFlag, run_loop
 
     settings = _settings(ctx)
@@ -269,12 +307,23 @@ def run(ctx: click.Context, interval: str | None, log_format: str | None, max_cy
         every = parse_duration(interval or settings.interval)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--interval") from None
-    job = _open_job(settings)
-    stop = StopFlag()
-    stop.install()
+    job = _open_job(settings, lock=False)
+    metrics = server = None
     try:
-        code = run_loop(job, every, stop, max_cycles=max_cycles)
+        if metrics_port is not None:
+            metrics = Metrics(settings.platform or "", store_kind(settings.state), every.total_seconds())
+            metrics.attach(job)
+            try:
+                server = serve(metrics, metrics_port, metrics_bind)
+            except OSError as exc:
+                raise OperationalError(f"cannot serve metrics on {metrics_bind}:{metrics_port}: {exc.strerror or exc}",
+                                       "choose a free port with --metrics-port (or stop what listens there)") from None
+        stop = StopFlag()
+        stop.install()
+        code = run_loop(job, every, stop, max_cycles=max_cycles, metrics=metrics)
     finally:
+        if server is not None:
+            server.stop()
         job.close()
     sys.exit(code)
 
@@ -289,6 +338,7 @@ def explain(ctx: click.Context, ticket: str, as_json: bool) -> None:
 
     from connector.detection.engine import window_horizon
     from connector.detection.rules import load_rules
+    from connector.job.statedb import redact, state_exists
     from connector.job.store import StateStore
     from connector.tools.explain import explain as explain_ticket
 
@@ -298,12 +348,12 @@ def explain(ctx: click.Context, ticket: str, as_json: bool) -> None:
     ruleset = load_rules([settings.rules_path()])
     if ruleset.errors:
         raise click.ClickException("the rules do not load; run mim rules check")
-    if not Path(settings.state).exists():
-        raise click.ClickException(f"no state at {settings.state}: run mim sync --once first")
+    if not state_exists(settings.state):
+        raise click.ClickException(f"no state at {redact(settings.state)}: run mim sync --once first")
     with StateStore(settings.state, settings.platform) as store:
         found = store.find_ticket(ticket)
         if found is None:
-            raise click.ClickException(f"{ticket} is not in the recent window of {settings.state} "
+            raise click.ClickException(f"{ticket} is not in the recent window of {redact(settings.state)} "
                                        "(only tickets of the last window + late-children period are kept)")
         now = datetime.now(timezone.utc)
         horizon = window_horizon(ruleset.rules)
@@ -359,15 +409,14 @@ def _open_job(settings: Settings, lock: bool = True) -> Any:
     """The configured job, holding the runner lock; configuration problems become clean CLI errors."""
     from connector.core.yamlfile import ConfigFileError
     from connector.job.assembly import open_job
-    from connector.job.store import LockHeld
 
     try:
-        return open_job(settings, lock=lock)
+        return open_job(settings, lock=lock)  # a state problem (a damaged file, the lock held) is exit 3
     except ConfigFileError as exc:
         for error in exc.errors:
             click.echo(str(error), err=True)
         raise click.ClickException("configuration files have errors (see above)") from None
-    except (SettingsError, LockHeld) as exc:
+    except SettingsError as exc:
         raise click.ClickException(str(exc)) from None
 
 
@@ -383,6 +432,11 @@ def _register_secrets(settings: Settings) -> None:
     for secret in secrets:
         if secret is not None:
             register_secret(secret.get_secret_value())
+    from connector.job.statedb import url_password
+
+    state_password = url_password(settings.state)  # a postgresql:// URL may carry one
+    if state_password:
+        register_secret(state_password)
 
 
 @main.command()
@@ -400,6 +454,7 @@ def report(ctx: click.Context, as_json: bool, html_path: Path | None, since: str
     settings needed."""
     from datetime import datetime, timezone
 
+    from connector.job.statedb import state_exists
     from connector.process.processfile import load_process
     from connector.tools.overview import PeriodError, make_period
     from connector.tools.overview_page import render_text
@@ -410,9 +465,9 @@ def report(ctx: click.Context, as_json: bool, html_path: Path | None, since: str
         period = make_period(since, until)
     except PeriodError as exc:
         raise click.BadParameter(str(exc), param_hint="--since/--until") from None
-    if not Path(settings.state).is_file():
-        raise click.ClickException(f"no state at {settings.state}: run mim sync --once first, or set MIM_STATE "
-                                   "to the state to read (mim demo names its own)")
+    if not state_exists(settings.state):
+        raise click.ClickException(f"no state at {display_state(settings.state)}: run mim sync --once first, or set "
+                                   "MIM_STATE to the state to read (mim demo names its own)")
     process, errors = load_process(settings.process_path())
     if process is None or errors:
         for error in errors:
@@ -435,6 +490,27 @@ def report(ctx: click.Context, as_json: bool, html_path: Path | None, since: str
         click.echo(render_table(data))
     else:
         click.echo(f"{count} major incident{'s' if count != 1 else ''} from {source} written to {html_path}")
+
+
+@main.group()
+def state() -> None:
+    """Manage the state store (SQLite file or PostgreSQL)."""
+
+
+@state.command("copy")
+@click.argument("source")
+@click.argument("target")
+@click.option("--replace", is_flag=True, help="Overwrite a target that already holds a state.")
+def state_copy(source: str, target: str, replace: bool) -> None:
+    """Copy the state at SOURCE into TARGET (each a SQLite file or a postgresql:// URL), every table and platform.
+
+    Stop `mim run`/`mim sync` on both first (the copy holds both locks). The source is left as it was."""
+    from connector.job.transfer import copy_state
+
+    report = copy_state(source, target, replace=replace)
+    for table, rows in sorted(report.rows.items()):
+        click.echo(f"  {table}: {rows} rows")
+    click.echo(f"copied {report.total} rows from {report.source} to {report.target}")
 
 
 @main.command()

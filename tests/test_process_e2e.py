@@ -49,10 +49,11 @@ def quiet(report: CycleReport) -> bool:
 
 
 @pytest.fixture()
-def fake(tmp_path: Path) -> Iterator[tuple[Clock, FakePlatform, StateStore]]:
+def fake(state) -> Iterator[tuple[Clock, FakePlatform, StateStore]]:
+    """The whole process on both stores (SQLite and PostgreSQL, conftest.py)."""
     clock = Clock(MONDAY)
     platform = FakePlatform(clock)
-    with StateStore(tmp_path / "state.sqlite", "servicenow") as store:
+    with StateStore(state, "servicenow") as store:
         yield clock, platform, store
 
 

@@ -269,12 +269,13 @@ def test_a_file_that_is_not_a_state_is_one_error_with_its_fix(tmp_path: Path, mo
     monkeypatch.chdir(tmp_path)
     (tmp_path / "notes.txt").write_text("not a database\n" * 100, encoding="utf-8")
     result = CliRunner().invoke(main, ["report"], env={"MIM_STATE": "notes.txt", "MIM_PLATFORM": None})
-    assert result.exit_code == 3 and "notes.txt is not a state mim can read" in result.output
+    assert result.exit_code == 3 and "notes.txt is not a usable mim state" in result.output and "Fix: " in result.output
     assert "Traceback" not in result.output and (tmp_path / "notes.txt").read_text().startswith("not a database")
 
 
 def test_a_state_url_is_shown_without_its_password() -> None:
-    assert display_state("postgresql://mim:s3cret@db.example:5432/mim") == "postgresql://mim@db.example:5432/mim"
+    assert display_state("postgresql://mim:s3cret@db.example:5432/mim") == "postgresql://mim:***@db.example:5432/mim"
+    assert "s3cret" not in display_state("postgresql://db.example/mim?password=s3cret")
     assert display_state("/var/lib/mim/state.sqlite") == "/var/lib/mim/state.sqlite"
 
 

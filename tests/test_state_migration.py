@@ -37,7 +37,7 @@ from connector.detection.registry import MIRecord
 from connector.detection.rules import load_rules
 from connector.job.cycle import run_cycle
 from connector.job.migrations import V1_KEYS, record_v1_to_v2
-from connector.job.store import SCHEMA_VERSION, StateStore
+from connector.job.store import SCHEMA_VERSION, StateError, StateStore
 from connector.process.processfile import load_process
 from connector.tools.report import collect, render_json, render_table
 from tests.fakes import Clock, FakePlatform
@@ -244,7 +244,7 @@ def test_a_record_that_does_not_fit_fails_the_upgrade_and_changes_nothing(state:
         db.execute("UPDATE major_incidents SET data = ? WHERE id = ?", (old_record(epoch="one"), NEXT["vpn"]))
     with sqlite3.connect(state) as db:
         before = db.execute("SELECT data FROM major_incidents ORDER BY id").fetchall()
-    with pytest.raises(RuntimeError, match=f"major incident {NEXT['vpn']} .* cannot be upgraded to schema 2"):
+    with pytest.raises(StateError, match=f"major incident {NEXT['vpn']} .* cannot be upgraded to schema 2"):
         StateStore(state, "servicenow")
     with sqlite3.connect(state) as db:
         assert db.execute("SELECT version FROM schema_version").fetchone() == (1,)

@@ -33,11 +33,12 @@ def noise(platform: FakePlatform, clock: Clock) -> None:
 
 
 @pytest.fixture()
-def env(tmp_path: Path):
+def env(state):
+    """Every test here runs on both stores (SQLite and PostgreSQL, see conftest.py)."""
     clock = Clock(datetime(2026, 3, 2, 10, 0, tzinfo=timezone.utc))
     platform = FakePlatform(clock)
-    store = StateStore(tmp_path / "state.sqlite", "servicenow")
-    yield clock, platform, store, tmp_path
+    store = StateStore(state, "servicenow")
+    yield clock, platform, store, state
     store.close()
 
 
@@ -93,13 +94,13 @@ def test_dry_run_writes_nothing_and_lists_the_plan(env) -> None:
 
 
 def test_lost_state_file_causes_no_second_major_incident(env) -> None:
-    clock, platform, store, tmp = env
+    clock, platform, store, state = env
     storm(platform, clock, size=6)
     cycle(platform, store, clock)
     writes = list(platform.writes)
     store.close()
-    (tmp / "state.sqlite").unlink()
-    fresh = StateStore(tmp / "state.sqlite", "servicenow")
+    state.lose()
+    fresh = StateStore(state, "servicenow")
     try:
         report = cycle(platform, fresh, clock)
     finally:
@@ -127,12 +128,12 @@ def test_crash_mid_cycle_then_rerun_converges(env, crash_after: int) -> None:
     assert len(platform.writes) == len(set(platform.writes))
 
 
-def test_random_crashes_converge_to_the_uninterrupted_end_state(tmp_path: Path) -> None:
+def test_random_crashes_converge_to_the_uninterrupted_end_state(new_state) -> None:
     rng = random.Random(7)
     for attempt in range(10):
         clock = Clock(datetime(2026, 3, 2, 10, 0, tzinfo=timezone.utc))
         platform = FakePlatform(clock)
-        store_path = tmp_path / f"s{attempt}.sqlite"
+        store_path = new_state()
         ids = storm(platform, clock, size=40)
         for _ in range(3):
             platform.crash_after = rng.randint(0, 45)

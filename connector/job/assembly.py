@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 from connector.core.mapping import Mapping, load_mapping
 from connector.core.settings import Settings, SettingsError
@@ -12,6 +11,7 @@ from connector.detection.rules import Rule, check_rules_against_mapping, load_ru
 from connector.job.store import StateStore
 from connector.job.webhooks import WebhookNotifier
 from connector.platforms import Platform, make_platform
+from connector.platforms.retry import RetryPolicy
 from connector.process.processfile import ProcessFile, load_process
 
 
@@ -26,6 +26,8 @@ class Job:
     platform: Platform
     store: StateStore
     notifier: WebhookNotifier
+    policy: RetryPolicy | None = None
+    """The adapter's retry policy (its ``retries`` count feeds the metrics)."""
 
     def close(self) -> None:
         """Close the platform session and the state (releasing the runner lock)."""
@@ -51,15 +53,21 @@ def load_config_files(settings: Settings) -> tuple[list[Rule], ProcessFile, Mapp
 
 
 def open_job(settings: Settings, lock: bool = True) -> Job:
-    """Load everything and open the state; with ``lock`` become the single runner (raises LockHeld)."""
+    """Load everything and open the state (``settings.state``: a SQLite path or a ``postgresql://`` URL); with
+    ``lock`` become the single runner (raises LockHeld, exit 3)."""
     rules, process, mapping = load_config_files(settings)
-    platform = make_platform(settings, mapping)  # raises SettingsError when no platform is configured
-    store = StateStore(Path(settings.state), settings.platform or "")
+    policy = RetryPolicy()
+    platform = make_platform(settings, mapping, policy)  # raises SettingsError when no platform is configured
+    try:
+        store = StateStore(settings.state, settings.platform or "")
+    except BaseException:
+        platform.close()
+        raise
     try:
         if lock:
             store.acquire_lock()
-    except Exception:
+    except BaseException:
         store.close()
         platform.close()
         raise
-    return Job(settings, rules, process, mapping, platform, store, WebhookNotifier(settings.webhooks))
+    return Job(settings, rules, process, mapping, platform, store, WebhookNotifier(settings.webhooks), policy)

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Callable
 
 from connector.core.settings import Settings, SettingsError
 from connector.core.yamlfile import ConfigFileError
 from connector.job.assembly import load_config_files
-from connector.job.store import LockHeld, StateStore
+from connector.job.statedb import StateError, redact
+from connector.job.store import StateStore
 from connector.platforms import make_platform
 from connector.platforms.base import ChecksProcessNeeds, Platform, ProcessNeeds, Watermark
 from connector.platforms.errors import AuthenticationError, PermissionDenied, PlatformError
@@ -86,16 +86,23 @@ def run_doctor(settings: Settings, platform_factory: Callable[..., Platform] = m
 
 
 def _check_state(settings: Settings) -> Check:
-    path = Path(settings.state)
+    """The state store opens (and is upgraded), is writable, and who holds its runner lock. A problem gives the
+    same message and fix as every other command (:class:`~connector.job.statedb.StateError`)."""
     try:
-        with StateStore(path, settings.platform or "unknown") as store:
-            store.acquire_lock()
+        with StateStore(settings.state, settings.platform or "unknown") as store:
             fresh = store.is_fresh()
-        return Check("state store", True, f"{path} is writable" + (" (new)" if fresh else ""))
-    except LockHeld as exc:
-        return Check("state store", True, f"{exc} (a job is running)")
-    except Exception as exc:  # any failure here (permissions, a corrupt file) is the finding itself
-        return Check("state store", False, f"{path}: {exc}", "point MIM_STATE at a writable location")
+            kind = "PostgreSQL" if store.is_postgresql else "SQLite"
+            if store.try_lock():
+                lock = "runner lock free (no job running)"
+            else:
+                lock = f"runner lock held by {store.lock_holder() or 'another mim process'} (a job is running)"
+            detail = f"{store.description} ({kind}, schema {store.schema_version()}{', new' if fresh else ''}) is writable"
+        return Check("state store", True, f"{detail}; {lock}")
+    except StateError as exc:
+        return Check("state store", False, exc.problem, exc.fix)
+    except OSError as exc:  # the file system refused something the store does not foresee
+        return Check("state store", False, f"{redact(settings.state)}: {exc}",
+                     "point MIM_STATE at a writable location")
 
 
 def render(checks: list[Check]) -> str:

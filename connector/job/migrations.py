@@ -11,10 +11,10 @@ written); the count of review tasks that early versions kept as ``review_tasks``
 from __future__ import annotations
 
 import json
-import sqlite3
 from typing import Any
 
 from connector.detection.registry import MIRecord
+from connector.job.statedb import StateDb, StateError
 
 _DECLARATION = ("first_opened_at", "declared_at", "detected_at", "triggered_by", "group_fields", "mode", "service")
 _READING = ("major", "state", "resolved_at")
@@ -91,15 +91,18 @@ def record_v1_to_v2(text: str) -> str:
     return MIRecord.model_validate({**data, **facts_v1_to_v2(facts)}).to_json()
 
 
-def upgrade_records_to_v2(db: sqlite3.Connection) -> None:
+def upgrade_records_to_v2(db: StateDb) -> None:
     """Schema 2: every registry record's ``facts`` become its typed parts."""
     rows = db.execute("SELECT platform, id, data FROM major_incidents").fetchall()
     for platform, mi_id, data in rows:
         try:
             upgraded = record_v1_to_v2(data)
         except ValueError as exc:
-            raise RuntimeError(f"the state's record of major incident {mi_id} ({platform}) cannot be upgraded to "
-                               f"schema 2: {exc}") from exc
+            first = " ".join(str(exc).split())[:300] or type(exc).__name__
+            raise StateError(f"the state's record of major incident {mi_id} ({platform}) cannot be upgraded to "
+                             f"schema 2: {first}",
+                             "keep the file for a bug report, move it aside and run again: the next cycle rebuilds "
+                             "the state from the markers on the platform") from exc
         db.execute("UPDATE major_incidents SET data = ? WHERE platform = ? AND id = ?", (upgraded, platform, mi_id))
 
 

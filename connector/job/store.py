@@ -1,33 +1,41 @@
-"""The state store: SQLite (WAL) holding the watermark, the discovery cache, a window of recent tickets,
-the action ledger, the major incident registry and small counters (rota position, comms cadence).
+"""The state store: the watermark, the discovery cache, a window of recent tickets, the action ledger, the major
+incident registry and small counters (rota position, comms cadence), in SQLite (a file, the default) or
+PostgreSQL (``MIM_STATE=postgresql://...``), with the same schema, migrations and guarantees on both.
 
 The platform is the source of truth; this is a cache and a ledger. Deleting it is safe: the next cycle
 rebuilds what it needs from the markers the connector left on the platform.
 
-A single runner is enforced with an advisory ``flock`` on ``<state>.lock``: the kernel releases it when the
-holder dies, so a lock left by a killed process is taken over without any staleness heuristics.
+A single runner is enforced by a lock the holder's death releases without any staleness heuristics: ``flock``
+on ``<state>.lock`` for SQLite, a session advisory lock for PostgreSQL (:mod:`connector.job.statedb`).
+
+Adding to the schema (both backends at once):
+
+1. append a numbered entry to :data:`MIGRATIONS` (the next integer) and raise :data:`SCHEMA_VERSION` to it;
+   a step is an SQL statement in the portable subset (types ``TEXT INTEGER REAL``, ``?`` placeholders,
+   ``INSERT ... ON CONFLICT (...) DO UPDATE SET x = excluded.x``, no ``json_extract`` or other functions of one
+   engine) or a function of a :class:`~connector.job.statedb.StateDb` that rewrites rows;
+2. add a small method here that reads or writes it through ``self.db.execute`` with the same SQL;
+3. the store tests run on both backends (``tests/test_store.py``), and ``mim state copy`` copies every table.
 """
 
 from __future__ import annotations
 
-import fcntl
 import json
-import os
-import sqlite3
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, ContextManager, Iterable, Iterator
 
 from connector.core.actions import Action
 from connector.core.ticket import Ticket
 from connector.detection.registry import MIRecord
 from connector.job.migrations import upgrade_records_to_v2
+from connector.job.statedb import LockHeld, LockLost, StateDb, StateError, is_url, open_backend, redact
 from connector.platforms.base import ApplyResult, Watermark
 
 SCHEMA_VERSION = 2
 MAX_ATTEMPTS = 10
 
-Step = str | Callable[[sqlite3.Connection], None]
+Step = str | Callable[[StateDb], None]
 """A migration step: an SQL statement, or a function that rewrites rows (same transaction)."""
 
 MIGRATIONS: dict[int, list[Step]] = {
@@ -54,10 +62,6 @@ MIGRATIONS: dict[int, list[Step]] = {
 """Schema version -> the steps that bring the previous version to it, run in one transaction per opening."""
 
 
-class LockHeld(Exception):
-    """Another ``mim sync``/``mim run`` holds the state; the message names it."""
-
-
 def _iso(value: datetime) -> str:
     return value.astimezone(timezone.utc).isoformat()
 
@@ -67,29 +71,50 @@ def _dt(value: str | None) -> datetime | None:
 
 
 class StateStore:
-    """SQLite state for one platform. Use as a context manager or call :meth:`close`."""
+    """The state of one platform in SQLite (``location`` a file path) or PostgreSQL (a ``postgresql://``
+    URL). Use as a context manager or call :meth:`close`. Opening brings the schema up to date; every problem
+    with the store is a :class:`~connector.job.statedb.StateError` (one message and its fix)."""
 
-    def __init__(self, path: str | Path, platform: str) -> None:
-        self.path = Path(path)
+    def __init__(self, location: str | Path, platform: str) -> None:
+        self.location = str(location)
         self.platform = platform
-        if self.path.parent and not self.path.parent.exists():
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(str(self.path), timeout=30, isolation_level=None)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")
-        self.db.execute("PRAGMA busy_timeout=30000")
-        self._lock_fd: int | None = None
-        self._migrate()
+        self.backend = open_backend(location)
+        self.db = self.backend
+        self._locked = False
+        try:
+            self._migrate()
+        except BaseException:
+            self.backend.close()
+            raise
+
+    @property
+    def path(self) -> Path:
+        """The state file (SQLite) or the URL as a path-like label (PostgreSQL)."""
+        return Path(self.location)
+
+    @property
+    def description(self) -> str:
+        """Where the state is, safe to show (a URL without its password)."""
+        return redact(self.location)
+
+    @property
+    def is_postgresql(self) -> bool:
+        """Whether the state lives in PostgreSQL."""
+        return is_url(self.location)
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
     def _migrate(self) -> None:
-        with self.transaction():
+        with self.backend.transaction(exclusive=True):
             self.db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
             row = self.db.execute("SELECT version FROM schema_version").fetchone()
             current = row[0] if row else 0
             if current > SCHEMA_VERSION:
-                raise RuntimeError(f"{self.path}: state schema {current} is newer than this version of mim ({SCHEMA_VERSION})")
+                raise StateError(f"{self.description} was written by a newer mim (state schema {current}); this "
+                                 f"version knows schema {SCHEMA_VERSION} and older",
+                                 f"run the newer mim again, or upgrade this one; to go back to this version, "
+                                 "restore the copy of the state kept before the upgrade (or delete the state: "
+                                 "the next cycle rebuilds it from the markers on the platform)")
             for version in range(current + 1, SCHEMA_VERSION + 1):
                 for step in MIGRATIONS[version]:
                     if isinstance(step, str):
@@ -98,51 +123,56 @@ class StateStore:
                         step(self.db)
             if row is None:
                 self.db.execute("INSERT INTO schema_version VALUES (?)", (SCHEMA_VERSION,))
-            else:
+            else:  # written even when unchanged: a state that cannot be written fails here, not mid-cycle
                 self.db.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
 
-    class _Tx:
-        def __init__(self, db: sqlite3.Connection) -> None:
-            self.db = db
+    def schema_version(self) -> int:
+        """The schema version of the state (always :data:`SCHEMA_VERSION` once opened)."""
+        row = self.db.execute("SELECT version FROM schema_version").fetchone()
+        return int(row[0]) if row else 0
 
-        def __enter__(self) -> sqlite3.Connection:
-            self.db.execute("BEGIN IMMEDIATE")
-            return self.db
+    def transaction(self) -> ContextManager[None]:
+        """A write transaction. While this store holds the runner lock, it is checked first: a runner whose
+        PostgreSQL lock session ended raises :class:`LockLost` here instead of writing."""
+        if self._locked and not self.backend.lock_alive():
+            self._locked = False
+            raise LockLost(f"the runner lock on {self.description} was lost (its database session ended)",
+                           "nothing to do: mim stops writing and waits as standby; check the network to the database")
+        return self.backend.transaction()
 
-        def __exit__(self, exc_type: object, *rest: object) -> None:
-            self.db.execute("ROLLBACK" if exc_type else "COMMIT")
-
-    def transaction(self) -> "StateStore._Tx":
-        """A write transaction (``BEGIN IMMEDIATE``)."""
-        return StateStore._Tx(self.db)
+    def try_lock(self) -> bool:
+        """Become the single runner for this state if no one else is (non-blocking)."""
+        self._locked = self.backend.try_lock()
+        return self._locked
 
     def acquire_lock(self) -> None:
         """Become the single runner for this state, or raise :class:`LockHeld` naming the holder."""
-        lock_path = str(self.path) + ".lock"
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            # the holder writes its pid just after taking the lock, so it may not be there yet
-            holder = os.pread(fd, 200, 0).decode("utf-8", "replace").strip()
-            os.close(fd)
-            raise LockHeld(f"{self.path} is in use by another mim process{f' ({holder})' if holder else ''}; "
-                           "only one mim sync/run may use a state at a time") from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"pid {os.getpid()} since {datetime.now(timezone.utc).isoformat(timespec='seconds')}".encode(), 0)
-        self._lock_fd = fd
+        if not self.try_lock():
+            holder = self.backend.holder()
+            raise LockHeld(f"{self.description} is in use by another mim process{f' ({holder})' if holder else ''}; "
+                           "only one mim sync/run may use a state at a time", self.backend.lock_fix())
+
+    def lock_holder(self) -> str | None:
+        """Who holds the runner lock (pid, host, since when), when it is known."""
+        return self.backend.holder()
+
+    def lock_alive(self) -> bool:
+        """Whether this store still holds the runner lock."""
+        return self._locked and self.backend.lock_alive()
 
     def release_lock(self) -> None:
         """Give up the runner lock."""
-        if self._lock_fd is not None:
-            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
-            os.close(self._lock_fd)
-            self._lock_fd = None
+        self._locked = False
+        self.backend.release_lock()
+
+    def ensure_connected(self) -> None:
+        """Reconnect after a lost database connection (PostgreSQL); nothing for a file."""
+        self.backend.ensure_connected()
 
     def close(self) -> None:
         """Release the lock and close the database."""
-        self.release_lock()
-        self.db.close()
+        self._locked = False
+        self.backend.close()
 
     def __enter__(self) -> "StateStore":
         return self
@@ -208,9 +238,14 @@ class StateStore:
 
     def find_ticket(self, id_or_key: str) -> Ticket | None:
         """A cached ticket by platform id or human key."""
-        row = self.db.execute("SELECT data FROM tickets WHERE platform = ? AND (id = ? OR json_extract(data, '$.key') = ?)",
-                              (self.platform, id_or_key, id_or_key)).fetchone()
-        return Ticket(**json.loads(row[0])) if row else None
+        # the key is found in the stored JSON text (portable), then checked exactly
+        needle = '"key": ' + json.dumps(id_or_key)
+        pattern = "%" + needle.replace("!", "!!").replace("%", "!%").replace("_", "!_") + "%"
+        rows = self.db.execute("SELECT id, data FROM tickets WHERE platform = ? AND (id = ? OR data LIKE ? ESCAPE '!') "
+                               "ORDER BY id", (self.platform, id_or_key, pattern)).fetchall()
+        tickets = [Ticket(**json.loads(data)) for _, data in rows]
+        return next((t for t in tickets if t.id == id_or_key), None) or next(
+            (t for t in tickets if t.key == id_or_key), None)
 
     def prune_tickets(self, before: datetime, keep: Iterable[str] = ()) -> int:
         """Forget tickets opened before ``before`` (except ``keep``); returns how many."""
@@ -334,10 +369,16 @@ class StateStore:
         """True when nothing was ever synced into this state (a new or deleted state file)."""
         return self.watermark() is None and not self.major_incidents()
 
+    def last_cycle_at(self) -> datetime | None:
+        """When the last completed cycle of this platform started (by any runner), or None."""
+        row = self.db.execute("SELECT started_at FROM cycles WHERE platform = ? ORDER BY id DESC LIMIT 1",
+                              (self.platform,)).fetchone()
+        return _dt(row[0]) if row else None
+
 
 def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
     for i in range(0, len(items), size):
         yield items[i:i + size]
 
 
-__all__ = ["StateStore", "MIRecord", "LockHeld", "SCHEMA_VERSION", "MAX_ATTEMPTS"]
+__all__ = ["StateStore", "MIRecord", "LockHeld", "LockLost", "StateError", "SCHEMA_VERSION", "MAX_ATTEMPTS", "MIGRATIONS"]

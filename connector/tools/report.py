@@ -12,14 +12,13 @@ carries its raw value in a ``data-value`` attribute, equal to the JSON's.
 from __future__ import annotations
 
 import json
-import sqlite3
 from datetime import datetime, timezone
 from html import escape
 from typing import Any, Iterable, Mapping
-from urllib.parse import urlsplit, urlunsplit
 
 from connector.core.exits import OperationalError
 from connector.detection.registry import MIRecord
+from connector.job.statedb import redact
 from connector.job.store import StateStore
 from connector.process.metrics import DURATIONS, compute, human_duration, money, review_counts
 from connector.process.processfile import ProcessFile
@@ -136,30 +135,19 @@ def describe(record: MIRecord, process: ProcessFile, now: datetime, arrivals: li
 
 def display_state(state: str) -> str:
     """How a report names the state it read: a path as given, a URL without its password."""
-    if "://" not in state:
-        return state
-    parts = urlsplit(state)
-    if parts.password is None:
-        return state
-    host = parts.hostname or ""
-    netloc = f"{parts.username}@{host}" if parts.username else host
-    return urlunsplit(parts._replace(netloc=netloc + (f":{parts.port}" if parts.port else "")))
+    return redact(state)
 
 
 def open_state(path: str, platform: str | None = None) -> StateStore:
     """The state at ``path`` opened for ``platform``, else for the one platform it holds (a report needs no
     platform settings); a state that holds two platforms' incidents needs ``platform``."""
-    try:
-        store = StateStore(path, platform or "servicenow")
-    except sqlite3.DatabaseError as exc:
-        raise OperationalError(f"{display_state(path)} is not a state mim can read ({exc})",
-                               "set MIM_STATE to the state that mim sync, mim run or mim demo wrote") from None
+    store = StateStore(path, platform or "servicenow")  # a damaged state raises OperationalError with its fix
     if platform is not None:
         return store
     found = store.platforms()
     if len(found) > 1:
         store.close()
-        raise OperationalError(f"{path} holds the major incidents of {' and '.join(found)}",
+        raise OperationalError(f"{display_state(path)} holds the major incidents of {' and '.join(found)}",
                                f"set MIM_PLATFORM to the one to report ({' or '.join(found)})")
     if found and found[0] != store.platform:
         store.close()

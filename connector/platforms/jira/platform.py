@@ -25,6 +25,7 @@ from connector.platforms.jira.issues import IssueWriter
 from connector.platforms.jira.read import JiraReader
 from connector.platforms.jira.search import JiraSearch
 from connector.platforms.jira.write import JiraWriter
+from connector.platforms.observe import HttpObserver, observe_session
 from connector.platforms.retry import RetryPolicy
 
 
@@ -98,6 +99,10 @@ class JiraPlatform:
     def flavour(self) -> str | None:
         """``cloud`` or ``dc`` once known (configured, or after discovery)."""
         return self._client.flavour
+
+    def observe_http(self, observer: HttpObserver) -> None:
+        """Report every HTTP request of this adapter to ``observer`` (metrics; see connector/platforms/observe.py)."""
+        observe_session(self._client._session, self.name, observer)
 
     def close(self) -> None:
         """Release connections."""

@@ -14,6 +14,7 @@ from connector.core.settings import ServiceNowSettings, SettingsError
 from connector.core.ticket import Ticket
 from connector.core.write_settings import ServiceNowWrite
 from connector.platforms.base import ApplyResult, DoctorCheck, ProcessNeeds, Resolver, Watermark
+from connector.platforms.observe import HttpObserver, observe_session
 from connector.platforms.retry import RetryPolicy
 from connector.platforms.servicenow.client import ServiceNowClient
 from connector.platforms.servicenow.discovery import ServiceNowDiscovery
@@ -87,6 +88,10 @@ class ServiceNowPlatform:
     def requests_sent(self) -> int:
         """HTTP requests sent so far: every attempt, token requests included (a Batch API call counts once)."""
         return self._client.requests
+
+    def observe_http(self, observer: HttpObserver) -> None:
+        """Report every HTTP request of this adapter to ``observer`` (metrics; see connector/platforms/observe.py)."""
+        observe_session(self._client._session, self.name, observer)
 
     def close(self) -> None:
         """Release the session's connections."""
