@@ -1,0 +1,179 @@
+"""Hostile configuration files: whatever a rule, process or mapping file holds, ``mim rules check`` answers with
+located ``file:line:col`` errors, within the loader's limits, and a file it passes never breaks a later stage."""
+
+from __future__ import annotations
+
+import os
+import re
+import resource
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from cli import main
+from connector.core.yamlfile import MAX_BYTES, MAX_DEPTH, MAX_VALUES, load_yaml
+from connector.detection.rules import load_rules
+
+ROOT = Path(__file__).resolve().parent.parent
+LINE = re.compile(r"^(?P<path>.+?):(?P<line>\d+):(?P<col>\d+): (?P<message>.+)$")
+
+
+@pytest.fixture(autouse=True)
+def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for name in [n for n in os.environ if n.startswith("MIM_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+
+
+def check(path: Path) -> tuple[int, list[tuple[int, int, str]], str]:
+    """``mim rules check PATH``: exit code, the located errors as ``(line, col, message)``, the output. Any
+    exception other than the exit is a failure of the test (a traceback for the user)."""
+    result = CliRunner().invoke(main, ["rules", "check", str(path)])
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.output + repr(result.exception)
+    errors = [(int(m["line"]), int(m["col"]), m["message"]) for m in map(LINE.match, result.stdout.splitlines()) if m]
+    return result.exit_code, errors, result.stdout
+
+
+def rule_file(tmp_path: Path, body: str, name: str = "r.yaml") -> Path:
+    path = tmp_path / "rules" / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("version: 1\nrules:\n  - id: r\n" + body, encoding="utf-8")
+    return path
+
+
+# -- the loader ------------------------------------------------------------------------------------------------
+
+
+def test_a_control_character_is_a_located_error_not_a_reader_traceback(tmp_path: Path) -> None:
+    path = rule_file(tmp_path, "    description: bell\x07here\n    when: {priority: 1}\n    declare: {parent: self}\n")
+
+    code, errors, _ = check(path)
+
+    assert code == 1
+    assert errors == [(4, 22, "control character U+0007 is not allowed (only tab, line breaks and printable characters)")]
+
+
+def billion_laughs(levels: int, fan: int) -> str:
+    lines = ["version: 1", 'a0: &a0 ["lol"]']
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * fan)}]" for i in range(1, levels + 1)]
+    return "\n".join(lines + [f"rules: *a{levels}"]) + "\n"
+
+
+def test_an_alias_bomb_stops_at_the_expansion_limit_in_little_time_and_memory(tmp_path: Path) -> None:
+    path = tmp_path / "rules" / "bomb.yaml"
+    path.parent.mkdir()
+    path.write_text(billion_laughs(9, 9), encoding="utf-8")  # 524 bytes, 9**9 = 387 million values expanded
+    assert path.stat().st_size < 600
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    started = time.monotonic()
+
+    code, errors, _ = check(path)
+
+    assert time.monotonic() - started < 2
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 100 * 1024  # KiB: under 100 MiB
+    assert code == 1
+    assert len(errors) == 1 and f"more than {MAX_VALUES:,} values once aliases are expanded" in errors[0][2]
+
+
+def test_aliases_within_the_limit_still_work(tmp_path: Path) -> None:
+    path = tmp_path / "rules" / "shared.yaml"
+    path.parent.mkdir()
+    path.write_text("version: 1\nrules:\n  - id: a\n    when: &open {state: {in: [new, in_progress]}, priority: 1}\n"
+                    "    declare: {parent: self}\n  - id: b\n    when: *open\n    declare: {parent: self}\n", encoding="utf-8")
+
+    assert check(path)[0] == 0
+    assert [r.id for r in load_rules([path]).rules] == ["a", "b"]
+
+
+@pytest.mark.parametrize("text", [
+    pytest.param("version: 1\nrules: " + "[" * 5000 + "]" * 5000 + "\n", id="flow"),
+    pytest.param("version: 1\nrules:\n" + "".join("  " * (i + 1) + "-\n" for i in range(400)), id="block"),
+])
+def test_deep_nesting_is_a_located_error_not_a_recursion_error(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "rules" / "deep.yaml"
+    path.parent.mkdir()
+    path.write_text(text, encoding="utf-8")
+
+    code, errors, _ = check(path)
+
+    assert code == 1
+    assert len(errors) == 1 and f"nesting deeper than {MAX_DEPTH} levels" in errors[0][2]
+
+
+def test_a_recursive_alias_is_a_located_error(tmp_path: Path) -> None:
+    path = tmp_path / "rules" / "loop.yaml"
+    path.parent.mkdir()
+    path.write_text("version: 1\nrules: &r\n  - *r\n", encoding="utf-8")
+
+    code, errors, _ = check(path)
+
+    assert code == 1
+    assert (3, 5, "alias *r refers to a value that contains it (recursive alias)") in errors
+
+
+@pytest.mark.parametrize(("value", "message"), [
+    pytest.param("!!python/object/apply:os.system [echo]", "tag !!python/object/apply:os.system is not supported", id="python"),
+    pytest.param("!!binary aGVsbG8=", "tag !!binary is not supported", id="binary"),
+    pytest.param("!custom x", "tag !custom is not supported", id="custom"),
+    pytest.param("!!set {a, b}", "tag !!set is not supported", id="set"),
+    pytest.param("!!int abc", "cannot read 'abc' as an integer", id="bad-int"),
+    pytest.param("!!timestamp someday", "cannot read 'someday' as a date or time: not valid", id="bad-timestamp"),
+])
+def test_tags_and_unreadable_values_are_located_errors_not_constructor_tracebacks(tmp_path: Path, value: str,
+                                                                                  message: str) -> None:
+    path = rule_file(tmp_path, f"    description: {value}\n    when: {{priority: 1}}\n    declare: {{parent: self}}\n")
+
+    code, errors, _ = check(path)
+
+    assert code == 1
+    assert [(line, col) for line, col, _ in errors] == [(4, 18)]
+    assert message in errors[0][2]
+
+
+def test_an_impossible_date_is_located_in_the_process_file(tmp_path: Path) -> None:
+    path = tmp_path / "rules" / "process.yaml"
+    path.parent.mkdir()
+    path.write_text("version: 1\nbusiness_hours:\n  holidays: [2026-12-24, 2026-02-30]\n", encoding="utf-8")
+
+    code, errors, _ = check(path)
+
+    assert code == 1
+    assert errors == [(3, 26, "cannot read '2026-02-30' as a date or time: day is out of range for month")]
+
+
+def test_a_file_over_the_size_limit_is_refused_before_parsing(tmp_path: Path) -> None:
+    path = tmp_path / "rules" / "huge.yaml"
+    path.parent.mkdir()
+    path.write_bytes(b"version: 1\nrules: []\n" + b"#" * MAX_BYTES)
+
+    code, errors, _ = check(path)
+
+    assert code == 1
+    assert errors == [(1, 1, f"file is larger than {MAX_BYTES // 1024} KiB (the limit for configuration files)")]
+
+
+def test_bytes_that_are_not_utf8_are_located(tmp_path: Path) -> None:
+    path = tmp_path / "rules" / "latin.yaml"
+    path.parent.mkdir()
+    path.write_bytes(b"version: 1\nrules:\n  - id: r\n    description: caf\xe9\n")
+
+    code, errors, _ = check(path)
+
+    assert code == 1
+    assert errors == [(4, 21, "not UTF-8: byte 0xe9 cannot be decoded")]
+
+
+def test_a_second_document_and_merge_keys_are_located(tmp_path: Path) -> None:
+    path = tmp_path / "rules" / "two.yaml"
+    path.parent.mkdir()
+    path.write_text("version: 1\nbase: &b {priority: 1}\nrules:\n  - id: r\n    when: {<<: *b}\n---\nversion: 2\n",
+                    encoding="utf-8")
+
+    located, errors = load_yaml(path)
+
+    assert located is not None
+    assert [(e.line, e.col, e.message) for e in errors] == [
+        (5, 12, "merge keys (<<) are not supported"),
+        (6, 1, "a configuration file holds one YAML document; found a second one")]
