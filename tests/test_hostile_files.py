@@ -7,6 +7,7 @@ import os
 import re
 import resource
 import time
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,10 @@ from click.testing import CliRunner
 
 from cli import main
 from connector.core.yamlfile import MAX_BYTES, MAX_DEPTH, MAX_VALUES, load_yaml
-from connector.detection.rules import load_rules
+from connector.detection.engine import decide
+from connector.detection.rules import OPERATORS, load_rules
+from connector.process.processfile import load_process
+from tests.config_fuzz import START, _storm_tickets
 
 ROOT = Path(__file__).resolve().parent.parent
 LINE = re.compile(r"^(?P<path>.+?):(?P<line>\d+):(?P<col>\d+): (?P<message>.+)$")
@@ -177,3 +181,146 @@ def test_a_second_document_and_merge_keys_are_located(tmp_path: Path) -> None:
     assert [(e.line, e.col, e.message) for e in errors] == [
         (5, 12, "merge keys (<<) are not supported"),
         (6, 1, "a configuration file holds one YAML document; found a second one")]
+
+
+# -- complete validation at load -------------------------------------------------------------------------------
+
+
+def test_a_list_inside_a_membership_list_is_refused_at_load_not_at_every_sync(tmp_path: Path) -> None:
+    path = rule_file(tmp_path, "    when: {service: [x, [y]]}\n    declare: {parent: self}\n")
+
+    code, errors, _ = check(path)
+
+    assert code == 1
+    assert errors == [(4, 25, "rules.0.when.service.1: service values are single values, not a list")]
+
+
+@pytest.mark.parametrize("when", ["{service: {in: [x, {a: 1}]}}", "{service: {eq: [x]}}", "{priority: {in: [1, [2]]}}",
+                                  "{state: {not_in: [new, [closed]]}}", "{service: {ne: {a: b}}}"])
+def test_no_value_that_passes_rules_check_breaks_the_engine(tmp_path: Path, when: str) -> None:
+    path = rule_file(tmp_path, f"    when: {when}\n    declare: {{parent: self}}\n")
+
+    code, _, output = check(path)
+    ruleset = load_rules([path])
+
+    assert code == 1, output
+    assert ruleset.errors and not ruleset.rules
+
+
+def test_every_loaded_rule_runs_through_the_engine(tmp_path: Path) -> None:
+    path = rule_file(tmp_path, "    when: {service: [web-shop, '404'], priority: {in: [1, 2, 3]}, title: {matches: 'fail'}}\n"
+                               "    declare: {parent: self}\n")
+    ruleset = load_rules([path])
+    assert not ruleset.errors
+
+    decisions = decide(_storm_tickets(), [], ruleset.rules, START + timedelta(minutes=20))
+
+    assert decisions.declarations
+
+
+def test_an_unknown_operator_does_not_hide_the_other_errors_of_its_when(tmp_path: Path) -> None:
+    path = rule_file(tmp_path, "    when: {priority: {less_than: 3}, state: {in: [bogus]}, ci: {lt: 3}, title: {matches: '('}}\n"
+                               "    declare: {parent: self}\n")
+
+    code, errors, _ = check(path)
+
+    assert code == 1
+    assert [(line, col) for line, col, _ in errors] == [(4, 23), (4, 51), (4, 64), (4, 90)]
+    assert errors[0][2] == f"rules.0.when.priority.less_than: unknown operator 'less_than' (operators: {', '.join(OPERATORS)})"
+    assert "'bogus' is not a valid state" in errors[1][2]
+    assert "lt compare numbers" in errors[2][2]
+    assert "invalid regular expression" in errors[3][2]
+
+
+def test_an_unknown_key_lists_the_keys_that_are_known(tmp_path: Path) -> None:
+    path = rule_file(tmp_path, "    surge: {group_by: [service], window: 15m, threshold: 5, windw: 3}\n")
+
+    code, errors, _ = check(path)
+
+    assert code == 1
+    assert errors == [(4, 61, "unknown key 'windw' (expected one of: group_by, window, threshold, distinct)")]
+
+
+@pytest.mark.parametrize("window", ["99999999999999999999w", "3000000w", "367d", "9" * 400 + "s"])
+def test_a_duration_beyond_a_year_is_a_located_error_not_an_overflow(tmp_path: Path, window: str) -> None:
+    path = rule_file(tmp_path, f"    surge: {{group_by: [service], window: {window}, threshold: 5}}\n")
+
+    code, errors, _ = check(path)
+
+    assert code == 1
+    assert len(errors) == 1 and errors[0][:2] == (4, 42)
+    assert "is longer than the limit of 366d" in errors[0][2]
+
+
+@pytest.mark.parametrize(("body", "fragment"), [
+    pytest.param("    surge: {group_by: [service], window: 15m, threshold: 100001}\n", "less than or equal to 100000",
+                 id="threshold"),
+    pytest.param("    order: 99999999999999999999\n    when: {priority: 1}\n    declare: {parent: self}\n",
+                 "less than or equal to 1000000", id="order"),
+    pytest.param("    when: {service: 404}\n    declare: {parent: self}\n", "quote it: '404'", id="number-for-text"),
+    pytest.param("    when: {priority: 1}\n    declare: {parent: self, set: {assignment_group: [a]}}\n",
+                 "assignment_group must be a name", id="list-for-a-group"),
+])
+def test_numbers_and_types_are_bounded_at_load(tmp_path: Path, body: str, fragment: str) -> None:
+    code, errors, output = check(rule_file(tmp_path, body))
+
+    assert code == 1, output
+    assert len(errors) == 1 and fragment in errors[0][2]
+
+
+@pytest.mark.parametrize(("body", "line", "fragment"), [
+    pytest.param("business_hours:\n  start: 25:00\n", 3, "not a time of day", id="sexagesimal-hour"),
+    pytest.param("business_hours:\n  end: 12:30:45\n", 3, "not a time of day", id="sexagesimal-seconds"),
+    pytest.param("business_hours:\n  country: XX\n", 3, "no public holidays known for country='XX'", id="country"),
+    pytest.param("business_hours:\n  days: []\n", 3, "at least one working day", id="no-working-day"),
+    pytest.param("costs:\n  default_per_hour: .inf\n", 3, "finite number", id="infinite-cost"),
+    pytest.param("costs:\n  per_service: {web: .nan}\n", 3, "finite number", id="nan-cost"),
+    pytest.param("communications:\n  update_every: 0s\n", 3, "longer than 0s", id="zero-update-cadence"),
+])
+def test_process_values_the_planner_would_fail_on_are_refused_at_load(tmp_path: Path, body: str, line: int,
+                                                                      fragment: str) -> None:
+    path = tmp_path / "rules" / "process.yaml"
+    path.parent.mkdir()
+    path.write_text("version: 1\n" + body, encoding="utf-8")
+
+    code, errors, output = check(path)
+
+    assert code == 1, output
+    assert len(errors) == 1 and errors[0][0] == line and fragment in errors[0][2], errors
+    assert load_process(path)[0] is None
+
+
+@pytest.mark.parametrize(("body", "fragment"), [
+    pytest.param("url: '{base}/{key!r}'\n", "url", id="url-conversion"),
+    pytest.param("url: '{base}/{sys_id}'\n", "unknown name 'sys_id'", id="url-unknown-name"),
+    pytest.param("url: '{base}/x}'\n", "url", id="url-single-brace"),
+    pytest.param("values:\n  state: {'1': {a: b}}\n", "which is not a valid state", id="value-map-to-a-mapping"),
+    pytest.param("values:\n  service: {a: [b]}\n", "must map to text", id="value-map-to-a-list"),
+    pytest.param("times: {formats: ['%Y-%Q']}\n", "cannot be used", id="bad-time-format"),
+    pytest.param("export: {delimiter: ';;'}\n", "at most 1 character", id="long-delimiter"),
+    pytest.param("export: {encoding: klingon}\n", "unknown text encoding 'klingon'", id="unknown-encoding"),
+])
+def test_mapping_values_a_reader_would_fail_on_are_refused_at_load(tmp_path: Path, body: str, fragment: str) -> None:
+    path = tmp_path / "mappings" / "servicenow.yaml"
+    path.parent.mkdir()
+    path.write_text("version: 1\nplatform: servicenow\nfields: {id: sys_id, key: number, opened_at: opened_at}\n" + body,
+                    encoding="utf-8")
+
+    code, errors, output = check(path)
+
+    assert code == 1, output
+    assert len(errors) == 1 and fragment in errors[0][2], errors
+
+
+def test_a_naive_time_in_a_rule_test_is_utc(tmp_path: Path) -> None:
+    path = tmp_path / "rules" / "tests" / "naive.yaml"
+    path.parent.mkdir(parents=True)
+    path.write_text("version: 1\ncases:\n  - name: naive now\n    now: 2026-03-02T10:30:00\n"
+                    "    tickets: [{id: t1, opened_at: 2026-03-02T10:00:00Z, priority: 1, state: new, service: a}]\n"
+                    "    expect: {major_incidents: [{parent: t1, rule: p1-critical}]}\n", encoding="utf-8")
+    (tmp_path / "rules" / "default.yaml").write_text((ROOT / "rules" / "default.yaml").read_text(), encoding="utf-8")
+
+    result = CliRunner().invoke(main, ["rules", "test", "--rules", str(tmp_path / "rules"), str(path)])
+
+    assert result.exit_code == 0, result.output
+    assert datetime(2026, 3, 2, 10, 30, tzinfo=timezone.utc)  # the case ran against an aware clock

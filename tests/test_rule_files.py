@@ -137,7 +137,8 @@ RULE_HEAD = "version: 1\nrules:\n  - id: r\n"
     pytest.param("    when: {title: {matches: '(unclosed'}}\n    declare: {parent: self}\n",
                  4, 29, "invalid regular expression", id="bad-regex"),
     pytest.param("    when: {title: {like: x}}\n    declare: {parent: self}\n",
-                 4, 20, "unknown key 'like'", id="unknown-operator"),
+                 4, 20, "unknown operator 'like' (operators: eq, ne, in, not_in, lt, lte, gt, gte, exists, contains, "
+                 "matches)", id="unknown-operator"),
     pytest.param("    when: {opened_at: {gt: 2026-01-01}}\n    declare: {parent: self}\n",
                  4, 23, "cannot be compared in a rule", id="time-field-in-when"),
     pytest.param("    surge: {group_by: [service], window: 15m, threshold: 3}\n    declare: {parent: self}\n",

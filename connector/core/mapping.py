@@ -8,6 +8,7 @@ by ``mim backtest`` (ServiceNow CSV: one row per update, ``?`` as missing, ``d/m
 
 from __future__ import annotations
 
+import codecs
 import re
 from datetime import datetime, timezone
 from functools import lru_cache
@@ -17,6 +18,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, ValidationInfo, ValidatorFunctionWrapHandler, field_validator
 
+from connector.core import templating
 from connector.core.ticket import (
     CANONICAL_FIELDS,
     INT_FIELDS,
@@ -37,6 +39,8 @@ PlanEntry = tuple[str, list[tuple[str | int, ...]], tuple[str, ...] | None, Any,
 FlatEntry = tuple[str, tuple[str, ...], Any, dict[str, Any]]
 """A mapped field read from plain columns: canonical name, column names, converter, memo of conversions."""
 _STEP = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
+URL_VALUES = ("base", "id", "key")
+"""The names a mapping's ``url`` template may use."""
 
 
 class MappingError(ValueError):
@@ -84,6 +88,21 @@ class TimeFormat(Strict):
     formats: list[str] = Field(default_factory=list)
     zone: str = "UTC"
 
+    @field_validator("formats")
+    @classmethod
+    def _formats(cls, value: list[str]) -> list[str]:
+        found: list[Problem] = []
+        for i, pattern in enumerate(value):
+            try:
+                datetime.strptime("", pattern)
+            except ValueError as exc:
+                # "does not match" is the expected answer for an empty input; a bad directive is the problem
+                if "does not match" not in str(exc):
+                    found.append(((i,), f"time format {pattern!r} cannot be used: {exc}", False))
+        if found:
+            raise problems(found)
+        return value
+
     @field_validator("zone")
     @classmethod
     def _zone(cls, value: str) -> str:
@@ -114,17 +133,22 @@ def _check_fields(value: dict[str, FieldSource]) -> dict[str, FieldSource]:
 
 
 def _check_values(value: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    enums: dict[str, Any] = {"state": State, "major": Major, "stage": Stage}
     found: list[Problem] = []
     for name, table in value.items():
         if name not in CANONICAL_FIELDS:
             found.append(((name,), f"{name!r} is not a canonical field", True))
             continue
         for raw, canonical in table.items():
-            if name in enums and canonical not in {m.value for m in enums[name]}:
-                found.append(((name, raw), f"{raw!r} maps to {canonical!r}, which is not a valid {name}", False))
-            if name in INT_FIELDS and (not isinstance(canonical, int) or not 1 <= canonical <= 5):
-                found.append(((name, raw), f"{raw!r} must map to an integer 1..5", False))
+            if name in _ENUM_VALUES:
+                if not isinstance(canonical, str) or canonical not in _ENUM_VALUES[name]:
+                    found.append(((name, raw), f"{raw!r} maps to {canonical!r}, which is not a valid {name}", False))
+            elif name in INT_FIELDS:
+                if not isinstance(canonical, int) or isinstance(canonical, bool) or not 1 <= canonical <= 5:
+                    found.append(((name, raw), f"{raw!r} must map to an integer 1..5", False))
+            elif name in TIME_FIELDS:
+                found.append(((name, raw), f"{name} is a time; it is read with times.formats, not a value map", False))
+            elif not isinstance(canonical, str):
+                found.append(((name, raw), f"{raw!r} must map to text, not {canonical!r}", False))
     if found:
         raise problems(found)
     return value
@@ -151,13 +175,21 @@ class ExportFormat(_FieldsAndValues):
     order_by: str | None = None
     keep: Literal["first", "last"] = "first"
     missing: list[str] = Field(default_factory=lambda: [""])
-    delimiter: str = ","
+    delimiter: str = Field(",", min_length=1, max_length=1)
     encoding: str = "utf-8-sig"
     times: TimeFormat = Field(default_factory=TimeFormat)
     fields: dict[str, FieldSource] = Field(default_factory=dict)
     values: dict[str, dict[str, Any]] = Field(default_factory=dict)
     resolved_from_last: list[str] = Field(default_factory=lambda: ["resolved_at"])
 
+    @field_validator("encoding")
+    @classmethod
+    def _encoding(cls, value: str) -> str:
+        try:
+            codecs.lookup(value)
+        except LookupError:
+            raise ValueError(f"unknown text encoding {value!r} (for instance utf-8, utf-8-sig, latin-1)") from None
+        return value
 
 
 class MappingFile(_FieldsAndValues):
@@ -169,9 +201,19 @@ class MappingFile(_FieldsAndValues):
     values: dict[str, dict[str, Any]] = Field(default_factory=dict)
     times: TimeFormat = Field(default_factory=TimeFormat)
     url: str | None = None
+    """Template of a ticket's link: ``{base}``, ``{id}`` and ``{key}``."""
     write: WriteSettings = Field(default_factory=dict, validate_default=True)
     export: ExportFormat | None = None
 
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value is not None:
+            found = templating.check(value, URL_VALUES)
+            if found:
+                raise ValueError("; ".join(found))
+        return value
 
     @field_validator("fields", mode="after")
     @classmethod
@@ -397,7 +439,8 @@ class Mapping:
         if "opened_at" not in data:
             raise MappingError(f"record {data['id']} has no opened_at (from {self._describe(fields['opened_at'])})")
         if self.spec.url and base_url is not None and "url" not in data:
-            data["url"] = self.spec.url.format(base=base_url.rstrip("/"), id=data["id"], key=data.get("key", ""))
+            data["url"] = templating.render(self.spec.url, {"base": base_url.rstrip("/"), "id": data["id"],
+                                                            "key": data.get("key", "")})
         # Every value was converted and checked above, so skip a second validation pass (it doubles the
         # cost of reading a large export).
         return Ticket.trusted(**data, raw=record)

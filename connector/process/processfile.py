@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from datetime import date, time, timedelta
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, field_validator, model_validator
@@ -18,6 +18,7 @@ from pydantic import Field, field_validator, model_validator
 from connector.core import templating
 from connector.core.durations import Duration
 from connector.core.yamlfile import Diagnostic, Problem, Strict, load_yaml, problems, validate
+from connector.process.calendar import BusinessCalendar
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 Day = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
@@ -31,8 +32,11 @@ TEMPLATE_VALUES = (
 
 def _parse_time(value: object) -> object:
     if isinstance(value, int) and not isinstance(value, bool):
-        # YAML reads 08:00 as a sexagesimal integer (480); take it back as minutes after midnight
-        return time(value // 60 % 24, value % 60)
+        # YAML reads 08:00 as a sexagesimal integer (480); take it back as minutes after midnight. 25:00 (1500)
+        # or 12:30:45 (45045) are not times of day: an error, not a silent wrap-around.
+        if not 0 <= value < 24 * 60:
+            raise ValueError(f"not a time of day (YAML read it as the number {value}); write it as \"HH:MM\" from 00:00 to 23:59")
+        return time(value // 60, value % 60)
     if isinstance(value, str) and re.fullmatch(r"\d{1,2}:\d{2}", value.strip()):
         hours, minutes = value.strip().split(":")
         return time(int(hours), int(minutes))
@@ -113,6 +117,16 @@ class BusinessHours(Strict):
     def _order(self) -> "BusinessHours":
         if self.start >= self.end:
             raise ValueError("business hours must start before they end")
+        # the planner builds this calendar every cycle: whatever it refuses (a country the holidays package
+        # does not know, no working day) is refused here, at load, and pointed at the key it is about
+        try:
+            BusinessCalendar(time_zone=self.time_zone, days=tuple(self.days), start=self.start, end=self.end,
+                             holidays=tuple(self.holidays), country=self.country, subdivision=self.subdivision)
+        except ValueError as exc:
+            text = str(exc)
+            where = "days" if text.startswith("days") else "subdivision" if "subdivision" in text and \
+                "country=" not in text else "country" if self.country is not None else "time_zone"
+            raise problems([((where,), text, False)]) from None
         return self
 
 
@@ -144,6 +158,11 @@ class Communications(Strict):
     update_every: Duration | None = None
     stakeholders: list[Stakeholder] = Field(default_factory=list)
     templates: dict[Literal["declared", "update", "resolved", "closed"], str] = Field(default_factory=dict)
+
+    @field_validator("update_every")
+    @classmethod
+    def _cadence(cls, value: timedelta | None) -> timedelta | None:
+        return _positive(value)
 
     @field_validator("stakeholders")
     @classmethod
@@ -195,13 +214,30 @@ class Review(Strict):
     """How often the change and the review tasks are read back while the major incident is in resolution or
     maintenance (default: ``communications.update_every``, else 15 minutes)."""
 
+    @field_validator("follow_every")
+    @classmethod
+    def _cadence(cls, value: timedelta | None) -> timedelta | None:
+        return _positive(value)
+
+
+def _positive(value: timedelta | None) -> timedelta | None:
+    # a cadence of 0s would repeat the message (or the read) every cycle
+    if value is not None and value <= timedelta(0):
+        raise ValueError("must be longer than 0s")
+    return value
+
+
+MAX_COST_PER_HOUR = 1e12
+Money = Annotated[float, Field(ge=0, le=MAX_COST_PER_HOUR, allow_inf_nan=False)]
+"""A cost per hour: a finite number from 0 to 10^12 (an infinite one would make reports and messages invalid JSON)."""
+
 
 class Costs(Strict):
     """Estimated downtime cost per hour of impact, per service."""
 
     currency: str = "USD"
-    default_per_hour: float = Field(default=100_000, ge=0)
-    per_service: dict[str, float] = Field(default_factory=dict)
+    default_per_hour: Money = 100_000
+    per_service: dict[str, Money] = Field(default_factory=dict)
 
     def per_hour(self, service: str | None) -> float:
         """Cost per hour for ``service``."""
