@@ -58,17 +58,20 @@ def rules() -> None:
 @click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
 @click.pass_context
 def rules_check(ctx: click.Context, paths: tuple[Path, ...]) -> None:
-    """Validate rule, process, mapping and rule-test files (default: the configured rules and mappings).
+    """Validate rule, process, mapping and rule-test files (default: the configured rules and mappings, else
+    ./rules and ./mappings when they exist, else the shipped ones).
 
-    Prints one `file:line:col: message` line per error, all files at once; exit 1 on any error.
+    Prints one `file:line:col: message` line per error, all files at once (the files it read on stderr); exit 1
+    on any error.
     """
-    from connector.tools.checks import check_paths
+    from connector.tools.checks import check_paths, describe_files
 
     settings = _settings(ctx)
     targets = list(paths) or [settings.rules_path(), settings.mappings_path()]
-    errors, counts = check_paths(targets, settings.platform, settings.mappings_path())
+    errors, counts, read = check_paths(targets, settings.platform, settings.mappings_path())
     for error in errors:
         click.echo(str(error))
+    click.echo(describe_files(read), err=True)
     summary = ", ".join(f"{n} {k} file{'s' if n != 1 else ''}" for k, n in counts.items() if n)
     if errors:
         click.echo(f"{len(errors)} error{'s' if len(errors) != 1 else ''} in {summary or 'no files'}", err=True)

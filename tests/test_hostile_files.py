@@ -324,3 +324,45 @@ def test_a_naive_time_in_a_rule_test_is_utc(tmp_path: Path) -> None:
 
     assert result.exit_code == 0, result.output
     assert datetime(2026, 3, 2, 10, 30, tzinfo=timezone.utc)  # the case ran against an aware clock
+
+
+# -- which files `mim rules check` reads -------------------------------------------------------------------------
+
+
+def test_rules_check_without_arguments_checks_the_rules_in_the_current_directory(tmp_path: Path) -> None:
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    text = (ROOT / "rules" / "default.yaml").read_text(encoding="utf-8").replace("threshold: 5", "threshold: 0", 1)
+    (rules / "default.yaml").write_text(text, encoding="utf-8")
+
+    result = CliRunner().invoke(main, ["rules", "check"])
+
+    assert result.exit_code == 1, result.output
+    assert result.stdout.startswith("rules/default.yaml:"), result.output
+    assert "surge.threshold: Input should be greater than or equal to 1" in result.stdout
+    assert "read 3 files: rules/default.yaml, " in result.stderr  # and the shipped mappings it checked against
+
+
+def test_rules_check_says_which_files_it_read(tmp_path: Path) -> None:
+    for name in ("rules", "mappings"):
+        (tmp_path / name).mkdir()
+    (tmp_path / "rules" / "default.yaml").write_text((ROOT / "rules" / "default.yaml").read_text(), encoding="utf-8")
+    (tmp_path / "mappings" / "jira.yaml").write_text((ROOT / "mappings" / "jira.yaml").read_text(), encoding="utf-8")
+
+    result = CliRunner().invoke(main, ["rules", "check"])
+
+    assert result.exit_code == 0, result.output
+    assert result.stderr.splitlines()[0] == "read 2 files: rules/default.yaml, mappings/jira.yaml"
+
+
+def test_the_job_runs_the_rules_that_rules_check_checked(tmp_path: Path) -> None:
+    from connector.core.settings import default_dir, load_settings
+
+    assert load_settings(env={}).rules_path() == default_dir("rules")
+    (tmp_path / "rules").mkdir()
+    (tmp_path / "mappings").mkdir()
+
+    settings = load_settings(env={})
+
+    assert settings.rules_path() == Path("rules") and settings.mappings_path() == Path("mappings")
+    assert load_settings(env={"MIM_RULES": "/etc/mim/rules"}).rules_path() == Path("/etc/mim/rules")

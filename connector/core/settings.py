@@ -121,12 +121,14 @@ class Settings(BaseModel):
         return value.strip().lower() if isinstance(value, str) else value
 
     def rules_path(self) -> Path:
-        """Directory (or file) of rule files: configured, else the shipped defaults."""
-        return Path(self.rules) if self.rules else default_dir("rules")
+        """Directory (or file) of rule files: configured, else ``./rules`` when the current directory has one,
+        else the shipped defaults."""
+        return Path(self.rules) if self.rules else local_or_default("rules")
 
     def mappings_path(self) -> Path:
-        """Directory of mapping files."""
-        return Path(self.mappings) if self.mappings else default_dir("mappings")
+        """Directory of mapping files: configured, else ``./mappings`` when the current directory has one, else
+        the shipped defaults."""
+        return Path(self.mappings) if self.mappings else local_or_default("mappings")
 
     def process_configured(self) -> bool:
         """True when the process file was named explicitly (then it must exist)."""
@@ -138,6 +140,13 @@ class Settings(BaseModel):
             return Path(self.process)
         rules = self.rules_path()
         return (rules if rules.is_dir() else rules.parent) / "process.yaml"
+
+
+def local_or_default(name: str) -> Path:
+    """``./<name>`` when the current directory has it (as ``./mim.toml`` is picked up), else :func:`default_dir`:
+    the rules and mappings an operator is editing are the ones checked and run."""
+    local = Path(name)
+    return local if local.is_dir() else default_dir(name)
 
 
 def default_dir(name: str) -> Path:
