@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from connector.core.exits import OperationalError
+from connector.core.exits import OperationalError, file_problem
 from connector.core.settings import Settings, SettingsError, load_settings
 
 
@@ -26,9 +26,17 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except OperationalError as exc:
-            click.echo(f"Error: {exc.problem}", err=True)
-            click.echo(f"Fix: {exc.fix}", err=True)
-            ctx.exit(exc.exit_code)
+            self._environment(ctx, exc)
+        except OSError as exc:
+            if exc.filename is None:  # not about a file or folder (a socket): not ours to explain
+                raise
+            self._environment(ctx, file_problem(exc))
+
+    @staticmethod
+    def _environment(ctx: click.Context, exc: OperationalError) -> None:
+        click.echo(f"Error: {exc.problem}", err=True)
+        click.echo(f"Fix: {exc.fix}", err=True)
+        ctx.exit(exc.exit_code)
 
 
 def _settings(ctx: click.Context) -> Settings:
@@ -372,8 +380,8 @@ def _register_secrets(settings: Settings) -> None:
     for section in (settings.servicenow, settings.jira):
         try:
             secrets.append(section.secret())  # inline, or read from password_file/token_file
-        except SettingsError:
-            pass
+        except (SettingsError, OperationalError):
+            pass  # reported by the adapter of the configured platform, which needs it
     for secret in secrets:
         if secret is not None:
             register_secret(secret.get_secret_value())

@@ -8,6 +8,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
+from connector.core.exits import OperationalError
 from connector.core.settings import Settings, SettingsError
 from connector.core.yamlfile import ConfigFileError
 from connector.job.assembly import load_config_files
@@ -52,6 +53,8 @@ def run_doctor(settings: Settings, platform_factory: Callable[..., Platform] = m
         platform = platform_factory(settings, mapping)
     except SettingsError as exc:
         return checks + [Check("credentials", False, str(exc), "set them in the environment or a secret file")]
+    except OperationalError as exc:  # a CA bundle or a secret file mim cannot use: the same fix as the job gives
+        return checks + [Check("environment", False, exc.problem, exc.fix)]
     checks.append(_check_state(settings))
     auth_fix = ("check MIM_SERVICENOW_USERNAME/MIM_SERVICENOW_PASSWORD" if settings.platform == "servicenow"
                 else "check MIM_JIRA_EMAIL/MIM_JIRA_TOKEN (Cloud: an API token; Data Center: a personal access token)")

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from connector.core.mapping import Mapping
-from connector.core.settings import Settings, SettingsError
+from connector.core.settings import Settings, SettingsError, check_ca_bundle
 from connector.platforms.base import ApplyResult, Platform, Watermark
 
 
 def make_platform(settings: Settings, mapping: Mapping) -> Platform:
-    """The adapter for ``settings.platform``, configured from its section; a clear error if unusable."""
+    """The adapter for ``settings.platform``, configured from its section; a clear error if unusable (a CA bundle
+    that cannot be used is an :class:`~connector.core.exits.OperationalError`, before any request)."""
+    if settings.platform in ("servicenow", "jira"):
+        check_ca_bundle(getattr(settings, settings.platform).verify, f"{settings.platform}.verify "
+                                                                       f"(MIM_{settings.platform.upper()}_VERIFY)")
     if settings.platform == "servicenow":
         from connector.platforms.servicenow import ServiceNowPlatform
 

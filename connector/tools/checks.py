@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import os
 from pathlib import Path
 
 from connector.core.mapping import Mapping, load_mapping
@@ -33,6 +35,9 @@ def classify(path: Path) -> str:
 
 def _yaml_files(path: Path) -> list[Path]:
     if path.is_dir():
+        if not os.access(path, os.R_OK | os.X_OK):
+            # rglob would skip the folder without a word, and "ok" would be a lie
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
         found = sorted(p for p in path.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file())
         return found
     return [path]
