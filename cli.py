@@ -200,6 +200,7 @@ def _print_report(report: Any, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps({**report.summary(), "declarations": report.declarations, "planned": report.planned,
                                "failures": report.failures, "skipped": report.skipped_records}, default=str))
+        _print_untrusted(report)
         return
     verb = "would write" if report.dry_run else "planned"
     click.echo(f"{report.tickets_read} tickets read, {len(report.declarations)} major incidents declared, "
@@ -212,10 +213,17 @@ def _print_report(report: Any, as_json: bool) -> None:
     if report.dry_run:
         for item in report.planned:
             click.echo(f"  - {_describe_action(item)}")
-    for line in report.skipped_records:
-        click.echo(f"  skipped malformed record {line}", err=True)
+    _print_untrusted(report)
     for line in report.failures:
         click.echo(f"  failed {line}", err=True)
+
+
+def _print_untrusted(report: Any) -> None:
+    """Platform records the cycle did not trust (malformed, or dated in the future), on stderr."""
+    for line in report.skipped_records:
+        click.echo(f"  skipped malformed record {line}", err=True)
+    for line in report.future_records:
+        click.echo(f"  {line}", err=True)
 
 
 @main.command()

@@ -41,6 +41,11 @@ FlatEntry = tuple[str, tuple[str, ...], Any, dict[str, Any]]
 _STEP = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
 URL_VALUES = ("base", "id", "key")
 """The names a mapping's ``url`` template may use."""
+ID_PATTERNS = {"servicenow": "[0-9a-f]{32}", "jira": "[1-9][0-9]{0,18}"}
+"""What a record id looks like on each platform (a mapping's ``id_pattern`` overrides it): a ServiceNow sys_id
+is 32 hexadecimal digits, a Jira issue id a number."""
+ID_FIELDS = ("id", "parent", "change")
+"""Canonical fields that hold a record id of the platform (the ticket's own, its major incident's, its change's)."""
 
 
 class MappingError(ValueError):
@@ -202,8 +207,23 @@ class MappingFile(_FieldsAndValues):
     times: TimeFormat = Field(default_factory=TimeFormat)
     url: str | None = None
     """Template of a ticket's link: ``{base}``, ``{id}`` and ``{key}``."""
+    id_pattern: str | None = None
+    """A regular expression every record id read from the platform must match in full (default: the platform's,
+    :data:`ID_PATTERNS`); a record with another id, or referring to one, is reported and skipped."""
     write: WriteSettings = Field(default_factory=dict, validate_default=True)
     export: ExportFormat | None = None
+
+    @field_validator("id_pattern")
+    @classmethod
+    def _id_pattern(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                compiled = re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"invalid regular expression: {exc}") from None
+            if compiled.fullmatch(""):
+                raise ValueError("id_pattern must not match an empty id")
+        return value
 
 
     @field_validator("url")
@@ -255,6 +275,8 @@ class Mapping:
             self._export_fields.update({n: self._paths(s) for n, s in spec.export.fields.items()})
             self._export_values.update({n: {str(k): v for k, v in t.items()} for n, t in spec.export.values.items()})
         self._restricted = False
+        self.id_pattern = re.compile(spec.id_pattern or ID_PATTERNS[spec.platform])
+        """What an id read from the platform must look like (the mapping's ``id_pattern``, else the platform's)."""
         self._plan = self._compile_plan(self._fields, self._values, spec.times)
         self._export_plan = self._compile_plan(self._export_fields, self._export_values,
                                                spec.export.times if spec.export else spec.times)
@@ -436,6 +458,15 @@ class Mapping:
         fields = self._export_fields if export else self._fields
         if "id" not in data:
             raise MappingError(f"record has no id (from {self._describe(fields['id'])})")
+        if not export:
+            # an id is used as a major incident's id and written into other records (parent_incident): never
+            # one the platform cannot have issued (a record with id 12345 became a phantom major incident)
+            for name in ID_FIELDS:
+                value = data.get(name)
+                if value is not None and not self.id_pattern.fullmatch(value):
+                    shown = value if len(value) <= 40 else value[:40] + "..."
+                    raise MappingError(f"field {name!r} (from {self._describe(fields[name])}): {shown!r} is not a "
+                                       f"{self.platform} record id (id_pattern {self.id_pattern.pattern})")
         if "opened_at" not in data:
             raise MappingError(f"record {data['id']} has no opened_at (from {self._describe(fields['opened_at'])})")
         if self.spec.url and base_url is not None and "url" not in data:

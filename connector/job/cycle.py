@@ -26,6 +26,7 @@ from connector.detection.identification import identification_actions
 from connector.detection.registry import MIRecord, Registry, record_followups
 from connector.detection.rules import Rule
 from connector.job.store import StateStore
+from connector.job.watermark import advance, future_records, trusted_start
 from connector.platforms.base import ApplyResult, Platform, Watermark
 from connector.platforms.errors import PlatformError
 from connector.process.context import ProcessContext
@@ -60,6 +61,8 @@ class CycleReport:
     planned: list[dict[str, Any]] = field(default_factory=list)
     results: dict[str, int] = field(default_factory=dict)
     failures: list[str] = field(default_factory=list)
+    future_records: list[str] = field(default_factory=list)
+    """Records with a time beyond now + a small skew: read, but kept from moving the watermark."""
     outcomes: dict[str, ApplyResult] = field(default_factory=dict)
     requests: int = 0
     rebuilt: bool = False
@@ -75,7 +78,8 @@ class CycleReport:
         return {"tickets_read": self.tickets_read, "skipped_records": len(self.skipped_records),
                 "declarations": len(self.declarations), "late_links": self.late_links,
                 "actions": len(self.planned), "results": self.results, "requests": self.requests,
-                "duration_s": round(self.duration_s, 3), "dry_run": self.dry_run, "rebuilt": self.rebuilt}
+                "duration_s": round(self.duration_s, 3), "dry_run": self.dry_run, "rebuilt": self.rebuilt,
+                "future_records": len(self.future_records)}
 
 
 def _to_tickets(platform: Platform, raws: Sequence[dict[str, Any]], report: CycleReport) -> list[Ticket]:
@@ -90,17 +94,6 @@ def _to_tickets(platform: Platform, raws: Sequence[dict[str, Any]], report: Cycl
             ident = next((str(raw[s]) for s in sources if s and raw.get(s)), "?")
             report.skipped_records.append(f"{ident}: {exc}")
     return tickets
-
-
-def _latest_watermark(tickets: Sequence[Ticket], current: Watermark | None) -> Watermark | None:
-    best = current
-    for t in tickets:
-        if t.updated_at is None:
-            continue
-        mark = Watermark(t.updated_at, t.id)
-        if best is None or mark > best:
-            best = mark
-    return best
 
 
 FOLLOWED_STAGES = frozenset({"resolution", "maintenance"})
@@ -169,10 +162,11 @@ def run_cycle(platform: Platform, store: StateStore, rules: Sequence[Rule], proc
 
     horizon = window_horizon(rules) + HORIZON_MARGIN
     fresh = store.is_fresh()
-    mark = store.watermark()
+    mark, distrusted = trusted_start(store.watermark(), now)
     raws = list(platform.fetch_changed(mark, now - horizon))
     tickets = _to_tickets(platform, raws, report)
     report.tickets_read = len(tickets)
+    report.future_records = [str(f) for f in future_records(tickets, now)] + ([distrusted] if distrusted else [])
     if fresh:
         marked = _to_tickets(platform, platform.fetch_marked(), report)
         known_ids = {t.id for t in tickets}
@@ -289,7 +283,7 @@ def run_cycle(platform: Platform, store: StateStore, rules: Sequence[Rule], proc
                 report.failures.append(f"{result.key}: {result.detail}")
         for record in registry:
             store.save_major_incident(record)
-        new_mark = _latest_watermark(tickets, mark)
+        new_mark = advance(tickets, mark, now)
         if new_mark is None:
             # nothing seen yet: remember the horizon so the next cycle is not taken for a lost state
             new_mark = Watermark(now - horizon, "")

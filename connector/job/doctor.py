@@ -8,11 +8,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
+from connector.core.durations import format_duration
 from connector.core.exits import OperationalError
 from connector.core.settings import Settings, SettingsError
 from connector.core.yamlfile import ConfigFileError
 from connector.job.assembly import load_config_files
 from connector.job.store import LockHeld, StateStore
+from connector.job.watermark import FUTURE_SKEW, future_on_platform
 from connector.platforms import make_platform
 from connector.platforms.base import Platform, Watermark
 from connector.platforms.errors import AuthenticationError, PermissionDenied, PlatformError
@@ -75,11 +77,28 @@ def run_doctor(settings: Settings, platform_factory: Callable[..., Platform] = m
             return f"delta query works ({count} records changed in the last moments)"
 
         checks.append(_guard("read tickets", read, auth_fix))
+        if checks[-1].ok:
+            checks.append(_record_times(platform))
         for name, ok, detail, fix in platform.doctor_checks(discovery):
             checks.append(Check(name, ok, detail, fix))
     finally:
         platform.close()
     return checks
+
+
+def _record_times(platform: Platform) -> Check:
+    """Records dated beyond now + the skew: they never move the watermark, and are read again every cycle."""
+    try:
+        future = future_on_platform(platform, datetime.now(timezone.utc))
+    except PlatformError as exc:
+        return Check("record times", False, str(exc), "check the URL, the network path and the platform's status")
+    if not future:
+        return Check("record times", True, f"no record dated beyond now + {format_duration(FUTURE_SKEW)}")
+    shown = "; ".join(str(f) for f in future[:5]) + (f"; and {len(future) - 5} more" if len(future) > 5 else "")
+    return Check("record times", False,
+                 f"{len(future)} record{'s' if len(future) != 1 else ''} dated beyond now + {format_duration(FUTURE_SKEW)}: {shown}",
+                 "correct their update time on the platform (or its clock); until then mim reads them again every "
+                 "cycle and does not let them move its watermark")
 
 
 def _check_state(settings: Settings) -> Check:
