@@ -25,6 +25,8 @@ from connector.detection.engine import decide, window_horizon
 from connector.detection.identification import identification_actions
 from connector.detection.registry import MIRecord, Registry, record_followups
 from connector.detection.rules import Rule
+from connector.job.faults import CrashHook
+from connector.job.redrive import superseded_stages
 from connector.job.store import StateStore
 from connector.job.watermark import advance, future_records, trusted_start
 from connector.platforms.base import ApplyResult, Platform, Watermark
@@ -38,7 +40,8 @@ if TYPE_CHECKING:
 
 FINAL = frozenset({"applied", "skipped", "rejected", "abandoned"})
 """Ledger statuses after which an action is never sent again."""
-REDRIVEN = frozenset({"declare", "create_parent", "note", "set_stage", "create_task", "create_change", "notify"})
+REDRIVEN = frozenset({"declare", "create_parent", "note", "set_stage", "create_task", "create_change", "notify", "link",
+                      "set_fields", "resolve_child"})
 """Kinds re-sent from the ledger after a crash or failure even when no longer planned."""
 
 HORIZON_MARGIN = timedelta(minutes=30)
@@ -150,6 +153,7 @@ def run_cycle(platform: Platform, store: StateStore, rules: Sequence[Rule], proc
     writes, and their results enter the ledger like any other, so a failed one is re-driven next cycle."""
     clock = time.monotonic()
     report = CycleReport(started_at=now, dry_run=dry_run)
+    crash = CrashHook.from_environment()  # test-only: connector/job/faults.py
     requests_before = platform.requests_sent
 
     cached = store.discovery(now)
@@ -209,12 +213,14 @@ def run_cycle(platform: Platform, store: StateStore, rules: Sequence[Rule], proc
         seen.add(action.key)
         todo.append(action)
     # Actions planned in an earlier cycle that never completed (a crash, a failure) are re-driven even if
-    # this cycle no longer produces them: a declaration's note and stage are not derived again once the
-    # incident is registered. Links and field changes are not re-driven: the engine and the planners
-    # derive them again while they are still wanted, so a human's change in between is not overwritten.
+    # this cycle no longer produces them: the registry saved with the plan says they were planned, so the
+    # planners do not derive them again (a containment's assignment, a link, a child's resolution included;
+    # the crash matrix, tests/test_crash_matrix.py, lost each of them before). Re-driven actions are
+    # uncertain: the adapter reads before it writes. A stage write a later one supersedes is not re-sent.
     pending = store.pending_rows()
+    superseded = superseded_stages(todo, pending)  # connector/job/redrive.py
     for row in pending:
-        if row["key"] not in seen and row["kind"] in REDRIVEN:
+        if row["key"] not in seen and row["kind"] in REDRIVEN and row["key"] not in superseded:
             seen.add(row["key"])
             todo.append(action_from_dict(row["action"]))
     uncertain = frozenset(a.key for a in todo if a.key in ledger or fresh) | frozenset(row["key"] for row in pending)
@@ -232,16 +238,19 @@ def run_cycle(platform: Platform, store: StateStore, rules: Sequence[Rule], proc
 
     with store.transaction():
         store.record_planned(todo, now)
+        store.record_results([ApplyResult(key, "skipped", detail="superseded by a later stage") for key in superseded], now)
         for record in registry:
             store.save_major_incident(record)
         store.upsert_tickets(tickets)
+    crash.at("after_ledger", todo)
 
     creates = [a for a in todo if isinstance(a, CreateParent)]
     notifies = [a for a in todo if isinstance(a, Notify)]
     rest = [a for a in todo if not isinstance(a, (CreateParent, Notify))]
     results: list[ApplyResult] = []
     if creates:
-        created = platform.apply(creates, lambda target: target, uncertain)
+        created = crash.apply(platform, creates, lambda target: target, uncertain)
+        crash.at("before_results", creates)
         store.record_results(created, now)
         results += created
     id_map = store.created_ids()
@@ -252,7 +261,8 @@ def run_cycle(platform: Platform, store: StateStore, rules: Sequence[Rule], proc
         return target
 
     if rest:
-        applied = platform.apply(rest, resolve, uncertain)
+        applied = crash.apply(platform, rest, resolve, uncertain)
+        crash.at("before_results", rest)
         store.record_results(applied, now)
         results += applied
     # announce only what the platform now shows: not an incident whose declaration failed this cycle
@@ -268,10 +278,12 @@ def run_cycle(platform: Platform, store: StateStore, rules: Sequence[Rule], proc
             from connector.job.webhooks import notifier_from_environment
 
             notifier = notifier_from_environment()
-        delivered = notifier.deliver(notifies)
+        delivered = crash.deliver(notifier, notifies)
+        crash.at("before_results", notifies)
         store.record_results(delivered, now)
         results += delivered
 
+    crash.at("before_watermark", todo)
     with store.transaction():
         store.abandon_exhausted(now)
         for synthetic in registry.rekey_created(id_map):
