@@ -16,6 +16,7 @@ import click
 
 from connector.core.exits import OperationalError, file_problem
 from connector.core.settings import Settings, SettingsError, load_settings
+from connector.core.text import one_line
 
 
 class _Group(click.Group):
@@ -192,8 +193,9 @@ def _describe_action(item: dict[str, Any]) -> str:
         "notify": lambda: f"notify {item.get('channel')}",
     }.get(kind, lambda: f"{kind} {target}")()
     reason = item.get("reason")
-    return f"{details}" + (f"  [why: rule {item.get('rule')}: {reason}]" if reason and item.get("rule") else
-                           f"  [why: {reason}]" if reason else "")
+    # ticket values (titles, groups, services) are platform data: a line break must not split the line
+    return one_line(f"{details}" + (f"  [why: rule {item.get('rule')}: {reason}]" if reason and item.get("rule") else
+                                    f"  [why: {reason}]" if reason else ""))
 
 
 def _print_report(report: Any, as_json: bool) -> None:
@@ -208,8 +210,8 @@ def _print_report(report: Any, as_json: bool) -> None:
                + ("" if report.dry_run else f", results {report.results or {}}"))
     for decl in report.declarations:
         group = ", ".join(f"{k}={v}" for k, v in decl["group"].items())
-        click.echo(f"  declared {decl['parent_key'] or decl['parent']} by {decl['rule']} ({group}): "
-                   f"{len(decl['children'])} children")
+        click.echo(one_line(f"  declared {decl['parent_key'] or decl['parent']} by {decl['rule']} ({group}): "
+                            f"{len(decl['children'])} children"))
     if report.dry_run:
         for item in report.planned:
             click.echo(f"  - {_describe_action(item)}")
@@ -221,9 +223,9 @@ def _print_report(report: Any, as_json: bool) -> None:
 def _print_untrusted(report: Any) -> None:
     """Platform records the cycle did not trust (malformed, or dated in the future), on stderr."""
     for line in report.skipped_records:
-        click.echo(f"  skipped malformed record {line}", err=True)
+        click.echo(one_line(f"  skipped malformed record {line}"), err=True)
     for line in report.future_records:
-        click.echo(f"  {line}", err=True)
+        click.echo(one_line(f"  {line}"), err=True)
 
 
 @main.command()
