@@ -71,6 +71,8 @@ def run_loop(job: Job, interval: timedelta, stop: StopFlag, planners: Sequence[P
                 log.warning("action failed", extra={"fields": {"detail": failure}})
             for skipped in report.skipped_records:
                 log.warning("malformed record skipped", extra={"fields": {"detail": skipped}})
+            for future in report.future_records:
+                log.warning("record dated in the future", extra={"fields": {"detail": future}})
         except (AuthenticationError, PermissionDenied) as exc:
             log.error("fatal platform error", extra={"fields": {"error": str(exc)}})
             return EXIT_FATAL
