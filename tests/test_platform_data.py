@@ -173,3 +173,29 @@ def test_a_mapping_may_set_its_own_id_pattern(tmp_path: Path) -> None:
     assert mapping.to_ticket({"sys_id": "inc00001", "opened_at": "2026-03-02 09:00:00"}).id == "inc00001"
     (tmp_path / "servicenow.yaml").write_text(text.replace("[0-9a-z]{8,32}", "x*"), encoding="utf-8")
     assert "must not match an empty id" in str(load_mapping(tmp_path / "servicenow.yaml")[1][0])
+
+
+def test_mim_run_logs_a_record_dated_in_the_future(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from connector.core.settings import Settings
+    from connector.detection.rules import load_rules
+    from connector.job.assembly import Job
+    from connector.job.logs import setup_logging
+    from connector.job.runner import StopFlag, run_loop
+    from connector.job.webhooks import WebhookNotifier
+    from connector.process.processfile import ProcessFile
+    from tests.fakes import Clock, FakePlatform
+
+    setup_logging("json")
+    clock = Clock(datetime(2026, 3, 2, 10, tzinfo=timezone.utc))
+    platform = FakePlatform(clock)
+    platform.add(id="f" * 32, key="INC0099999", updated_at=datetime(2099, 1, 1, tzinfo=timezone.utc))
+    job = Job(Settings(), load_rules([ROOT / "rules"]).rules, ProcessFile(version=1), platform.mapping, platform,
+              StateStore(tmp_path / "state.sqlite", "servicenow"), WebhookNotifier({}))
+    try:
+        run_loop(job, timedelta(seconds=1), StopFlag(), max_cycles=1, clock=clock)
+    finally:
+        job.close()
+
+    lines = [json.loads(line) for line in capsys.readouterr().err.splitlines() if line.strip()]
+    warned = [line for line in lines if line["message"] == "record dated in the future"]
+    assert len(warned) == 1 and warned[0]["detail"].startswith("INC0099999: updated_at 2099-01-01")
