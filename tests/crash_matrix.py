@@ -58,6 +58,7 @@ rules:
 WEBHOOK = {"name": "ops-chat", "webhook": "ops", "format": "generic"}
 _SYNTHETIC = re.compile(r"new-[0-9a-f]{16}")
 _TAG = re.compile(r"\[mim-[0-9a-f]+\]")
+_SYS_ID = re.compile(r"[0-9a-f]{32}")
 
 
 class Clock:
@@ -237,15 +238,18 @@ class Story:
         (``new-`` + a hash of its first ticket's id), which its markers and message keys carry. Those are
         compared as ``new-#`` and ``mim-#``; every record, note, task, change and message is still counted."""
         incidents = {r["sys_id"]: r for r in self.sim.records("incident")}
+        others = {r["sys_id"]: f"{table}: {r['short_description']}" for table in ("change_request", "incident_task")
+                  for r in self.sim.records(table)}
 
         def name(sys_id: str) -> str:
             record = incidents.get(sys_id)
-            return f"{record['short_description']}|{record['caller_id']}" if record else sys_id
+            return f"{record['short_description']}|{record['caller_id']}" if record else others.get(sys_id, sys_id)
 
-        rows = sorted(json.dumps({k: (name(v) if k in ("parent_incident",) else v) for k, v in r.items()
-                                  if k in ("short_description", "caller_id", "state", "major_incident_state", "u_mim_stage",
-                                           "parent_incident", "assignment_group", "assigned_to", "priority", "impact",
-                                           "urgency", "correlation_id")}, sort_keys=True) for r in incidents.values())
+        # every column but the record's own ids and times, references shown by what they point at
+        rows = sorted(json.dumps({k: name(v) if _SYS_ID.fullmatch(str(v)) else v for k, v in r.items()
+                                  if not k.startswith("sys_") and k not in ("number", "opened_at", "resolved_at",
+                                                                            "closed_at", "opened_by")}, sort_keys=True)
+                      for r in incidents.values())
         # one journal entry may carry several notes (one write); each note ends with its marker tag
         notes = sorted(f"{name(j['element_id'])}: {note.strip()}" for j in self.sim.records("sys_journal_field")
                        for note in re.findall(r".*?\[mim-[0-9a-f]+\]", j["value"], re.S))
