@@ -276,6 +276,9 @@ def test_numbers_and_types_are_bounded_at_load(tmp_path: Path, body: str, fragme
     pytest.param("costs:\n  default_per_hour: .inf\n", 3, "finite number", id="infinite-cost"),
     pytest.param("costs:\n  per_service: {web: .nan}\n", 3, "finite number", id="nan-cost"),
     pytest.param("communications:\n  update_every: 0s\n", 3, "longer than 0s", id="zero-update-cadence"),
+    pytest.param("managers:\n  on_call: [{days: [sun], start: '00:00', end: '23:59', person: ''}]\n", 3, "must not be empty",
+                 id="empty-on-call-person"),
+    pytest.param("team: {group: ' '}\n", 2, "must not be empty", id="blank-team-group"),
 ])
 def test_process_values_the_planner_would_fail_on_are_refused_at_load(tmp_path: Path, body: str, line: int,
                                                                       fragment: str) -> None:

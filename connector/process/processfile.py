@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from connector.core import templating
 from connector.core.durations import Duration
@@ -28,6 +28,16 @@ TEMPLATE_VALUES = (
     "since_declared", "url", "triggered_by", "resolution", "change", "updates_sent", "impact_minutes", "cost",
 )
 """The only names a message template may use."""
+
+
+def _named(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be empty")
+    return value
+
+
+Name = Annotated[str, AfterValidator(_named)]
+"""A person, a group, a stakeholder or a title the connector writes or keys by: not empty, not only spaces."""
 
 
 def _parse_time(value: object) -> object:
@@ -46,7 +56,7 @@ def _parse_time(value: object) -> object:
 class Person(Strict):
     """A major incident manager in the rota."""
 
-    id: str
+    id: Name
     name: str = ""
     available: bool = True
 
@@ -57,8 +67,8 @@ class OnCallEntry(Strict):
     days: list[Day] = Field(min_length=1)
     start: time
     end: time
-    person: str
-    group: str | None = None
+    person: Name
+    group: Name | None = None
 
     @field_validator("start", "end", mode="before")
     @classmethod
@@ -69,7 +79,7 @@ class OnCallEntry(Strict):
 class Team(Strict):
     """The major incident team (assignment group) and what changes when it takes over."""
 
-    group: str
+    group: Name
     raise_priority: int | None = Field(default=None, ge=1, le=5)
 
 
@@ -133,7 +143,7 @@ class BusinessHours(Strict):
 class OutOfHours(Strict):
     """What happens to major incident tickets that arrive out of hours."""
 
-    group: str
+    group: Name
     urgency: int | None = Field(default=1, ge=1, le=3)
     note: str = "Arrived out of hours: routed to {team} with raised urgency."
 
@@ -146,7 +156,7 @@ class OutOfHours(Strict):
 class Stakeholder(Strict):
     """Who is informed, and how: a platform note (internal or public) and/or a named webhook."""
 
-    name: str
+    name: Name
     audience: Literal["internal", "public"] = "internal"
     webhook: str | None = None
     format: Literal["generic", "slack", "teams"] = "generic"
@@ -200,7 +210,7 @@ class ChangeTemplate(Strict):
 class ReviewTask(Strict):
     """A post-implementation review task; ``due`` counts business days (``5d``)."""
 
-    title: str
+    title: Name
     owner: str | None = None
     due: Duration = timedelta(days=5)
     description: str = ""
