@@ -14,8 +14,9 @@ from typing import Any
 
 import click
 
-from connector.core.exits import OperationalError
+from connector.core.exits import OperationalError, file_problem
 from connector.core.settings import Settings, SettingsError, load_settings
+from connector.core.text import one_line
 
 
 class _Group(click.Group):
@@ -26,9 +27,17 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except OperationalError as exc:
-            click.echo(f"Error: {exc.problem}", err=True)
-            click.echo(f"Fix: {exc.fix}", err=True)
-            ctx.exit(exc.exit_code)
+            self._environment(ctx, exc)
+        except OSError as exc:
+            if exc.filename is None:  # not about a file or folder (a socket): not ours to explain
+                raise
+            self._environment(ctx, file_problem(exc))
+
+    @staticmethod
+    def _environment(ctx: click.Context, exc: OperationalError) -> None:
+        click.echo(f"Error: {exc.problem}", err=True)
+        click.echo(f"Fix: {exc.fix}", err=True)
+        ctx.exit(exc.exit_code)
 
 
 def _settings(ctx: click.Context) -> Settings:
@@ -58,17 +67,20 @@ def rules() -> None:
 @click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
 @click.pass_context
 def rules_check(ctx: click.Context, paths: tuple[Path, ...]) -> None:
-    """Validate rule, process, mapping and rule-test files (default: the configured rules and mappings).
+    """Validate rule, process, mapping and rule-test files (default: the configured rules and mappings, else
+    ./rules and ./mappings when they exist, else the shipped ones).
 
-    Prints one `file:line:col: message` line per error, all files at once; exit 1 on any error.
+    Prints one `file:line:col: message` line per error, all files at once (the files it read on stderr); exit 1
+    on any error.
     """
-    from connector.tools.checks import check_paths
+    from connector.tools.checks import check_paths, describe_files
 
     settings = _settings(ctx)
     targets = list(paths) or [settings.rules_path(), settings.mappings_path()]
-    errors, counts = check_paths(targets, settings.platform, settings.mappings_path())
+    errors, counts, read = check_paths(targets, settings.platform, settings.mappings_path())
     for error in errors:
         click.echo(str(error))
+    click.echo(describe_files(read), err=True)
     summary = ", ".join(f"{n} {k} file{'s' if n != 1 else ''}" for k, n in counts.items() if n)
     if errors:
         click.echo(f"{len(errors)} error{'s' if len(errors) != 1 else ''} in {summary or 'no files'}", err=True)
@@ -181,14 +193,16 @@ def _describe_action(item: dict[str, Any]) -> str:
         "notify": lambda: f"notify {item.get('channel')}",
     }.get(kind, lambda: f"{kind} {target}")()
     reason = item.get("reason")
-    return f"{details}" + (f"  [why: rule {item.get('rule')}: {reason}]" if reason and item.get("rule") else
-                           f"  [why: {reason}]" if reason else "")
+    # ticket values (titles, groups, services) are platform data: a line break must not split the line
+    return one_line(f"{details}" + (f"  [why: rule {item.get('rule')}: {reason}]" if reason and item.get("rule") else
+                                    f"  [why: {reason}]" if reason else ""))
 
 
 def _print_report(report: Any, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps({**report.summary(), "declarations": report.declarations, "planned": report.planned,
                                "failures": report.failures, "skipped": report.skipped_records}, default=str))
+        _print_untrusted(report)
         return
     verb = "would write" if report.dry_run else "planned"
     click.echo(f"{report.tickets_read} tickets read, {len(report.declarations)} major incidents declared, "
@@ -196,15 +210,22 @@ def _print_report(report: Any, as_json: bool) -> None:
                + ("" if report.dry_run else f", results {report.results or {}}"))
     for decl in report.declarations:
         group = ", ".join(f"{k}={v}" for k, v in decl["group"].items())
-        click.echo(f"  declared {decl['parent_key'] or decl['parent']} by {decl['rule']} ({group}): "
-                   f"{len(decl['children'])} children")
+        click.echo(one_line(f"  declared {decl['parent_key'] or decl['parent']} by {decl['rule']} ({group}): "
+                            f"{len(decl['children'])} children"))
     if report.dry_run:
         for item in report.planned:
             click.echo(f"  - {_describe_action(item)}")
-    for line in report.skipped_records:
-        click.echo(f"  skipped malformed record {line}", err=True)
+    _print_untrusted(report)
     for line in report.failures:
         click.echo(f"  failed {line}", err=True)
+
+
+def _print_untrusted(report: Any) -> None:
+    """Platform records the cycle did not trust (malformed, or dated in the future), on stderr."""
+    for line in report.skipped_records:
+        click.echo(one_line(f"  skipped malformed record {line}"), err=True)
+    for line in report.future_records:
+        click.echo(one_line(f"  {line}"), err=True)
 
 
 @main.command()
@@ -427,8 +448,8 @@ def _register_secrets(settings: Settings) -> None:
     for section in (settings.servicenow, settings.jira):
         try:
             secrets.append(section.secret())  # inline, or read from password_file/token_file
-        except SettingsError:
-            pass
+        except (SettingsError, OperationalError):
+            pass  # reported by the adapter of the configured platform, which needs it
     for secret in secrets:
         if secret is not None:
             register_secret(secret.get_secret_value())

@@ -30,7 +30,8 @@ from _requests_table import methods, report  # noqa: E402
 from click.testing import CliRunner  # noqa: E402
 
 import cli  # noqa: E402
-from connector.sim.servicenow import INCIDENT_FIELDS, ServiceNowSim  # noqa: E402
+from connector.sim.servicenow import INCIDENT_FIELDS  # noqa: E402
+from tests.shipped import servicenow_sim  # noqa: E402
 
 USER, PASSWORD = "mim.bench", "bench-pw"
 SERVICE = "5e" * 16
@@ -54,7 +55,7 @@ class Bench:
         mapping.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
         (home / "mim.toml").write_text("", encoding="utf-8")
         fields = [f for f in INCIDENT_FIELDS if marker_column or f != "u_mim_marker"]
-        self.sim = ServiceNowSim(user=USER, password=PASSWORD, incident_fields=fields)
+        self.sim = servicenow_sim(user=USER, password=PASSWORD, incident_fields=fields)
         self.sim.insert("sys_user_group", {"name": "major-incident-team"})
         self.sim.insert("sys_user", {"user_name": "alice.martin"})
         self.server = self.sim.server()

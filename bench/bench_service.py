@@ -38,6 +38,7 @@ sys.path.insert(0, str(ROOT))
 from connector.job.store import StateStore  # noqa: E402
 from connector.sim.servicenow import ServiceNowSim  # noqa: E402
 from tests.pgserver import PgServer  # noqa: E402
+from tests.shipped import servicenow_sim  # noqa: E402
 
 LAUNCHER = """
 import json, os, sys
@@ -123,7 +124,7 @@ def in_process(sim: ServiceNowSim, server: Any, state: str, size: int) -> dict[s
 
 
 def one_round(kind: str, pg: PgServer, workdir: Path, n: int, size: int, cycles: int) -> dict[str, dict[str, float]]:
-    sim = ServiceNowSim(user="bench", password="bench-secret-pw")
+    sim = servicenow_sim(user="bench", password="bench-secret-pw")
     server = sim.server().start()
     try:
         state = pg.new_schema("bench") if kind == "postgresql" else str(workdir / f"state-{n}.sqlite")

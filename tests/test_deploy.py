@@ -152,9 +152,9 @@ def _served_names() -> set[str]:
     from connector.job.assembly import open_job
     from connector.job.cycle import run_cycle
     from connector.job.metrics import Metrics, serve
-    from connector.sim.servicenow import ServiceNowSim
+    from tests.shipped import servicenow_sim
 
-    sim = ServiceNowSim(user="dep", password="dep-secret-pw")
+    sim = servicenow_sim(user="dep", password="dep-secret-pw")
     server = sim.server().start()
     import tempfile
 

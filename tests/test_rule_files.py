@@ -97,13 +97,14 @@ def test_errors_of_two_broken_files_are_reported_together(tmp_path: Path) -> Non
     assert [(p, line) for p, line, _, _ in errors] == [(str(first), 4), (str(second), 5)]
 
 
-@pytest.mark.parametrize(("text", "line", "col", "fragment"), [
-    pytest.param("version: 1\nrules:\n  - id: a\n   description: bad indent\n", 4, 4, "expected <block end>",
-                 id="bad-indentation"),
-    pytest.param("version: 1\nrules:\n  - id: a\n\tdescription: tab\n", 4, 1, "'\\t' that cannot start any token",
-                 id="tab-character"),
+# the wording is libyaml's when PyYAML has it (it parses ten times faster), else PyYAML's own
+@pytest.mark.parametrize(("text", "line", "col", "fragments"), [
+    pytest.param("version: 1\nrules:\n  - id: a\n   description: bad indent\n", 4, 4,
+                 ("did not find expected '-' indicator", "expected <block end>"), id="bad-indentation"),
+    pytest.param("version: 1\nrules:\n  - id: a\n\tdescription: tab\n", 4, 1,
+                 ("tab character that violates indentation", "'\\t' that cannot start any token"), id="tab-character"),
 ])
-def test_yaml_syntax_error_is_located(tmp_path: Path, text: str, line: int, col: int, fragment: str) -> None:
+def test_yaml_syntax_error_is_located(tmp_path: Path, text: str, line: int, col: int, fragments: tuple[str, str]) -> None:
     path = tmp_path / "rules" / "broken.yaml"
     path.parent.mkdir()
     path.write_text(text, encoding="utf-8")
@@ -112,7 +113,7 @@ def test_yaml_syntax_error_is_located(tmp_path: Path, text: str, line: int, col:
 
     assert code == 1
     assert [(p, ln, c) for p, ln, c, _ in errors] == [(str(path), line, col)]
-    assert "YAML syntax error" in errors[0][3] and fragment in errors[0][3]
+    assert "YAML syntax error" in errors[0][3] and any(fragment in errors[0][3] for fragment in fragments)
 
 
 RULE_HEAD = "version: 1\nrules:\n  - id: r\n"
@@ -136,7 +137,8 @@ RULE_HEAD = "version: 1\nrules:\n  - id: r\n"
     pytest.param("    when: {title: {matches: '(unclosed'}}\n    declare: {parent: self}\n",
                  4, 29, "invalid regular expression", id="bad-regex"),
     pytest.param("    when: {title: {like: x}}\n    declare: {parent: self}\n",
-                 4, 20, "unknown key 'like'", id="unknown-operator"),
+                 4, 20, "unknown operator 'like' (operators: eq, ne, in, not_in, lt, lte, gt, gte, exists, contains, "
+                 "matches)", id="unknown-operator"),
     pytest.param("    when: {opened_at: {gt: 2026-01-01}}\n    declare: {parent: self}\n",
                  4, 23, "cannot be compared in a rule", id="time-field-in-when"),
     pytest.param("    surge: {group_by: [service], window: 15m, threshold: 3}\n    declare: {parent: self}\n",

@@ -19,13 +19,14 @@ import pytest
 import requests
 
 from connector.sim.servicenow import ServiceNowSim
+from tests.shipped import servicenow_sim
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture()
 def sim() -> Iterator[tuple[ServiceNowSim, Any]]:
-    sn = ServiceNowSim(user="svc", password="svc-secret-pw")
+    sn = servicenow_sim(user="svc", password="svc-secret-pw")
     server = sn.server().start()
     yield sn, server
     server.stop()

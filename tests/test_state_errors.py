@@ -17,7 +17,7 @@ from click.testing import CliRunner
 import cli
 from connector.core.exits import EXIT_ENVIRONMENT
 from connector.job.store import SCHEMA_VERSION, StateStore
-from connector.sim.servicenow import ServiceNowSim
+from tests.shipped import servicenow_sim
 from tests.test_store import fill
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -29,7 +29,7 @@ CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH = 1, 2
 
 @pytest.fixture(scope="module")
 def platform_url() -> Iterator[str]:
-    sim = ServiceNowSim(user="errs", password="errs-secret-pw")
+    sim = servicenow_sim(user="errs", password="errs-secret-pw")
     server = sim.server().start()
     yield server.url
     server.stop()

@@ -9,6 +9,9 @@ from typing import Annotated, Any
 from pydantic import BeforeValidator, PlainSerializer
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+MAX_DURATION = timedelta(days=366)
+"""The longest duration a setting may have: anything longer is a typo (``3000000w``), and time arithmetic with
+it would overflow the calendar."""
 _PART = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
 
 
@@ -38,6 +41,8 @@ def parse_duration(value: Any) -> timedelta:
         if re.fullmatch(r"\d+(\.\d+)?", text):
             raise ValueError(f"duration {value!r} needs a unit, e.g. '{text}m' (units: s, m, h, d, w)")
         raise ValueError(f"invalid duration {value!r}; use a number and a unit, e.g. 30s, 15m, 4h, 5d, 1w")
+    if not total <= MAX_DURATION.total_seconds():  # also catches an overflow to infinity
+        raise ValueError(f"duration {value!r} is longer than the limit of {MAX_DURATION.days}d")
     return timedelta(seconds=total)
 
 

@@ -8,6 +8,7 @@ by ``mim backtest`` (ServiceNow CSV: one row per update, ``?`` as missing, ``d/m
 
 from __future__ import annotations
 
+import codecs
 import re
 from datetime import datetime, timezone
 from functools import lru_cache
@@ -17,6 +18,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, ValidationInfo, ValidatorFunctionWrapHandler, field_validator
 
+from connector.core import templating
 from connector.core.ticket import (
     CANONICAL_FIELDS,
     INT_FIELDS,
@@ -37,6 +39,13 @@ PlanEntry = tuple[str, list[tuple[str | int, ...]], tuple[str, ...] | None, Any,
 FlatEntry = tuple[str, tuple[str, ...], Any, dict[str, Any]]
 """A mapped field read from plain columns: canonical name, column names, converter, memo of conversions."""
 _STEP = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
+URL_VALUES = ("base", "id", "key")
+"""The names a mapping's ``url`` template may use."""
+ID_PATTERNS = {"servicenow": "[0-9a-f]{32}", "jira": "[1-9][0-9]{0,18}"}
+"""What a record id looks like on each platform (a mapping's ``id_pattern`` overrides it): a ServiceNow sys_id
+is 32 hexadecimal digits, a Jira issue id a number."""
+ID_FIELDS = ("id", "parent", "change")
+"""Canonical fields that hold a record id of the platform (the ticket's own, its major incident's, its change's)."""
 
 
 class MappingError(ValueError):
@@ -84,6 +93,21 @@ class TimeFormat(Strict):
     formats: list[str] = Field(default_factory=list)
     zone: str = "UTC"
 
+    @field_validator("formats")
+    @classmethod
+    def _formats(cls, value: list[str]) -> list[str]:
+        found: list[Problem] = []
+        for i, pattern in enumerate(value):
+            try:
+                datetime.strptime("", pattern)
+            except ValueError as exc:
+                # "does not match" is the expected answer for an empty input; a bad directive is the problem
+                if "does not match" not in str(exc):
+                    found.append(((i,), f"time format {pattern!r} cannot be used: {exc}", False))
+        if found:
+            raise problems(found)
+        return value
+
     @field_validator("zone")
     @classmethod
     def _zone(cls, value: str) -> str:
@@ -114,17 +138,22 @@ def _check_fields(value: dict[str, FieldSource]) -> dict[str, FieldSource]:
 
 
 def _check_values(value: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    enums: dict[str, Any] = {"state": State, "major": Major, "stage": Stage}
     found: list[Problem] = []
     for name, table in value.items():
         if name not in CANONICAL_FIELDS:
             found.append(((name,), f"{name!r} is not a canonical field", True))
             continue
         for raw, canonical in table.items():
-            if name in enums and canonical not in {m.value for m in enums[name]}:
-                found.append(((name, raw), f"{raw!r} maps to {canonical!r}, which is not a valid {name}", False))
-            if name in INT_FIELDS and (not isinstance(canonical, int) or not 1 <= canonical <= 5):
-                found.append(((name, raw), f"{raw!r} must map to an integer 1..5", False))
+            if name in _ENUM_VALUES:
+                if not isinstance(canonical, str) or canonical not in _ENUM_VALUES[name]:
+                    found.append(((name, raw), f"{raw!r} maps to {canonical!r}, which is not a valid {name}", False))
+            elif name in INT_FIELDS:
+                if not isinstance(canonical, int) or isinstance(canonical, bool) or not 1 <= canonical <= 5:
+                    found.append(((name, raw), f"{raw!r} must map to an integer 1..5", False))
+            elif name in TIME_FIELDS:
+                found.append(((name, raw), f"{name} is a time; it is read with times.formats, not a value map", False))
+            elif not isinstance(canonical, str):
+                found.append(((name, raw), f"{raw!r} must map to text, not {canonical!r}", False))
     if found:
         raise problems(found)
     return value
@@ -151,13 +180,21 @@ class ExportFormat(_FieldsAndValues):
     order_by: str | None = None
     keep: Literal["first", "last"] = "first"
     missing: list[str] = Field(default_factory=lambda: [""])
-    delimiter: str = ","
+    delimiter: str = Field(",", min_length=1, max_length=1)
     encoding: str = "utf-8-sig"
     times: TimeFormat = Field(default_factory=TimeFormat)
     fields: dict[str, FieldSource] = Field(default_factory=dict)
     values: dict[str, dict[str, Any]] = Field(default_factory=dict)
     resolved_from_last: list[str] = Field(default_factory=lambda: ["resolved_at"])
 
+    @field_validator("encoding")
+    @classmethod
+    def _encoding(cls, value: str) -> str:
+        try:
+            codecs.lookup(value)
+        except LookupError:
+            raise ValueError(f"unknown text encoding {value!r} (for instance utf-8, utf-8-sig, latin-1)") from None
+        return value
 
 
 class MappingFile(_FieldsAndValues):
@@ -169,9 +206,34 @@ class MappingFile(_FieldsAndValues):
     values: dict[str, dict[str, Any]] = Field(default_factory=dict)
     times: TimeFormat = Field(default_factory=TimeFormat)
     url: str | None = None
+    """Template of a ticket's link: ``{base}``, ``{id}`` and ``{key}``."""
+    id_pattern: str | None = None
+    """A regular expression every record id read from the platform must match in full (default: the platform's,
+    :data:`ID_PATTERNS`); a record with another id, or referring to one, is reported and skipped."""
     write: WriteSettings = Field(default_factory=dict, validate_default=True)
     export: ExportFormat | None = None
 
+    @field_validator("id_pattern")
+    @classmethod
+    def _id_pattern(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                compiled = re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"invalid regular expression: {exc}") from None
+            if compiled.fullmatch(""):
+                raise ValueError("id_pattern must not match an empty id")
+        return value
+
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value is not None:
+            found = templating.check(value, URL_VALUES)
+            if found:
+                raise ValueError("; ".join(found))
+        return value
 
     @field_validator("fields", mode="after")
     @classmethod
@@ -213,6 +275,8 @@ class Mapping:
             self._export_fields.update({n: self._paths(s) for n, s in spec.export.fields.items()})
             self._export_values.update({n: {str(k): v for k, v in t.items()} for n, t in spec.export.values.items()})
         self._restricted = False
+        self.id_pattern = re.compile(spec.id_pattern or ID_PATTERNS[spec.platform])
+        """What an id read from the platform must look like (the mapping's ``id_pattern``, else the platform's)."""
         self._plan = self._compile_plan(self._fields, self._values, spec.times)
         self._export_plan = self._compile_plan(self._export_fields, self._export_values,
                                                spec.export.times if spec.export else spec.times)
@@ -394,10 +458,20 @@ class Mapping:
         fields = self._export_fields if export else self._fields
         if "id" not in data:
             raise MappingError(f"record has no id (from {self._describe(fields['id'])})")
+        if not export:
+            # an id is used as a major incident's id and written into other records (parent_incident): never
+            # one the platform cannot have issued (a record with id 12345 became a phantom major incident)
+            for name in ID_FIELDS:
+                value = data.get(name)
+                if value is not None and not self.id_pattern.fullmatch(value):
+                    shown = value if len(value) <= 40 else value[:40] + "..."
+                    raise MappingError(f"field {name!r} (from {self._describe(fields[name])}): {shown!r} is not a "
+                                       f"{self.platform} record id (id_pattern {self.id_pattern.pattern})")
         if "opened_at" not in data:
             raise MappingError(f"record {data['id']} has no opened_at (from {self._describe(fields['opened_at'])})")
         if self.spec.url and base_url is not None and "url" not in data:
-            data["url"] = self.spec.url.format(base=base_url.rstrip("/"), id=data["id"], key=data.get("key", ""))
+            data["url"] = templating.render(self.spec.url, {"base": base_url.rstrip("/"), "id": data["id"],
+                                                            "key": data.get("key", "")})
         # Every value was converted and checked above, so skip a second validation pass (it doubles the
         # cost of reading a large export).
         return Ticket.trusted(**data, raw=record)

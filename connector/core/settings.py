@@ -6,7 +6,9 @@ from the command line, and are held as :class:`pydantic.SecretStr` so they never
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import ssl
 import tomllib
 from pathlib import Path
 from typing import Any, Literal, Mapping
@@ -21,6 +23,8 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+
+from connector.core.exits import OperationalError, file_problem
 
 SECTIONS = ("servicenow", "jira", "webhooks")
 
@@ -46,23 +50,73 @@ class _Section(BaseModel):
     def _tls(self) -> "_Section":
         url = getattr(self, "url", None)
         verify = getattr(self, "verify", True)
-        if url and verify is False and not _loopback(url):
+        if url and verify is False and not is_loopback(url):
             raise ValueError("verify = false is only allowed for 127.0.0.1/localhost; give a CA bundle path instead")
+        if url and urlsplit(url.strip()).scheme.lower() == "http" and not is_loopback(url):
+            # basic auth and tokens would travel in clear text
+            raise ValueError("plain http:// is only allowed for 127.0.0.1/localhost (a simulator); use https://")
         return self
 
 
-def _loopback(url: str) -> bool:
-    host = urlsplit(url).hostname or ""
-    return host in ("localhost", "::1") or host.startswith("127.")
+def is_loopback(url: str) -> bool:
+    """Whether ``url`` names this machine: an IP address in 127.0.0.0/8 or ``::1``, or the name ``localhost``.
+    The host is parsed, never matched by prefix: ``127.attacker.invalid`` is a name anyone can register."""
+    try:
+        host = urlsplit(url.strip() if "://" in url else f"//{url.strip()}").hostname
+    except ValueError:  # an unparsable URL (a bad IPv6 literal) is not loopback
+        return False
+    if not host:
+        return False
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
-def _read_secret_file(path: str | None) -> SecretStr | None:
+def check_ca_bundle(verify: bool | str, where: str) -> None:
+    """Raise :class:`OperationalError` (exit 3, with the fix) when the CA bundle TLS would use cannot be: the
+    configured ``verify`` path (``where`` names the setting) or, with ``verify = true``, ``REQUESTS_CA_BUNDLE``
+    / ``CURL_CA_BUNDLE``. Checked before the first request, where requests would raise a bare OSError."""
+    if verify is False:
+        return
+    if verify is True:
+        for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
+            if os.environ.get(name):
+                _check_bundle(os.environ[name], f"the environment variable {name}", f"unset {name} or correct it")
+        return
+    _check_bundle(verify, where, f"set {where} to the path of a PEM file of CA certificates (or true for the system's)")
+
+
+def _check_bundle(path: str, where: str, fix: str) -> None:
+    bundle = Path(path).expanduser()
+    if not bundle.exists():
+        raise OperationalError(f"CA bundle {path} ({where}) does not exist", fix)
+    try:
+        if bundle.is_dir():
+            ssl.create_default_context(capath=str(bundle))
+        else:
+            ssl.create_default_context(cafile=str(bundle))
+    except OSError as exc:
+        if isinstance(exc, ssl.SSLError):
+            raise OperationalError(f"CA bundle {path} ({where}) holds no readable certificate ({exc.reason})", fix) from None
+        problem = file_problem(exc)
+        raise OperationalError(f"CA bundle {path} ({where}): {problem.problem}", problem.fix) from None
+
+
+def _read_secret_file(path: str | None, setting: str) -> SecretStr | None:
     if not path:
         return None
     try:
         return SecretStr(Path(path).read_text(encoding="utf-8").strip())
-    except OSError as exc:
-        raise SettingsError(f"cannot read secret file {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise SettingsError(f"secret file {path} ({setting}) is not UTF-8 text") from None
+    except FileNotFoundError:
+        raise SettingsError(f"cannot read secret file {path} ({setting}): it does not exist") from None
+    except OSError as exc:  # it is there but mim may not read it: the environment, with its fix (exit 3)
+        problem = file_problem(exc)
+        raise OperationalError(f"cannot read secret file {path} ({setting}): {problem.problem}", problem.fix) from None
 
 
 class ServiceNowSettings(_Section):
@@ -79,7 +133,7 @@ class ServiceNowSettings(_Section):
 
     def secret(self) -> SecretStr | None:
         """The password, from the setting or its file."""
-        return self.password or _read_secret_file(self.password_file)
+        return self.password or _read_secret_file(self.password_file, "servicenow.password_file")
 
 
 class JiraSettings(_Section):
@@ -96,7 +150,7 @@ class JiraSettings(_Section):
 
     def secret(self) -> SecretStr | None:
         """The API token, from the setting or its file."""
-        return self.token or _read_secret_file(self.token_file)
+        return self.token or _read_secret_file(self.token_file, "jira.token_file")
 
 
 class Settings(BaseModel):
@@ -121,12 +175,14 @@ class Settings(BaseModel):
         return value.strip().lower() if isinstance(value, str) else value
 
     def rules_path(self) -> Path:
-        """Directory (or file) of rule files: configured, else the shipped defaults."""
-        return Path(self.rules) if self.rules else default_dir("rules")
+        """Directory (or file) of rule files: configured, else ``./rules`` when the current directory has one,
+        else the shipped defaults."""
+        return Path(self.rules) if self.rules else local_or_default("rules")
 
     def mappings_path(self) -> Path:
-        """Directory of mapping files."""
-        return Path(self.mappings) if self.mappings else default_dir("mappings")
+        """Directory of mapping files: configured, else ``./mappings`` when the current directory has one, else
+        the shipped defaults."""
+        return Path(self.mappings) if self.mappings else local_or_default("mappings")
 
     def process_configured(self) -> bool:
         """True when the process file was named explicitly (then it must exist)."""
@@ -138,6 +194,13 @@ class Settings(BaseModel):
             return Path(self.process)
         rules = self.rules_path()
         return (rules if rules.is_dir() else rules.parent) / "process.yaml"
+
+
+def local_or_default(name: str) -> Path:
+    """``./<name>`` when the current directory has it (as ``./mim.toml`` is picked up), else :func:`default_dir`:
+    the rules and mappings an operator is editing are the ones checked and run."""
+    local = Path(name)
+    return local if local.is_dir() else default_dir(name)
 
 
 def default_dir(name: str) -> Path:
@@ -194,8 +257,11 @@ def load_settings(config: str | Path | None = None, env: Mapping[str, str] | Non
             data = tomllib.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise SettingsError(f"{path}: configuration file not found") from None
-        except tomllib.TOMLDecodeError as exc:
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise SettingsError(f"{path}: invalid TOML: {exc}") from None
+        except OSError as exc:  # not readable: permissions, a folder
+            problem = file_problem(exc)
+            raise OperationalError(f"configuration file {path}: {problem.problem}", problem.fix) from None
     data = _merge(data, _env_overrides(env))
     try:
         return Settings.model_validate(data)

@@ -122,6 +122,11 @@ class Registry:
                 parsed = parse_marker(t.marker)
                 if parsed is None or t.major in ("none",) or parsed[0] not in by_rule:
                     continue
+                if parsed[1] is not None and parsed[1] in records:
+                    # a parent this connector created, but the cycle that created it died before recording it: its
+                    # record is still tracked under the synthetic id, and the cycle moves it to this id once the
+                    # ledger knows the creation (a fresh record here would assign and announce it a second time)
+                    continue
                 rebuilt = major_incidents_from_tickets([t], rules)
                 if not rebuilt:
                     continue

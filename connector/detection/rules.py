@@ -48,7 +48,12 @@ from connector.core.yamlfile import (
 
 RULE_FIELDS = tuple(f for f in CANONICAL_FIELDS if f not in ("id", "url", "raw"))
 _ENUMS: dict[str, type[Enum]] = {"state": State, "major": Major, "stage": Stage}
-_OPS = ("eq", "ne", "in", "not_in", "lt", "lte", "gt", "gte", "exists", "contains", "matches")
+OPERATORS = ("eq", "ne", "in", "not_in", "lt", "lte", "gt", "gte", "exists", "contains", "matches")
+_SINGLE = ("eq", "ne", "lt", "lte", "gt", "gte")
+_ORDERING = ("lt", "lte", "gt", "gte")
+MAX_THRESHOLD = 100_000
+"""The largest surge threshold (tickets or distinct values in one window)."""
+MAX_ORDER = 1_000_000
 
 
 class Condition(Strict):
@@ -79,16 +84,104 @@ class Condition(Strict):
     @model_validator(mode="after")
     def _not_empty(self) -> "Condition":
         if not self.model_fields_set:
-            raise ValueError(f"a condition needs at least one operator ({', '.join(_OPS)})")
+            raise ValueError(f"a condition needs at least one operator ({', '.join(OPERATORS)})")
         return self
 
 
-def _coerce_condition(value: Any) -> Any:
-    if isinstance(value, dict):
-        return value
-    if isinstance(value, list):
-        return {"in": value}
-    return {"eq": value}
+def check_when(value: Any) -> Any:
+    """A rule's ``when`` with shorthands expanded (a list is ``in``, a value ``eq``), every field and operator
+    checked before the conditions are built: unknown fields and operators (listed with the valid ones),
+    values of the wrong type (a list inside ``in``, text for a priority), regular expressions that do not
+    compile. Every problem is reported at its own key or value, so no problem hides another."""
+    if not isinstance(value, dict):
+        return value  # pydantic reports the type
+    found: list[Problem] = []
+    out: dict[Any, Any] = {}
+    for name, raw in value.items():
+        if not isinstance(name, str) or name not in RULE_FIELDS:
+            found.append(((name,), f"unknown canonical field {name!r} (known: {', '.join(RULE_FIELDS)})", True))
+            continue
+        if isinstance(raw, dict):
+            cond, shorthand = raw, None
+        elif isinstance(raw, list):
+            cond, shorthand = {"in": raw}, "in"
+        else:
+            cond, shorthand = {"eq": raw}, "eq"
+        found += [((name, *where), message, key) for where, message, key in _condition_problems(name, cond, shorthand)]
+        out[name] = cond
+    if found:
+        raise problems(found)
+    return out
+
+
+def _condition_problems(name: str, cond: dict[Any, Any], shorthand: str | None) -> list[Problem]:
+    """Problems of one field's condition, located relative to the field (a shorthand's values sit right
+    under it)."""
+    def at(op: str, *rest: Any) -> tuple[Any, ...]:
+        return tuple(rest) if shorthand == op else (op, *rest)
+
+    if not cond:
+        return [((), f"a condition needs at least one operator ({', '.join(OPERATORS)})", False)]
+    if name in TIME_FIELDS:
+        return [((), f"{name} cannot be compared in a rule; use surge windows for time", False)]
+    found: list[Problem] = []
+    for op, arg in cond.items():
+        if op not in OPERATORS:
+            found.append(((op,), f"unknown operator {op!r} (operators: {', '.join(OPERATORS)})", True))
+        elif op in _ORDERING and name not in INT_FIELDS:
+            continue  # reported once below: ordering applies to numbers only
+        elif op in _SINGLE:
+            found += [(at(op), message, False) for message in _value_problems(name, arg)]
+        elif op in ("in", "not_in"):
+            if not isinstance(arg, list):
+                found.append((at(op), f"{op} takes a list of values, not {_kind(arg)}", False))
+                continue
+            for i, item in enumerate(arg):
+                found += [(at(op, i), message, False) for message in _value_problems(name, item)]
+        elif op == "exists":
+            if not isinstance(arg, bool):
+                found.append((at(op), f"exists takes true or false, not {arg!r}", False))
+        elif not isinstance(arg, str):
+            found.append((at(op), f"{op} takes text, not {_kind(arg)}", False))
+        elif name in INT_FIELDS:
+            found.append((at(op), f"{op} applies to text fields, not {name}", False))
+        elif op == "matches":
+            try:
+                re.compile(arg)
+            except re.error as exc:
+                found.append((at(op), f"invalid regular expression: {exc}", False))
+    ordering = [op for op in _ORDERING if op in cond]
+    if ordering and name not in INT_FIELDS:
+        # comparing text with < would fail at run time on the first ticket, not here
+        found.append(((), f"{'/'.join(ordering)} compare numbers; {name} is not one of "
+                                       f"{', '.join(sorted(INT_FIELDS))}", False))
+    return found
+
+
+def _value_problems(name: str, value: Any) -> list[str]:
+    """Why ``value`` cannot be compared with the field ``name`` of a ticket (nothing when it can)."""
+    if value is None:
+        return []  # the field is missing
+    if isinstance(value, (list, dict)):
+        return [f"{name} values are single values, not {_kind(value)}"]
+    enum = _ENUMS.get(name)
+    if enum is not None:
+        if not isinstance(value, str) or value not in {m.value for m in enum}:
+            return [f"{value!r} is not a valid {name} (expected one of {', '.join(m.value for m in enum)})"]
+        return []
+    if name in INT_FIELDS:
+        if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 5:
+            return [f"{name} values are integers 1..5, not {value!r}"]
+        return []
+    if not isinstance(value, str):
+        return [f"{name} values are text, not {_kind(value)} {value!r}; quote it: '{value}'"]
+    return []
+
+
+def _kind(value: Any) -> str:
+    names = {list: "a list", dict: "a mapping", bool: "a boolean", int: "an integer", float: "a number",
+             str: "text", type(None): "null"}
+    return names.get(type(value), f"a {type(value).__name__}")
 
 
 class Surge(Strict):
@@ -96,7 +189,7 @@ class Surge(Strict):
 
     group_by: list[str] = Field(min_length=1)
     window: Duration
-    threshold: int = Field(ge=1)
+    threshold: int = Field(ge=1, le=MAX_THRESHOLD)
     distinct: str | None = None
 
     @field_validator("group_by")
@@ -141,6 +234,8 @@ class Declare(Strict):
                 found.append(((name,), f"field {name!r} cannot be set on declaration (settable: {', '.join(SETTABLE)})", True))
             elif name in INT_FIELDS and (not isinstance(item, int) or isinstance(item, bool) or not 1 <= item <= 5):
                 found.append(((name,), f"{name} must be an integer from 1 to 5", False))
+            elif name not in INT_FIELDS and (not isinstance(item, str) or not item.strip()):
+                found.append(((name,), f"{name} must be a name (text), not {_kind(item)} {item!r}", False))
         if found:
             raise problems(found)
         return value
@@ -152,7 +247,7 @@ class Rule(Strict):
     id: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,62}$")
     description: str = ""
     enabled: bool = True
-    order: int | None = None
+    order: int | None = Field(default=None, ge=-MAX_ORDER, le=MAX_ORDER)
     when: dict[str, Condition] = Field(default_factory=dict)
     surge: Surge | None = None
     declare: Declare = Field(default_factory=Declare)
@@ -161,27 +256,8 @@ class Rule(Strict):
 
     @field_validator("when", mode="before")
     @classmethod
-    def _shorthand(cls, value: Any) -> Any:
-        if isinstance(value, dict):
-            return {k: _coerce_condition(v) for k, v in value.items()}
-        return value
-
-    @field_validator("when")
-    @classmethod
-    def _known(cls, value: dict[str, Condition]) -> dict[str, Condition]:
-        # every field's problem is reported at that field, so an unknown field does not hide a bad value
-        found: list[Problem] = []
-        for name, cond in value.items():
-            if name not in RULE_FIELDS:
-                found.append(((name,), f"unknown canonical field {name!r} (known: {', '.join(RULE_FIELDS)})", True))
-                continue
-            try:
-                _check_condition_values(name, cond)
-            except ValueError as exc:
-                found.append(((name,), str(exc), False))
-        if found:
-            raise problems(found)
-        return value
+    def _when(cls, value: Any) -> Any:
+        return check_when(value)
 
     @field_validator("join_by")
     @classmethod
@@ -223,29 +299,6 @@ def _known_fields(names: list[str], where: str) -> None:
                             for i, name in enumerate(names) if name not in RULE_FIELDS]
     if found:
         raise problems(found)
-
-
-def _check_condition_values(name: str, cond: Condition) -> None:
-    enum = _ENUMS.get(name)
-    values: list[Any] = []
-    for op in ("eq", "ne", "lt", "lte", "gt", "gte"):
-        if op in cond.model_fields_set:
-            values.append(getattr(cond, op))
-    values.extend(cond.in_ or [])
-    values.extend(cond.not_in or [])
-    for value in values:
-        if enum is not None and value not in {m.value for m in enum}:
-            raise ValueError(f"{value!r} is not a valid {name} (expected one of {', '.join(m.value for m in enum)})")
-        if name in INT_FIELDS and (not isinstance(value, int) or isinstance(value, bool)):
-            raise ValueError(f"{name} values are integers 1..5, not {value!r}")
-        if name in TIME_FIELDS:
-            raise ValueError(f"{name} cannot be compared in a rule; use surge windows for time")
-    if name in INT_FIELDS and (cond.contains is not None or cond.matches is not None):
-        raise ValueError(f"contains/matches apply to text fields, not {name}")
-    ordering = [op for op in ("lt", "lte", "gt", "gte") if op in cond.model_fields_set]
-    if ordering and name not in INT_FIELDS:
-        # comparing text with < would fail at run time on the first ticket, not here
-        raise ValueError(f"{'/'.join(ordering)} compare numbers; {name} is not one of {', '.join(sorted(INT_FIELDS))}")
 
 
 class RuleFile(Strict):

@@ -25,7 +25,10 @@ from connector.detection.engine import decide, window_horizon
 from connector.detection.identification import identification_actions
 from connector.detection.registry import MIRecord, Registry, record_followups
 from connector.detection.rules import Rule
+from connector.job.faults import CrashHook
+from connector.job.redrive import superseded_stages
 from connector.job.store import StateStore
+from connector.job.watermark import advance, future_records, trusted_start
 from connector.platforms.base import ApplyResult, Platform, Watermark
 from connector.platforms.errors import PlatformError
 from connector.process.context import ProcessContext
@@ -38,7 +41,7 @@ if TYPE_CHECKING:
 FINAL = frozenset({"applied", "skipped", "rejected", "abandoned"})
 """Ledger statuses after which an action is never sent again."""
 REDRIVEN = frozenset({"declare", "create_parent", "note", "set_stage", "create_task", "create_change", "notify",
-                      "create_review", "add_stakeholders", "set_services"})
+                      "create_review", "add_stakeholders", "set_services", "link", "set_fields", "resolve_child"})
 """Kinds re-sent from the ledger after a crash or failure even when no longer planned."""
 
 HORIZON_MARGIN = timedelta(minutes=30)
@@ -61,6 +64,8 @@ class CycleReport:
     planned: list[dict[str, Any]] = field(default_factory=list)
     results: dict[str, int] = field(default_factory=dict)
     failures: list[str] = field(default_factory=list)
+    future_records: list[str] = field(default_factory=list)
+    """Records with a time beyond now + a small skew: read, but kept from moving the watermark."""
     outcomes: dict[str, ApplyResult] = field(default_factory=dict)
     requests: int = 0
     rebuilt: bool = False
@@ -76,7 +81,8 @@ class CycleReport:
         return {"tickets_read": self.tickets_read, "skipped_records": len(self.skipped_records),
                 "declarations": len(self.declarations), "late_links": self.late_links,
                 "actions": len(self.planned), "results": self.results, "requests": self.requests,
-                "duration_s": round(self.duration_s, 3), "dry_run": self.dry_run, "rebuilt": self.rebuilt}
+                "duration_s": round(self.duration_s, 3), "dry_run": self.dry_run, "rebuilt": self.rebuilt,
+                "future_records": len(self.future_records)}
 
 
 def _to_tickets(platform: Platform, raws: Sequence[dict[str, Any]], report: CycleReport) -> list[Ticket]:
@@ -91,17 +97,6 @@ def _to_tickets(platform: Platform, raws: Sequence[dict[str, Any]], report: Cycl
             ident = next((str(raw[s]) for s in sources if s and raw.get(s)), "?")
             report.skipped_records.append(f"{ident}: {exc}")
     return tickets
-
-
-def _latest_watermark(tickets: Sequence[Ticket], current: Watermark | None) -> Watermark | None:
-    best = current
-    for t in tickets:
-        if t.updated_at is None:
-            continue
-        mark = Watermark(t.updated_at, t.id)
-        if best is None or mark > best:
-            best = mark
-    return best
 
 
 FOLLOWED_STAGES = frozenset({"resolution", "maintenance"})
@@ -158,6 +153,7 @@ def run_cycle(platform: Platform, store: StateStore, rules: Sequence[Rule], proc
     writes, and their results enter the ledger like any other, so a failed one is re-driven next cycle."""
     clock = time.monotonic()
     report = CycleReport(started_at=now, dry_run=dry_run)
+    crash = CrashHook.from_environment()  # test-only: connector/job/faults.py
     requests_before = platform.requests_sent
 
     cached = store.discovery(now)
@@ -170,10 +166,11 @@ def run_cycle(platform: Platform, store: StateStore, rules: Sequence[Rule], proc
 
     horizon = window_horizon(rules) + HORIZON_MARGIN
     fresh = store.is_fresh()
-    mark = store.watermark()
+    mark, distrusted = trusted_start(store.watermark(), now)
     raws = list(platform.fetch_changed(mark, now - horizon))
     tickets = _to_tickets(platform, raws, report)
     report.tickets_read = len(tickets)
+    report.future_records = [str(f) for f in future_records(tickets, now)] + ([distrusted] if distrusted else [])
     if fresh:
         marked = _to_tickets(platform, platform.fetch_marked(), report)
         # read after the poll, and with the markers (Jira Data Center's search returns no entity properties)
@@ -217,12 +214,14 @@ def run_cycle(platform: Platform, store: StateStore, rules: Sequence[Rule], proc
         seen.add(action.key)
         todo.append(action)
     # Actions planned in an earlier cycle that never completed (a crash, a failure) are re-driven even if
-    # this cycle no longer produces them: a declaration's note and stage are not derived again once the
-    # incident is registered. Links and field changes are not re-driven: the engine and the planners
-    # derive them again while they are still wanted, so a human's change in between is not overwritten.
+    # this cycle no longer produces them: the registry saved with the plan says they were planned, so the
+    # planners do not derive them again (a containment's assignment, a link, a child's resolution included;
+    # the crash matrix, tests/test_crash_matrix.py, lost each of them before). Re-driven actions are
+    # uncertain: the adapter reads before it writes. A stage write a later one supersedes is not re-sent.
     pending = store.pending_rows()
+    superseded = superseded_stages(todo, pending)  # connector/job/redrive.py
     for row in pending:
-        if row["key"] not in seen and row["kind"] in REDRIVEN:
+        if row["key"] not in seen and row["kind"] in REDRIVEN and row["key"] not in superseded:
             seen.add(row["key"])
             todo.append(action_from_dict(row["action"]))
     uncertain = frozenset(a.key for a in todo if a.key in ledger or fresh) | frozenset(row["key"] for row in pending)
@@ -240,16 +239,19 @@ def run_cycle(platform: Platform, store: StateStore, rules: Sequence[Rule], proc
 
     with store.transaction():
         store.record_planned(todo, now)
+        store.record_results([ApplyResult(key, "skipped", detail="superseded by a later stage") for key in superseded], now)
         for record in registry:
             store.save_major_incident(record)
         store.upsert_tickets(tickets)
+    crash.at("after_ledger", todo)
 
     creates = [a for a in todo if isinstance(a, CreateParent)]
     notifies = [a for a in todo if isinstance(a, Notify)]
     rest = [a for a in todo if not isinstance(a, (CreateParent, Notify))]
     results: list[ApplyResult] = []
     if creates:
-        created = platform.apply(creates, lambda target: target, uncertain)
+        created = crash.apply(platform, creates, lambda target: target, uncertain)
+        crash.at("before_results", creates)
         store.record_results(created, now)
         results += created
     id_map = store.created_ids()
@@ -260,7 +262,8 @@ def run_cycle(platform: Platform, store: StateStore, rules: Sequence[Rule], proc
         return target
 
     if rest:
-        applied = platform.apply(rest, resolve, uncertain)
+        applied = crash.apply(platform, rest, resolve, uncertain)
+        crash.at("before_results", rest)
         store.record_results(applied, now)
         results += applied
     # announce only what the platform now shows: not an incident whose declaration failed this cycle
@@ -276,10 +279,12 @@ def run_cycle(platform: Platform, store: StateStore, rules: Sequence[Rule], proc
             from connector.job.webhooks import notifier_from_environment
 
             notifier = notifier_from_environment()
-        delivered = notifier.deliver(notifies)
+        delivered = crash.deliver(notifier, notifies)
+        crash.at("before_results", notifies)
         store.record_results(delivered, now)
         results += delivered
 
+    crash.at("before_watermark", todo)
     with store.transaction():
         store.abandon_exhausted(now)
         for synthetic in registry.rekey_created(id_map):
@@ -291,7 +296,7 @@ def run_cycle(platform: Platform, store: StateStore, rules: Sequence[Rule], proc
                 report.failures.append(f"{result.key}: {result.detail}")
         for record in registry:
             store.save_major_incident(record)
-        new_mark = _latest_watermark(tickets, mark)
+        new_mark = advance(tickets, mark, now)
         if new_mark is None:
             # nothing seen yet: remember the horizon so the next cycle is not taken for a lost state
             new_mark = Watermark(now - horizon, "")

@@ -7,11 +7,14 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Callable
 
+from connector.core.durations import format_duration
+from connector.core.exits import OperationalError
 from connector.core.settings import Settings, SettingsError
 from connector.core.yamlfile import ConfigFileError
 from connector.job.assembly import load_config_files
 from connector.job.statedb import StateError, redact
 from connector.job.store import StateStore
+from connector.job.watermark import FUTURE_SKEW, future_on_platform
 from connector.platforms import make_platform
 from connector.platforms.base import ChecksProcessNeeds, Platform, ProcessNeeds, Watermark
 from connector.platforms.errors import AuthenticationError, PermissionDenied, PlatformError
@@ -52,6 +55,8 @@ def run_doctor(settings: Settings, platform_factory: Callable[..., Platform] = m
         platform = platform_factory(settings, mapping)
     except SettingsError as exc:
         return checks + [Check("credentials", False, str(exc), "set them in the environment or a secret file")]
+    except OperationalError as exc:  # a CA bundle or a secret file mim cannot use: the same fix as the job gives
+        return checks + [Check("environment", False, exc.problem, exc.fix)]
     checks.append(_check_state(settings))
     auth_fix = ("check MIM_SERVICENOW_USERNAME/MIM_SERVICENOW_PASSWORD" if settings.platform == "servicenow"
                 else "check MIM_JIRA_EMAIL/MIM_JIRA_TOKEN (Cloud: an API token; Data Center: a personal access token)")
@@ -72,8 +77,9 @@ def run_doctor(settings: Settings, platform_factory: Callable[..., Platform] = m
             return f"delta query works ({count} records changed in the last moments)"
 
         checks.append(_guard("read tickets", read, auth_fix))
-        found = platform.doctor_checks(discovery)
-        for name, ok, detail, fix in found:
+        if checks[-1].ok:
+            checks.append(_record_times(platform))
+        for name, ok, detail, fix in platform.doctor_checks(discovery):
             checks.append(Check(name, ok, detail, fix))
         if isinstance(platform, ChecksProcessNeeds):
             needs = ProcessNeeds(people=tuple(process.people()), groups=tuple(process.groups()),
@@ -83,6 +89,21 @@ def run_doctor(settings: Settings, platform_factory: Callable[..., Platform] = m
     finally:
         platform.close()
     return checks
+
+
+def _record_times(platform: Platform) -> Check:
+    """Records dated beyond now + the skew: they never move the watermark, and are read again every cycle."""
+    try:
+        future = future_on_platform(platform, datetime.now(timezone.utc))
+    except PlatformError as exc:
+        return Check("record times", False, str(exc), "check the URL, the network path and the platform's status")
+    if not future:
+        return Check("record times", True, f"no record dated beyond now + {format_duration(FUTURE_SKEW)}")
+    shown = "; ".join(str(f) for f in future[:5]) + (f"; and {len(future) - 5} more" if len(future) > 5 else "")
+    return Check("record times", False,
+                 f"{len(future)} record{'s' if len(future) != 1 else ''} dated beyond now + {format_duration(FUTURE_SKEW)}: {shown}",
+                 "correct their update time on the platform (or its clock); until then mim reads them again every "
+                 "cycle and does not let them move its watermark")
 
 
 def _check_state(settings: Settings) -> Check:

@@ -10,14 +10,15 @@ from __future__ import annotations
 import re
 from datetime import date, time, timedelta
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from connector.core import templating
 from connector.core.durations import Duration
 from connector.core.yamlfile import Diagnostic, Problem, Strict, load_yaml, problems, validate
+from connector.process.calendar import BusinessCalendar
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 Day = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
@@ -29,10 +30,23 @@ TEMPLATE_VALUES = (
 """The only names a message template may use."""
 
 
+def _named(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be empty")
+    return value
+
+
+Name = Annotated[str, AfterValidator(_named)]
+"""A person, a group, a stakeholder or a title the connector writes or keys by: not empty, not only spaces."""
+
+
 def _parse_time(value: object) -> object:
     if isinstance(value, int) and not isinstance(value, bool):
-        # YAML reads 08:00 as a sexagesimal integer (480); take it back as minutes after midnight
-        return time(value // 60 % 24, value % 60)
+        # YAML reads 08:00 as a sexagesimal integer (480); take it back as minutes after midnight. 25:00 (1500)
+        # or 12:30:45 (45045) are not times of day: an error, not a silent wrap-around.
+        if not 0 <= value < 24 * 60:
+            raise ValueError(f"not a time of day (YAML read it as the number {value}); write it as \"HH:MM\" from 00:00 to 23:59")
+        return time(value // 60, value % 60)
     if isinstance(value, str) and re.fullmatch(r"\d{1,2}:\d{2}", value.strip()):
         hours, minutes = value.strip().split(":")
         return time(int(hours), int(minutes))
@@ -42,7 +56,7 @@ def _parse_time(value: object) -> object:
 class Person(Strict):
     """A major incident manager in the rota."""
 
-    id: str
+    id: Name
     name: str = ""
     available: bool = True
 
@@ -53,8 +67,8 @@ class OnCallEntry(Strict):
     days: list[Day] = Field(min_length=1)
     start: time
     end: time
-    person: str
-    group: str | None = None
+    person: Name
+    group: Name | None = None
 
     @field_validator("start", "end", mode="before")
     @classmethod
@@ -65,7 +79,7 @@ class OnCallEntry(Strict):
 class Team(Strict):
     """The major incident team (assignment group) and what changes when it takes over."""
 
-    group: str
+    group: Name
     raise_priority: int | None = Field(default=None, ge=1, le=5)
 
 
@@ -113,6 +127,16 @@ class BusinessHours(Strict):
     def _order(self) -> "BusinessHours":
         if self.start >= self.end:
             raise ValueError("business hours must start before they end")
+        # the planner builds this calendar every cycle: whatever it refuses (a country the holidays package
+        # does not know, no working day) is refused here, at load, and pointed at the key it is about
+        try:
+            BusinessCalendar(time_zone=self.time_zone, days=tuple(self.days), start=self.start, end=self.end,
+                             holidays=tuple(self.holidays), country=self.country, subdivision=self.subdivision)
+        except ValueError as exc:
+            text = str(exc)
+            where = "days" if text.startswith("days") else "subdivision" if "subdivision" in text and \
+                "country=" not in text else "country" if self.country is not None else "time_zone"
+            raise problems([((where,), text, False)]) from None
         return self
 
 
@@ -121,7 +145,7 @@ class OutOfHours(Strict):
     ``urgency``, or, on a platform without an urgency (Jira), raised ``priority`` (default: the urgency's
     number)."""
 
-    group: str
+    group: Name
     urgency: int | None = Field(default=1, ge=1, le=3)
     priority: int | None = Field(default=None, ge=1, le=5)
     note: str = "Arrived out of hours: routed to {team} with raised urgency."
@@ -137,7 +161,7 @@ class Stakeholder(Strict):
     platform users added to the major incident itself as its stakeholders where the platform has them (Jira
     Service Management), so the platform keeps them informed too."""
 
-    name: str
+    name: Name
     audience: Literal["internal", "public"] = "internal"
     webhook: str | None = None
     format: Literal["generic", "slack", "teams"] = "generic"
@@ -150,6 +174,11 @@ class Communications(Strict):
     update_every: Duration | None = None
     stakeholders: list[Stakeholder] = Field(default_factory=list)
     templates: dict[Literal["declared", "update", "resolved", "closed"], str] = Field(default_factory=dict)
+
+    @field_validator("update_every")
+    @classmethod
+    def _cadence(cls, value: timedelta | None) -> timedelta | None:
+        return _positive(value)
 
     @field_validator("stakeholders")
     @classmethod
@@ -187,7 +216,7 @@ class ChangeTemplate(Strict):
 class ReviewTask(Strict):
     """A post-implementation review task; ``due`` counts business days (``5d``)."""
 
-    title: str
+    title: Name
     owner: str | None = None
     due: Duration = timedelta(days=5)
     description: str = ""
@@ -201,13 +230,30 @@ class Review(Strict):
     """How often the change and the review tasks are read back while the major incident is in resolution or
     maintenance (default: ``communications.update_every``, else 15 minutes)."""
 
+    @field_validator("follow_every")
+    @classmethod
+    def _cadence(cls, value: timedelta | None) -> timedelta | None:
+        return _positive(value)
+
+
+def _positive(value: timedelta | None) -> timedelta | None:
+    # a cadence of 0s would repeat the message (or the read) every cycle
+    if value is not None and value <= timedelta(0):
+        raise ValueError("must be longer than 0s")
+    return value
+
+
+MAX_COST_PER_HOUR = 1e12
+Money = Annotated[float, Field(ge=0, le=MAX_COST_PER_HOUR, allow_inf_nan=False)]
+"""A cost per hour: a finite number from 0 to 10^12 (an infinite one would make reports and messages invalid JSON)."""
+
 
 class Costs(Strict):
     """Estimated downtime cost per hour of impact, per service."""
 
     currency: str = "USD"
-    default_per_hour: float = Field(default=100_000, ge=0)
-    per_service: dict[str, float] = Field(default_factory=dict)
+    default_per_hour: Money = 100_000
+    per_service: dict[str, Money] = Field(default_factory=dict)
 
     def per_hour(self, service: str | None) -> float:
         """Cost per hour for ``service``."""

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from connector.core.mapping import Mapping
+from connector.core.text import one_line
 from connector.core.ticket import Ticket
 from connector.detection.engine import Declaration, Detector, LateLink, ThresholdFn
 from connector.detection.rules import Rule
@@ -97,22 +98,30 @@ def replay(tickets: Iterable[Ticket], rules: Sequence[Rule], threshold: Threshol
 
 
 def render_table(result: BacktestResult) -> str:
-    """A human-readable summary of a backtest."""
+    """A human-readable summary of a backtest: columns as wide as their widest value, nothing cut, each value
+    on its line (a line break inside a value is shown as ``\\n``)."""
     data = result.to_dict()
     lines = [f"{data['tickets']} tickets replayed, {len(result.incidents)} major incidents declared"
              + (f" ({data['per_day']} per day)" if data["per_day"] is not None else "")]
     if result.skipped:
-        lines.append(f"{result.skipped} rows skipped (first: {result.skipped_examples[0]})")
+        lines.append(one_line(f"{result.skipped} rows skipped (first: {result.skipped_examples[0]})"))
     if result.incidents:
-        header = f"{'declared at (UTC)':<20} {'rule':<16} {'parent':<14} {'group':<28} {'children':>8} {'to declare':>10}"
-        lines += ["", header, "-" * len(header)]
+        header = ("declared at (UTC)", "rule", "parent", "group", "children", "to declare")
+        rows: list[tuple[str, ...]] = []
         for inc in result.incidents:
             row = inc.to_dict()
             group = ", ".join(f"{k}={v}" for k, v in row["group"].items()) or "-"
-            minutes = row["time_to_declare_seconds"] // 60
-            parent = row["parent_key"] or row["parent"]
-            lines.append(f"{row['declared_at'][:19].replace('T', ' '):<20} {row['rule'][:16]:<16} {parent[:14]:<14} "
-                         f"{group[:28]:<28} {len(row['children']):>8} {str(minutes) + ' min':>10}")
+            rows.append((row["declared_at"][:19].replace("T", " "), row["rule"], row["parent_key"] or row["parent"],
+                         group, str(len(row["children"])), f"{row['time_to_declare_seconds'] // 60} min"))
+        rows = [tuple(one_line(cell) for cell in cells) for cells in rows]
+        widths = [max(len(cell) for cell in column) for column in zip(header, *rows)]
+        right = (False, False, False, False, True, True)
+
+        def render(cells: tuple[str, ...]) -> str:
+            return " ".join(cell.rjust(w) if r else cell.ljust(w) for cell, w, r in zip(cells, widths, right)).rstrip()
+
+        text_header = render(header)
+        lines += ["", text_header, "-" * len(text_header)] + [render(row) for row in rows]
     return "\n".join(lines)
 
 

@@ -295,8 +295,11 @@ def _describe(report: CycleReport, site: Site) -> list[str]:
     out = []
     for decl in report.declarations:
         mi = decl["parent"]
+        # every child linked in this cycle, late ones included (their own lines are not printed then)
+        linked = sum(1 for item in report.planned if item["kind"] == "link" and item.get("parent") == mi
+                     and (outcome := report.outcomes.get(item["key"])) is not None and outcome.status == "applied")
         out.append(f"declared major incident {site.label(mi)} by rule {decl['rule']} "
-                   f"({', '.join(f'{k}={v}' for k, v in decl['group'].items())}), {len(decl['children'])} children linked: "
+                   f"({', '.join(f'{k}={v}' for k, v in decl['group'].items())}), {linked} children linked: "
                    f"{site.link(mi)}")
     counts: dict[str, int] = {}
     for item in report.planned:
@@ -471,7 +474,9 @@ def run_demo(platform_name: str = "servicenow", echo: Callable[[str], None] = pr
                     time.sleep(3600)
             except KeyboardInterrupt:
                 pass
-        return DemoResult(mi_id, children, timeline.lines, cycles, requests, state_path, false_alarm)
+        # the earliest caller's ticket became the major incident itself: it is not one of its children
+        return DemoResult(mi_id, [c for c in children if c != mi_id], timeline.lines, cycles, requests, state_path,
+                          false_alarm)
     finally:
         platform.close()
         store.close()

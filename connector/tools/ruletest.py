@@ -24,11 +24,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, ValidationError
+from pydantic import AfterValidator, Field, ValidationError
 
-from connector.core.ticket import CANONICAL_FIELDS, Ticket
+from connector.core.ticket import CANONICAL_FIELDS, Ticket, as_utc
 from connector.core.yamlfile import Diagnostic, Located, Strict, load_yaml, validate
 from connector.detection.engine import MajorIncident, decide
 from connector.detection.rules import Rule
@@ -40,12 +40,16 @@ class ExpectedIncident(Strict):
     children: list[str] | None = None
 
 
+Moment = Annotated[datetime, AfterValidator(as_utc)]
+"""A time in a case; without an offset it is UTC (as the tickets' times are)."""
+
+
 class KnownIncident(Strict):
     id: str
     rule: str
     group: list[str]
-    started_at: datetime
-    declared_at: datetime
+    started_at: Moment
+    declared_at: Moment
     status: Literal["open", "rejected", "closed"] = "open"
 
 
@@ -55,7 +59,7 @@ class Expect(Strict):
 
 class Case(Strict):
     name: str
-    now: datetime
+    now: Moment
     rules: list[str] | None = None
     defaults: dict[str, Any] = Field(default_factory=dict)
     tickets: list[dict[str, Any]] = Field(default_factory=list)

@@ -15,7 +15,7 @@ import requests
 from pydantic import SecretStr
 from requests.auth import AuthBase, HTTPBasicAuth
 
-from connector.core.settings import SettingsError
+from connector.core.settings import SettingsError, is_loopback
 from connector.platforms.errors import PlatformError, ResponseAction
 from connector.platforms.retry import (
     RETRY_TABLE,
@@ -58,7 +58,7 @@ class JiraClient:
         if not re.match(r"^https?://[^/\s]+", url or ""):
             raise SettingsError("jira.url (MIM_JIRA_URL) must be an http(s) URL such as https://example.atlassian.net")
         host = urlsplit(url).hostname or ""
-        if url.lower().startswith("http://") and not (host in ("localhost", "::1") or host.startswith("127.")):
+        if url.lower().startswith("http://") and not is_loopback(url):
             # basic auth and tokens would travel in clear text
             raise SettingsError("jira.url (MIM_JIRA_URL) must use https:// (plain http only for 127.0.0.1/localhost)")
         self.base_url = url.rstrip("/")
