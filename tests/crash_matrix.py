@@ -328,8 +328,9 @@ class Telling:
 class Story:
     """The site, the state folder and the configuration of one telling."""
 
-    def __init__(self, folder: Path, platform: str = "servicenow") -> None:
+    def __init__(self, folder: Path, platform: str = "servicenow", unsent: Callable[[Site], None] | None = None) -> None:
         self.clock = Clock()
+        self.unsent = unsent
         self.site = SITES[platform](self.clock)
         self.receiver = Receiver()
         self.state = folder / "state.sqlite"
@@ -365,6 +366,8 @@ class Story:
         kills it, the rerun follows here; unarmed, it runs here (the hook is never set in this process)."""
         if crash is not None:
             self.telling.crashed += self._forked(crash)
+            if self.unsent is not None:
+                self.unsent(self.site)
         self.telling.cycles.append(self._cycle_here())
 
     def _forked(self, crash: str) -> int:
@@ -425,10 +428,13 @@ class Story:
         return self.telling
 
 
-def tell(crash: str | None = None, at: int = -1, platform: str = "servicenow") -> Telling:
-    """One telling on ``platform`` in a fresh simulator and state folder (see :meth:`Story.tell`)."""
+def tell(crash: str | None = None, at: int = -1, platform: str = "servicenow",
+         unsent: Callable[[Site], None] | None = None) -> Telling:
+    """One telling on ``platform`` in a fresh simulator and state folder (see :meth:`Story.tell`). ``unsent``
+    takes back, after the kill, a request of the killed action that a kill between its requests would not have
+    let out (the hook kills between actions; an adapter may send one action as several requests)."""
     with tempfile.TemporaryDirectory(prefix="mim-crash-") as folder:
-        story = Story(Path(folder), platform)
+        story = Story(Path(folder), platform, unsent)
         try:
             return story.tell(crash, at)
         finally:

@@ -13,13 +13,14 @@ import sys
 from collections import Counter
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Callable
 
 import pytest
 
 from connector.core.actions import ActionKey, SetStage
 from connector.job.faults import ACTION_KINDS, CRASH_ENV, POINTS, CrashHook
 from connector.job.redrive import superseded_stages
-from tests.crash_matrix import PLATFORMS, Telling, first_cycle, tell
+from tests.crash_matrix import PLATFORMS, JiraSite, Site, Telling, first_cycle, tell
 from tests.shipped import servicenow_sim
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -88,6 +89,30 @@ def test_a_kill_at_each_write_point_then_a_rerun_converges(baselines: Baselines,
     crashed = tell(f"{point}:{kind}", first_cycle(baseline, kind), platform)
 
     assert crashed.crashed == 1, "the hook killed the cycle"
+    for part, expected in baseline.state.items():
+        assert crashed.state[part] == expected, part
+
+
+def _unassign_the_newest(issue_type: str) -> Callable[[Site], None]:
+    def unassign(site: Site) -> None:
+        assert isinstance(site, JiraSite)
+        [key, *_] = [k for k in reversed(site.sim.issue_keys())
+                     if site.sim.issue(k)["fields"]["issuetype"]["name"] == issue_type]
+        site.sim.edit_issue(key, {"assignee": None})
+    return unassign
+
+
+@pytest.mark.parametrize(("kind", "issue_type"), [("create_review", "[System] Post-incident review"),
+                                                  ("create_task", "Task")])
+def test_on_jira_a_kill_between_a_create_and_its_owner_then_a_rerun_gives_the_owner(
+        baselines: Baselines, kind: str, issue_type: str) -> None:
+    """The Jira adapter creates a review or review task, links it, then assigns its owner: three requests. Killed
+    before the assign (the hook kills after the action; the owner is then taken back as if never sent), the rerun
+    finds the issue by its tag and must still give it its owner."""
+    baseline = baselines["jira"]
+    crashed = tell(f"after_send:{kind}", first_cycle(baseline, kind), "jira", unsent=_unassign_the_newest(issue_type))
+
+    assert crashed.crashed == 1
     for part, expected in baseline.state.items():
         assert crashed.state[part] == expected, part
 
