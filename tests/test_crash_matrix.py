@@ -16,11 +16,12 @@ from pathlib import Path
 from typing import Callable
 
 import pytest
+import requests
 
 from connector.core.actions import ActionKey, SetStage
 from connector.job.faults import ACTION_KINDS, CRASH_ENV, POINTS, CrashHook
 from connector.job.redrive import superseded_stages
-from tests.crash_matrix import PLATFORMS, JiraSite, Site, Telling, first_cycle, tell
+from tests.crash_matrix import EMAIL, PASSWORD, PLATFORMS, JiraSite, Site, Telling, first_cycle, tell
 from tests.shipped import servicenow_sim
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -93,24 +94,32 @@ def test_a_kill_at_each_write_point_then_a_rerun_converges(baselines: Baselines,
         assert crashed.state[part] == expected, part
 
 
-def _unassign_the_newest(issue_type: str) -> Callable[[Site], None]:
-    def unassign(site: Site) -> None:
+def _only_created(issue_type: str) -> Callable[[Site], None]:
+    """Take back what the Jira adapter sends after the create of the newest issue of ``issue_type``: its links
+    and its owner (the state a kill right after the create leaves)."""
+    def take_back(site: Site) -> None:
         assert isinstance(site, JiraSite)
         [key, *_] = [k for k in reversed(site.sim.issue_keys())
                      if site.sim.issue(k)["fields"]["issuetype"]["name"] == issue_type]
+        for link in site.sim.links(key):
+            gone = requests.delete(f"{site.server.url}/rest/api/3/issueLink/{link['id']}", auth=(EMAIL, PASSWORD),
+                                   timeout=5)
+            assert gone.status_code == 204, gone.text
         site.sim.edit_issue(key, {"assignee": None})
-    return unassign
+    return take_back
 
 
-@pytest.mark.parametrize(("kind", "issue_type"), [("create_review", "[System] Post-incident review"),
+@pytest.mark.parametrize(("kind", "issue_type"), [("create_change", "[System] Change"),
+                                                  ("create_review", "[System] Post-incident review"),
                                                   ("create_task", "Task")])
-def test_on_jira_a_kill_between_a_create_and_its_owner_then_a_rerun_gives_the_owner(
+def test_on_jira_a_kill_right_after_a_create_then_a_rerun_links_it_and_gives_the_owner(
         baselines: Baselines, kind: str, issue_type: str) -> None:
-    """The Jira adapter creates a review or review task, links it, then assigns its owner: three requests. Killed
-    before the assign (the hook kills after the action; the owner is then taken back as if never sent), the rerun
-    finds the issue by its tag and must still give it its owner."""
+    """The Jira adapter creates a change, review or review task, links it, then (review and tasks) assigns its
+    owner: several requests. Killed right after the create (the hook kills after the action; the link and the
+    owner are then taken back as if never sent), the rerun finds the issue by its tag and must still link it and
+    give it its owner."""
     baseline = baselines["jira"]
-    crashed = tell(f"after_send:{kind}", first_cycle(baseline, kind), "jira", unsent=_unassign_the_newest(issue_type))
+    crashed = tell(f"after_send:{kind}", first_cycle(baseline, kind), "jira", unsent=_only_created(issue_type))
 
     assert crashed.crashed == 1
     for part, expected in baseline.state.items():
