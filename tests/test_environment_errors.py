@@ -15,8 +15,7 @@ from connector.core.exits import EXIT_ENVIRONMENT
 from connector.core.settings import SettingsError, is_loopback, load_settings
 from connector.platforms.jira.client import JiraClient
 from tests.shipped import servicenow_sim
-
-ROOT_USER = hasattr(os, "geteuid") and os.geteuid() == 0
+from tests.unprivileged import file_modes_ignored, run_cli
 
 
 @pytest.fixture()
@@ -155,7 +154,16 @@ def test_an_html_report_into_a_missing_folder_is_an_environment_error(servicenow
                                 "Fix: create it, or correct the path in the command or setting"]
 
 
-@pytest.mark.skipif(ROOT_USER, reason="root reads files whatever their mode")
+def run_bound_by_file_modes(*args: str) -> tuple[int, str, str]:
+    """``run`` in a child process that file modes bind (as root too: see ``tests/unprivileged.py``), in this
+    folder and environment; skips the test where root cannot give up its override."""
+    if reason := file_modes_ignored():
+        pytest.skip(f"{reason}: root reads and lists whatever the mode")
+    result = run_cli({"mim": list(args)}, dict(os.environ), cwd=Path.cwd())["mim"]
+    assert "Traceback" not in result.output, result.output
+    return result.code, result.stdout, result.stderr
+
+
 def test_a_secret_file_mim_may_not_read_is_an_environment_error(servicenow: str, monkeypatch: pytest.MonkeyPatch,
                                                                 tmp_path: Path) -> None:
     secret = tmp_path / "password"
@@ -164,7 +172,7 @@ def test_a_secret_file_mim_may_not_read_is_an_environment_error(servicenow: str,
     _servicenow(monkeypatch, servicenow, MIM_SERVICENOW_PASSWORD_FILE=str(secret))
     monkeypatch.delenv("MIM_SERVICENOW_PASSWORD")
 
-    code, _, err = run("sync", "--once")
+    code, _, err = run_bound_by_file_modes("sync", "--once")
 
     assert code == EXIT_ENVIRONMENT
     assert err.startswith(f"Error: cannot read secret file {secret} (servicenow.password_file): permission denied")
@@ -183,13 +191,12 @@ def test_a_secret_file_that_is_a_folder_is_an_environment_error(servicenow: str,
                                    f"{tmp_path / 'password'} is a folder, not a file")
 
 
-@pytest.mark.skipif(ROOT_USER, reason="root lists folders whatever their mode")
 def test_a_rules_folder_mim_may_not_list_is_an_environment_error(tmp_path: Path) -> None:
     rules = tmp_path / "rules"
     rules.mkdir()
     rules.chmod(0)
     try:
-        code, _, err = run("rules", "check")
+        code, _, err = run_bound_by_file_modes("rules", "check")
     finally:
         rules.chmod(0o755)
 

@@ -4,10 +4,7 @@ problem and the same fix. One test per way a state file goes wrong (issue 12, it
 
 from __future__ import annotations
 
-import ctypes
 import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -19,12 +16,11 @@ from connector.core.exits import EXIT_ENVIRONMENT
 from connector.job.store import SCHEMA_VERSION, StateStore
 from tests.shipped import servicenow_sim
 from tests.test_store import fill
+from tests.unprivileged import CliResult, file_modes_ignored, run_cli
 
 ROOT = Path(__file__).resolve().parent.parent
 COMMANDS = {"sync": ["sync", "--once"], "run": ["run", "--interval", "1s", "--max-cycles", "1"], "report": ["report"],
             "explain": ["explain", "INC00001"]}
-PR_CAPBSET_DROP = 24
-CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH = 1, 2
 
 
 @pytest.fixture(scope="module")
@@ -148,61 +144,17 @@ def test_a_state_held_by_another_run_is_exit_3_with_the_holder_and_doctor_shows_
 
 # -- read-only: as root, the checks run in a process without the capability to override file permissions ------
 
-def _without_override() -> None:
-    libc = ctypes.CDLL(None, use_errno=True)
-    for cap in (CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH):
-        if libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0:
-            raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP)")
-
-
-RUN_IN_ONE_PROCESS = """
-import json, sys
-from click.testing import CliRunner
-import cli
-out = {}
-for name, argv in json.loads(sys.argv[1]).items():
-    result = CliRunner().invoke(cli.main, argv)
-    crashed = result.exception is not None and not isinstance(result.exception, SystemExit)
-    out[name] = {"code": result.exit_code, "output": result.output + ("Traceback: " + repr(result.exception) if crashed else "")}
-print(json.dumps(out))
-"""
-"""Every command in one process (one interpreter start, not five), as the unprivileged user would run them."""
-
-
-def _run_commands(state: Path, url: str) -> dict[str, subprocess.CompletedProcess[str]]:
-    import json
-
+def _run_commands(state: Path, url: str) -> dict[str, CliResult]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MIM_")}
-    env.update(_env(url, state), PYTHONPATH=str(ROOT))
-    drop = _without_override if os.geteuid() == 0 else None
-    done = subprocess.run([sys.executable, "-c", RUN_IN_ONE_PROCESS, json.dumps({**COMMANDS, "doctor": ["doctor"]})],
-                          cwd=ROOT, env=env, capture_output=True, text=True, preexec_fn=drop, timeout=120)
-    assert done.returncode == 0, done.stderr
-    results = json.loads(done.stdout.strip().splitlines()[-1])
-    return {name: subprocess.CompletedProcess([name], r["code"], r["output"]) for name, r in results.items()}
-
-
-def _can_drop_override(tmp_path: Path) -> bool:
-    if os.geteuid() != 0:
-        return True
-    probe = tmp_path / "probe"
-    probe.write_text("x")
-    probe.chmod(0o444)
-    try:
-        done = subprocess.run([sys.executable, "-c", f"open({str(probe)!r}, 'a')"], preexec_fn=_without_override,
-                              capture_output=True)
-    except OSError:
-        return False
-    finally:
-        probe.chmod(0o644)
-    return done.returncode != 0
+    env.update(_env(url, state))
+    return run_cli({**COMMANDS, "doctor": ["doctor"]}, env, cwd=ROOT)
 
 
 @pytest.mark.parametrize("where", ["file", "folder"])
 def test_a_read_only_state_file_or_folder_is_one_message_with_the_fix(where: str, tmp_path: Path,
                                                                      platform_url: str) -> None:
-    if not _can_drop_override(tmp_path):
-        pytest.skip("running as root without the capability to drop CAP_DAC_OVERRIDE: root writes read-only files")
+    if reason := file_modes_ignored():
+        pytest.skip(f"{reason}: root writes read-only files")
     folder = tmp_path / "mim"
     folder.mkdir()
     state = _a_real_state(folder / "state.sqlite")
@@ -216,14 +168,14 @@ def test_a_read_only_state_file_or_folder_is_one_message_with_the_fix(where: str
         target.chmod(0o644 if where == "file" else 0o755)
     seen = set()
     for name, done in results.items():
-        assert "Traceback" not in done.stdout, f"mim {name}: {done.stdout}"
+        assert "Traceback" not in done.output, f"mim {name}: {done.output}"
         if name == "doctor":
-            assert done.returncode == 1, done.stdout
-            seen.add(_doctor_state_line(done.stdout))
+            assert done.code == 1, done.output
+            seen.add(_doctor_state_line(done.output))
             continue
-        assert done.returncode == EXIT_ENVIRONMENT, f"mim {name}: {done.stdout}"
-        problem, fix = _problem_and_fix(done.stdout)
-        assert ("is read-only" if where == "file" else f"the folder {folder} is read-only") in problem, done.stdout
+        assert done.code == EXIT_ENVIRONMENT, f"mim {name}: {done.output}"
+        problem, fix = _problem_and_fix(done.output)
+        assert ("is read-only" if where == "file" else f"the folder {folder} is read-only") in problem, done.output
         assert f"write access to {state} and its folder {folder}" in fix
         seen.add((problem, fix))
     assert len(seen) == 1, f"every command and doctor say the same: {seen}"

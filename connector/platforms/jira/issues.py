@@ -183,7 +183,7 @@ class IssueWriter:
     def find_tagged(self, tag: str, once: bool = False) -> Issue | None:
         """The issue carrying label ``tag`` (a record the connector created for one action), if any."""
         jql = f"{self._reader.project_clause()} AND labels = {jql_string(tag)} ORDER BY key ASC"
-        fields = ["summary", "labels", "issuelinks", "issuetype", "status"]
+        fields = ["summary", "labels", "issuelinks", "issuetype", "status", "assignee"]
         if once:
             path = CLOUD_SEARCH if self._client.cloud else DC_SEARCH
             body: dict[str, Any] = {"jql": jql, "maxResults": 1, "fields": fields}

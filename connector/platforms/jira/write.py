@@ -256,11 +256,15 @@ class JiraWriter:
         tag = marker_tag(action.key)
         found = self._issues.find_tagged(tag) if uncertain else None
         if found is not None:
+            # Created by a run that died before its other requests: link it, and give it its owner unless it
+            # has one (a person's choice stays).
             issue_id, key = str(found["id"]), str(found.get("key", ""))
+            detail = f"found {key}, created earlier"
             if not self._issues.has_link(found, link_type, to_id, "inwardIssue"):
                 self._issues.link(link_type, to_id, issue_id)
-            return ApplyResult(action.key, "skipped", created_id=issue_id, created_key=key,
-                               detail=f"found {key}, created earlier")
+            if owner and not (found.get("fields") or {}).get("assignee"):
+                detail += self._give_owner(issue_id, owner)
+            return ApplyResult(action.key, "skipped", created_id=issue_id, created_key=key, detail=detail)
         issue_type = disc["issue_types"].get(kind)
         if not issue_type:
             setting = {"review": "review_issue_type", "task": "review_task_type"}.get(kind, "change_issue_type")
@@ -277,14 +281,17 @@ class JiraWriter:
         prop = {"kind": kind, "for": mi_id, "for_key": self._issues.key_of(mi_id), "rule": action.rule, "created_by": tag}
         issue_id, key = self._issues.create_issue(fields, tag, prop)
         self._issues.link(link_type, to_id, issue_id)
-        detail = f"created {key}"
-        if owner:
-            try:
-                self._issues.assign(issue_id, owner)
-            except PlatformError as exc:
-                # The record exists and is linked; a rerun would find it by its tag, so do not fail it.
-                detail += f"; owner {owner!r} not assigned: {exc}"
+        detail = f"created {key}" + (self._give_owner(issue_id, owner) if owner else "")
         return ApplyResult(action.key, "applied", created_id=issue_id, created_key=key, detail=detail)
+
+    def _give_owner(self, issue_id: str, owner: str) -> str:
+        """Assign a record the connector created to its owner; what to add to the result's detail."""
+        try:
+            self._issues.assign(issue_id, owner)
+        except PlatformError as exc:
+            # The record exists and is linked; a rerun would find it by its tag, so do not fail it.
+            return f"; owner {owner!r} not assigned: {exc}"
+        return ""
 
     def _apply_task(self, action: CreateTask, ctx: ApplyContext, uncertain: bool) -> ApplyResult:
         review = self._review_of(ctx, action.target)
