@@ -25,6 +25,7 @@ from connector.detection.engine import decide, window_horizon
 from connector.detection.identification import identification_actions
 from connector.detection.registry import MIRecord, Registry, record_followups
 from connector.detection.rules import Rule
+from connector.job.baselines import prepare_baselines, save_baselines
 from connector.job.store import StateStore
 from connector.platforms.base import ApplyResult, Platform, Watermark
 from connector.platforms.errors import PlatformError
@@ -64,6 +65,8 @@ class CycleReport:
     requests: int = 0
     rebuilt: bool = False
     duration_s: float = 0.0
+    baseline_warm_up: int = 0
+    """Tickets of history the detection baselines learned from before this cycle (a first sync's warm-up)."""
 
     @property
     def writes(self) -> int:
@@ -144,7 +147,8 @@ def _follow_up(platform: Platform, records: Sequence[MIRecord], tickets: dict[st
 
 def run_cycle(platform: Platform, store: StateStore, rules: Sequence[Rule], process: ProcessFile, now: datetime,
               dry_run: bool = False, planners: Sequence[ProcessPlanner] | None = None,
-              discovery_ttl: timedelta | None = None, notifier: "Notifier | None" = None) -> CycleReport:
+              discovery_ttl: timedelta | None = None, notifier: "Notifier | None" = None,
+              warm_up_progress: Callable[[int], None] | None = None) -> CycleReport:
     """One poll-decide-apply cycle. With ``dry_run`` nothing is written to the platform or the state; the
     report's ``planned`` lists what would be written where, and why.
 
@@ -154,7 +158,10 @@ def run_cycle(platform: Platform, store: StateStore, rules: Sequence[Rule], proc
 
     Notify actions (webhook messages) are not platform writes: they go to ``notifier`` (by default the
     webhooks of the configuration, :func:`connector.job.webhooks.notifier_from_environment`) after the platform
-    writes, and their results enter the ledger like any other, so a failed one is re-driven next cycle."""
+    writes, and their results enter the ledger like any other, so a failed one is re-driven next cycle.
+
+    Surge rules with a baseline learn from every cycle; the first cycle warms them from the platform's history
+    (``warm_up_progress`` hears how many tickets were read)."""
     clock = time.monotonic()
     report = CycleReport(started_at=now, dry_run=dry_run)
     requests_before = platform.requests_sent
@@ -186,7 +193,9 @@ def run_cycle(platform: Platform, store: StateStore, rules: Sequence[Rule], proc
     for t in tickets:
         window[t.id] = t
     known = [r.to_engine() for r in registry]
-    decisions = decide(window.values(), known, rules, now)
+    baselines, warmed = prepare_baselines(platform, store, rules, now, horizon, warm_up_progress)
+    report.baseline_warm_up = warmed.tickets
+    decisions = decide(window.values(), known, rules, now, baselines=baselines)
     report.declarations = [{"parent": d.mi_id, "parent_key": d.parent.key if d.parent else None, "rule": d.rule,
                             "children": [t.label for t in d.children], "group": dict(zip(d.group_fields, d.group))}
                            for d in decisions.declarations]
@@ -294,6 +303,7 @@ def run_cycle(platform: Platform, store: StateStore, rules: Sequence[Rule], proc
             # nothing seen yet: remember the horizon so the next cycle is not taken for a lost state
             new_mark = Watermark(now - horizon, "")
         store.set_watermark(new_mark)
+        save_baselines(store, baselines)
         if json.dumps(discovery, sort_keys=True, default=str) != discovered_before:
             store.set_discovery(discovery, now + ttl)
         store.prune_tickets(now - horizon, keep=registry.ticket_ids())

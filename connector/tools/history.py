@@ -140,10 +140,13 @@ def _first_last(chunk: list[list[str]], order_at: int, version: Callable[[list[s
 
 
 def collapse_rows(header: list[str], rows: Iterable[list[str]], mapping: Mapping,
-                  progress: Callable[[int], None] | None = None) -> Iterator[tuple[int, dict[str, Any]]]:
+                  progress: Callable[[int], None] | None = None,
+                  last_columns: Sequence[str] = ()) -> Iterator[tuple[int, dict[str, Any]]]:
     """An export with one row per update becomes one record per ticket: the first version (by the
-    export's ``order_by``) supplies the fields, the last version the resolution fields. Yields the line
-    number of each ticket's first row (exact for files without line breaks inside fields) and the record.
+    export's ``order_by``) supplies the fields, the last version the resolution fields and
+    ``last_columns`` (the links a scored backtest reads as labels: made after the ticket arrived). Yields
+    the line number of each ticket's first row (exact for files without line breaks inside fields) and the
+    record.
 
     Consecutive rows of one ticket are taken as a group by ``itertools.groupby`` so that the per-row cost
     stays in C; a ticket whose rows are scattered through the file is merged all the same.
@@ -161,6 +164,7 @@ def collapse_rows(header: list[str], rows: Iterable[list[str]], mapping: Mapping
         for name in [column] if isinstance(column, str) else (column or []):
             if name in header:
                 last_at.append(header.index(name))
+    last_at += [header.index(name) for name in last_columns if name in header and header.index(name) not in last_at]
     # A mapping restricted to a few fields (a backtest) keeps only the columns it reads: each ticket's
     # rows are held until the end of the file, and 36 columns of every row is most of the memory.
     columns = mapping.export_columns()
@@ -251,11 +255,31 @@ def collapse_rows(header: list[str], rows: Iterable[list[str]], mapping: Mapping
             yield line_no, dict(zip(out_header, first))
 
 
+def jira_parent(record: dict[str, Any], link_type: str) -> str | None:
+    """The major incident a Jira issue of an export is linked to as a child: seen from the child, "MAJOR
+    causes CHILD" shows the major incident as the ``inwardIssue`` of a link of ``link_type`` (its id, else
+    its key). The live adapter reads the link type from the site; an export is read with the mapping's."""
+    fields = record.get("fields")
+    wanted = link_type.casefold()
+    for link in (fields.get("issuelinks") if isinstance(fields, dict) else None) or []:
+        if not isinstance(link, dict):
+            continue
+        kind = link.get("type")
+        names = {str(kind.get(k) or "").casefold() for k in ("name", "inward", "outward")} if isinstance(kind, dict) else set()
+        other = link.get("inwardIssue")
+        if wanted in names and isinstance(other, dict) and (other.get("id") or other.get("key")):
+            return str(other.get("id") or other.get("key"))
+    return None
+
+
 def read_export(stream: IO[str], fmt: str, mapping: Mapping, skipped: Skipped, label: str = "input",
-                progress: Callable[[int], None] | None = None) -> Iterator[Ticket]:
+                progress: Callable[[int], None] | None = None,
+                last_columns: Sequence[str] = ()) -> Iterator[Ticket]:
     """Tickets from a platform export (CSV or JSON) read through ``mapping``; bad rows are skipped with
-    their line number."""
+    their line number. ``last_columns`` of a CSV export with one row per update come from each ticket's
+    last row (see :func:`collapse_rows`)."""
     export = mapping.spec.export
+    records: Iterable[tuple[int, dict[str, Any]]]
     if fmt == "csv":
         reader = csv.reader(stream, delimiter=export.delimiter if export else ",")
         try:
@@ -263,9 +287,11 @@ def read_export(stream: IO[str], fmt: str, mapping: Mapping, skipped: Skipped, l
         except StopIteration:
             return
         mapping = mapping.for_columns(header)
-        records = collapse_rows(header, reader, mapping, progress)
+        records = collapse_rows(header, reader, mapping, progress, last_columns)
     else:
         records = enumerate(_records_from_json(stream, label), start=1)
+        if mapping.platform == "jira":
+            records = _with_jira_links(records, str(getattr(mapping.write, "link_type", "") or ""))
     where = "line" if fmt == "csv" else "record"
     for line_no, record in records:
         try:
@@ -274,10 +300,22 @@ def read_export(stream: IO[str], fmt: str, mapping: Mapping, skipped: Skipped, l
             skipped.add(f"{label}: {where} {line_no}: {exc}")
 
 
+def _with_jira_links(records: Iterable[tuple[int, Any]], link_type: str) -> Iterator[tuple[int, Any]]:
+    """Jira export records with ``_parent`` derived from their issue links (what the adapter derives live)."""
+    for number, record in records:
+        if isinstance(record, dict) and "_parent" not in record and link_type:
+            parent = jira_parent(record, link_type)
+            if parent is not None:
+                record = {**record, "_parent": parent}
+        yield number, record
+
+
 def read_history(path: Path, mapping_for: Callable[[str], Mapping], platform: str | None, skipped: Skipped,
-                 progress: Callable[[int], None] | None = None) -> Iterator[Ticket]:
+                 progress: Callable[[int], None] | None = None,
+                 last_columns: Callable[[Mapping], Sequence[str]] | None = None) -> Iterator[Ticket]:
     """Every ticket in ``path``. Canonical JSONL needs no mapping; CSV/JSON exports are read through the
-    mapping of ``platform`` (default: servicenow for CSV, detected for JSON)."""
+    mapping of ``platform`` (default: servicenow for CSV, detected for JSON). ``last_columns`` names, for
+    the mapping an export is read with, the columns taken from each ticket's last version."""
     encoding = "utf-8-sig"
     stream, inner = open_text(path, encoding)
     fmt = detect_format(inner)
@@ -296,7 +334,9 @@ def read_history(path: Path, mapping_for: Callable[[str], Mapping], platform: st
                 records = (json.loads(line) for line in stream if line.strip())
                 stream = io.StringIO(json.dumps(list(records)))
                 fmt = "json"
-            yield from read_export(stream, fmt, mapping_for(chosen), skipped, label, progress)
+            mapping = mapping_for(chosen)
+            yield from read_export(stream, fmt, mapping, skipped, label, progress,
+                                   last_columns(mapping) if last_columns is not None else ())
     except (OSError, EOFError, zipfile.BadZipFile, zlib.error, csv.Error) as exc:
         # a damaged archive (bad CRC, truncated gzip, not gzip at all) only shows while reading
         raise HistoryError(f"{label}: cannot read: {exc.__class__.__name__}: {exc}") from None
