@@ -26,7 +26,9 @@ baseline (a Poisson tail, or a negative binomial one with the group's own bursti
   weights have decayed below 1e-6 is forgotten (it is then as quiet as a group never seen).
 
 While the baseline has learned less than ``min_history`` (a fresh state without warm-up, the start of a
-backtest) the rule falls back to its fixed ``threshold``.
+backtest) the rule falls back to its fixed ``threshold`` (and, once it has learned an hour, to whatever is
+higher: the threshold or what the baseline learned so far asks for, so that a busy group is not taken for
+a surge while the baseline is young).
 """
 
 from __future__ import annotations
@@ -46,13 +48,17 @@ HOURS_PER_WEEK = 168
 MONDAY = 72
 """Hour 0 of the epoch (1970-01-01 00:00) is a Thursday: shifting by 72 hours makes Monday 00:00 slot 0."""
 WINSOR = 4.0
-"""An hour counts at most ``max(floor, WINSOR x expected)`` tickets towards the baseline."""
+"""An hour counts at most ``max(floor, WINSOR x expected)`` tickets towards the baseline..."""
+CAP_DOUBLING = 6
+"""... times 2 for every CAP_DOUBLING hours the group was capped within the last CAP_MEMORY hours: a storm of a
+few hours barely moves the cap, a lasting change of level (a new service going live) is learned in a day."""
+CAP_MEMORY = 24
 REBASE = 300.0
 """Scaled sums are rebased once their factor reaches ``exp(REBASE)`` (far below a float's range)."""
 FORGET = 1e-6
 """A group whose decayed sums fall below this is dropped (it is as quiet as a group never seen)."""
 PRUNE_EVERY = HOURS_PER_WEEK
-"""Hours between passes that forget decayed groups."""
+"""The fewest hours between passes that forget decayed groups."""
 
 Key = object
 """A group key as the detector holds it: the value for one-field groups, the tuple of values otherwise."""
@@ -131,9 +137,12 @@ class Verdict:
 class RuleBaseline:
     """One surge rule's learned baseline over its groups (see the module docstring).
 
-    Sums are kept scaled by ``exp((hour - base) / history)`` (and per week for the hour-of-week slots), so
-    that learning an hour adds to a group's sums without decaying them first: the decay is one factor per
-    hour for every group, applied when reading. The base moves forward before the factors grow large."""
+    The sums are held per hour-of-week slot, ``by_slot[slot] = {group: sum}`` (learning an hour touches
+    one dict), only for the groups that had tickets in that slot. They are kept scaled by
+    ``exp((week - base_week) / history)``, so that learning adds without decaying anything first: the decay
+    is one factor per slot for every group, applied when reading. The base moves forward before the
+    factors grow large. With ``model: negative_binomial`` a group also keeps its hourly sum and sum of
+    squares (scaled per hour), for its dispersion."""
 
     def __init__(self, rule: Rule) -> None:
         surge = rule.surge
@@ -153,6 +162,9 @@ class RuleBaseline:
         """Decay rate per hour: an hour ``n`` hours back weighs ``exp(-n / history)``."""
         self.k_week = HOURS_PER_WEEK / hours
         self.min_hours = max(1, math.ceil(spec.min_history.total_seconds() / 3600.0))
+        self.prune_every = max(PRUNE_EVERY, int(hours))
+        """Hours between passes that forget decayed groups (a weight takes about 14 x history to decay
+        below :data:`FORGET`, so looking more often than once a history finds nothing new)."""
         self.zone = None if spec.time_zone.upper() == "UTC" else ZoneInfo(spec.time_zone)
         self.start: int | None = None
         """The first learned hour (UTC hours since the epoch)."""
@@ -161,15 +173,21 @@ class RuleBaseline:
         self.base = 0
         """The hour the sums are scaled to (see the class docstring); ``base_week`` is its week."""
         self.base_week = 0
-        self.groups: dict[Key, list[Any]] = {}
-        """key -> [level sum, square sum, last hour learned, {slot: sum}] (scaled sums)."""
+        self.by_slot: list[dict[Key, float]] = [{} for _ in range(HOURS_PER_WEEK)]
+        """hour-of-week slot -> {group: scaled sum of the counts learned there}."""
+        self.moments: dict[Key, list[float]] = {}
+        """key -> [scaled hourly sum, scaled sum of squares] (negative binomial only)."""
+        self.capped: dict[Key, tuple[int, int]] = {}
+        """key -> (hours capped within CAP_MEMORY of each other, the last one): groups whose counts were capped."""
         self.shape: list[float] = [0.0] * HOURS_PER_WEEK
-        """slot -> scaled sum over every group."""
-        self.dirty: set[Key] = set()
-        """Groups changed since the state store last saved them."""
+        """slot -> scaled sum of every group's tickets (not winsorised)."""
+        self.track_changes = False
+        """Keep :attr:`changed` (the state store saves those groups); a backtest does not need it."""
+        self.changed: set[Key] = set()
+        """Groups learned from or forgotten since the state store last saved."""
         self._cache: dict[Key, int] = {}
         self._cache_hour = -1
-        self._norms: tuple[float, list[float], float] | None = None
+        self._norms: tuple[list[float], float, int] | None = None
         self._local: dict[int, int] = {}
         self._next_prune: int | None = None
 
@@ -209,25 +227,34 @@ class RuleBaseline:
 
     # -- learning ------------------------------------------------------------------------------------
 
+    def begin(self, hour: int) -> None:
+        """Start learning at ``hour`` (a warm-up that read history from then on: the hours before its first
+        ticket were quiet, and that is learned too); nothing happens once learning has started."""
+        if self.start is None:
+            self.start = self.base = hour
+            self.learned_to = hour
+            self.base_week = self.slot_of(self.local_hour(hour))[1]
+            self._next_prune = hour + self.prune_every
+            self._changed()
+
     def fold(self, hour: int, counts: Mapping[Key, int]) -> None:
         """Learn one UTC hour: ``counts`` are the groups' tickets opened in it (groups without any are
         absent). Hours before :attr:`learned_to` are already learned and ignored; hours skipped since are
         learned as hours without tickets."""
         if self.learned_to is not None and hour < self.learned_to:
             return
-        if self.start is None:
-            self.start = self.base = hour
-            self.base_week = self.slot_of(self.local_hour(hour))[1]
-            self._next_prune = hour + PRUNE_EVERY
+        self.begin(hour)
         if (hour - self.base) * self.k_hour > REBASE:
             self._rebase(hour)
         if counts:
             self._fold_counts(hour, counts)
+            if self.track_changes:
+                self.changed.update(counts)
         self.learned_to = hour + 1
         self._changed()
         if self._next_prune is not None and hour >= self._next_prune:
             self.prune()
-            self._next_prune = hour + PRUNE_EVERY
+            self._next_prune = hour + self.prune_every
 
     def advance(self, to_hour: int) -> None:
         """Every hour before ``to_hour`` is learned (those not folded had no tickets)."""
@@ -238,45 +265,66 @@ class RuleBaseline:
             self._changed()
 
     def _fold_counts(self, hour: int, counts: Mapping[Key, int]) -> None:
+        # the hot loop of learning (once per group and hour with tickets): kept to plain arithmetic
         slot, week = self.slot_of(self.local_hour(hour))
-        hour_scale = math.exp((hour - self.base) * self.k_hour)
         week_scale = math.exp((week - self.base_week) * self.k_week)
         floor = self.floor
-        groups = self.groups
-        dirty = self.dirty
+        sums = self.by_slot[slot]
+        get = sums.get
         added = 0.0
         for key, count in counts.items():
-            group = groups.get(key)
-            if group is None:
-                group = groups[key] = [0.0, 0.0, hour, {}]
-                used = float(min(count, floor))
-            elif count > floor:
-                used = min(float(count), max(float(floor), WINSOR * self._rate(group, slot)))
+            added += count
+            if count > floor:  # rare: the cap needs the group's expected rate
+                sums[key] = get(key, 0.0) + self._capped(key, hour, slot, count) * week_scale
             else:
-                used = float(count)
-            group[0] += used * hour_scale
-            group[1] += used * used * hour_scale
-            group[2] = hour
-            slots = group[3]
-            slots[slot] = slots.get(slot, 0.0) + used * week_scale
-            added += used
-            dirty.add(key)
-        self.shape[slot] += added * week_scale
+                sums[key] = get(key, 0.0) + count * week_scale
+        # the shape is the desk's own rhythm over every group: counted in full (one group's storm is small
+        # beside it, and a cap would make a busy group's first hour look like a quiet hour of the week)
+        if added:
+            self.shape[slot] += added * week_scale
+        if self.negative_binomial:
+            hour_scale = math.exp((hour - self.base) * self.k_hour)
+            moments = self.moments
+            for key, count in counts.items():
+                used = min(float(count), self.cap(key, hour, slot))
+                cell = moments.get(key)
+                if cell is None:
+                    moments[key] = [used * hour_scale, used * used * hour_scale]
+                else:
+                    cell[0] += used * hour_scale
+                    cell[1] += used * used * hour_scale
+
+    def cap(self, key: Key, hour: int, slot: int) -> float:
+        """The most ``hour`` may teach group ``key`` (see :data:`WINSOR` and :data:`CAP_DOUBLING`)."""
+        streak = self.capped.get(key)
+        times = streak[0] if streak is not None and hour - streak[1] <= CAP_MEMORY else 0
+        return max(float(self.floor), WINSOR * self._rate(key, slot)) * 2.0 ** (times / CAP_DOUBLING)
+
+    def _capped(self, key: Key, hour: int, slot: int, count: int) -> float:
+        """What ``count`` tickets teach: at most :meth:`cap`; a capped hour lengthens the group's streak."""
+        limit = self.cap(key, hour, slot)
+        if count <= limit:
+            return float(count)
+        streak = self.capped.get(key)
+        times = streak[0] if streak is not None and hour - streak[1] <= CAP_MEMORY else 0
+        self.capped[key] = (times + 1, hour)
+        return limit
 
     def _rebase(self, hour: int) -> None:
         """Move the scaling base to ``hour`` (the scaled sums would overflow in the long run)."""
         week = self.slot_of(self.local_hour(hour))[1]
         hour_factor = math.exp(-(hour - self.base) * self.k_hour)
         week_factor = math.exp(-(week - self.base_week) * self.k_week)
-        for group in self.groups.values():
-            group[0] *= hour_factor
-            group[1] *= hour_factor
-            slots = group[3]
-            for slot in slots:
-                slots[slot] *= week_factor
+        for sums in self.by_slot:
+            for key in sums:
+                sums[key] *= week_factor
+        for cell in self.moments.values():
+            cell[0] *= hour_factor
+            cell[1] *= hour_factor
         self.shape = [value * week_factor for value in self.shape]
         self.base, self.base_week = hour, week
-        self.dirty.update(self.groups)
+        if self.track_changes:
+            self.changed.update(self.groups())  # every group's scaled sums changed
         self._changed()
 
     def _changed(self) -> None:
@@ -284,20 +332,33 @@ class RuleBaseline:
         self._norms = None
 
     def prune(self) -> int:
-        """Forget groups whose weights have all decayed below :data:`FORGET` (their level and every hour of
-        the week as last learned); returns how many."""
+        """Forget groups whose weights have all decayed below :data:`FORGET` (every hour of the week as last
+        learned); returns how many."""
         if self.learned_to is None:
             return 0
-        decay = math.exp(-(self.learned_to - 1 - self.base) * self.k_hour)
-        slot_decay = [math.exp(-(self._weeks_seen(slot)[1] - self.base_week) * self.k_week)
-                      for slot in range(HOURS_PER_WEEK)]
-        doomed = [key for key, group in self.groups.items()
-                  if group[0] * decay < FORGET and all(value * slot_decay[slot] < FORGET
-                                                       for slot, value in group[3].items())]
+        before = self.groups()
+        for slot, sums in enumerate(self.by_slot):
+            decay = math.exp(-(self._weeks_seen(slot)[1] - self.base_week) * self.k_week)
+            for key in [key for key, value in sums.items() if value * decay < FORGET]:
+                del sums[key]
+        doomed = before - self.groups()
         for key in doomed:
-            del self.groups[key]
-            self.dirty.add(key)
+            self.moments.pop(key, None)
+            self.capped.pop(key, None)
+        if self.track_changes:
+            self.changed.update(before)  # a group that lost a slot is saved without it
         return len(doomed)
+
+    def groups(self) -> set[Key]:
+        """Every group the baseline holds."""
+        out: set[Key] = set()
+        for sums in self.by_slot:
+            out.update(sums)
+        return out
+
+    def slots_of(self, key: Key) -> dict[int, float]:
+        """A group's scaled sums by hour-of-week slot (only the slots it had tickets in)."""
+        return {slot: sums[key] for slot, sums in enumerate(self.by_slot) if key in sums}
 
     # -- the estimate --------------------------------------------------------------------------------
 
@@ -317,36 +378,43 @@ class RuleBaseline:
         decay = math.exp(-rate)
         return float(n) if decay >= 1.0 else (1.0 - decay ** n) / (1.0 - decay)
 
-    def norms(self) -> tuple[float, list[float], float]:
-        """Factors that turn scaled sums into means over what is learned: for the level (per hour), for
-        each hour-of-week slot (per week; 0 for a slot not yet learned once), and the mean of the shape."""
+    def norms(self) -> tuple[list[float], float, int]:
+        """Factors that turn a slot's scaled sum into its mean over the weeks learned (0 for a slot not yet
+        learned once), the mean of the rule's shape over the learned slots, and how many slots are learned."""
         if self._norms is not None:
             return self._norms
-        level = 0.0
         slots = [0.0] * HOURS_PER_WEEK
         if self.start is not None and self.learned_to is not None and self.learned_to > self.start:
-            n = self.learned_to - self.start
-            level = math.exp(-(self.learned_to - 1 - self.base) * self.k_hour) / self._weights(self.k_hour, n)
             for slot in range(HOURS_PER_WEEK):
                 weeks, last = self._weeks_seen(slot)
                 if weeks > 0:
                     slots[slot] = math.exp(-(last - self.base_week) * self.k_week) / self._weights(self.k_week, weeks)
-        means = [self.shape[s] * slots[s] for s in range(HOURS_PER_WEEK) if slots[s] > 0.0]
-        shape_mean = sum(means) / len(means) if means else 0.0
-        self._norms = (level, slots, shape_mean)
+        learned = sum(1 for norm in slots if norm > 0.0)
+        shape_mean = sum(self.shape[s] * slots[s] for s in range(HOURS_PER_WEEK)) / learned if learned else 0.0
+        self._norms = (slots, shape_mean, learned)
         return self._norms
 
-    def _rate(self, group: list[Any], slot: int) -> float:
-        """Expected tickets per hour for ``group`` in hour-of-week ``slot``, from what is learned."""
-        level_norm, slot_norms, shape_mean = self.norms()
-        level = group[0] * level_norm
-        if not self.seasonal:
-            return level
-        slot_norm = slot_norms[slot]
-        if slot_norm <= 0.0:
-            return level  # this hour of the week not yet seen once: the group's mean hour
-        shape = self.shape[slot] * slot_norm / shape_mean if shape_mean > 0.0 else 1.0
-        return max(group[3].get(slot, 0.0) * slot_norm, level * shape)
+    def _rate(self, key: Key, slot: int) -> float:
+        """Expected tickets per hour for group ``key`` in hour-of-week ``slot``: the larger of its own mean
+        for that hour of the week and its mean hour times the rule's shape for that hour."""
+        norms, shape_mean, learned = self.norms()
+        if not learned:
+            return 0.0
+        level = 0.0
+        for s, sums in enumerate(self.by_slot):
+            value = sums.get(key)
+            if value is not None:
+                level += value * norms[s]
+        level /= learned
+        norm = norms[slot]
+        if not self.seasonal or norm <= 0.0:
+            return level  # (this hour of the week not yet learned once: the group's mean hour)
+        shape = self.shape[slot] * norm / shape_mean if shape_mean > 0.0 else 1.0
+        return max(self.by_slot[slot].get(key, 0.0) * norm, level * shape)
+
+    def known(self, key: Key) -> bool:
+        """Whether the baseline holds anything of group ``key``."""
+        return any(key in sums for sums in self.by_slot)
 
     def slot_at(self, ts: float) -> int:
         """The hour-of-week slot of a time."""
@@ -355,24 +423,27 @@ class RuleBaseline:
     def expected(self, key: Key, ts: float) -> tuple[float, float]:
         """Expected count in the window ending at ``ts`` for group ``key``, and its dispersion index (1 for
         a Poisson model). Zero for a group never seen."""
-        group = self.groups.get(key)
-        if group is None or self.learned_to is None:
+        if self.learned_to is None:
             return 0.0, 1.0
-        mu = self._rate(group, self.slot_at(ts)) * self.window / 3600.0
+        mu = self._rate(key, self.slot_at(ts)) * self.window / 3600.0
         dispersion = 1.0
-        if self.negative_binomial:
-            level_norm = self.norms()[0]
-            mean, square = group[0] * level_norm, group[1] * level_norm
+        cell = self.moments.get(key)
+        if self.negative_binomial and cell is not None and self.start is not None:
+            n = self.learned_to - self.start
+            norm = math.exp(-(self.learned_to - 1 - self.base) * self.k_hour) / self._weights(self.k_hour, n)
+            mean, square = cell[0] * norm, cell[1] * norm
             if mean > 0.0:
                 dispersion = max(1.0, (square - mean * mean) / mean)
         return mu, dispersion
 
     def hourly(self, key: Key) -> list[float]:
         """The expected tickets per hour of group ``key`` for each hour-of-week slot (Monday 00:00 first)."""
-        group = self.groups.get(key)
-        if group is None:
-            return [0.0] * HOURS_PER_WEEK
-        return [self._rate(group, slot) for slot in range(HOURS_PER_WEEK)]
+        return [self._rate(key, slot) for slot in range(HOURS_PER_WEEK)]
+
+    def mean_hour(self, key: Key) -> float:
+        """The group's expected tickets in an average hour."""
+        rates = self.hourly(key)
+        return sum(rates) / len(rates)
 
     @staticmethod
     def tail(count: int, mu: float, dispersion: float) -> float:
@@ -397,8 +468,11 @@ class RuleBaseline:
         return n
 
     def limit(self, key: Key, ts: float) -> int:
-        """The count in the window that makes group ``key`` fire at ``ts`` (cached per group and hour)."""
-        if not self.usable:
+        """The count in the window that makes group ``key`` fire at ``ts`` (cached per group and hour): the
+        smallest count at least the floor that is improbable under the baseline; while the baseline has
+        learned less than ``min_history``, also at least the fixed threshold (a group that turns out busy
+        in the first hours learned is not taken for a surge)."""
+        if self.learned_to is None:
             return self.threshold
         hour = int(ts // 3600)
         if hour != self._cache_hour:
@@ -409,24 +483,27 @@ class RuleBaseline:
             return cached
         mu, dispersion = self.expected(key, ts)
         value = self.smallest_improbable(mu, dispersion, self.floor, self.probability)
+        if not self.usable:
+            value = max(value, self.threshold)
         self._cache[key] = value
         return value
 
     def verdict(self, key: Key, ts: float, count: int) -> Verdict:
         """What the baseline says of ``count`` in ``key``'s window at ``ts``."""
-        if not self.usable:
-            return Verdict("threshold", None, None, self.threshold, count >= self.threshold)
-        mu, dispersion = self.expected(key, ts)
         limit = self.limit(key, ts)
-        return Verdict("baseline", mu, self.tail(count, mu, dispersion), limit, count >= limit, dispersion)
+        if self.learned_to is None:
+            return Verdict("threshold", None, None, limit, count >= limit)
+        mu, dispersion = self.expected(key, ts)
+        source = "baseline" if self.usable else "threshold"
+        return Verdict(source, mu, self.tail(count, mu, dispersion), limit, count >= limit, dispersion)
 
     def surging(self, key: Key, ts: float, count: int, probability: float) -> bool:
         """Whether ``count`` tickets in ``key``'s window at ``ts`` are still above its baseline: improbable at
-        ``probability`` (a looser level than the one that declares). Without a usable baseline any count
-        of one or more is."""
+        ``probability`` (a looser level than the one that declares). Before anything is learned any count of
+        one or more is."""
         if count <= 0:
             return False
-        if not self.usable:
+        if self.learned_to is None:
             return True
         mu, dispersion = self.expected(key, ts)
         return self.tail(count, mu, dispersion) < probability
@@ -438,14 +515,19 @@ class RuleBaseline:
         return {"fingerprint": self.fingerprint, "start": self.start, "learned_to": self.learned_to,
                 "base": self.base, "base_week": self.base_week, "shape": list(self.shape)}
 
-    def group_state(self, key: Key) -> list[Any] | None:
+    def group_state(self, key: Key) -> dict[str, Any] | None:
         """One group's state (JSON-ready), or None when the group is forgotten."""
-        group = self.groups.get(key)
-        if group is None:
+        slots = self.slots_of(key)
+        if not slots:
             return None
-        return [group[0], group[1], group[2], {str(slot): value for slot, value in group[3].items()}]
+        state: dict[str, Any] = {"slots": {str(slot): value for slot, value in slots.items()}}
+        if key in self.moments:
+            state["moments"] = list(self.moments[key])
+        if key in self.capped:
+            state["capped"] = list(self.capped[key])
+        return state
 
-    def load(self, meta: Mapping[str, Any], groups: Iterable[tuple[Key, Sequence[Any]]]) -> bool:
+    def load(self, meta: Mapping[str, Any], groups: Iterable[tuple[Key, Mapping[str, Any]]]) -> bool:
         """Restore state saved by :meth:`meta` and :meth:`group_state`; False (and nothing loaded) when it
         was learned for a different version of the rule (its group, conditions or time zone changed)."""
         if meta.get("fingerprint") != self.fingerprint:
@@ -458,18 +540,21 @@ class RuleBaseline:
         if len(shape) == HOURS_PER_WEEK:
             self.shape = [float(value) for value in shape]
         for key, state in groups:
-            level, square, last, slots = state
-            self.groups[key] = [float(level), float(square), int(last),
-                                {int(slot): float(value) for slot, value in slots.items()}]
+            for slot, value in (state.get("slots") or {}).items():
+                self.by_slot[int(slot)][key] = float(value)
+            if state.get("moments"):
+                self.moments[key] = [float(v) for v in state["moments"]]
+            if state.get("capped"):
+                self.capped[key] = (int(state["capped"][0]), int(state["capped"][1]))
         if self.start is not None:
-            self._next_prune = (self.learned_to or self.start) + PRUNE_EVERY
-        self.dirty.clear()
+            self._next_prune = (self.learned_to or self.start) + self.prune_every
+        self.changed.clear()
         self._changed()
         return True
 
     def slots(self) -> int:
         """Hour-of-week slots held (the memory bound is groups x 168)."""
-        return sum(len(group[3]) for group in self.groups.values())
+        return sum(len(sums) for sums in self.by_slot)
 
 
 def fingerprint(rule: Rule) -> str:
@@ -591,8 +676,8 @@ def learn_tickets(baselines: Baselines, rules: Sequence[Rule], tickets: Iterable
                 counts = hours[hour] = {}
             counts[key] = counts.get(key, 0) + 1
     for model, _, _, hours in plans:
-        if model.start is None and since is not None:
-            model.fold(utc_hour(since), {})
+        if since is not None:
+            model.begin(utc_hour(since))
         for hour in sorted(hours):
             model.fold(hour, hours[hour])
         if end is not None:

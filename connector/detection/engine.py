@@ -151,7 +151,8 @@ class _CompiledRule:
 
     __slots__ = ("rule", "id", "when", "fields", "single", "field", "key_of", "is_surge", "window", "distinct",
                  "late", "threshold", "windows", "queue", "open", "rejected", "surging", "tail", "max", "surge_p",
-                 "same", "model", "min_limit", "pending", "folded_to", "next_fold", "index", "hour", "hour_counts")
+                 "same", "model", "min_limit", "pending", "folded_to", "next_fold", "index", "hour_end",
+                 "hour_counts")
 
     def __init__(self, rule: Rule) -> None:
         self.rule = rule
@@ -187,7 +188,8 @@ class _CompiledRule:
         self.min_limit = self.threshold
         # a baseline rule's tickets per hour (UTC hours since the epoch) and group, until the hour is learned
         self.pending: dict[int, dict[Key, int]] = {}
-        self.hour = -1
+        self.hour_end = float("-inf")
+        """End of the hour whose counts ``hour_counts`` holds (a ticket at or after it starts the next)."""
         self.hour_counts: dict[Key, int] = {}
         self.folded_to = -(2 ** 62)
         self.next_fold = float("-inf")
@@ -364,9 +366,9 @@ class Detector:
                     key = str(key)
             if cr.model is not None and key is not None:
                 # a baseline learns every ticket of its rule and group, consumed or not (winsorised per hour)
-                hour = int(ts // 3600)
-                if hour != cr.hour:
-                    cr.hour = hour
+                if ts >= cr.hour_end:
+                    hour = int(ts // 3600)
+                    cr.hour_end = (hour + 1) * 3600.0
                     cr.hour_counts = cr.pending.setdefault(hour, {})
                 counts = cr.hour_counts
                 counts[key] = counts.get(key, 0) + 1
@@ -557,8 +559,8 @@ class Detector:
         pending = cr.pending
         for hour in sorted(h for h in pending if h < boundary):
             model.fold(hour, pending.pop(hour))
-        if cr.hour < boundary:
-            cr.hour, cr.hour_counts = -1, {}
+        if cr.hour_end <= boundary * 3600.0:
+            cr.hour_end, cr.hour_counts = float("-inf"), {}
         model.advance(boundary)
         cr.folded_to = boundary
         cr.next_fold = (boundary + 1) * 3600.0 + cr.window

@@ -61,6 +61,8 @@ def load_baselines(store: StateStore, rules: Sequence[Rule], forget_stale: bool 
         groups = ((decode_key(text), state) for text, state in store.baseline_groups(rule_id))
         if not model.load(meta, groups) and forget_stale:
             store.clear_baseline(rule_id)
+    for model in baselines.rules.values():
+        model.track_changes = True
     return baselines
 
 
@@ -69,9 +71,9 @@ def save_baselines(store: StateStore, baselines: Baselines) -> None:
     for rule_id, model in baselines.rules.items():
         if model.start is None:
             continue
-        groups = {encode_key(key): model.group_state(key) for key in model.dirty}
+        groups = {encode_key(key): model.group_state(key) for key in model.changed}
         store.save_baseline(rule_id, model.meta(), groups)
-        model.dirty.clear()
+        model.changed.clear()
 
 
 @dataclass

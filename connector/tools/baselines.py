@@ -68,11 +68,10 @@ def summarise(baselines: Baselines, top: int = 5) -> list[RuleSummary]:
     """Per rule: the span learned, how many groups and slots it holds, and its busiest groups."""
     out = []
     for rule_id, model in sorted(baselines.rules.items()):
-        level = model.norms()[0]
-        busiest = sorted(((_label(key), group[0] * level) for key, group in model.groups.items()),
-                         key=lambda item: -item[1])[:top]
+        groups = model.groups()
+        busiest = sorted(((_label(key), model.mean_hour(key)) for key in groups), key=lambda item: -item[1])[:top]
         out.append(RuleSummary(rule_id, _moment(model.start), _moment(model.learned_to), model.usable,
-                               len(model.groups), model.slots(), busiest))
+                               len(groups), model.slots(), busiest))
     return out
 
 
