@@ -18,8 +18,8 @@ The semantics the reference spells out (and the engine must keep):
   until]`` and it has the incident's value of every ``same`` field. ``until`` is ``declared + late_children``
   for a fixed period (a surge rule without ``late_children`` collects for one window). For ``while: surge``
   it starts at ``declared + tail``; every ticket of the incident at ``t`` whose count of incident tickets in
-  ``[t - window, t]`` is still improbable under the baseline (at ``late_children.probability``; any count
-  before the baseline learned anything) moves it to ``max(until, min(t + tail, declared + max))``. An incident is
+  ``[t - window, t]`` is still improbable under the baseline (at ``late_children.probability``; without a
+  baseline, or before it learned anything, at least half the threshold) moves it to ``max(until, min(t + tail, declared + max))``. An incident is
   never its own child.
 * Otherwise rules are tried in order; a rule whose ``when`` fails, or whose group was rejected less than a
   window ago, is skipped. A single-ticket rule declares the ticket. A surge rule counts the ticket in the
@@ -195,7 +195,7 @@ class ReferenceBaseline:
         if count <= 0:
             return False
         if self.learned_to is None:
-            return True
+            return 2 * count >= self.rule.surge.threshold  # type: ignore[union-attr]
         return poisson_tail(count, self.expected(group, at)) < probability
 
     def learn(self, hour: int, counts: dict[Group, int]) -> None:
@@ -299,7 +299,9 @@ class Reference:
         baseline = self.baselines.get(rule.id)
         late = rule.late_children
         assert late is not None
-        if baseline is None or baseline.surging(incident.group, now, count, late.surge_probability):
+        still = (baseline.surging(incident.group, now, count, late.surge_probability) if baseline is not None
+                 else 2 * count >= rule.surge.threshold)  # type: ignore[union-attr]
+        if still:
             incident.high = max(incident.high, min(now + late.tail_period, incident.declared + late.max_period))
 
     def feed(self, ticket: Ticket) -> list[Declaration | LateLink]:

@@ -499,12 +499,12 @@ class RuleBaseline:
 
     def surging(self, key: Key, ts: float, count: int, probability: float) -> bool:
         """Whether ``count`` tickets in ``key``'s window at ``ts`` are still above its baseline: improbable at
-        ``probability`` (a looser level than the one that declares). Before anything is learned any count of
-        one or more is."""
+        ``probability`` (a looser level than the one that declares). Before anything is learned: while the
+        window holds at least half the fixed threshold."""
         if count <= 0:
             return False
         if self.learned_to is None:
-            return True
+            return 2 * count >= self.threshold
         mu, dispersion = self.expected(key, ts)
         return self.tail(count, mu, dispersion) < probability
 

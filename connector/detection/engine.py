@@ -477,15 +477,15 @@ class Detector:
 
     def _extend(self, cr: _CompiledRule, key: Key, known: _Open, ts: float) -> None:
         """A ticket of a ``while: surge`` incident at ``ts``: while the incident's tickets in the window are
-        still improbable under the group's baseline, late tickets keep joining for ``tail`` more (never
-        longer than ``max`` after the declaration)."""
+        still improbable under the group's baseline (without one: at least half the threshold), late tickets
+        keep joining for ``tail`` more (never longer than ``max`` after the declaration)."""
         recent: deque[float] = known[3]
         recent.append(ts)
         horizon = ts - cr.window
         while recent[0] < horizon:
             recent.popleft()
         model = cr.model
-        if model is None or model.surging(key, ts, len(recent), cr.surge_p):
+        if model.surging(key, ts, len(recent), cr.surge_p) if model is not None else 2 * len(recent) >= cr.threshold:
             mi: MajorIncident = known[0]
             known[2] = max(known[2], min(ts + cr.tail, _ts(mi.declared_at) + cr.max))
 

@@ -194,8 +194,9 @@ class Declare(Strict):
 class LateChildren(Strict):
     """How long tickets of an open major incident's group join it as late children: for a fixed period
     (``for``, the short form ``late_children: 4h``), or while the group's surge lasts (``while: surge``:
-    its count in the window still improbable under its baseline at ``probability``) plus ``tail``, never
-    longer than ``max`` after the declaration. ``same`` fields must also match the major incident's value
+    the incident's tickets in the window still improbable under the group's baseline at ``probability``;
+    for a rule without a baseline, at least half its threshold) plus ``tail``, never longer than ``max``
+    after the declaration. ``same`` fields must also match the major incident's value
     (the most common one among the tickets that declared it)."""
 
     for_: Duration | None = Field(default=None, alias="for")
