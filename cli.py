@@ -221,7 +221,7 @@ def _scored_backtest(path: Path, rules: Any, mapping_for: Any, platform: str | N
     """``mim backtest --score`` (and ``--sweep``): replay as if nothing were linked, score against the links."""
     from connector.tools.backtest import read_labelled, render_table, replay
     from connector.tools.history import HistoryError
-    from connector.tools.scoring import Incident, parse_storm, render_score, score
+    from connector.tools.scoring import parse_storm, render_score, score_replay
 
     try:
         spec = parse_storm(storm)
@@ -265,11 +265,7 @@ def _scored_backtest(path: Path, rules: Any, mapping_for: Any, platform: str | N
         return
     result = replay(tickets, rules, presorted=True, since=start)
     result.skipped, result.skipped_examples = labelled.skipped.count, labelled.skipped.examples
-    opened = {t.id: t.opened_at for t in tickets}
-    incidents = [Incident(inc.declaration.detected_at, inc.ticket_ids) for inc in result.incidents]
-    first = tickets[0].opened_at if tickets else None
-    last = tickets[-1].opened_at if tickets else None
-    scored = score(labelled.labels, opened, incidents, first, last, spec, start)
+    scored = score_replay(tickets, labelled.labels, result, spec, start)
     if as_json:
         click.echo(json.dumps({**result.to_dict(), "score": scored.to_dict()}))
     else:
@@ -351,9 +347,10 @@ def sync(ctx: click.Context, once: bool, dry_run: bool, as_json: bool, log_forma
             scratch = tempfile.TemporaryDirectory(prefix="mim-dry-run-")
             settings = settings.model_copy(update={"state": str(Path(scratch.name) / "state.sqlite")})
     job = _open_job(settings, lock=not dry_run)
+    bar = _warm_up_bar()
     try:
         report = run_cycle(job.platform, job.store, job.rules, job.process, datetime.now(timezone.utc),
-                           dry_run=dry_run, notifier=job.notifier, warm_up_progress=_warm_up_bar())
+                           dry_run=dry_run, notifier=job.notifier, warm_up_progress=bar)
     except PlatformError as exc:
         raise click.ClickException(f"{settings.platform}: {exc}") from None
     except SettingsError as exc:
@@ -362,6 +359,8 @@ def sync(ctx: click.Context, once: bool, dry_run: bool, as_json: bool, log_forma
         job.close()
         if scratch is not None:
             scratch.cleanup()
+    if bar is not None and report.baseline_warm_up:
+        click.echo("", err=True)
     log.log(logging.INFO, "cycle done" if not dry_run else "dry run done", extra={"fields": report.summary()})
     _print_report(report, as_json)
     if report.failures:

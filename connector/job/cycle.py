@@ -78,7 +78,8 @@ class CycleReport:
         return {"tickets_read": self.tickets_read, "skipped_records": len(self.skipped_records),
                 "declarations": len(self.declarations), "late_links": self.late_links,
                 "actions": len(self.planned), "results": self.results, "requests": self.requests,
-                "duration_s": round(self.duration_s, 3), "dry_run": self.dry_run, "rebuilt": self.rebuilt}
+                "duration_s": round(self.duration_s, 3), "dry_run": self.dry_run, "rebuilt": self.rebuilt,
+                **({"baseline_warm_up": self.baseline_warm_up} if self.baseline_warm_up else {})}
 
 
 def _to_tickets(platform: Platform, raws: Sequence[dict[str, Any]], report: CycleReport) -> list[Ticket]:

@@ -309,7 +309,7 @@ def run_demo(platform_name: str = "servicenow", echo: Callable[[str], None] = pr
                 cycle(0.1)
         cycle()
         cycle()
-        clock.advance(minutes=20)
+        clock.advance(minutes=5)  # the outage goes on: a caller while the surge lasts (late tickets join it)
         late = site.open_ticket("web-shop", "late-shopper", "Cannot pay in the web shop", clock())
         children.append(late)
         timeline.say(f"a late caller opens {site.label(late)}")

@@ -280,5 +280,16 @@ def render_score(result: Score) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["StormSpec", "Storm", "Incident", "Score", "parse_storm", "find_storms", "score", "render_score",
-           "months_between", "month_of"]
+def score_replay(tickets: Sequence[Any], labels: Mapping[str, str], result: Any, spec: StormSpec = StormSpec(),
+                 since: datetime | None = None) -> Score:
+    """Score a replay (:class:`connector.tools.backtest.BacktestResult`) of ``tickets`` (in time order)
+    against ``labels``."""
+    opened = {t.id: t.opened_at for t in tickets}
+    incidents = [Incident(inc.declaration.detected_at, inc.ticket_ids) for inc in result.incidents]
+    first = tickets[0].opened_at if tickets else None
+    last = tickets[-1].opened_at if tickets else None
+    return score(labels, opened, incidents, first, last, spec, since)
+
+
+__all__ = ["StormSpec", "Storm", "Incident", "Score", "parse_storm", "find_storms", "score", "score_replay",
+           "render_score", "months_between", "month_of"]

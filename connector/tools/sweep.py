@@ -20,7 +20,7 @@ from pydantic import ValidationError
 from connector.core.ticket import Ticket
 from connector.detection.rules import Rule, ordered
 from connector.tools.backtest import BacktestResult, replay
-from connector.tools.scoring import Incident, Score, StormSpec, score
+from connector.tools.scoring import Score, StormSpec, score_replay
 
 
 @dataclass(frozen=True)
@@ -112,16 +112,12 @@ def run_sweep(tickets: list[Ticket], labels: dict[str, str], rules: Sequence[Rul
               progress: Callable[[int, Any], None] | None = None) -> list[SweepPoint]:
     """Replay ``tickets`` (sorted by ``opened_at``, links removed) once per value and score each replay."""
     variants = [variant(rules, spec, value) for value in spec.values]  # every value validated up front
-    opened = {t.id: t.opened_at for t in tickets}
-    first = tickets[0].opened_at if tickets else None
-    last = tickets[-1].opened_at if tickets else None
     points = []
     for index, (value, chosen) in enumerate(zip(spec.values, variants)):
         if progress is not None:
             progress(index, value)
         result = replay(tickets, chosen, presorted=True, since=since)
-        incidents = [Incident(inc.declaration.detected_at, inc.ticket_ids) for inc in result.incidents]
-        points.append(SweepPoint(value, score(labels, opened, incidents, first, last, storm, since), result))
+        points.append(SweepPoint(value, score_replay(tickets, labels, result, storm, since), result))
     return points
 
 
