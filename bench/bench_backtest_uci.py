@@ -57,10 +57,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--zip", type=Path, default=DEFAULT_ZIP)
+    parser.add_argument("--cli", type=Path, default=None,
+                        help="time `python CLI` instead of the installed mim (another version's cli.py, for a before)")
     args = parser.parse_args()
     if not args.zip.is_file():
         raise SystemExit(f"{args.zip}: not found (see ../shared/data/README.md)")
-    mim = _mim()
+    mim = [sys.executable, str(args.cli)] if args.cli else _mim()
     commands: dict[str, list[str]] = {
         "bare csv.reader pass": [sys.executable, "-c", FLOOR, str(args.zip)],
         "mim backtest (shipped rules)": [*mim, "backtest", "--tickets", str(args.zip), "--no-progress", "--json"],
