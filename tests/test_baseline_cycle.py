@@ -146,3 +146,34 @@ def test_explain_shows_observed_against_expected_and_the_probability(env, monkey
     assert shown.exit_code == 0 and "ci-surge: learned" in shown.output and "payments-db: 2.9" in shown.output
     week = CliRunner().invoke(cli.main, ["baseline", "show", "--rule", "ci-surge", "--group", "payments-db"])
     assert week.exit_code == 0 and week.output.splitlines()[2].startswith("  Mon")
+
+
+def test_mim_baseline_learn_reads_the_simulators_history(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from connector.sim.servicenow import ServiceNowSim
+
+    sn = ServiceNowSim(user="sync", password="sync-secret-pw")
+    server = sn.server().start()
+    try:
+        now = datetime.now(timezone.utc)
+        for n in range(30):
+            opened = now - timedelta(hours=2 * n + 5)
+            sn.insert("incident", {"short_description": "slow", "business_service": "payments", "cmdb_ci": "db1",
+                                   "caller_id": f"c{n}", "opened_at": opened.strftime("%Y-%m-%d %H:%M:%S")})
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MIM_")}
+        env.update(MIM_PLATFORM="servicenow", MIM_SERVICENOW_URL=server.url, MIM_SERVICENOW_USERNAME="sync",
+                   MIM_SERVICENOW_PASSWORD="sync-secret-pw", MIM_STATE=str(tmp_path / "state.sqlite"),
+                   PYTHONPATH=str(ROOT))
+        done = subprocess.run([sys.executable, str(ROOT / "cli.py"), "baseline", "learn", "--weeks", "1"], env=env,
+                              capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        assert "learned ci-surge, service-surge from 30 tickets" in done.stdout
+        assert [r["method"] for r in server.requests() if r["path"].endswith("/incident")] == ["GET"]
+        shown = subprocess.run([sys.executable, str(ROOT / "cli.py"), "baseline", "show", "--json"], env=env,
+                               capture_output=True, text=True, timeout=60)
+        assert {s["rule"] for s in json.loads(shown.stdout)} == {"ci-surge", "service-surge"}
+    finally:
+        server.stop()
