@@ -10,13 +10,15 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from connector.core.exits import OperationalError, file_problem
-from connector.core.settings import Settings, SettingsError, load_settings
 from connector.core.text import one_line
+
+if TYPE_CHECKING:
+    from connector.core.settings import Settings
 
 
 class _Group(click.Group):
@@ -40,7 +42,10 @@ class _Group(click.Group):
         ctx.exit(exc.exit_code)
 
 
-def _settings(ctx: click.Context) -> Settings:
+def _settings(ctx: click.Context) -> "Settings":
+    # imported here, not at the top: `mim --help` and `mim demo` need no settings (nor pydantic)
+    from connector.core.settings import SettingsError, load_settings
+
     try:
         return load_settings(ctx.obj.get("config") if ctx.obj else None)
     except SettingsError as exc:
@@ -129,9 +134,21 @@ def rules_test(ctx: click.Context, paths: tuple[Path, ...], rules_dir: Path | No
               help="Read the file as this platform's export through its mapping (default: by format).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
 @click.option("--progress/--no-progress", default=None, help="Progress on stderr (default: on a terminal).")
+@click.option("--score", "scored", is_flag=True,
+              help="Score the replay against the history's own links (labels only: replayed as if unlinked).")
+@click.option("--storm", default="10/60m", show_default=True,
+              help="With --score: a labelled storm is COUNT tickets of one label within DURATION.")
+@click.option("--label", default="parent", show_default=True,
+              help="With --score: the field (or export column, e.g. problem_id) that links a ticket to its incident.")
+@click.option("--from", "since", default=None, metavar="DATE",
+              help="Replay from DATE (ISO, UTC unless it says otherwise); earlier tickets only teach the baselines.")
+@click.option("--sweep", "sweep_spec", default=None, metavar="[RULE:]PARAM=V1,V2,...",
+              help="With --score: replay once per value of a rule parameter, e.g. "
+                   "ci-surge:surge.baseline.probability=1e-3,1e-4.")
 @click.pass_context
 def backtest(ctx: click.Context, tickets_path: Path, rules_dir: Path | None, platform: str | None,
-             as_json: bool, progress: bool | None) -> None:
+             as_json: bool, progress: bool | None, scored: bool, storm: str, label: str, since: str | None,
+             sweep_spec: str | None) -> None:
     """Replay history and report the major incidents the rules would have declared."""
     from connector.core.mapping import load_mapping
     from connector.detection.rules import check_rules_against_mapping, load_rules
@@ -144,6 +161,9 @@ def backtest(ctx: click.Context, tickets_path: Path, rules_dir: Path | None, pla
         for error in ruleset.errors:
             click.echo(str(error), err=True)
         raise click.ClickException("the rules do not load; fix them first (mim rules check)")
+    start = _parse_since(since)
+    if sweep_spec is not None:
+        scored = True
     show = sys.stderr.isatty() if progress is None else progress
     started = time.monotonic()
 
@@ -162,8 +182,12 @@ def backtest(ctx: click.Context, tickets_path: Path, rules_dir: Path | None, pla
             raise click.ClickException(f"the rules use fields the {name} mapping does not provide")
         return mapping
 
+    if scored:
+        _scored_backtest(tickets_path, ruleset.rules, mapping_for, platform, report, storm, label, start, sweep_spec,
+                         as_json, show)
+        return
     try:
-        result = run_backtest(tickets_path, ruleset.rules, mapping_for, platform, report)
+        result = run_backtest(tickets_path, ruleset.rules, mapping_for, platform, report, since=start)
     except HistoryError as exc:
         raise click.ClickException(str(exc)) from None
     if show:
@@ -172,6 +196,94 @@ def backtest(ctx: click.Context, tickets_path: Path, rules_dir: Path | None, pla
         click.echo(json.dumps(result.to_dict(), indent=None))
     else:
         click.echo(render_table(result))
+    if result.skipped:
+        click.echo(f"{result.skipped} rows skipped; first: {result.skipped_examples[0]}", err=True)
+    _exit_without_teardown()
+
+
+def _exit_without_teardown() -> None:
+    """End a process whose work is done and written without freeing its objects one by one (the tickets of a
+    large history: a tenth of a second of a backtest). Only a real process: not under a test runner that
+    captures the output (it would end the runner too), and nothing is left to clean up here."""
+    import os
+
+    out, err = sys.__stdout__, sys.__stderr__
+    if out is not None and err is not None and sys.stdout is out and sys.stderr is err:
+        out.flush()
+        err.flush()
+        os._exit(0)
+
+
+def _parse_since(text: str | None) -> Any:
+    """``--from``: an ISO date or time; a naive one is UTC."""
+    if text is None:
+        return None
+    from datetime import datetime, timezone
+
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is not an ISO date or time (e.g. 2013-11-01 or 2013-11-01T00:00+01:00)",
+                                 param_hint="--from") from None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)
+
+
+def _scored_backtest(path: Path, rules: Any, mapping_for: Any, platform: str | None, report: Any, storm: str,
+                     label: str, start: Any, sweep_spec: str | None, as_json: bool, show: bool) -> None:
+    """``mim backtest --score`` (and ``--sweep``): replay as if nothing were linked, score against the links."""
+    from connector.tools.backtest import read_labelled, render_table, replay
+    from connector.tools.history import HistoryError
+    from connector.tools.scoring import parse_storm, render_score, score_replay
+
+    try:
+        spec = parse_storm(storm)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--storm") from None
+    sweep = None
+    if sweep_spec is not None:
+        from connector.tools.sweep import parse_sweep, variant
+
+        try:
+            sweep = parse_sweep(sweep_spec)
+            for value in sweep.values:
+                variant(rules, sweep, value)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--sweep") from None
+    try:
+        labelled = read_labelled(path, rules, mapping_for, platform, report, label)
+    except HistoryError as exc:
+        raise click.ClickException(str(exc)) from None
+    if show:
+        click.echo("", err=True)
+    tickets = sorted(labelled.tickets, key=lambda t: (t.opened_at, t.id))
+    if not labelled.labels:
+        click.echo(f"warning: no ticket carries a {label!r} label: there is nothing to score against", err=True)
+    if sweep is not None:
+        from connector.tools.sweep import render_sweep, run_sweep
+
+        def step(index: int, value: Any) -> None:
+            if show:
+                click.echo(f"\r  replay {index + 1}/{len(sweep.values)}: {sweep.parameter}={value}", err=True, nl=False)
+
+        points = run_sweep(tickets, labelled.labels, rules, sweep, spec, start, step)
+        if show:
+            click.echo("", err=True)
+        if as_json:
+            click.echo(json.dumps({"tickets": len(tickets), "skipped_rows": labelled.skipped.count,
+                                   "sweep": {"rule": sweep.rule, "parameter": sweep.parameter,
+                                             "results": [p.to_dict() for p in points]}}))
+        else:
+            click.echo(render_sweep(sweep, points))
+        return
+    result = replay(tickets, rules, presorted=True, since=start)
+    result.skipped, result.skipped_examples = labelled.skipped.count, labelled.skipped.examples
+    scored = score_replay(tickets, labelled.labels, result, spec, start)
+    if as_json:
+        click.echo(json.dumps({**result.to_dict(), "score": scored.to_dict()}))
+    else:
+        click.echo(render_table(result))
+        click.echo("")
+        click.echo(render_score(scored))
     if result.skipped:
         click.echo(f"{result.skipped} rows skipped; first: {result.skipped_examples[0]}", err=True)
 
@@ -243,6 +355,7 @@ def sync(ctx: click.Context, once: bool, dry_run: bool, as_json: bool, log_forma
     import logging
     from datetime import datetime, timezone
 
+    from connector.core.settings import SettingsError
     from connector.job.cycle import run_cycle
     from connector.job.logs import setup_logging
     from connector.job.metrics import Metrics, store_kind
@@ -267,13 +380,14 @@ def sync(ctx: click.Context, once: bool, dry_run: bool, as_json: bool, log_forma
         metrics = Metrics(settings.platform or "", store_kind(settings.state), parse_duration(settings.interval).total_seconds())
         metrics.load_textfile(metrics_file)
     job = None
+    bar = _warm_up_bar()
     try:
         job = _open_job(settings, lock=not dry_run)
         if metrics is not None:
             metrics.attach(job)
             metrics.became_active(None)
         report = run_cycle(job.platform, job.store, job.rules, job.process, datetime.now(timezone.utc),
-                           dry_run=dry_run, notifier=job.notifier)
+                           dry_run=dry_run, notifier=job.notifier, warm_up_progress=bar)
         if metrics is not None:
             metrics.cycle_done(report)
     except PlatformError as exc:
@@ -295,6 +409,8 @@ def sync(ctx: click.Context, once: bool, dry_run: bool, as_json: bool, log_forma
             metrics.write_textfile(metrics_file)
         if scratch is not None:
             scratch.cleanup()
+    if bar is not None and report.baseline_warm_up:
+        click.echo("", err=True)
     log.log(logging.INFO, "cycle done" if not dry_run else "dry run done", extra={"fields": report.summary()})
     _print_report(report, as_json)
     if report.failures:
@@ -349,6 +465,106 @@ def run(ctx: click.Context, interval: str | None, log_format: str | None, metric
     sys.exit(code)
 
 
+def _warm_up_bar() -> Any:
+    """A progress line on stderr for a baseline warm-up, when stderr is a terminal (else None)."""
+    if not sys.stderr.isatty():
+        return None
+    started = time.monotonic()
+
+    def show(read: int) -> None:
+        click.echo(f"\r  baseline warm-up: {read:,} tickets of history read ({time.monotonic() - started:.1f}s)",
+                   err=True, nl=False)
+
+    return show
+
+
+@main.group()
+def baseline() -> None:
+    """The per-group detection baselines: re-learn them from history, show what they learned."""
+
+
+@baseline.command("learn")
+@click.option("--weeks", type=click.IntRange(1, 104), default=4, show_default=True,
+              help="Weeks of the platform's history to learn from.")
+@click.option("--rule", "rule_ids", multiple=True, help="Only this rule (repeatable; default: every rule with a baseline).")
+@click.pass_context
+def baseline_learn(ctx: click.Context, weeks: int, rule_ids: tuple[str, ...]) -> None:
+    """Forget what the baselines learned and learn them again from the platform's history."""
+    from datetime import datetime, timedelta, timezone
+
+    from connector.platforms.errors import PlatformError
+    from connector.tools.baselines import relearn
+
+    settings = _settings(ctx)
+    _register_secrets(settings)
+    job = _open_job(settings)
+    bar = _warm_up_bar()
+    try:
+        result = relearn(job.platform, job.store, job.rules, datetime.now(timezone.utc), timedelta(weeks=weeks),
+                         rule_ids, bar)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--rule") from None
+    except PlatformError as exc:
+        raise click.ClickException(f"{settings.platform}: {exc}") from None
+    finally:
+        job.close()
+    if bar is not None:
+        click.echo("", err=True)
+    if not result.rules:
+        click.echo("no surge rule has a baseline: nothing to learn")
+        return
+    click.echo(f"learned {', '.join(result.rules)} from {result.tickets:,} tickets opened since "
+               f"{result.since:%Y-%m-%d %H:%M} UTC")
+    for problem in result.skipped:
+        click.echo(f"  skipped malformed record: {problem}", err=True)
+
+
+@baseline.command("show")
+@click.option("--rule", "rule_id", default=None, help="Only this rule.")
+@click.option("--group", "group", default=None,
+              help="Show this group's expected tickets per hour of the week (values comma-separated; needs --rule).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def baseline_show(ctx: click.Context, rule_id: str | None, group: str | None, as_json: bool) -> None:
+    """What the baselines learned: span, groups, busiest groups, a group's week."""
+    from connector.detection.rules import load_rules
+    from connector.job.baselines import load_baselines
+    from connector.job.store import StateStore
+    from connector.tools.baselines import group_key, render_profile, render_summary, summarise
+
+    settings = _settings(ctx)
+    if settings.platform is None:
+        raise click.ClickException("no platform configured: set MIM_PLATFORM (servicenow or jira)")
+    ruleset = load_rules([settings.rules_path()])
+    if ruleset.errors:
+        raise click.ClickException("the rules do not load; run mim rules check")
+    if not Path(settings.state).exists():
+        raise click.ClickException(f"no state at {settings.state}: run mim sync --once first")
+    rules = [r for r in ruleset.rules if rule_id is None or r.id == rule_id]
+    if rule_id is not None and not rules:
+        raise click.BadParameter(f"no rule {rule_id!r}", param_hint="--rule")
+    with StateStore(settings.state, settings.platform) as store:
+        baselines = load_baselines(store, rules, forget_stale=False)
+    if group is not None:
+        model = baselines.get(rule_id or "")
+        if model is None or not rules[0].surge:
+            raise click.BadParameter("--group needs --rule naming a surge rule with a baseline", param_hint="--group")
+        try:
+            key = group_key(model, group, len(rules[0].surge.group_by))
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--group") from None
+        if as_json:
+            click.echo(json.dumps({"rule": model.rule, "group": group, "per_hour": model.hourly(key)}))
+        else:
+            click.echo("\n".join(render_profile(model, key)))
+        return
+    summaries = summarise(baselines)
+    if as_json:
+        click.echo(json.dumps([s.to_dict() for s in summaries]))
+    else:
+        click.echo(render_summary(summaries))
+
+
 @main.command()
 @click.argument("ticket")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
@@ -359,6 +575,7 @@ def explain(ctx: click.Context, ticket: str, as_json: bool) -> None:
 
     from connector.detection.engine import window_horizon
     from connector.detection.rules import load_rules
+    from connector.job.baselines import load_baselines
     from connector.job.statedb import redact, state_exists
     from connector.job.store import StateStore
     from connector.tools.explain import explain as explain_ticket
@@ -382,7 +599,8 @@ def explain(ctx: click.Context, ticket: str, as_json: bool) -> None:
         known = [r.to_engine() for r in store.major_incidents()]
         ledger = [row for row in store.ledger_rows() if row["target"] == found.id
                   or row["action"].get("parent") == found.id]
-        result = explain_ticket(found, window, known, ruleset.rules, now, ledger)
+        baselines = load_baselines(store, ruleset.rules, forget_stale=False)
+        result = explain_ticket(found, window, known, ruleset.rules, now, ledger, baselines)
     if as_json:
         click.echo(json.dumps({"ticket": found.canonical_dict(), "outcome": result.outcome,
                                "rules": [r.__dict__ for r in result.rules], "ledger": result.ledger}, default=str))
@@ -426,8 +644,9 @@ def demo(platform_name: str, keep: bool) -> None:
         click.echo(f"state kept in {result.state}; its report: {report_command(result.state)}")
 
 
-def _open_job(settings: Settings, lock: bool = True) -> Any:
+def _open_job(settings: "Settings", lock: bool = True) -> Any:
     """The configured job, holding the runner lock; configuration problems become clean CLI errors."""
+    from connector.core.settings import SettingsError
     from connector.core.yamlfile import ConfigFileError
     from connector.job.assembly import open_job
 
@@ -441,7 +660,8 @@ def _open_job(settings: Settings, lock: bool = True) -> Any:
         raise click.ClickException(str(exc)) from None
 
 
-def _register_secrets(settings: Settings) -> None:
+def _register_secrets(settings: "Settings") -> None:
+    from connector.core.settings import SettingsError
     from connector.job.logs import register_secret
 
     secrets = [settings.servicenow.client_secret, *settings.webhooks.values()]
@@ -564,6 +784,7 @@ def simulate(ctx: click.Context, platform: str, port: int, user: str, password: 
 def _process_directory(ctx: click.Context) -> tuple[list[str], list[str]]:
     """The people and groups the configured process file names (so that a simulator knows them), or none when
     there is no readable process file."""
+    from connector.core.settings import SettingsError, load_settings
     from connector.process.processfile import load_process
 
     try:

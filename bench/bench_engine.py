@@ -14,7 +14,9 @@ rules are the shipped defaults (rules/). Every measurement runs in its own child
   200,000 tickets/s.
 * memory: tickets are generated lazily while feeding, so the ticket list does not dominate; the figure
   is the growth of the process's peak RSS during feeding (``ru_maxrss``), for 10 and 30 days at the same
-  daily rate. It must not grow with the number of days: windows are swept once they go stale.
+  daily rate. Windows are swept once they go stale, so they do not grow with the number of days; the
+  shipped rules' baselines do, up to their bound: one hour-of-week slot per group and hour of the week
+  it had tickets in (groups x 168), printed with the figure.
 """
 
 from __future__ import annotations
@@ -139,8 +141,11 @@ def child_memory(days: int) -> dict[str, Any]:
             samples.append(_rss_kib() - before)
     # ru_maxrss and the current RSS come from kernel counters that may lag each other by a few pages
     peak = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, _rss_kib(), *(before + s for s in samples))
+    models = list(detector.baselines.rules.values())
+    groups = sum(len(m.groups()) for m in models)
     return {"days": days, "tickets": count, "seconds": time.perf_counter() - started,
-            "rss_before_kib": before, "peak_growth_kib": max(0, peak - before), "growth_samples_kib": samples}
+            "rss_before_kib": before, "peak_growth_kib": max(0, peak - before), "growth_samples_kib": samples,
+            "baseline_groups": groups, "baseline_slots": sum(m.slots() for m in models)}
 
 
 def _run_child(kind: str, value: int, repeat: int = 1) -> dict[str, Any]:
@@ -171,7 +176,9 @@ def main() -> None:
         mem = _run_child("memory", days)
         samples = ", ".join(f"{s / 1024:.1f}" for s in mem["growth_samples_kib"])
         print(f"memory: {days:>2} days, {mem['tickets']:,} tickets fed lazily in {mem['seconds']:.1f} s: detector peak "
-              f"growth {mem['peak_growth_kib'] / 1024:.1f} MiB (RSS growth every 200k tickets, MiB: {samples})")
+              f"growth {mem['peak_growth_kib'] / 1024:.1f} MiB (RSS growth every 200k tickets, MiB: {samples}); "
+              f"baselines: {mem['baseline_groups']:,} groups, {mem['baseline_slots']:,} hour-of-week slots "
+              f"(bound {mem['baseline_groups'] * 168:,})")
 
 
 if __name__ == "__main__":

@@ -48,6 +48,7 @@ class FakePlatform:
         self._requests = 0
         self.crash_after: int | None = None
         self._seq = 0
+        self.history_fields: list[str] = []
 
     @property
     def requests_sent(self) -> int:
@@ -81,6 +82,15 @@ class FakePlatform:
         floor = since.updated_at if since else horizon
         rows = sorted((r for r in self.records.values() if r["updated_at"] >= floor), key=lambda r: (r["updated_at"], r["id"]))
         yield from (dict(r) for r in rows)
+
+    def fetch_history(self, since: datetime, fields: Sequence[str]) -> Iterator[dict[str, Any]]:
+        """Records opened at or after ``since`` with only ``fields`` (the baselines' warm-up); the fields
+        asked for are kept in ``history_fields``."""
+        self._requests += 1
+        self.history_fields = list(fields)
+        for record in sorted(self.records.values(), key=lambda r: (r["opened_at"], r["id"])):
+            if record["opened_at"] >= since:
+                yield {k: v for k, v in record.items() if k in fields or k in ("id", "opened_at")}
 
     def fetch_marked(self) -> list[dict[str, Any]]:
         self._requests += 1

@@ -159,8 +159,8 @@ def site(tmp_path: Path, mapping: Mapping, rules: list[Rule], process: ProcessFi
     exchange is validated against the OpenAPI document at teardown."""
     made: list[Site] = []
 
-    def make(flavour: str = "cloud", **sim_kwargs: Any) -> Site:
-        clock = Clock()
+    def make(flavour: str = "cloud", start: datetime = T0, **sim_kwargs: Any) -> Site:
+        clock = Clock(start)
         # Data Center sites have no JSM major incident field: the label path is exercised there.
         sim_kwargs.setdefault("major_incident_field", flavour == "cloud")
         sim = JiraSim(email=EMAIL, token=TOKEN, flavour=flavour, clock=clock, record_exchanges=True, **sim_kwargs)

@@ -41,12 +41,13 @@ def iso(minutes: float) -> str:
 
 # -- canonical JSONL -----------------------------------------------------------------------------
 
-BURST = [f"burst-{i}" for i in range(1, 7)]
+BURST = [f"burst-{i}" for i in range(1, 10)]
 
 
 def history() -> list[dict[str, Any]]:
-    """A burst of 6 callers on web-shop within 10 minutes, noise on other services spread over the day,
-    and a trickle of 8 tickets over 8 hours on printing."""
+    """A burst of 9 callers on web-shop within 16 minutes, noise on other services spread over the day,
+    and a trickle of 8 tickets over 8 hours on printing. (A backtest starts with empty baselines: the
+    shipped surge rules use their fixed threshold, 8, until the baselines have learned a week.)"""
     tickets = [{"id": tid, "opened_at": iso(60 + 2 * i), "service": "web-shop", "caller": f"caller-{i}",
                 "priority": 3, "state": "new", "title": "checkout fails"} for i, tid in enumerate(BURST)]
     tickets += [{"id": f"noise-{i}", "opened_at": iso(7 * i), "service": f"service-{i % 12}", "caller": f"n-{i}",
@@ -63,8 +64,8 @@ def write_jsonl(path: Path, tickets: list[dict[str, Any]]) -> Path:
 
 
 def expected_incident() -> dict[str, Any]:
-    return {"parent": "burst-1", "rule": "service-surge", "declared_at": iso(60 + 2 * 4),
-            "children": BURST[1:], "time_to_declare_seconds": 8 * 60}
+    return {"parent": "burst-1", "rule": "service-surge", "declared_at": iso(60 + 2 * 7),
+            "children": BURST[1:], "time_to_declare_seconds": 14 * 60}
 
 
 def test_burst_is_one_major_incident_and_trickle_and_noise_are_not(tmp_path: Path) -> None:
@@ -74,11 +75,11 @@ def test_burst_is_one_major_incident_and_trickle_and_noise_are_not(tmp_path: Pat
 
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
-    assert data["tickets"] == 74
+    assert data["tickets"] == 77
     assert data["skipped_rows"] == 0
     (incident,) = data["major_incidents"]
     assert {k: incident[k] for k in expected_incident()} == expected_incident()
-    assert incident["late_children"] == ["burst-6"]
+    assert incident["late_children"] == ["burst-9"]
     assert incident["group"] == {"service": "web-shop"}
 
 
@@ -89,10 +90,10 @@ def test_table_output_lists_the_major_incident(tmp_path: Path) -> None:
 
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
-    assert lines[0].startswith("74 tickets replayed, 1 major incidents declared")
+    assert lines[0].startswith("77 tickets replayed, 1 major incidents declared")
     assert lines[2].split()[:4] == ["declared", "at", "(UTC)", "rule"]
     (row,) = [line for line in lines if "burst-1" in line]
-    assert row.split() == ["2026-03-02", "10:08:00", "service-surge", "burst-1", "service=web-shop", "5", "8", "min"]
+    assert row.split() == ["2026-03-02", "10:14:00", "service-surge", "burst-1", "service=web-shop", "8", "14", "min"]
 
 
 def _gzipped(path: Path) -> Path:
@@ -118,7 +119,7 @@ def test_compressed_history_gives_the_same_result(tmp_path: Path, pack: Any) -> 
 
     assert packed.exit_code == 0, packed.output
     assert json.loads(packed.stdout)["major_incidents"] == json.loads(unpacked.stdout)["major_incidents"]
-    assert json.loads(packed.stdout)["tickets"] == 74
+    assert json.loads(packed.stdout)["tickets"] == 77
 
 
 def test_malformed_jsonl_lines_are_skipped_with_their_line_number(tmp_path: Path) -> None:
@@ -372,7 +373,7 @@ def test_several_versions_of_one_ticket_count_once(tmp_path: Path) -> None:
     import json as _json
 
     lines = []
-    for i in range(5):
+    for i in range(8):
         for version in range(3):  # an export that kept every update of each ticket
             lines.append({"id": f"v{i}", "opened_at": f"2026-03-02T10:0{i}:00Z", "service": "web-shop",
                           "caller": f"c{i}", "updated_at": f"2026-03-02T11:0{version}:00Z", "state": "new"})
@@ -384,9 +385,9 @@ def test_several_versions_of_one_ticket_count_once(tmp_path: Path) -> None:
 
     out = _Runner().invoke(_cli.main, ["backtest", "--tickets", str(path), "--json"])
     data = _json.loads(out.stdout)
-    assert data["tickets"] == 5
+    assert data["tickets"] == 8
     assert len(data["major_incidents"]) == 1
-    assert data["skipped_rows"] == 10
+    assert data["skipped_rows"] == 16
 
 
 def test_rules_on_fields_the_export_mapping_lacks_are_refused(tmp_path: Path) -> None:

@@ -22,13 +22,16 @@ from tests.jira_site import Site, contract, doctor, mapping, process, rules, sit
 UTC = timezone.utc
 PEOPLE = ("alice.martin", "bob.schneider", "carla.rossi", "oncall.duty")
 GROUPS = ("major-incident-team", "service-desk-ooh")
-EVENING = datetime(2024, 1, 15, 17, 30, tzinfo=UTC)  # Monday 18:30 in Berlin: out of business hours
+# the storm comes in the last minutes of the working day (its tickets 17:42-17:47 in Berlin), and a caller
+# just after six, while the surge lasts (the shipped rules' late children: while the surge lasts, plus 15m)
+LATE_AFTERNOON = datetime(2024, 1, 15, 16, 52, tzinfo=UTC)  # Monday 17:52 in Berlin
+EVENING = datetime(2024, 1, 15, 17, 1, tzinfo=UTC)  # Monday 18:01 in Berlin: out of business hours
 
 
 def jsm_site(make: Callable[..., Site], flavour: str) -> Site:
     """A site that knows the people and teams of the process file, whose tickets name their affected service, and
     a process file whose stakeholders name a person."""
-    s = make(flavour)
+    s = make(flavour, start=LATE_AFTERNOON)
     for person in PEOPLE:
         s.sim.add_user(person)
     for group in GROUPS:
@@ -91,7 +94,8 @@ def test_the_jsm_process_team_manager_stakeholders_services_out_of_hours_and_rev
             next(u["accountId"] for u in s.sim.users() if u["name"] == "carla.rossi")]  # request participants
     writes_nothing(s)
 
-    # a caller out of hours: the child goes to the out-of-hours team with a raised priority and a note
+    # a caller out of hours while the outage lasts: the child goes to the out-of-hours team with a raised priority
+    # and a note
     s.clock.now = EVENING
     late = s.open_incident("Checkout broken tonight", "night-shopper", 0)
     if flavour == "cloud":
@@ -136,7 +140,7 @@ def test_the_jsm_process_team_manager_stakeholders_services_out_of_hours_and_rev
 
 def test_a_standard_cloud_site_has_responders_and_the_label_but_no_major_incident_api(
         site: Callable[..., Site]) -> None:
-    s = jsm_site(lambda flavour: site(flavour, plan="standard", major_incident_field=False), "cloud")
+    s = jsm_site(lambda flavour, **kw: site(flavour, plan="standard", major_incident_field=False, **kw), "cloud")
     sync(s)
     major = s.storm[0]
     assert {(r["type"], r["name"]) for r in s.sim.responders(major)} == {("team", "major-incident-team"),

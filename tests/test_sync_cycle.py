@@ -73,14 +73,26 @@ def test_second_cycle_writes_nothing(env) -> None:
 
 
 def test_late_ticket_joins_open_major_incident(env) -> None:
+    # the shipped rules let late tickets join while the surge lasts plus 15 minutes (it was a fixed 4 hours)
     clock, platform, store, _ = env
     ids = storm(platform, clock)
     cycle(platform, store, clock)
-    clock.advance(minutes=40)
+    clock.advance(minutes=10)
     late = platform.add(service="web-shop", caller="late-caller", priority=3)["id"]
     report = cycle(platform, store, clock)
     assert report.late_links == 1
     assert platform.records[late]["parent"] == ids[0]
+
+
+def test_a_ticket_after_the_surge_and_its_tail_does_not_join(env) -> None:
+    clock, platform, store, _ = env
+    storm(platform, clock)
+    cycle(platform, store, clock)
+    clock.advance(minutes=40)
+    late = platform.add(service="web-shop", caller="late-caller", priority=3)["id"]
+    report = cycle(platform, store, clock)
+    assert report.late_links == 0 and not report.declarations
+    assert platform.records[late].get("parent") is None
 
 
 def test_dry_run_writes_nothing_and_lists_the_plan(env) -> None:

@@ -19,6 +19,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Callable, Iterable, Literal, Sequence
 
 from connector.core.ticket import OPEN_STATES, Ticket
+from connector.detection.baseline import Baselines, RuleBaseline, key_reader
 from connector.detection.rules import FieldsPredicate, Rule, compile_fields_when
 
 Group = tuple[str, ...]
@@ -39,6 +40,10 @@ class MajorIncident:
     status: Literal["open", "rejected", "closed"] = "open"
     key: str | None = None
     children: set[str] = field(default_factory=set)
+    until: datetime | None = None
+    """For a rule whose late children join ``while: surge``: until when they join, as last extended."""
+    same: dict[str, str | None] | None = None
+    """The values a late child must share (``late_children.same``); None when not known (rebuilt)."""
 
 
 @dataclass(frozen=True)
@@ -56,6 +61,8 @@ class Declaration:
     tickets: tuple[Ticket, ...]
     parent: Ticket | None
     set_fields: dict[str, object]
+    same: dict[str, str | None] | None = None
+    """The values late children must share (``late_children.same``), when the rule asks for any."""
 
     @property
     def new_parent(self) -> bool:
@@ -106,6 +113,11 @@ _Entry = list
 _KEY, _MEMBERS, _HEAD, _GONE, _PUSHED, _COUNTS, _SIZE = range(7)
 _Window = list
 
+# An open major incident that collects late children: [incident, from, until, recent] (times as epoch
+# seconds). ``recent`` holds the times of its tickets still inside the window (``while: surge`` rules only:
+# they keep it open while the group surges), else None.
+_Open = list
+
 
 def _drop(window: _Window, value: object) -> None:
     """One unconsumed ticket leaves ``window`` (expired or consumed by a rule)."""
@@ -130,29 +142,7 @@ Key = object
 rule), the tuple of values otherwise. :attr:`_CompiledRule.group` turns it back into a :data:`Group`."""
 
 
-def _key_reader(fields: tuple[str, ...]) -> Callable[[Fields], Key | None]:
-    """A function giving a ticket's group key for ``fields`` (None when a field is missing or blank)."""
-    if len(fields) == 1:
-        (name,) = fields
-
-        def one(values: Fields) -> Key | None:
-            value = values[name]
-            if value is None or value == "":
-                return None
-            return value if type(value) is str else str(value)
-
-        return one
-
-    def many(values: Fields) -> Key | None:
-        key = []
-        for name in fields:
-            value = values[name]
-            if value is None or value == "":
-                return None
-            key.append(value if type(value) is str else str(value))
-        return tuple(key)
-
-    return many
+_key_reader = key_reader
 
 
 class _CompiledRule:
@@ -160,7 +150,9 @@ class _CompiledRule:
     rejected major incidents, all keyed by group key."""
 
     __slots__ = ("rule", "id", "when", "fields", "single", "field", "key_of", "is_surge", "window", "distinct",
-                 "late", "threshold", "windows", "queue", "open", "rejected")
+                 "late", "threshold", "windows", "queue", "open", "rejected", "surging", "tail", "max", "surge_p",
+                 "same", "model", "min_limit", "pending", "folded_to", "next_fold", "index", "hour_end",
+                 "hour_counts")
 
     def __init__(self, rule: Rule) -> None:
         self.rule = rule
@@ -179,13 +171,35 @@ class _CompiledRule:
         # Without group fields every ticket would "match" the incident, so only grouped rules collect late
         # children. A surge rule without late_children still keeps its incident open for one window, so the
         # rest of the same surge joins it instead of declaring a second major incident for the same group.
-        late = rule.late_children if rule.late_children is not None else (surge.window if surge else None)
+        spec = rule.late_children
+        self.surging = spec is not None and spec.while_ is not None
+        """Late children join while the group's surge lasts (``while: surge``) rather than for a fixed period."""
+        if self.surging and spec is not None:
+            late: timedelta | None = spec.tail_period
+            self.tail = spec.tail_period.total_seconds()
+            self.max = spec.max_period.total_seconds()
+            self.surge_p = spec.surge_probability
+        else:
+            late = rule.late_period if spec is not None else (surge.window if surge else None)
+            self.tail = self.max = self.surge_p = 0.0
         self.late = late.total_seconds() if late is not None and self.fields else None
+        self.same = tuple(spec.same) if spec is not None else ()
+        self.model: RuleBaseline | None = None
+        self.min_limit = self.threshold
+        # a baseline rule's tickets per hour (UTC hours since the epoch) and group, until the hour is learned
+        self.pending: dict[int, dict[Key, int]] = {}
+        self.hour_end = float("-inf")
+        """End of the hour whose counts ``hour_counts`` holds (a ticket at or after it starts the next)."""
+        self.hour_counts: dict[Key, int] = {}
+        self.folded_to = -(2 ** 62)
+        self.next_fold = float("-inf")
+        self.index = 0
         self.windows: dict[Key, _Window] = {}
         # every (time, window, ticket, value) this rule counted, in time order: what leaves the windows next
         self.queue: deque[tuple[float, _Window, _Entry, object]] = deque()
-        # open major incidents that collect late children: key -> (incident, from, until)
-        self.open: dict[Key, tuple[MajorIncident, float, float]] = {}
+        # open major incidents that collect late children: key -> [incident, from, until, recent member times
+        # (while: surge rules only)]
+        self.open: dict[Key, _Open] = {}
         # rejected groups: key -> until when a new proposal is suppressed
         self.rejected: dict[Key, float] = {}
 
@@ -212,6 +226,34 @@ def _dt(ts: float) -> datetime:
     return datetime.fromtimestamp(ts, tz=timezone.utc)
 
 
+def _text(value: object) -> str | None:
+    """A field value as a group or ``same`` value: text, None when missing or blank."""
+    if value is None or value == "":
+        return None
+    return value if type(value) is str else str(value)
+
+
+def _most_common(tickets: Sequence[Ticket], names: Sequence[str]) -> dict[str, str | None]:
+    """Per field, the value most of ``tickets`` (in time order) have; a tie goes to the earliest."""
+    out: dict[str, str | None] = {}
+    for name in names:
+        counts: dict[str | None, int] = {}
+        for t in tickets:
+            value = _text(t.__dict__[name])
+            counts[value] = counts.get(value, 0) + 1
+        best = max(counts.values())
+        out[name] = next(v for t in tickets if counts[v := _text(t.__dict__[name])] == best)
+    return out
+
+
+def _same_values(values: Fields, names: Sequence[str], same: dict[str, str | None]) -> bool:
+    """Whether a ticket has the incident's value of every ``same`` field."""
+    for name in names:
+        if name in same and _text(values[name]) != same[name]:
+            return False
+    return True
+
+
 class Detector:
     """Streaming surge detector. Feed tickets in ``opened_at`` order; each call returns the events it
     caused. Rules are evaluated in the order given; the first rule that declares or links a ticket
@@ -221,8 +263,22 @@ class Detector:
     """Seconds of ticket time between sweeps of windows, open and rejected incidents that have expired."""
 
     def __init__(self, rules: Sequence[Rule], known: Iterable[MajorIncident] = (),
-                 threshold: ThresholdFn | None = None) -> None:
+                 threshold: ThresholdFn | None = None, baselines: Baselines | None = None) -> None:
         self._rules = [_CompiledRule(r) for r in rules]
+        # surge rules with a baseline learn as the stream goes (a fresh one unless the caller keeps them)
+        self.baselines = baselines if baselines is not None else Baselines(rules)
+        self._learning = []
+        for index, cr in enumerate(self._rules):
+            cr.index = index
+            cr.model = self.baselines.get(cr.id) if cr.is_surge else None
+            if cr.model is not None:
+                cr.min_limit = min(cr.threshold, cr.model.floor)
+                self._learning.append(cr)
+            elif threshold is not None:
+                cr.min_limit = 1
+        self._next_fold = float("-inf") if self._learning else float("inf")
+        # open while: surge incidents by id, so their tickets linked earlier still count as surging
+        self._surging: dict[str, tuple[_CompiledRule, Key]] = {}
         # rules with the same conditions share one predicate, so that consecutive ones evaluate it once
         shared: dict[str, FieldsPredicate] = {}
         for cr in self._rules:
@@ -250,17 +306,27 @@ class Detector:
             cr.rejected[key] = max(cr.rejected.get(key, 0.0), _ts(mi.declared_at) + cr.window)
         elif mi.status == "open" and cr.late is not None:
             mine = replace(mi, children=set(mi.children))  # the caller's incident is not modified
-            self._set_open(cr, key, (mine, _ts(mi.started_at) - cr.window, _ts(mi.declared_at) + cr.late))
+            declared = _ts(mi.declared_at)
+            if cr.surging:
+                until = _ts(mi.until) if mi.until is not None else declared + cr.late
+                high = min(until, declared + cr.max)
+                self._set_open(cr, key, [mine, _ts(mi.started_at) - cr.window, high, deque()])
+            else:
+                self._set_open(cr, key, [mine, _ts(mi.started_at) - cr.window, declared + cr.late, None])
 
     def feed(self, ticket: Ticket) -> list[Event]:
         """Process one ticket; returns the declaration or late link it caused (or nothing)."""
         values: Fields = ticket.__dict__
-        # Linked tickets and any ticket humans or we already put in the major incident lifecycle (including
-        # a rejected candidate) are left alone.
-        if values["parent"] is not None or values["major"] != "none":
-            return []
         opened: datetime = values["opened_at"]  # type: ignore[assignment]
         ts = opened.timestamp()
+        if ts >= self._next_fold:
+            self._fold_due(ts)
+        # Linked tickets and any ticket humans or we already put in the major incident lifecycle (including
+        # a rejected candidate) are left alone (they still show that a surge goes on).
+        if values["parent"] is not None or values["major"] != "none":
+            if self._surging:
+                self._note_linked(values, ts)
+            return []
         if ts >= self._next_sweep:
             self._sweep(ts)
             self._next_sweep = ts + self._SWEEP_EVERY
@@ -274,6 +340,8 @@ class Detector:
                 if field is None or (v := values[field]) in open_here or (v is not None and type(v) is not str):
                     link = self._late_link(ticket, values, ts)
                     if link is not None:
+                        if self._learning:
+                            self._learn_rest(values, ts, 0)
                         return [link]
                     break
         entry: _Entry | None = None
@@ -296,6 +364,14 @@ class Detector:
                     key = None
                 elif type(key) is not str:
                     key = str(key)
+            if cr.model is not None and key is not None:
+                # a baseline learns every ticket of its rule and group, consumed or not (winsorised per hour)
+                if ts >= cr.hour_end:
+                    hour = int(ts // 3600)
+                    cr.hour_end = (hour + 1) * 3600.0
+                    cr.hour_counts = cr.pending.setdefault(hour, {})
+                counts = cr.hour_counts
+                counts[key] = counts.get(key, 0) + 1
             if key is not None and self._rejected_count and key in cr.rejected:
                 if ts < cr.rejected[key]:
                     continue
@@ -304,6 +380,8 @@ class Detector:
             if not cr.is_surge:
                 if entry is not None:
                     self._kill(entry)
+                if self._learning:
+                    self._learn_rest(values, ts, cr.index + 1)
                 return [self._declare(cr, () if key is None else cr.group(key), [ticket], ts)]
             if key is None:
                 continue
@@ -339,14 +417,36 @@ class Detector:
                 window[_MEMBERS].append(entry)
             cr.queue.append((ts, window, entry, value))
             entry[_IN].append((window, value, seq))
-            limit = cr.threshold if self._threshold is None else self._threshold(cr.rule, cr.group(key), opened)
+            if size < cr.min_limit:
+                continue
+            model = cr.model
+            if model is not None:
+                limit = model.limit(key, ts)
+            elif self._threshold is not None:
+                limit = self._threshold(cr.rule, cr.group(key), opened)
+            else:
+                limit = cr.threshold
             if size >= limit:
                 members = [e for e in window[_MEMBERS][window[_HEAD]:] if e[_ALIVE]]
                 for e in members:
                     self._kill(e)
                 del windows[key]
+                if self._learning:
+                    self._learn_rest(values, ts, cr.index + 1)
                 return [self._declare(cr, cr.group(key), [e[_TICKET] for e in members], ts)]
         return []
+
+    def _learn_rest(self, values: Fields, ts: float, start: int) -> None:
+        """The baseline rules from ``start`` on learn a ticket that an earlier rule declared or linked (each
+        baseline learns every ticket of its rule, whatever happened to it)."""
+        hour = int(ts // 3600)
+        for cr in self._learning:
+            if cr.index < start or (cr.when is not None and not cr.when(values)):
+                continue
+            key = cr.key_of(values)
+            if key is not None:
+                counts = cr.pending.setdefault(hour, {})
+                counts[key] = counts.get(key, 0) + 1
 
     def _late_link(self, ticket: Ticket, values: Fields, ts: float) -> LateLink | None:
         """A late ticket joins an open major incident of the same group (any rule that collects late
@@ -361,15 +461,54 @@ class Detector:
             known = cr.open.get(key)
             if known is None:
                 continue
-            mi, low, high = known
+            mi, low, high, recent = known
             if mi.id == ticket.id:
                 continue  # an incident whose declaration has not reached the platform yet is not its own child
             if low <= ts <= high:
+                if cr.same and mi.same is not None and not _same_values(values, cr.same, mi.same):
+                    continue
                 mi.children.add(ticket.id)
+                if recent is not None:
+                    self._extend(cr, key, known, ts)
                 return LateLink(ticket, mi.id, cr.id, cr.group(key), ticket.opened_at)
             if ts > high:
                 self._del_open(cr, key)
         return None
+
+    def _extend(self, cr: _CompiledRule, key: Key, known: _Open, ts: float) -> None:
+        """A ticket of a ``while: surge`` incident at ``ts``: while the incident's tickets in the window are
+        still improbable under the group's baseline (without one: at least half the threshold), late tickets
+        keep joining for ``tail`` more (never longer than ``max`` after the declaration)."""
+        recent: deque[float] = known[3]
+        recent.append(ts)
+        horizon = ts - cr.window
+        while recent[0] < horizon:
+            recent.popleft()
+        model = cr.model
+        if model.surging(key, ts, len(recent), cr.surge_p) if model is not None else 2 * len(recent) >= cr.threshold:
+            mi: MajorIncident = known[0]
+            known[2] = max(known[2], min(ts + cr.tail, _ts(mi.declared_at) + cr.max))
+
+    def _note_linked(self, values: Fields, ts: float) -> None:
+        """A ticket already linked to (or being) an open ``while: surge`` incident counts towards its surge."""
+        mi_id = values["parent"] if values["parent"] is not None else values["id"]
+        found = self._surging.get(str(mi_id))
+        if found is None:
+            return
+        cr, key = found
+        known = cr.open.get(key)
+        if known is not None and known[0].id == mi_id and known[1] <= ts <= known[2]:
+            self._extend(cr, key, known, ts)
+
+    def open_until(self) -> dict[str, datetime]:
+        """Until when each open ``while: surge`` incident collects late children (for the registry)."""
+        return {mi_id: _dt(cr.open[key][2]) for mi_id, (cr, key) in self._surging.items()}
+
+    def settle(self, now: datetime) -> None:
+        """Learn every hour whose tickets have all left their windows by ``now`` (end of a cycle)."""
+        ts = now.timestamp()
+        for cr in self._learning:
+            self._fold_rule(cr, int((ts - cr.window) // 3600))
 
     def flush(self) -> None:
         """Drop every window (end of a replay); known major incidents stay."""
@@ -381,14 +520,50 @@ class Detector:
 
     # -- internals ---------------------------------------------------------------------------------
 
-    def _set_open(self, cr: _CompiledRule, key: Key, value: tuple[MajorIncident, float, float]) -> None:
-        if key not in cr.open:
+    def _set_open(self, cr: _CompiledRule, key: Key, value: _Open) -> None:
+        old = cr.open.get(key)
+        if old is None:
             self._open_count += 1
+        else:
+            self._unmap(cr, key, old)
         cr.open[key] = value
+        if cr.surging:
+            self._surging[value[0].id] = (cr, key)
 
     def _del_open(self, cr: _CompiledRule, key: Key) -> None:
-        del cr.open[key]
+        self._unmap(cr, key, cr.open.pop(key))
         self._open_count -= 1
+
+    def _unmap(self, cr: _CompiledRule, key: Key, old: _Open) -> None:
+        """Forget the id of a ``while: surge`` incident no longer open (unless the id now names another)."""
+        if cr.surging and self._surging.get(old[0].id) == (cr, key):
+            del self._surging[old[0].id]
+
+    def _fold_due(self, ts: float) -> None:
+        """Learn the hours whose tickets have all left the window by ``ts``, for every baseline rule."""
+        soonest = float("inf")
+        for cr in self._learning:
+            if ts >= cr.next_fold:
+                self._fold_rule(cr, int((ts - cr.window) // 3600))
+            soonest = min(soonest, cr.next_fold)
+        self._next_fold = soonest
+
+    def _fold_rule(self, cr: _CompiledRule, boundary: int) -> None:
+        """Learn, for ``cr``'s baseline, every hour before ``boundary`` (UTC hours since the epoch): all its
+        tickets have left the window by now."""
+        if boundary <= cr.folded_to:
+            return
+        model = cr.model
+        if model is None:
+            return
+        pending = cr.pending
+        for hour in sorted(h for h in pending if h < boundary):
+            model.fold(hour, pending.pop(hour))
+        if cr.hour_end <= boundary * 3600.0:
+            cr.hour_end, cr.hour_counts = float("-inf"), {}
+        model.advance(boundary)
+        cr.folded_to = boundary
+        cr.next_fold = (boundary + 1) * 3600.0 + cr.window
 
     @staticmethod
     def _kill(entry: _Entry) -> None:
@@ -441,7 +616,7 @@ class Detector:
             if queue and queue[0][0] < now_ts - cr.window:
                 self._expire(cr, now_ts - cr.window)
             if cr.open:
-                for key in [k for k, (_, _, high) in cr.open.items() if high < now_ts]:
+                for key in [k for k, (_, _, high, _) in cr.open.items() if high < now_ts]:
                     self._del_open(cr, key)
             if cr.rejected:
                 for key in [k for k, until in cr.rejected.items() if until < now_ts]:
@@ -464,16 +639,22 @@ class Detector:
             mi_id = parent.id
         detected = _dt(ts)
         started = tickets[0].opened_at
+        same = _most_common(tickets, cr.same) if cr.same else None
         decl = Declaration(
             mi_id=mi_id, rule=rule.id, mode=rule.declare.mode, parent_mode=mode,
             group_fields=cr.fields, group=group, detected_at=detected, started_at=started,
-            tickets=tuple(tickets), parent=parent, set_fields=dict(rule.declare.set),
+            tickets=tuple(tickets), parent=parent, set_fields=dict(rule.declare.set), same=same,
         )
         if cr.late is not None and len(group) == len(cr.fields):  # a ticket without the join_by field collects none
             mi = MajorIncident(mi_id, rule.id, group, started, detected,
                                key=parent.key if parent else None,
-                               children={t.id for t in decl.children})
-            self._set_open(cr, cr.key(group), (mi, started.timestamp() - cr.window, ts + cr.late))
+                               children={t.id for t in decl.children}, same=same)
+            low = started.timestamp() - cr.window
+            if cr.surging:
+                recent = deque(t.opened_at.timestamp() for t in tickets if t.opened_at.timestamp() >= ts - cr.window)
+                self._set_open(cr, cr.key(group), [mi, low, min(ts + cr.late, ts + cr.max), recent])
+            else:
+                self._set_open(cr, cr.key(group), [mi, low, ts + cr.late, None])
         return decl
 
 
@@ -483,10 +664,12 @@ class Decisions:
 
     declarations: list[Declaration] = field(default_factory=list)
     late_links: list[LateLink] = field(default_factory=list)
+    until: dict[str, datetime] = field(default_factory=dict)
+    """Until when each open ``while: surge`` incident collects late children (the registry keeps it)."""
 
 
 def decide(tickets: Iterable[Ticket], known: Iterable[MajorIncident], rules: Sequence[Rule], now: datetime,
-           threshold: ThresholdFn | None = None) -> Decisions:
+           threshold: ThresholdFn | None = None, baselines: Baselines | None = None) -> Decisions:
     """Evaluate ``tickets`` (the recent window plus this cycle's delta) against ``rules``.
 
     ``known`` are the major incidents already declared (open, rejected or closed). Tickets are
@@ -498,7 +681,7 @@ def decide(tickets: Iterable[Ticket], known: Iterable[MajorIncident], rules: Seq
         seen = latest.get(t.id)
         if seen is None or (t.updated_at or t.opened_at) >= (seen.updated_at or seen.opened_at):
             latest[t.id] = t
-    detector = Detector(rules, known, threshold)
+    detector = Detector(rules, known, threshold, baselines)
     out = Decisions()
     for t in sorted(latest.values(), key=lambda x: (x.opened_at, x.id)):
         if t.opened_at > now:
@@ -508,6 +691,8 @@ def decide(tickets: Iterable[Ticket], known: Iterable[MajorIncident], rules: Seq
                 out.declarations.append(event)
             else:
                 out.late_links.append(event)
+    detector.settle(now)
+    out.until = detector.open_until()
     return out
 
 
@@ -515,6 +700,12 @@ def window_horizon(rules: Sequence[Rule]) -> timedelta:
     """How far back a cycle must look to evaluate every window and late-children period."""
     longest = timedelta(0)
     for rule in rules:
-        span = (rule.surge.window if rule.surge else timedelta(0)) + (rule.late_children or timedelta(0))
-        longest = max(longest, span)
+        window = rule.surge.window if rule.surge else timedelta(0)
+        late = rule.late_children
+        after = timedelta(0)
+        if late is not None:
+            after = late.fixed if late.fixed is not None else late.tail_period
+        if rule.surge is not None and rule.surge.baseline is not None:
+            after = max(after, timedelta(hours=1))  # a baseline learns an hour once its tickets left the window
+        longest = max(longest, window + after)
     return longest

@@ -60,12 +60,17 @@ class MIRecord(BaseModel):
     timeline: list[TimelineEvent] = Field(default_factory=list)
     decisions: list[HumanDecision] = Field(default_factory=list)
     """People's verdicts on this major incident, oldest first (empty in records kept before they were recorded)."""
+    late_until: UtcMoment | None = None
+    """For a rule whose late children join ``while: surge``: until when, as the engine last extended it."""
+    same: dict[str, str | None] | None = None
+    """The values its late children must share (``late_children.same``)."""
 
     def to_engine(self) -> MajorIncident:
         """The engine's view of this record."""
         status = self.status if self.status in ("open", "rejected", "closed") else "closed"
         return MajorIncident(self.id, self.rule, tuple(self.group), self.started_at, self.declared_at,
-                             status, key=self.key, children=set(self.children))  # type: ignore[arg-type]
+                             status, key=self.key, children=set(self.children),  # type: ignore[arg-type]
+                             until=self.late_until, same=dict(self.same) if self.same is not None else None)
 
     def to_json(self) -> str:
         """The record as the state store keeps it."""
@@ -177,10 +182,16 @@ class Registry:
                                      group_fields=list(decl.group_fields), mode=decl.mode,
                                      service=_group_value(decl, "service")),
             )
+            if decl.same is not None:
+                records[decl.mi_id].same = dict(decl.same)
         for link in decisions.late_links:
             record = records.get(link.mi_id)
             if record is not None and link.ticket.id not in record.children:
                 record.children.append(link.ticket.id)
+        for mi_id, until in decisions.until.items():
+            record = records.get(mi_id)
+            if record is not None and (record.late_until is None or until > record.late_until):
+                record.late_until = until
 
     def rekey_created(self, id_map: Mapping[str, str]) -> list[str]:
         """Track a parent the connector created under its real id once the platform gave it one; returns the

@@ -21,7 +21,7 @@ import re
 from datetime import timedelta
 from enum import Enum
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Callable, ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -184,6 +184,50 @@ def _kind(value: Any) -> str:
     return names.get(type(value), f"a {type(value).__name__}")
 
 
+class BaselineSpec(Strict):
+    """A surge rule's per-group baseline (:mod:`connector.detection.baseline`): the rule fires only when the
+    count in the window is at least ``floor`` and improbable (below ``probability``) under what the group
+    normally gets at that hour of the week."""
+
+    probability: float = Field(default=1e-4, gt=0, lt=1)
+    floor: int | None = Field(default=None, ge=1)
+    """The smallest count that may fire (default: the surge's threshold)."""
+    model: Literal["poisson", "negative_binomial"] = "poisson"
+    seasonality: Literal["hour_of_week", "none"] = "hour_of_week"
+    history: Duration = timedelta(weeks=4)
+    """Time constant of the learned rates: a week ago weighs exp(-1w/history) as much as now."""
+    min_history: Duration = timedelta(weeks=1)
+    """Learned for less than this, the rule uses its fixed threshold."""
+    time_zone: str = "UTC"
+
+    @field_validator("time_zone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        if value.upper() == "UTC":
+            return "UTC"
+        try:
+            from zoneinfo import ZoneInfo
+
+            ZoneInfo(value)
+        except (ValueError, KeyError, OSError):
+            raise ValueError(f"unknown time zone {value!r} (an IANA name such as Europe/Amsterdam, or UTC)") from None
+        return value
+
+    @field_validator("history")
+    @classmethod
+    def _history(cls, value: timedelta) -> timedelta:
+        if value < timedelta(hours=1):
+            raise ValueError("history must be at least 1h")
+        return value
+
+    @field_validator("min_history")
+    @classmethod
+    def _min_history(cls, value: timedelta) -> timedelta:
+        if value < timedelta(hours=1):
+            raise ValueError("min_history must be at least 1h")
+        return value
+
+
 class Surge(Strict):
     """Many tickets sharing ``group_by`` values within ``window``."""
 
@@ -191,6 +235,7 @@ class Surge(Strict):
     window: Duration
     threshold: int = Field(ge=1, le=MAX_THRESHOLD)
     distinct: str | None = None
+    baseline: BaselineSpec | None = None
 
     @field_validator("group_by")
     @classmethod
@@ -241,6 +286,73 @@ class Declare(Strict):
         return value
 
 
+class LateChildren(Strict):
+    """How long tickets of an open major incident's group join it as late children: for a fixed period
+    (``for``, the short form ``late_children: 4h``), or while the group's surge lasts (``while: surge``:
+    the incident's tickets in the window still improbable under the group's baseline at ``probability``;
+    for a rule without a baseline, at least half its threshold) plus ``tail``, never longer than ``max``
+    after the declaration. ``same`` fields must also match the major incident's value
+    (the most common one among the tickets that declared it)."""
+
+    for_: Duration | None = Field(default=None, alias="for")
+    while_: Literal["surge"] | None = Field(default=None, alias="while")
+    tail: Duration | None = None
+    max: Duration | None = None
+    probability: float | None = Field(default=None, gt=0, lt=1)
+    same: list[str] = Field(default_factory=list)
+
+    DEFAULT_TAIL: ClassVar[timedelta] = timedelta(minutes=30)
+    DEFAULT_MAX: ClassVar[timedelta] = timedelta(hours=8)
+    DEFAULT_PROBABILITY: ClassVar[float] = 0.05
+
+    @field_validator("same")
+    @classmethod
+    def _same_fields(cls, value: list[str]) -> list[str]:
+        _known_fields(value, "same")
+        if len(set(value)) != len(value):
+            raise ValueError("same lists a field twice")
+        return value
+
+    @model_validator(mode="after")
+    def _one_mode(self) -> "LateChildren":
+        if (self.for_ is None) == (self.while_ is None):
+            raise ValueError("late_children needs either 'for' (a duration) or 'while: surge'")
+        if self.for_ is not None:
+            extra = [name for name in ("tail", "max", "probability") if getattr(self, name) is not None]
+            if extra:
+                raise ValueError(f"{', '.join(extra)} only apply to 'while: surge'")
+            if self.for_ < timedelta(0):
+                raise ValueError("late_children must not be negative")
+        return self
+
+    @property
+    def fixed(self) -> timedelta | None:
+        """The fixed period (``for``), or None for ``while: surge``."""
+        return self.for_
+
+    @property
+    def tail_period(self) -> timedelta:
+        """How long after the surge's last surging ticket late tickets still join."""
+        return self.tail if self.tail is not None else self.DEFAULT_TAIL
+
+    @property
+    def max_period(self) -> timedelta:
+        """The longest a surge may collect after its declaration."""
+        return self.max if self.max is not None else self.DEFAULT_MAX
+
+    @property
+    def surge_probability(self) -> float:
+        """Level at which the group's window count still counts as surging."""
+        return self.probability if self.probability is not None else self.DEFAULT_PROBABILITY
+
+
+def _late_children_form(value: Any) -> Any:
+    """``late_children: 4h`` is short for ``late_children: {for: 4h}``."""
+    if isinstance(value, (str, timedelta)) or (isinstance(value, (int, float)) and not isinstance(value, bool)):
+        return {"for": value}
+    return value
+
+
 class Rule(Strict):
     """One detection rule."""
 
@@ -251,8 +363,13 @@ class Rule(Strict):
     when: dict[str, Condition] = Field(default_factory=dict)
     surge: Surge | None = None
     declare: Declare = Field(default_factory=Declare)
-    late_children: Duration | None = None
+    late_children: LateChildren | None = None
     join_by: list[str] | None = None
+
+    @field_validator("late_children", mode="before")
+    @classmethod
+    def _late_short(cls, value: Any) -> Any:
+        return _late_children_form(value)
 
     @field_validator("when", mode="before")
     @classmethod
@@ -273,7 +390,14 @@ class Rule(Strict):
             raise ValueError("join_by is for single-ticket rules; a surge's late children join by its group_by")
         if self.join_by and self.late_children is None:
             raise ValueError("join_by needs late_children (how long late tickets may join)")
+        if self.late_children is not None and self.late_children.while_ is not None and self.surge is None:
+            raise ValueError("late_children 'while: surge' needs a surge (a single-ticket rule has none); use 'for'")
         return self
+
+    @property
+    def late_period(self) -> timedelta | None:
+        """The fixed late-children period (``late_children: 4h``), or None (none, or ``while: surge``)."""
+        return self.late_children.fixed if self.late_children is not None else None
 
     def fields_used(self) -> set[str]:
         """Canonical fields this rule reads."""
@@ -283,6 +407,8 @@ class Rule(Strict):
             if self.surge.distinct:
                 used.add(self.surge.distinct)
         used.update(self.join_by or [])
+        if self.late_children is not None:
+            used.update(self.late_children.same)
         return used
 
     @property

@@ -27,6 +27,7 @@ from connector.detection.registry import MIRecord, Registry, record_followups
 from connector.detection.rules import Rule
 from connector.job.faults import CrashHook
 from connector.job.redrive import superseded_stages
+from connector.job.baselines import prepare_baselines, save_baselines
 from connector.job.store import StateStore
 from connector.job.watermark import advance, future_records, trusted_start
 from connector.platforms.base import ApplyResult, Platform, Watermark
@@ -70,6 +71,8 @@ class CycleReport:
     requests: int = 0
     rebuilt: bool = False
     duration_s: float = 0.0
+    baseline_warm_up: int = 0
+    """Tickets of history the detection baselines learned from before this cycle (a first sync's warm-up)."""
 
     @property
     def writes(self) -> int:
@@ -82,7 +85,8 @@ class CycleReport:
                 "declarations": len(self.declarations), "late_links": self.late_links,
                 "actions": len(self.planned), "results": self.results, "requests": self.requests,
                 "duration_s": round(self.duration_s, 3), "dry_run": self.dry_run, "rebuilt": self.rebuilt,
-                "future_records": len(self.future_records)}
+                "future_records": len(self.future_records),
+                **({"baseline_warm_up": self.baseline_warm_up} if self.baseline_warm_up else {})}
 
 
 def _to_tickets(platform: Platform, raws: Sequence[dict[str, Any]], report: CycleReport) -> list[Ticket]:
@@ -140,7 +144,8 @@ def _follow_up(platform: Platform, records: Sequence[MIRecord], tickets: dict[st
 
 def run_cycle(platform: Platform, store: StateStore, rules: Sequence[Rule], process: ProcessFile, now: datetime,
               dry_run: bool = False, planners: Sequence[ProcessPlanner] | None = None,
-              discovery_ttl: timedelta | None = None, notifier: "Notifier | None" = None) -> CycleReport:
+              discovery_ttl: timedelta | None = None, notifier: "Notifier | None" = None,
+              warm_up_progress: Callable[[int], None] | None = None) -> CycleReport:
     """One poll-decide-apply cycle. With ``dry_run`` nothing is written to the platform or the state; the
     report's ``planned`` lists what would be written where, and why.
 
@@ -150,7 +155,10 @@ def run_cycle(platform: Platform, store: StateStore, rules: Sequence[Rule], proc
 
     Notify actions (webhook messages) are not platform writes: they go to ``notifier`` (by default the
     webhooks of the configuration, :func:`connector.job.webhooks.notifier_from_environment`) after the platform
-    writes, and their results enter the ledger like any other, so a failed one is re-driven next cycle."""
+    writes, and their results enter the ledger like any other, so a failed one is re-driven next cycle.
+
+    Surge rules with a baseline learn from every cycle; the first cycle warms them from the platform's history
+    (``warm_up_progress`` hears how many tickets were read)."""
     clock = time.monotonic()
     report = CycleReport(started_at=now, dry_run=dry_run)
     crash = CrashHook.from_environment()  # test-only: connector/job/faults.py
@@ -185,7 +193,9 @@ def run_cycle(platform: Platform, store: StateStore, rules: Sequence[Rule], proc
     for t in tickets:
         window[t.id] = t
     known = [r.to_engine() for r in registry]
-    decisions = decide(window.values(), known, rules, now)
+    baselines, warmed = prepare_baselines(platform, store, rules, now, horizon, warm_up_progress)
+    report.baseline_warm_up = warmed.tickets
+    decisions = decide(window.values(), known, rules, now, baselines=baselines)
     report.declarations = [{"parent": d.mi_id, "parent_key": d.parent.key if d.parent else None, "rule": d.rule,
                             "children": [t.label for t in d.children], "group": dict(zip(d.group_fields, d.group))}
                            for d in decisions.declarations]
@@ -301,6 +311,7 @@ def run_cycle(platform: Platform, store: StateStore, rules: Sequence[Rule], proc
             # nothing seen yet: remember the horizon so the next cycle is not taken for a lost state
             new_mark = Watermark(now - horizon, "")
         store.set_watermark(new_mark)
+        save_baselines(store, baselines)
         if json.dumps(discovery, sort_keys=True, default=str) != discovered_before:
             store.set_discovery(discovery, now + ttl)
         store.prune_tickets(now - horizon, keep=registry.ticket_ids())

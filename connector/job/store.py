@@ -32,7 +32,7 @@ from connector.job.migrations import upgrade_records_to_v2
 from connector.job.statedb import LockHeld, LockLost, StateDb, StateError, is_url, open_backend, redact
 from connector.platforms.base import ApplyResult, Watermark
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 MAX_ATTEMPTS = 10
 
 Step = str | Callable[[StateDb], None]
@@ -58,6 +58,13 @@ MIGRATIONS: dict[int, list[Step]] = {
     ],
     # the registry record's ``facts`` dict becomes typed parts (connector/detection/process_state.py)
     2: [upgrade_records_to_v2],
+    # per-group detection baselines (connector/detection/baseline.py): one row per rule, one per group
+    3: [
+        "CREATE TABLE baseline_rules (platform TEXT NOT NULL, rule TEXT NOT NULL, data TEXT NOT NULL, "
+        "PRIMARY KEY (platform, rule))",
+        "CREATE TABLE baseline_groups (platform TEXT NOT NULL, rule TEXT NOT NULL, grp TEXT NOT NULL, "
+        "data TEXT NOT NULL, PRIMARY KEY (platform, rule, grp))",
+    ],
 }
 """Schema version -> the steps that bring the previous version to it, run in one transaction per opening."""
 
@@ -346,6 +353,35 @@ class StateStore:
     def delete_major_incident(self, mi_id: str) -> None:
         """Forget one record (a synthetic id replaced by the real one)."""
         self.db.execute("DELETE FROM major_incidents WHERE platform = ? AND id = ?", (self.platform, mi_id))
+
+    # -- detection baselines ------------------------------------------------------------------------
+
+    def baseline_rules(self) -> dict[str, dict[str, Any]]:
+        """Each rule's baseline state (learning span, hour-of-week shape), by rule id."""
+        rows = self.db.execute("SELECT rule, data FROM baseline_rules WHERE platform = ?", (self.platform,)).fetchall()
+        return {r[0]: json.loads(r[1]) for r in rows}
+
+    def baseline_groups(self, rule: str) -> list[tuple[str, Any]]:
+        """Every group's baseline of ``rule``: ``(group as JSON text, state)``."""
+        rows = self.db.execute("SELECT grp, data FROM baseline_groups WHERE platform = ? AND rule = ?",
+                               (self.platform, rule)).fetchall()
+        return [(r[0], json.loads(r[1])) for r in rows]
+
+    def save_baseline(self, rule: str, meta: dict[str, Any], groups: dict[str, Any]) -> None:
+        """Store ``rule``'s baseline state and the groups that changed (a group whose state is None is
+        forgotten)."""
+        self.db.execute("INSERT INTO baseline_rules VALUES (?, ?, ?) ON CONFLICT(platform, rule) DO UPDATE SET "
+                        "data = excluded.data", (self.platform, rule, json.dumps(meta)))
+        gone = [(self.platform, rule, grp) for grp, state in groups.items() if state is None]
+        kept = [(self.platform, rule, grp, json.dumps(state)) for grp, state in groups.items() if state is not None]
+        self.db.executemany("DELETE FROM baseline_groups WHERE platform = ? AND rule = ? AND grp = ?", gone)
+        self.db.executemany("INSERT INTO baseline_groups VALUES (?, ?, ?, ?) ON CONFLICT(platform, rule, grp) DO UPDATE "
+                            "SET data = excluded.data", kept)
+
+    def clear_baseline(self, rule: str) -> None:
+        """Forget everything ``rule``'s baseline learned."""
+        self.db.execute("DELETE FROM baseline_groups WHERE platform = ? AND rule = ?", (self.platform, rule))
+        self.db.execute("DELETE FROM baseline_rules WHERE platform = ? AND rule = ?", (self.platform, rule))
 
     # -- counters and cycles ------------------------------------------------------------------------
 

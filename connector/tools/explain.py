@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any, Iterable, Sequence
 
 from connector.core.ticket import Ticket
+from connector.detection.baseline import Baselines, key_reader
 from connector.detection.engine import MajorIncident, decide
 from connector.detection.rules import Rule, compile_condition
 
@@ -27,6 +28,15 @@ class RuleExplanation:
     in_window: int | None = None
     threshold: int | None = None
     note: str = ""
+    decided_by: str | None = None
+    """``threshold`` (the fixed one) or ``baseline`` (the group's learned normal)."""
+    expected: float | None = None
+    """With a baseline: the count the group normally gets in the window at that hour of the week."""
+    probability: float | None = None
+    """With a baseline: the probability of at least the observed count, were the group as usual."""
+    required: float | None = None
+    """With a baseline: the probability below which the rule fires."""
+    fires: bool | None = None
 
 
 @dataclass
@@ -50,6 +60,12 @@ class Explanation:
             group = ", ".join(f"{k}={v}" for k, v in (r.group or {}).items()) or "-"
             count = f"{r.in_window}/{r.threshold} in window" if r.in_window is not None else ""
             out.append(f"  {r.rule}: conditions met; group {group}; {count} {r.note}".rstrip())
+            if r.decided_by == "baseline" and r.expected is not None and r.probability is not None:
+                out.append(f"      baseline: observed {r.in_window}, expected {r.expected:.2f} at this hour of the week; "
+                           f"P(>= {r.in_window}) = {r.probability:.2g} against {r.required:g} "
+                           f"-> {'fires' if r.fires else 'does not fire'} (needs {r.threshold})")
+            elif r.decided_by == "threshold" and r.required is not None:
+                out.append("      fixed threshold: the rule's baseline has not learned its min_history yet")
         if self.ledger:
             out += ["", "written by the connector:"]
             for row in self.ledger:
@@ -68,8 +84,10 @@ def _failed(rule: Rule, ticket: Ticket) -> list[str]:
 
 
 def explain(ticket: Ticket, window: Iterable[Ticket], known: Sequence[MajorIncident], rules: Sequence[Rule], now: datetime,
-            ledger: Sequence[dict[str, Any]] = ()) -> Explanation:
-    """Explain ``ticket`` against ``rules`` over ``window`` (the cached recent tickets)."""
+            ledger: Sequence[dict[str, Any]] = (), baselines: Baselines | None = None) -> Explanation:
+    """Explain ``ticket`` against ``rules`` over ``window`` (the cached recent tickets); a surge rule with a
+    baseline shows observed against expected and the probability that decided (``baselines`` as the state
+    store keeps them: learned up to now, not only up to when the ticket arrived)."""
     tickets = list(window)
     if all(t.id != ticket.id for t in tickets):
         tickets.append(ticket)
@@ -95,9 +113,17 @@ def explain(ticket: Ticket, window: Iterable[Ticket], known: Sequence[MajorIncid
             count = len({getattr(t, rule.surge.distinct) or ("self", t.id) for t in peers})
         else:
             count = len(peers)
-        per_rule.append(RuleExplanation(rule.id, True, group=group, in_window=count, threshold=rule.surge.threshold,
-                                        note=f"(window {rule.surge.window}, distinct {rule.surge.distinct or 'tickets'})"))
-    decisions = decide(tickets, known, rules, now)
+        line = RuleExplanation(rule.id, True, group=group, in_window=count, threshold=rule.surge.threshold,
+                               note=f"(window {rule.surge.window}, distinct {rule.surge.distinct or 'tickets'})",
+                               decided_by="threshold", fires=count >= rule.surge.threshold)
+        model = baselines.get(rule.id) if baselines is not None else None
+        if model is not None:
+            key = key_reader(tuple(fields))(ticket.__dict__)
+            verdict = model.verdict(key, ticket.opened_at.timestamp(), count)
+            line.decided_by, line.threshold, line.fires = verdict.source, verdict.limit, verdict.fires
+            line.expected, line.probability, line.required = verdict.expected, verdict.probability, model.probability
+        per_rule.append(line)
+    decisions = decide(tickets, known, rules, now, baselines=baselines)
     outcome = "not part of any major incident"
     if ticket.parent:
         outcome = f"already linked to {ticket.parent}"

@@ -17,19 +17,32 @@
 ``children`` lists every ticket linked to the parent (at declaration and late). An empty
 ``major_incidents`` list expects no declaration. ``rules`` restricts a case to some rule ids;
 ``major_incidents_known`` feeds major incidents declared earlier (open or rejected).
+
+``history`` is what the baselines of surge rules learned before the case's tickets, as a first sync's
+warm-up would have: ``weeks`` of history ending at the hour of the first ticket, with ``per_hour`` tickets
+for each listed group (every other group was quiet)::
+
+        history:
+          weeks: 2
+          groups:
+            - {ci: payments-db, per_hour: 60}
+
+Without ``history`` the baselines start empty, as at the start of a backtest (their rules use the fixed
+threshold).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Iterator, Literal
 
 from pydantic import AfterValidator, Field, ValidationError
 
 from connector.core.ticket import CANONICAL_FIELDS, Ticket, as_utc
 from connector.core.yamlfile import Diagnostic, Located, Strict, load_yaml, validate
+from connector.detection.baseline import Baselines, learn_tickets
 from connector.detection.engine import MajorIncident, decide
 from connector.detection.rules import Rule
 
@@ -57,6 +70,20 @@ class Expect(Strict):
     major_incidents: list[ExpectedIncident] = Field(default_factory=list)
 
 
+class HistoryGroup(Strict):
+    """A group's steady traffic in the history: its field values and tickets per hour."""
+
+    model_config = Strict.model_config | {"extra": "allow"}
+    per_hour: float = Field(ge=0, le=10_000)
+
+
+class History(Strict):
+    """What the baselines learned before the case (see the module docstring)."""
+
+    weeks: int = Field(default=2, ge=1, le=8)
+    groups: list[HistoryGroup] = Field(default_factory=list)
+
+
 class Case(Strict):
     name: str
     now: Moment
@@ -64,6 +91,7 @@ class Case(Strict):
     defaults: dict[str, Any] = Field(default_factory=dict)
     tickets: list[dict[str, Any]] = Field(default_factory=list)
     major_incidents_known: list[KnownIncident] = Field(default_factory=list)
+    history: History | None = None
     expect: Expect
 
 
@@ -88,7 +116,12 @@ def _actual(case: Case, rules: list[Rule]) -> list[dict[str, Any]]:
         data = {**case.defaults, **raw}
         tickets.append(Ticket(**data))
     known = [MajorIncident(k.id, k.rule, tuple(k.group), k.started_at, k.declared_at, k.status) for k in case.major_incidents_known]
-    decisions = decide(tickets, known, rules, case.now)
+    baselines = Baselines(rules)
+    if case.history is not None and baselines:
+        start = min((t.opened_at for t in tickets), default=case.now).replace(minute=0, second=0, microsecond=0)
+        since = start - timedelta(weeks=case.history.weeks)
+        learn_tickets(baselines, rules, _history_tickets(case, case.history, since, start), start, since)
+    decisions = decide(tickets, known, rules, case.now, baselines=baselines)
     found: dict[str, dict[str, Any]] = {}
     for d in decisions.declarations:
         found[d.mi_id] = {"parent": d.mi_id, "rule": d.rule, "children": [t.id for t in d.children]}
@@ -96,6 +129,20 @@ def _actual(case: Case, rules: list[Rule]) -> list[dict[str, Any]]:
         entry = found.setdefault(link.mi_id, {"parent": link.mi_id, "rule": link.rule, "children": [], "known": True})
         entry["children"].append(link.ticket.id)
     return list(found.values())
+
+
+def _history_tickets(case: Case, history: History, since: datetime, until: datetime) -> Iterator[Ticket]:
+    """Every group's steady traffic from ``since`` to ``until``, spread evenly over each hour."""
+    hours = int((until - since).total_seconds() // 3600)
+    for index, group in enumerate(history.groups):
+        fields = {k: v for k, v in (group.model_extra or {}).items()}
+        rate = group.per_hour
+        for hour in range(hours):
+            count = int((hour + 1) * rate) - int(hour * rate)
+            for n in range(count):
+                at = since + timedelta(hours=hour, seconds=3600 * n / max(count, 1))
+                yield Ticket(**{**case.defaults, **fields, "id": f"history-{index}-{hour}-{n}", "opened_at": at,
+                                "caller": f"history-caller-{index}-{hour}-{n}"})
 
 
 def _fmt(item: dict[str, Any]) -> str:
@@ -170,6 +217,11 @@ def _check_tickets(model: CaseFile, located: Located) -> list[Diagnostic]:
     errors = []
     known = set(CANONICAL_FIELDS)
     for ci, case in enumerate(model.cases):
+        for gi, group in enumerate(case.history.groups if case.history is not None else []):
+            for name in group.model_extra or {}:
+                if name not in known or name in ("id", "opened_at"):
+                    errors.append(located.error(("cases", ci, "history", "groups", gi, name),
+                                                f"unknown ticket field {name!r} in a history group", key=True))
         for ti, raw in enumerate(case.tickets):
             for name in {**case.defaults, **raw}:
                 if name not in known:

@@ -122,6 +122,11 @@ class JiraPlatform:
         page, de-duplicated by ``(id, fields.updated)``. A quiet poll is one request."""
         return self._reader.fetch_changed(since, horizon)
 
+    def fetch_history(self, since: datetime, fields: Sequence[str]) -> Iterator[dict[str, Any]]:
+        """Incidents created at or after ``since`` with only what the canonical ``fields`` need (the baselines'
+        warm-up, see :meth:`JiraReader.fetch_history`)."""
+        return self._reader.fetch_history(since, fields)
+
     def search(self, jql: str, fields: list[str] | None = None) -> list[dict[str, Any]]:
         """Every issue matching ``jql`` (built with :func:`jql_string` for values), with the ``mim`` property."""
         return self._reader.search(jql, fields)

@@ -90,6 +90,25 @@ class JiraReader:
             yield issue
         self._cache.written.clear()
 
+    def fetch_history(self, since: datetime, fields: Sequence[str]) -> Iterator[Issue]:
+        """Incidents created at or after ``since``, with only the issue fields that the canonical ``fields``
+        are read from: what the detection baselines learn from when they warm up. Streamed, not cached."""
+        self._discovery.ensure()
+        wanted: list[str] = ["created"]
+        for name in fields:
+            source = self._mapping.spec.fields.get(name)
+            for path in [source] if isinstance(source, str) else (source or []):
+                steps = path.split(".")
+                top = steps[1] if steps[0] == "fields" and len(steps) > 1 else steps[0]
+                if top == "_ci":
+                    found = self._discovery.field("services")
+                    top = found["id"] if found else ""
+                top = top.split("[", 1)[0]
+                if top and not top.startswith("_") and top not in ("id", "key") and top not in wanted:
+                    wanted.append(top)
+        jql = f"{self._scope_clause()} AND created >= {jql_epoch_ms(since)} ORDER BY created ASC, key ASC"
+        return self._search.pages(jql, wanted, [])
+
     def search(self, jql: str, fields: list[str] | None = None, reconcile: Sequence[str] = ()) -> list[Issue]:
         """Every issue matching ``jql`` (built with :func:`jql_string` for values), with the ``mim`` property
         (Cloud; ``reconcile``: ids to read current on Cloud)."""

@@ -107,6 +107,11 @@ class ServiceNowPlatform:
         (see :meth:`ServiceNowReader.fetch_changed`). A quiet poll is one request."""
         return self._reader.fetch_changed(since, horizon)
 
+    def fetch_history(self, since: datetime, fields: Sequence[str]) -> Iterator[dict[str, Any]]:
+        """Incidents opened at or after ``since`` with only the canonical ``fields`` (the baselines' warm-up,
+        see :meth:`ServiceNowReader.fetch_history`)."""
+        return self._reader.fetch_history(since, fields)
+
     def fetch_marked(self) -> list[dict[str, Any]]:
         """Incidents carrying a ``mim:`` marker whose major incident state is proposed, accepted or rejected,
         and that are not closed or canceled."""

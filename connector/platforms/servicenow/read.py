@@ -89,6 +89,20 @@ class ServiceNowReader:
                 self._seen[version] = stamp
                 yield row
 
+    def fetch_history(self, since: datetime, fields: Sequence[str]) -> Iterator[Row]:
+        """Incidents opened at or after ``since``, with only the canonical ``fields`` (and the id): what the
+        detection baselines learn from when they warm up. Keyset-paged by ``sys_id``, not cached."""
+        opened = query_field(self._mapping.source("opened_at") or "opened_at")
+        shared = f"{self._write.poll_filter}^" if self._write.poll_filter else ""
+        columns: list[str] = [self._table.id_field]
+        for name in fields:
+            source = self._mapping.spec.fields.get(name)
+            for column in [source] if isinstance(source, str) else (source or []):
+                top = column.split(".", 1)[0]
+                if not top.startswith("_") and top not in columns:
+                    columns.append(top)
+        return self.select(self._table.name, f"{shared}{opened}>={query_time(since)}", columns)
+
     def fetch_marked(self) -> list[Row]:
         """Incidents carrying the connector's marker whose major incident state is proposed, accepted or
         rejected, and that are not closed or canceled.
