@@ -150,6 +150,9 @@ def backtest(ctx: click.Context, tickets_path: Path, rules_dir: Path | None, pla
              as_json: bool, progress: bool | None, scored: bool, storm: str, label: str, since: str | None,
              sweep_spec: str | None) -> None:
     """Replay history and report the major incidents the rules would have declared."""
+    from connector.tools import prefetch
+
+    prefetch.start(tickets_path)  # unzip while the imports below run
     from connector.core.mapping import load_mapping
     from connector.detection.rules import check_rules_against_mapping, load_rules
     from connector.tools.backtest import render_table, run_backtest

@@ -6,10 +6,7 @@ from the command line, and are held as :class:`pydantic.SecretStr` so they never
 
 from __future__ import annotations
 
-import ipaddress
 import os
-import ssl
-import tomllib
 from pathlib import Path
 from typing import Any, Literal, Mapping
 from urllib.parse import urlsplit
@@ -69,6 +66,8 @@ def is_loopback(url: str) -> bool:
         return False
     if host == "localhost":
         return True
+    import ipaddress
+
     try:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
@@ -90,6 +89,8 @@ def check_ca_bundle(verify: bool | str, where: str) -> None:
 
 
 def _check_bundle(path: str, where: str, fix: str) -> None:
+    import ssl  # (only where a CA bundle is configured: most commands never need it)
+
     bundle = Path(path).expanduser()
     if not bundle.exists():
         raise OperationalError(f"CA bundle {path} ({where}) does not exist", fix)
@@ -253,6 +254,8 @@ def load_settings(config: str | Path | None = None, env: Mapping[str, str] | Non
     if path is None and Path("mim.toml").is_file():
         path = Path("mim.toml")
     if path is not None:
+        import tomllib
+
         try:
             data = tomllib.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:

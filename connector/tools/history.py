@@ -19,6 +19,7 @@ from pydantic import ValidationError
 
 from connector.core.mapping import Mapping, MappingError
 from connector.core.ticket import CANONICAL_FIELDS, Ticket
+from connector.tools import prefetch
 
 
 class HistoryError(Exception):
@@ -39,18 +40,22 @@ class Skipped:
 
 
 def _member_name(names: list[str]) -> str:
-    data = [n for n in names if not n.startswith("__MACOSX/") and not n.endswith("/")
-            and n.rsplit(".", 1)[-1].lower() in ("csv", "json", "jsonl", "ndjson")]
-    if not data:
+    name = prefetch.data_member(names)
+    if name is None:
         raise HistoryError("the zip archive holds no .csv, .json or .jsonl file")
-    return data[0]
+    return name
 
 
 def open_text(path: Path, encoding: str = "utf-8-sig") -> tuple[IO[str], str]:
     """Open ``path`` for text reading, looking inside ``.zip``/``.gz``; returns the stream and the inner
-    file name (whose extension tells the format)."""
+    file name (whose extension tells the format). Bytes already read by :func:`connector.tools.prefetch.start`
+    are used instead of reading the file again."""
     if not path.exists():
         raise HistoryError(f"{path}: no such file")
+    read = prefetch.take(path)
+    if read is not None:
+        data, name = read
+        return io.TextIOWrapper(io.BytesIO(data), encoding=encoding, errors="replace", newline=""), name
     try:
         if path.suffix.lower() == ".zip":
             archive = zipfile.ZipFile(path)
