@@ -427,6 +427,7 @@ def read_export(stream: IO[str], fmt: str, mapping: Mapping, skipped: Skipped, l
     if fmt == "csv":
         delimiter = export.delimiter if export else ","
         text = stream.read()
+        stream.close()  # frees the bytes it was decoded from (a prefetched archive member) before the work starts
         lines = quote_free_lines(text, delimiter, export.key) if export is not None else None
         if lines is not None:
             del text  # (the lines hold it now)
