@@ -481,6 +481,23 @@ def _warm_up_bar() -> Any:
     return show
 
 
+def _rules_and_state(ctx: click.Context) -> tuple["Settings", str, Any]:
+    """The settings and the loaded rules of a command that reads an existing state (explain, baseline show):
+    a clean error when no platform is configured, the rules do not load or there is no state yet."""
+    from connector.detection.rules import load_rules
+    from connector.job.statedb import redact, state_exists
+
+    settings = _settings(ctx)
+    if settings.platform is None:
+        raise click.ClickException("no platform configured: set MIM_PLATFORM (servicenow or jira)")
+    ruleset = load_rules([settings.rules_path()])
+    if ruleset.errors:
+        raise click.ClickException("the rules do not load; run mim rules check")
+    if not state_exists(settings.state):
+        raise click.ClickException(f"no state at {redact(settings.state)}: run mim sync --once first")
+    return settings, settings.platform, ruleset
+
+
 @main.group()
 def baseline() -> None:
     """The per-group detection baselines: re-learn them from history, show what they learned."""
@@ -530,23 +547,15 @@ def baseline_learn(ctx: click.Context, weeks: int, rule_ids: tuple[str, ...]) ->
 @click.pass_context
 def baseline_show(ctx: click.Context, rule_id: str | None, group: str | None, as_json: bool) -> None:
     """What the baselines learned: span, groups, busiest groups, a group's week."""
-    from connector.detection.rules import load_rules
     from connector.job.baselines import load_baselines
     from connector.job.store import StateStore
     from connector.tools.baselines import group_key, render_profile, render_summary, summarise
 
-    settings = _settings(ctx)
-    if settings.platform is None:
-        raise click.ClickException("no platform configured: set MIM_PLATFORM (servicenow or jira)")
-    ruleset = load_rules([settings.rules_path()])
-    if ruleset.errors:
-        raise click.ClickException("the rules do not load; run mim rules check")
-    if not Path(settings.state).exists():
-        raise click.ClickException(f"no state at {settings.state}: run mim sync --once first")
+    settings, platform, ruleset = _rules_and_state(ctx)
     rules = [r for r in ruleset.rules if rule_id is None or r.id == rule_id]
     if rule_id is not None and not rules:
         raise click.BadParameter(f"no rule {rule_id!r}", param_hint="--rule")
-    with StateStore(settings.state, settings.platform) as store:
+    with StateStore(settings.state, platform) as store:
         baselines = load_baselines(store, rules, forget_stale=False)
     if group is not None:
         model = baselines.get(rule_id or "")
@@ -577,21 +586,13 @@ def explain(ctx: click.Context, ticket: str, as_json: bool) -> None:
     from datetime import datetime, timezone
 
     from connector.detection.engine import window_horizon
-    from connector.detection.rules import load_rules
     from connector.job.baselines import load_baselines
-    from connector.job.statedb import redact, state_exists
+    from connector.job.statedb import redact
     from connector.job.store import StateStore
     from connector.tools.explain import explain as explain_ticket
 
-    settings = _settings(ctx)
-    if settings.platform is None:
-        raise click.ClickException("no platform configured: set MIM_PLATFORM (servicenow or jira)")
-    ruleset = load_rules([settings.rules_path()])
-    if ruleset.errors:
-        raise click.ClickException("the rules do not load; run mim rules check")
-    if not state_exists(settings.state):
-        raise click.ClickException(f"no state at {redact(settings.state)}: run mim sync --once first")
-    with StateStore(settings.state, settings.platform) as store:
+    settings, platform, ruleset = _rules_and_state(ctx)
+    with StateStore(settings.state, platform) as store:
         found = store.find_ticket(ticket)
         if found is None:
             raise click.ClickException(f"{ticket} is not in the recent window of {redact(settings.state)} "

@@ -177,3 +177,15 @@ def test_mim_baseline_learn_reads_the_simulators_history(tmp_path: Path) -> None
         assert {s["rule"] for s in json.loads(shown.stdout)} == {"ci-surge", "service-surge"}
     finally:
         server.stop()
+
+
+def test_baseline_show_on_a_postgresql_state_never_prints_its_password(monkeypatch) -> None:
+    # it used to test the URL as a file path: "no state at postgresql://mim:<password>@..." (exit 1)
+    monkeypatch.setenv("MIM_PLATFORM", "servicenow")
+    monkeypatch.setenv("MIM_SERVICENOW_URL", "http://127.0.0.1:9")
+    monkeypatch.setenv("MIM_STATE", "postgresql://mim:pg-secret-pw@127.0.0.1:1/mim")
+
+    shown = CliRunner().invoke(cli.main, ["baseline", "show"])
+
+    assert shown.exit_code == 3, shown.output
+    assert "pg-secret-pw" not in shown.output and "cannot reach the state database postgresql://mim:***@" in shown.output
