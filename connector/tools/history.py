@@ -231,6 +231,20 @@ class _CollapsePlan:
                 yield line_no, first
 
 
+def _merge(groups: dict[str, list[Any]], key: str, first_line: int, first: Sequence[str], last: Sequence[str],
+           kept_version: Callable[[Sequence[str]], Any]) -> None:
+    """Add one run of a ticket's rows to ``groups`` (``key`` -> [line of its first version, first, last]): a
+    ticket whose rows are scattered through the file keeps its earliest and its latest version."""
+    slot = groups.get(key)
+    if slot is None:
+        groups[key] = [first_line, first, last]
+        return
+    if kept_version(first) < kept_version(slot[1]):
+        slot[0], slot[1] = first_line, first
+    if kept_version(last) >= kept_version(slot[2]):
+        slot[2] = last
+
+
 def collapse_rows(header: list[str], rows: Iterable[list[str]], mapping: Mapping,
                   progress: Callable[[int], None] | None = None,
                   last_columns: Sequence[str] = ()) -> Iterator[tuple[int, dict[str, Any]]]:
@@ -283,14 +297,7 @@ def collapse_rows(header: list[str], rows: Iterable[list[str]], mapping: Mapping
             else:
                 first, last = _first_last(chunk, order_at, row_version)
             first, last = shrink(first), shrink(last)
-        slot = groups.get(key)
-        if slot is None:
-            groups[key] = [first_line, first, last]
-        else:
-            if kept_version(first) < kept_version(slot[1]):
-                slot[0], slot[1] = first_line, first
-            if kept_version(last) >= kept_version(slot[2]):
-                slot[2] = last
+        _merge(groups, key, first_line, first, last, kept_version)
         if progress is not None and len(groups) - seen >= 5000:
             seen = len(groups)
             progress(line - 2)
@@ -390,14 +397,7 @@ def _quote_free_groups(lines: list[str], keys: list[str], delimiter: str, plan: 
             else:
                 low_at, high_at = _version_picks(list(map(version_of, heads)))
                 first, last = shrink(row_of(chunk[low_at])), shrink(row_of(chunk[high_at]))
-        slot = groups.get(key)
-        if slot is None:
-            groups[key] = [first_line, first, last]
-        else:
-            if kept_version(first) < kept_version(slot[1]):
-                slot[0], slot[1] = first_line, first
-            if kept_version(last) >= kept_version(slot[2]):
-                slot[2] = last
+        _merge(groups, key, first_line, first, last, kept_version)
         if progress is not None and len(groups) - seen >= 5000:
             seen = len(groups)
             progress(chunk[-1])
