@@ -23,7 +23,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from connector.core.durations import Duration
 from connector.core.mapping import Mapping
@@ -213,18 +213,11 @@ class BaselineSpec(Strict):
             raise ValueError(f"unknown time zone {value!r} (an IANA name such as Europe/Amsterdam, or UTC)") from None
         return value
 
-    @field_validator("history")
+    @field_validator("history", "min_history")
     @classmethod
-    def _history(cls, value: timedelta) -> timedelta:
+    def _at_least_an_hour(cls, value: timedelta, info: ValidationInfo) -> timedelta:
         if value < timedelta(hours=1):
-            raise ValueError("history must be at least 1h")
-        return value
-
-    @field_validator("min_history")
-    @classmethod
-    def _min_history(cls, value: timedelta) -> timedelta:
-        if value < timedelta(hours=1):
-            raise ValueError("min_history must be at least 1h")
+            raise ValueError(f"{info.field_name} must be at least 1h")
         return value
 
 
