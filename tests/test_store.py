@@ -46,6 +46,8 @@ def fill(store: StateStore) -> None:
                                        declared_at=NOW, children=["id2"]))
     store.set_counter("rota", {"next": 2})
     store.record_cycle(NOW, {"tickets_read": 6})
+    store.save_baseline("ci-surge", {"span_h": 336.5, "shape": [1.0] * 168},
+                        {'["db1"]': {"slots": {"10": 2.5e-9}}, '["db2"]': {"slots": {}}, '["gone"]': None})
 
 
 def test_every_method_reads_back_what_was_written(state) -> None:
@@ -66,10 +68,18 @@ def test_every_method_reads_back_what_was_written(state) -> None:
         assert [r.id for r in store.major_incidents()] == ["id1"]
         assert store.counter("rota") == {"next": 2} and store.counter("missing", 7) == 7
         assert store.last_cycle_at() == NOW
+        assert store.baseline_rules() == {"ci-surge": {"span_h": 336.5, "shape": [1.0] * 168}}
+        assert sorted(store.baseline_groups("ci-surge")) == [('["db1"]', {"slots": {"10": 2.5e-9}}),
+                                                            ('["db2"]', {"slots": {}})]
+        store.save_baseline("ci-surge", {"span_h": 337.5}, {'["db1"]': None, '["db2"]': {"slots": {"11": 1.0}}})
+        assert store.baseline_groups("ci-surge") == [('["db2"]', {"slots": {"11": 1.0}})]
+        store.clear_baseline("ci-surge")
+        assert store.baseline_rules() == {} and store.baseline_groups("ci-surge") == []
         assert store.prune_tickets(NOW - timedelta(minutes=4), keep=["id5"]) == 1  # id9 (9 minutes old)
         assert not store.is_fresh()
     with StateStore(state, "jira") as other:
         assert other.is_fresh() and other.watermark() is None, "platforms do not see each other's state"
+        assert other.baseline_rules() == {} and other.baseline_groups("ci-surge") == []
 
 
 def test_a_failed_write_is_retried_until_abandoned_on_both_stores(state) -> None:
@@ -224,6 +234,7 @@ def test_a_state_moves_from_sqlite_to_postgresql_and_back_unchanged(postgres, tm
     result = CliRunner().invoke(cli.main, ["state", "copy", source, target])
     assert result.exit_code == 0, result.output
     assert "ledger: 2 rows" in result.output and "copied 1" in result.output
+    assert "baseline_groups: 2 rows" in result.output, "the learned baselines move with the state"
     assert _dump(target) == _dump(source)
     with StateStore(target, "servicenow") as store:
         store.record_cycle(NOW, {"after": "copy"})  # the id sequence continues past the copied ids
