@@ -45,6 +45,7 @@ from connector.core.yamlfile import (
     problems,
     validate,
 )
+from connector.detection.regexes import exponential_problem
 
 RULE_FIELDS = tuple(f for f in CANONICAL_FIELDS if f not in ("id", "url", "raw"))
 _ENUMS: dict[str, type[Enum]] = {"state": State, "major": Major, "stage": Stage}
@@ -79,6 +80,9 @@ class Condition(Strict):
                 re.compile(value)
             except re.error as exc:
                 raise ValueError(f"invalid regular expression: {exc}") from exc
+            slow = exponential_problem(value)
+            if slow is not None:
+                raise ValueError(slow)
         return value
 
     @model_validator(mode="after")
@@ -150,6 +154,10 @@ def _condition_problems(name: str, cond: dict[Any, Any], shorthand: str | None) 
                 re.compile(arg)
             except re.error as exc:
                 found.append((at(op), f"invalid regular expression: {exc}", False))
+            else:
+                slow = exponential_problem(arg)
+                if slow is not None:
+                    found.append((at(op), slow, False))
     ordering = [op for op in _ORDERING if op in cond]
     if ordering and name not in INT_FIELDS:
         # comparing text with < would fail at run time on the first ticket, not here
