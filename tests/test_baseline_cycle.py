@@ -16,6 +16,7 @@ from click.testing import CliRunner
 
 import cli
 from connector.detection.rules import load_rules
+from connector.job.baselines import load_baselines
 from connector.job.cycle import run_cycle
 from connector.job.store import StateStore
 from connector.process.processfile import ProcessFile
@@ -189,3 +190,23 @@ def test_baseline_show_on_a_postgresql_state_never_prints_its_password(monkeypat
 
     assert shown.exit_code == 3, shown.output
     assert "pg-secret-pw" not in shown.output and "cannot reach the state database postgresql://mim:***@" in shown.output
+
+
+def test_tickets_resolved_or_linked_before_their_hour_is_learned_still_teach_the_live_baseline(env) -> None:
+    # The cycle learns an hour 20-80 minutes after it ends, replaying its tickets as they are by then: on a desk
+    # that resolves calls in ten minutes they no longer met `state: new|in_progress|on_hold`, so every live hour
+    # was learned as empty (40/h fell to 37.9 in a day, 6/h in six weeks) and the steady CI ended up "surging".
+    clock, platform, store, _ = env
+    history(platform, per_hour=40, weeks=4)
+    cycle(platform, store, clock)
+    opened: list[tuple[datetime, str]] = []
+    for n in range(24 * 40):  # a day at the same 40 an hour, each call resolved ten minutes after it came in
+        clock.advance(seconds=90)
+        opened.append((clock(), platform.add(ci="payments-db", service="payments", caller=f"live{n}", priority=4)["id"]))
+        while opened and opened[0][0] <= clock() - timedelta(minutes=10):
+            _, done = opened.pop(0)
+            platform.records[done].update(state="resolved", updated_at=clock())
+        if n % 20 == 19:
+            assert cycle(platform, store, clock).declarations == []
+    learned = load_baselines(store, RULES, forget_stale=False).get("ci-surge")
+    assert learned is not None and learned.mean_hour("payments-db") == pytest.approx(40, abs=0.5)

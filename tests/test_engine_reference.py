@@ -29,9 +29,10 @@ The semantics the reference spells out (and the engine must keep):
   least ``floor`` whose Poisson tail under the expected count is below ``probability`` (while the baseline
   has learned less than ``min_history``, at least the fixed threshold too; before it has learned anything,
   the fixed threshold): every ticket counted in that window is consumed.
-* Baselines: a baseline rule learns every ticket that is not linked or major, meets its ``when`` and has
-  its group fields, whatever happened to it (counted, consumed, joined late, suppressed by a rejection; a
-  rule after the one that declared or linked it learns it too). Before anything else, at each ticket
+* Baselines: a baseline rule learns every ticket that meets its conditions on what a ticket has when it
+  arrives (its ``when`` without the lifecycle fields: state, major, parent, stage...) and has its group
+  fields, whatever happened to it (linked, made major, resolved, counted, consumed, joined late, suppressed
+  by a rejection, taken by an earlier rule), as a warm-up from history does. Before anything else, at each ticket
   ``t``, it folds every hour ``H`` with ``H + 1h <= t - window`` not learned yet: its tickets per group,
   each count winsorised at ``max(floor, 4 x expected)`` (an hour without any is not folded: it is
   learned as empty once a later one is). The learning starts at the first folded hour; learned hours are
@@ -49,7 +50,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from connector.core.ticket import OPEN_STATES, Ticket
-from connector.detection.baseline import WINSOR, poisson_tail
+from connector.detection.baseline import LIFECYCLE, WINSOR, poisson_tail
 from connector.detection.engine import Declaration, Detector, LateLink, MajorIncident, new_parent_id
 from connector.detection.rules import Rule, ordered
 
@@ -307,6 +308,12 @@ class Reference:
     def feed(self, ticket: Ticket) -> list[Declaration | LateLink]:
         now = ticket.opened_at
         self.learn(now)
+        for rule in self.rules:
+            if rule.id in self.baselines and all(_holds(rule, name, ticket) for name in rule.when
+                                                 if name not in LIFECYCLE):
+                group = group_of(ticket, rule.group_by)
+                if group is not None:
+                    self.learned.append((rule.id, group, ticket))
         if ticket.parent is not None or ticket.value("major") != "none":
             mi_id = ticket.parent if ticket.parent is not None else ticket.id
             where = self.surging_ids.get(mi_id)
@@ -329,20 +336,16 @@ class Reference:
                         continue
                     if surging_rule(rule):
                         self.extend(rule, incident, now)
-                    self.learn_ticket(ticket, 0)
                     return [LateLink(ticket, incident.mi_id, rule.id, incident.group, now)]
-        for index, rule in enumerate(self.rules):
+        for rule in self.rules:
             if not all(_holds(rule, name, ticket) for name in rule.when):
                 continue
             group = group_of(ticket, rule.group_by)
-            if group is not None and rule.id in self.baselines:
-                self.learned.append((rule.id, group, ticket))
             until = self.rejected.get((rule.id, group)) if group is not None else None
             if until is not None and now < until:
                 continue
             if rule.surge is None:
                 self.consumed.add(ticket.id)
-                self.learn_ticket(ticket, index + 1)
                 return [self._declare(rule, group or (), [ticket], now)]
             if group is None:
                 continue
@@ -361,17 +364,8 @@ class Reference:
                 limit = rule.surge.threshold if self.threshold is None else self.threshold(rule, group, now)
             if count >= limit:
                 self.consumed.update(t.id for t in members)
-                self.learn_ticket(ticket, index + 1)
                 return [self._declare(rule, group, members, now)]
         return []
-
-    def learn_ticket(self, ticket: Ticket, start: int) -> None:
-        """The baseline rules from position ``start`` on learn ``ticket`` (an earlier rule took it)."""
-        for rule in self.rules[start:]:
-            if rule.id in self.baselines and all(_holds(rule, name, ticket) for name in rule.when):
-                group = group_of(ticket, rule.group_by)
-                if group is not None:
-                    self.learned.append((rule.id, group, ticket))
 
     def _declare(self, rule: Rule, group: Group, tickets: list[Ticket], now: datetime) -> Declaration:
         tickets = sorted(tickets, key=lambda t: (t.opened_at, t.id))

@@ -19,7 +19,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Callable, Iterable, Literal, Sequence
 
 from connector.core.ticket import OPEN_STATES, Ticket
-from connector.detection.baseline import Baselines, RuleBaseline, key_reader
+from connector.detection.baseline import LIFECYCLE, Baselines, RuleBaseline, key_reader
 from connector.detection.rules import FieldsPredicate, Rule, compile_fields_when
 
 Group = tuple[str, ...]
@@ -152,12 +152,16 @@ class _CompiledRule:
     __slots__ = ("rule", "id", "when", "fields", "single", "field", "key_of", "is_surge", "window", "distinct",
                  "late", "threshold", "windows", "queue", "open", "rejected", "surging", "tail", "max", "surge_p",
                  "same", "model", "min_limit", "pending", "folded_to", "next_fold", "index", "hour_end",
-                 "hour_counts")
+                 "hour_counts", "arrival")
 
     def __init__(self, rule: Rule) -> None:
         self.rule = rule
         self.id = rule.id
         self.when = compile_fields_when(rule.when) if rule.when else None
+        arrival = {name: cond for name, cond in rule.when.items() if name not in LIFECYCLE}
+        self.arrival = compile_fields_when(arrival) if arrival else None
+        """The conditions on what a ticket has when it arrives: a baseline learns every ticket that meets them,
+        whether it is still open, linked or made major by the time a cycle replays it (as a warm-up does)."""
         self.fields = tuple(rule.group_by)
         self.single = len(self.fields) == 1
         # the one group field, read inline by the detector (most rules group by one field)
@@ -321,6 +325,8 @@ class Detector:
         ts = opened.timestamp()
         if ts >= self._next_fold:
             self._fold_due(ts)
+        if self._learning:
+            self._learn(values, ts)
         # Linked tickets and any ticket humans or we already put in the major incident lifecycle (including
         # a rejected candidate) are left alone (they still show that a surge goes on).
         if values["parent"] is not None or values["major"] != "none":
@@ -340,8 +346,6 @@ class Detector:
                 if field is None or (v := values[field]) in open_here or (v is not None and type(v) is not str):
                     link = self._late_link(ticket, values, ts)
                     if link is not None:
-                        if self._learning:
-                            self._learn_rest(values, ts, 0)
                         return [link]
                     break
         entry: _Entry | None = None
@@ -364,14 +368,6 @@ class Detector:
                     key = None
                 elif type(key) is not str:
                     key = str(key)
-            if cr.model is not None and key is not None:
-                # a baseline learns every ticket of its rule and group, consumed or not (winsorised per hour)
-                if ts >= cr.hour_end:
-                    hour = int(ts // 3600)
-                    cr.hour_end = (hour + 1) * 3600.0
-                    cr.hour_counts = cr.pending.setdefault(hour, {})
-                counts = cr.hour_counts
-                counts[key] = counts.get(key, 0) + 1
             if key is not None and self._rejected_count and key in cr.rejected:
                 if ts < cr.rejected[key]:
                     continue
@@ -380,8 +376,6 @@ class Detector:
             if not cr.is_surge:
                 if entry is not None:
                     self._kill(entry)
-                if self._learning:
-                    self._learn_rest(values, ts, cr.index + 1)
                 return [self._declare(cr, () if key is None else cr.group(key), [ticket], ts)]
             if key is None:
                 continue
@@ -431,22 +425,33 @@ class Detector:
                 for e in members:
                     self._kill(e)
                 del windows[key]
-                if self._learning:
-                    self._learn_rest(values, ts, cr.index + 1)
                 return [self._declare(cr, cr.group(key), [e[_TICKET] for e in members], ts)]
         return []
 
-    def _learn_rest(self, values: Fields, ts: float, start: int) -> None:
-        """The baseline rules from ``start`` on learn a ticket that an earlier rule declared or linked (each
-        baseline learns every ticket of its rule, whatever happened to it)."""
-        hour = int(ts // 3600)
+    def _learn(self, values: Fields, ts: float) -> None:
+        """Every baseline rule counts the ticket towards its group's hour when it meets the rule's conditions
+        on arrival, whatever happens to it (counted, consumed, linked, suppressed; winsorised per hour)."""
         for cr in self._learning:
-            if cr.index < start or (cr.when is not None and not cr.when(values)):
+            arrival = cr.arrival
+            if arrival is not None and not arrival(values):
                 continue
-            key = cr.key_of(values)
-            if key is not None:
-                counts = cr.pending.setdefault(hour, {})
-                counts[key] = counts.get(key, 0) + 1
+            field = cr.field
+            if field is None:
+                key = cr.key_of(values)
+                if key is None:
+                    continue
+            else:  # cr.key_of inlined
+                key = values[field]
+                if key is None or key == "":
+                    continue
+                if type(key) is not str:
+                    key = str(key)
+            if ts >= cr.hour_end:
+                hour = int(ts // 3600)
+                cr.hour_end = (hour + 1) * 3600.0
+                cr.hour_counts = cr.pending.setdefault(hour, {})
+            counts = cr.hour_counts
+            counts[key] = counts.get(key, 0) + 1
 
     def _late_link(self, ticket: Ticket, values: Fields, ts: float) -> LateLink | None:
         """A late ticket joins an open major incident of the same group (any rule that collects late
