@@ -288,3 +288,27 @@ def test_a_rule_with_a_fixed_threshold_is_unchanged_by_baselines_of_other_rules(
     detector = Detector([fixed, rule()])
     events = [detector.feed(Ticket(id=f"t{i}", service="vpn", opened_at=MONDAY + timedelta(minutes=i))) for i in range(3)]
     assert isinstance(events[2][0], Declaration) and events[2][0].rule == "fixed"
+
+
+def test_a_stray_ticket_decades_before_the_history_does_not_teach_that_the_desk_was_quiet() -> None:
+    # One ticket dated 1970 in an export was learned as 56 years of silence: every group's rate fell to zero,
+    # the baseline counted as learned at once, and a steady busy CI declared 729 times in a backtest.
+    def replay(stream: list[Ticket]) -> list[Declaration]:
+        detector = Detector([rule(window="15m", min_history="1h")])
+        return [e for t in stream for e in detector.feed(t) if isinstance(e, Declaration)]
+
+    steady_days = [Ticket(id=f"b{i}", ci="payments-db", caller=f"c{i}", opened_at=MONDAY + timedelta(minutes=2 * i))
+                   for i in range(3 * 24 * 30)]  # three days at 30 calls an hour
+    stray = Ticket(id="stray", ci="payments-db", caller="x", opened_at=datetime(1970, 1, 1, tzinfo=UTC))
+
+    assert len(replay([stray, *steady_days])) == len(replay(steady_days)) <= 1
+
+
+def test_a_silence_longer_than_the_history_starts_the_learning_again() -> None:
+    model = RuleBaseline(rule())
+    steady(model, MONDAY - timedelta(weeks=2), 2, {"payments-db": 30})
+    assert model.usable
+    model.advance(hour_of(MONDAY) + 4 * HOURS_PER_WEEK)  # four weeks: still a quiet desk
+    assert model.usable and model.start is not None
+    model.fold(hour_of(MONDAY) + 9 * HOURS_PER_WEEK, {"payments-db": 30})  # nothing at all for five more weeks
+    assert model.start == hour_of(MONDAY) + 9 * HOURS_PER_WEEK and not model.usable and model.groups() == {"payments-db"}

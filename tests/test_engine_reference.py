@@ -36,7 +36,8 @@ The semantics the reference spells out (and the engine must keep):
   ``t``, it folds every hour ``H`` with ``H + 1h <= t - window`` not learned yet: its tickets per group,
   each count winsorised at ``max(floor, 4 x expected)`` (an hour without any is not folded: it is
   learned as empty once a later one is). The learning starts at the first folded hour; learned hours are
-  those from there to the boundary.
+  those from there to the boundary. A rule without any ticket for longer than its ``history`` (at least four
+  weeks) forgets everything and starts again at its next ticket.
 """
 
 from __future__ import annotations
@@ -199,7 +200,21 @@ class ReferenceBaseline:
             return 2 * count >= self.rule.surge.threshold  # type: ignore[union-attr]
         return poisson_tail(count, self.expected(group, at)) < probability
 
+    @property
+    def silence(self) -> int:
+        return max(int(self.spec.history.total_seconds() // 3600), 4 * 168)
+
+    def forget_after_silence(self, hour: int) -> bool:
+        """No ticket of the rule for longer than the silence before ``hour``: it all starts again."""
+        if self.learned_to is None or hour - self.learned_to <= self.silence:
+            return False
+        self.folded, self.totals, self.capped = [], {}, []
+        self.start = self.learned_to = None
+        self._memo.clear()
+        return True
+
     def learn(self, hour: int, counts: dict[Group, int]) -> None:
+        self.forget_after_silence(hour)
         if self.start is None:
             self.start = hour
         slot = slot_week(hour)[0]
@@ -289,7 +304,7 @@ class Reference:
             for hour in sorted(hours):
                 if baseline.learned_to is None or hour >= baseline.learned_to:
                     baseline.learn(hour, hours[hour])
-            if baseline.start is not None:
+            if baseline.start is not None and not baseline.forget_after_silence(boundary):
                 baseline.learned_to = max(baseline.learned_to or boundary, boundary)
             baseline.done_to = boundary
 
@@ -660,6 +675,10 @@ def busy_tickets(draw: st.DrawFn) -> list[Ticket]:
     for b, (minute, service, size) in enumerate(bursts):
         out += [Ticket(id=f"s{b}{i:02d}", opened_at=T0 + timedelta(minutes=minute, seconds=50 * i), service=service,
                        ci=CIS[i % 2], category="network", priority=4, state="new") for i in range(size)]
+    if draw(st.booleans()):  # a stray ticket weeks before the rest (an export's 1970): a silence, not a quiet desk
+        days = draw(st.sampled_from([20, 60, 20000]))
+        out.append(Ticket(id="stray", opened_at=T0 - timedelta(days=days), service=SERVICES[0], ci=CIS[0],
+                          category="network", priority=4, state="new"))
     return sorted(out, key=lambda t: (t.opened_at, t.id))
 
 

@@ -59,6 +59,8 @@ FORGET = 1e-6
 """A group whose decayed sums fall below this is dropped (it is as quiet as a group never seen)."""
 PRUNE_EVERY = HOURS_PER_WEEK
 """The fewest hours between passes that forget decayed groups."""
+SILENCE_HOURS = 4 * HOURS_PER_WEEK
+"""The shortest gap without any ticket of a rule that is taken as missing history, not as a quiet desk."""
 
 Key = object
 """A group key as the detector holds it: the value for one-field groups, the tuple of values otherwise."""
@@ -162,6 +164,8 @@ class RuleBaseline:
         """Decay rate per hour: an hour ``n`` hours back weighs ``exp(-n / history)``."""
         self.k_week = HOURS_PER_WEEK / hours
         self.min_hours = max(1, math.ceil(spec.min_history.total_seconds() / 3600.0))
+        self.silence_hours = max(int(hours), SILENCE_HOURS)
+        """A rule that got no ticket at all for longer than this starts learning afresh (see :meth:`advance`)."""
         self.prune_every = max(PRUNE_EVERY, int(hours))
         """Hours between passes that forget decayed groups (a weight takes about 14 x history to decay
         below :data:`FORGET`, so looking more often than once a history finds nothing new)."""
@@ -240,9 +244,10 @@ class RuleBaseline:
     def fold(self, hour: int, counts: Mapping[Key, int]) -> None:
         """Learn one UTC hour: ``counts`` are the groups' tickets opened in it (groups without any are
         absent). Hours before :attr:`learned_to` are already learned and ignored; hours skipped since are
-        learned as hours without tickets."""
+        learned as hours without tickets (unless they are a silence, see :meth:`advance`)."""
         if self.learned_to is not None and hour < self.learned_to:
             return
+        self._restart_after_silence(hour)
         self.begin(hour)
         if (hour - self.base) * self.k_hour > REBASE:
             self._rebase(hour)
@@ -257,12 +262,33 @@ class RuleBaseline:
             self._next_prune = hour + self.prune_every
 
     def advance(self, to_hour: int) -> None:
-        """Every hour before ``to_hour`` is learned (those not folded had no tickets)."""
+        """Every hour before ``to_hour`` is learned (those not folded had no tickets). When the rule got no
+        ticket at all for longer than :attr:`silence_hours` (its ``history``, at least four weeks), that was
+        not a quiet desk but missing history -- a stray ticket dated 1970 in an export, a platform connected
+        long after its first ticket: what was learned before is forgotten and learning starts again at the
+        next ticket, with the fixed threshold until ``min_history`` is learned."""
         if self.start is None:
             return  # nothing learned yet: the learning starts at the first folded hour
+        if self._restart_after_silence(to_hour):
+            return
         if self.learned_to is None or to_hour > self.learned_to:
             self.learned_to = to_hour
             self._changed()
+
+    def _restart_after_silence(self, hour: int) -> bool:
+        """Forget everything when ``hour`` comes after a silence (see :meth:`advance`); True if it did."""
+        if self.learned_to is None or hour - self.learned_to <= self.silence_hours:
+            return False
+        if self.track_changes:
+            self.changed.update(self.groups())  # saved as forgotten
+        self.start = self.learned_to = None
+        self.base = self.base_week = 0
+        self.by_slot = [{} for _ in range(HOURS_PER_WEEK)]
+        self.moments, self.capped = {}, {}
+        self.shape = [0.0] * HOURS_PER_WEEK
+        self._next_prune = None
+        self._changed()
+        return True
 
     def _fold_counts(self, hour: int, counts: Mapping[Key, int]) -> None:
         # the hot loop of learning (once per group and hour with tickets): kept to plain arithmetic
