@@ -341,6 +341,8 @@ def _print_untrusted(report: Any) -> None:
         click.echo(one_line(f"  skipped malformed record {line}"), err=True)
     for line in report.future_records:
         click.echo(one_line(f"  {line}"), err=True)
+    for line in report.state_repairs:
+        click.echo(one_line(f"  {line}"), err=True)
 
 
 @main.command()

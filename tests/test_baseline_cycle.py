@@ -100,6 +100,45 @@ def test_a_dry_run_learns_nothing_into_the_state(env) -> None:
     assert store.baseline_rules() == {}
 
 
+def test_a_dry_run_after_a_rule_edit_keeps_what_the_old_rule_learned(env) -> None:
+    # previewing a rule change is when its fingerprint changes: the dry run used to forget the old baseline
+    clock, platform, store, _ = env
+    history(platform, per_hour=2, weeks=1)
+    cycle(platform, store, clock)
+    before = store.baseline_groups("ci-surge")
+    edited = [r.model_copy(update={"surge": r.surge.model_copy(update={"group_by": ["ci", "service"]})})  # type: ignore[union-attr]
+              if r.id == "ci-surge" else r for r in RULES]
+    clock.advance(minutes=5)
+    run_cycle(platform, store, edited, PROCESS, clock(), planners=(), dry_run=True)
+    assert before and store.baseline_groups("ci-surge") == before and "ci-surge" in store.baseline_rules()
+
+
+@pytest.mark.parametrize("damage", [
+    "UPDATE baseline_groups SET data = '{not json'",
+    "UPDATE baseline_groups SET data = '{\"slots\": {\"999\": 1.0}}'",
+    "UPDATE baseline_groups SET data = '{\"slots\": {\"3\": \"x\"}}'",
+    "UPDATE baseline_groups SET data = '[1, 2]'",
+    "UPDATE baseline_groups SET grp = 'not json'",
+    "UPDATE baseline_rules SET data = 'garbage'",
+    "UPDATE baseline_rules SET data = json_set(data, '$.learned_to', 'abc')",
+    "UPDATE baseline_rules SET data = json_set(data, '$.shape', json('[\"x\"]'))",
+])
+def test_a_damaged_baseline_row_is_reported_and_learned_again_never_a_crash(env, damage: str) -> None:
+    clock, platform, store, _ = env
+    history(platform, per_hour=2, weeks=1)
+    cycle(platform, store, clock)
+    store.db.execute(damage + " WHERE rule = 'ci-surge'")
+    clock.advance(minutes=5)
+
+    report = cycle(platform, store, clock)
+
+    assert any("baseline of rule ci-surge is damaged" in line and "learned again" in line for line in report.state_repairs)
+    assert report.baseline_warm_up > 0
+    assert "ci-surge" in store.baseline_rules() and store.baseline_groups("ci-surge")  # learned again
+    clock.advance(minutes=5)
+    assert cycle(platform, store, clock).state_repairs == []  # and the damage is gone
+
+
 def test_a_gap_longer_than_a_cycles_look_back_is_caught_up_from_history(env) -> None:
     clock, platform, store, _ = env
     history(platform, per_hour=2, weeks=1)

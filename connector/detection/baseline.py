@@ -553,30 +553,48 @@ class RuleBaseline:
             state["capped"] = list(self.capped[key])
         return state
 
-    def load(self, meta: Mapping[str, Any], groups: Iterable[tuple[Key, Mapping[str, Any]]]) -> bool:
-        """Restore state saved by :meth:`meta` and :meth:`group_state`; False (and nothing loaded) when it
-        was learned for a different version of the rule (its group, conditions or time zone changed)."""
-        if meta.get("fingerprint") != self.fingerprint:
-            return False
-        self.start = meta.get("start")
-        self.learned_to = meta.get("learned_to")
-        self.base = int(meta.get("base") or 0)
-        self.base_week = int(meta.get("base_week") or 0)
-        shape = meta.get("shape") or []
+    def load(self, meta: Any, groups: Iterable[tuple[str, Any]]) -> tuple[bool, list[str]]:
+        """Restore state saved by :meth:`meta` and :meth:`group_state` (group keys as :func:`encode_key`
+        text). Returns whether it was loaded -- not when it was learned for a different version of the rule
+        (its group, conditions or time zone changed) or its rule-level state is damaged -- and the keys of
+        the groups whose saved state is damaged: those are left out (they are learned again), never a crash."""
+        if not isinstance(meta, Mapping) or meta.get("fingerprint") != self.fingerprint:
+            return False, []
+        try:
+            start, learned_to = _hour_or_none(meta.get("start")), _hour_or_none(meta.get("learned_to"))
+            base, base_week = int(meta.get("base") or 0), int(meta.get("base_week") or 0)
+            shape = [_finite(value) for value in meta.get("shape") or []]
+            if (start is None) != (learned_to is None) or (learned_to is not None and start is not None
+                                                           and learned_to < start):
+                raise ValueError("inconsistent learning span")
+        except (TypeError, ValueError, AttributeError):
+            return False, []
+        self.start, self.learned_to, self.base, self.base_week = start, learned_to, base, base_week
         if len(shape) == HOURS_PER_WEEK:
-            self.shape = [float(value) for value in shape]
-        for key, state in groups:
-            for slot, value in (state.get("slots") or {}).items():
-                self.by_slot[int(slot)][key] = float(value)
-            if state.get("moments"):
-                self.moments[key] = [float(v) for v in state["moments"]]
-            if state.get("capped"):
-                self.capped[key] = (int(state["capped"][0]), int(state["capped"][1]))
+            self.shape = shape
+        damaged: list[str] = []
+        for text, state in groups:
+            try:
+                key = decode_key(text)
+                slots = {int(slot): _finite(value) for slot, value in (state.get("slots") or {}).items()}
+                if not slots or any(not 0 <= slot < HOURS_PER_WEEK for slot in slots):
+                    raise ValueError("no slot, or a slot outside the week")
+                moments = [_finite(v) for v in state["moments"]] if state.get("moments") else None
+                capped = (int(state["capped"][0]), int(state["capped"][1])) if state.get("capped") else None
+            except (TypeError, ValueError, AttributeError, KeyError, IndexError):
+                damaged.append(text)
+                continue
+            for slot, value in slots.items():
+                self.by_slot[slot][key] = value
+            if moments is not None:
+                self.moments[key] = moments
+            if capped is not None:
+                self.capped[key] = capped
         if self.start is not None:
             self._next_prune = (self.learned_to or self.start) + self.prune_every
         self.changed.clear()
         self._changed()
-        return True
+        return True, damaged
 
     def slots(self) -> int:
         """Hour-of-week slots held (the memory bound is groups x 168)."""
@@ -600,9 +618,26 @@ def encode_key(key: Key) -> str:
 
 
 def decode_key(text: str) -> Key:
-    """The inverse of :func:`encode_key`."""
+    """The inverse of :func:`encode_key` (ValueError for text it did not write)."""
     values = json.loads(text)
+    if not isinstance(values, list) or not values or not all(isinstance(v, str) for v in values):
+        raise ValueError(f"not a group key: {text!r}")
     return values[0] if len(values) == 1 else tuple(values)
+
+
+def _hour_or_none(value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"not an hour: {value!r}")
+    return value
+
+
+def _finite(value: Any) -> float:
+    number = float(value)
+    if not math.isfinite(number) or number < 0:
+        raise ValueError(f"not a count: {value!r}")
+    return number
 
 
 class Baselines:

@@ -15,7 +15,7 @@ from typing import Any, Callable, Iterator, Protocol, Sequence, runtime_checkabl
 
 from connector.core.mapping import MappingError
 from connector.core.ticket import Ticket
-from connector.detection.baseline import LIFECYCLE, Baselines, decode_key, encode_key, learn_tickets
+from connector.detection.baseline import LIFECYCLE, Baselines, RuleBaseline, encode_key, learn_tickets
 from connector.detection.rules import Rule
 from connector.job.store import StateStore
 from connector.platforms.base import Platform
@@ -47,19 +47,32 @@ def baseline_fields(rules: Sequence[Rule]) -> list[str]:
     return wanted
 
 
-def load_baselines(store: StateStore, rules: Sequence[Rule], forget_stale: bool = True) -> Baselines:
-    """The baselines of ``rules`` as the state store keeps them (a rule whose baseline was learned for
-    another version of it starts afresh; with ``forget_stale`` the store forgets the old one)."""
+def load_baselines(store: StateStore, rules: Sequence[Rule], forget_stale: bool = True,
+                   damaged: list[str] | None = None) -> Baselines:
+    """The baselines of ``rules`` as the state store keeps them. A rule whose baseline was learned for another
+    version of it, or whose saved state is damaged in any row, starts afresh (the cycle's warm-up learns it
+    again from history); with ``forget_stale`` the store forgets the old rows. What was damaged is said in
+    ``damaged``."""
     baselines = Baselines(rules)
     if not baselines:
         return baselines
     kept = store.baseline_rules()
-    for rule_id, model in baselines.rules.items():
-        meta = kept.get(rule_id)
-        if meta is None:
+    by_id = {rule.id: rule for rule in rules}
+    for rule_id, model in list(baselines.rules.items()):
+        if rule_id not in kept:
             continue
-        groups = ((decode_key(text), state) for text, state in store.baseline_groups(rule_id))
-        if not model.load(meta, groups) and forget_stale:
+        meta = kept[rule_id]
+        loaded, bad_groups = model.load(meta, store.baseline_groups(rule_id))
+        ours = meta is None or (isinstance(meta, dict) and meta.get("fingerprint") == model.fingerprint)
+        if loaded and not bad_groups:
+            continue
+        if ours and damaged is not None:
+            where = f"{len(bad_groups)} group row(s), first {bad_groups[0][:60]!r}" if bad_groups else "its rule row"
+            damaged.append(f"state: the baseline of rule {rule_id} is damaged ({where}): forgotten, learned again "
+                           "from history")
+        if bad_groups:
+            baselines.rules[rule_id] = RuleBaseline(by_id[rule_id])
+        if forget_stale:
             store.clear_baseline(rule_id)
     for model in baselines.rules.values():
         model.track_changes = True
@@ -139,10 +152,12 @@ def warm_up(platform: Platform, baselines: Baselines, rules: Sequence[Rule], now
 
 
 def prepare_baselines(platform: Platform, store: StateStore, rules: Sequence[Rule], now: datetime,
-                      horizon: timedelta, progress: Callable[[int], None] | None = None) -> tuple[Baselines, WarmUp]:
+                      horizon: timedelta, progress: Callable[[int], None] | None = None,
+                      keep: bool = False, damaged: list[str] | None = None) -> tuple[Baselines, WarmUp]:
     """The cycle's baselines: loaded from the store, warmed up or caught up from the platform where needed
-    (up to ``now - horizon``, where the cycle's own replay starts)."""
-    baselines = load_baselines(store, rules)
+    (up to ``now - horizon``, where the cycle's own replay starts). ``keep`` (a dry run) leaves the store as
+    it is: a baseline learned for another version of a rule, or damaged, is not forgotten there."""
+    baselines = load_baselines(store, rules, forget_stale=not keep, damaged=damaged)
     if not baselines:
         return baselines, WarmUp()
     return baselines, warm_up(platform, baselines, rules, now, now - horizon, progress=progress)

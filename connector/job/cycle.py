@@ -60,6 +60,8 @@ class CycleReport:
     dry_run: bool = False
     tickets_read: int = 0
     skipped_records: list[str] = field(default_factory=list)
+    state_repairs: list[str] = field(default_factory=list)
+    """Damage found in the state and repaired (a damaged baseline forgotten and learned again)."""
     declarations: list[dict[str, Any]] = field(default_factory=list)
     late_links: int = 0
     planned: list[dict[str, Any]] = field(default_factory=list)
@@ -86,7 +88,8 @@ class CycleReport:
                 "actions": len(self.planned), "results": self.results, "requests": self.requests,
                 "duration_s": round(self.duration_s, 3), "dry_run": self.dry_run, "rebuilt": self.rebuilt,
                 "future_records": len(self.future_records),
-                **({"baseline_warm_up": self.baseline_warm_up} if self.baseline_warm_up else {})}
+                **({"baseline_warm_up": self.baseline_warm_up} if self.baseline_warm_up else {}),
+                **({"state_repairs": len(self.state_repairs)} if self.state_repairs else {})}
 
 
 def _to_tickets(platform: Platform, raws: Sequence[dict[str, Any]], report: CycleReport) -> list[Ticket]:
@@ -193,7 +196,8 @@ def run_cycle(platform: Platform, store: StateStore, rules: Sequence[Rule], proc
     for t in tickets:
         window[t.id] = t
     known = [r.to_engine() for r in registry]
-    baselines, warmed = prepare_baselines(platform, store, rules, now, horizon, warm_up_progress)
+    baselines, warmed = prepare_baselines(platform, store, rules, now, horizon, warm_up_progress, keep=dry_run,
+                                          damaged=report.state_repairs)
     report.baseline_warm_up = warmed.tickets
     decisions = decide(window.values(), known, rules, now, baselines=baselines)
     report.declarations = [{"parent": d.mi_id, "parent_key": d.parent.key if d.parent else None, "rule": d.rule,

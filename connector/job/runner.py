@@ -157,6 +157,8 @@ def run_loop(job: Job, interval: timedelta, stop: StopFlag, planners: Sequence[P
                 log.warning("action failed", extra={"fields": {"detail": failure}})
             for skipped in report.skipped_records:
                 log.warning("malformed record skipped", extra={"fields": {"detail": skipped}})
+            for repair in report.state_repairs:
+                log.warning("state repaired", extra={"fields": {"detail": repair}})
             for future in report.future_records:
                 log.warning("record dated in the future", extra={"fields": {"detail": future}})
             if metrics is not None:

@@ -73,6 +73,13 @@ def _iso(value: datetime) -> str:
     return value.astimezone(timezone.utc).isoformat()
 
 
+def _json_or_none(text: Any) -> Any:
+    try:
+        return json.loads(text)
+    except (TypeError, ValueError):
+        return None
+
+
 def _dt(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
 
@@ -356,16 +363,18 @@ class StateStore:
 
     # -- detection baselines ------------------------------------------------------------------------
 
-    def baseline_rules(self) -> dict[str, dict[str, Any]]:
-        """Each rule's baseline state (learning span, hour-of-week shape), by rule id."""
+    def baseline_rules(self) -> dict[str, Any]:
+        """Each rule's baseline state (learning span, hour-of-week shape), by rule id (None for a row that is
+        not JSON: a damaged state is learned again, never a crash)."""
         rows = self.db.execute("SELECT rule, data FROM baseline_rules WHERE platform = ?", (self.platform,)).fetchall()
-        return {r[0]: json.loads(r[1]) for r in rows}
+        return {r[0]: _json_or_none(r[1]) for r in rows}
 
     def baseline_groups(self, rule: str) -> list[tuple[str, Any]]:
-        """Every group's baseline of ``rule``: ``(group as JSON text, state)``."""
+        """Every group's baseline of ``rule``: ``(group as JSON text, state)`` (state None for a row that is
+        not JSON)."""
         rows = self.db.execute("SELECT grp, data FROM baseline_groups WHERE platform = ? AND rule = ?",
                                (self.platform, rule)).fetchall()
-        return [(r[0], json.loads(r[1])) for r in rows]
+        return [(r[0], _json_or_none(r[1])) for r in rows]
 
     def save_baseline(self, rule: str, meta: dict[str, Any], groups: dict[str, Any]) -> None:
         """Store ``rule``'s baseline state and the groups that changed (a group whose state is None is
