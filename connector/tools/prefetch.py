@@ -2,10 +2,11 @@
 
 ``mim backtest`` spends its first quarter second importing pydantic and building the mapping and rule models;
 unzipping and un-gzipping a large export take about as long, and zlib releases the interpreter lock while it
-works. :func:`start` begins that read on a thread before the imports; :func:`take` hands the bytes to the
-history reader (:func:`connector.tools.history.open_text`). The read is best effort: any problem (a missing
-file, a damaged archive) leaves nothing behind, and the reader then opens the file itself and reports the
-problem as it always does. Only the standard library is imported here, so starting costs nothing.
+works. :func:`start` begins that read on a thread before the imports, for the CSV and JSON exports that the
+reader reads whole anyway; :func:`take` hands the bytes to the history reader
+(:func:`connector.tools.history.open_text`). The read is best effort: any problem (a missing file, a damaged
+archive) leaves nothing behind, and the reader then opens the file itself and reports the problem as it always
+does. Only the standard library is imported here, so starting costs nothing.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import zipfile
 from pathlib import Path
 
 _LARGEST = 1 << 30
-"""Bigger files (uncompressed, where the archive says) are streamed by the reader instead of held twice."""
+"""Bigger members (uncompressed) are left to the reader."""
 
 
 class _Read:
@@ -31,17 +32,24 @@ class _Read:
             if suffix == ".zip":
                 with zipfile.ZipFile(self.path) as archive:
                     name = data_member(archive.namelist())
-                    if name is not None and archive.getinfo(name).file_size <= _LARGEST:
+                    if name is not None and _read_whole(name) and archive.getinfo(name).file_size <= _LARGEST:
                         self.data = (archive.read(name), name)
-            elif suffix == ".gz":
-                if self.path.stat().st_size <= _LARGEST // 8:
-                    with gzip.open(self.path) as raw:
-                        self.data = (raw.read(), self.path.stem)
+            elif suffix == ".gz" and _read_whole(self.path.stem):
+                with gzip.open(self.path) as raw:
+                    data = raw.read(_LARGEST + 1)
+                if len(data) <= _LARGEST:
+                    self.data = (data, self.path.stem)
         except Exception:  # best effort: the reader opens the file itself and says what is wrong
             self.data = None
 
 
 _pending: dict[Path, _Read] = {}
+
+
+def _read_whole(inner: str) -> bool:
+    """Whether the reader reads this member whole anyway (CSV and JSON exports; JSONL is streamed line by line,
+    and reading it ahead would hold what the reader never holds: a compressed file of blank lines, for one)."""
+    return inner.rsplit(".", 1)[-1].lower() in ("csv", "json")
 
 
 def data_member(names: list[str]) -> str | None:
