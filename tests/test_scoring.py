@@ -48,6 +48,18 @@ def test_a_label_with_ten_tickets_within_an_hour_is_a_storm_and_a_slow_one_is_no
                                          parse_storm("8/60m"))] == ["fast", "slow"]
 
 
+def test_the_parent_is_no_child_of_its_own_storm() -> None:
+    # a ServiceNow export holds the parent incident too, labelled with itself: a parent and nine children are
+    # not "a parent with ten of its children"
+    labels, times = storm("child", 0, size=9)
+    labels = {key: "INC1" for key in labels} | {"INC1": "INC1"}
+    times = times | {"INC1": at(-1)}
+    assert find_storms(labels, times, StormSpec()) == []
+    labels["child-9"], times["child-9"] = "INC1", at(30)
+    [found] = find_storms(labels, times, StormSpec())
+    assert "INC1" not in [ticket_id for _, ticket_id in found.tickets]
+
+
 def test_recall_purity_delay_and_declarations_per_month() -> None:
     a_labels, a_times = storm("A", 0)
     b_labels, b_times = storm("B", 600)

@@ -4,8 +4,9 @@ The links agents made are the labels: canonical ``parent`` in JSONL, ``parent_in
 export, issue links in a Jira export (through the mappings), or any other field or export column
 (``--label``). While scoring, they are labels only: the replay runs as if no ticket had been linked.
 
-* A **labelled storm** is a label with at least ``size`` tickets (10) opened within ``within`` (60
-  minutes): ``--storm 10/60m``. It starts with the first such window.
+* A **labelled storm** is a label (a parent) with at least ``size`` of its children (10) opened within
+  ``within`` (60 minutes): ``--storm 10/60m``. It starts with the first such window. The parent itself, when
+  the history holds it, is no child of its own storm (it still counts for purity).
 * A storm is **caught** when one declared major incident holds at least ``caught`` (5) of its tickets; the
   **delay** runs from the storm's 5th ticket (in its first storm window) to that major incident's
   declaration (the earliest one, when several hold 5).
@@ -135,11 +136,12 @@ def _p90(values: Sequence[float]) -> float | None:
 
 
 def find_storms(labels: Mapping[str, str], opened: Mapping[str, datetime], spec: StormSpec) -> list[Storm]:
-    """Every label with at least ``spec.size`` tickets within ``spec.within``, by start time."""
+    """Every label with at least ``spec.size`` children within ``spec.within``, by start time (the ticket the
+    label names, the parent, is not one of its children)."""
     by_label: dict[str, list[tuple[datetime, str]]] = {}
     for ticket_id, label in labels.items():
         at = opened.get(ticket_id)
-        if at is not None:
+        if at is not None and ticket_id != label:
             by_label.setdefault(label, []).append((at, ticket_id))
     storms = []
     for label, tickets in by_label.items():
