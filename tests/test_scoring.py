@@ -196,6 +196,18 @@ def test_parse_sweep_and_variants() -> None:
         parse_sweep("surge.threshold")
 
 
+@pytest.mark.parametrize("values", ["'5", "*a", "[1,2]", "{a: 1}"])
+def test_a_sweep_value_that_is_not_one_value_is_a_clean_error(tmp_path: Path, values: str) -> None:
+    path = tmp_path / "history.jsonl"
+    path.write_text(json.dumps({"id": "t1", "opened_at": at(0).isoformat(), "ci": "db1"}) + "\n", encoding="utf-8")
+
+    result = backtest("--tickets", str(path), "--rules", str(rules_dir(tmp_path)),
+                      "--sweep", f"ci-surge:surge.threshold={values}")
+
+    assert result.exit_code == 2 and isinstance(result.exception, SystemExit), result.output
+    assert "invalid sweep" in result.stderr and "Traceback" not in result.output
+
+
 def test_labels_from_a_servicenow_export_come_from_each_tickets_last_version(tmp_path: Path) -> None:
     header = "number,sys_mod_count,opened_at,cmdb_ci,parent_incident,incident_state"
     rows = []

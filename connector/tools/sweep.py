@@ -48,8 +48,20 @@ def parse_sweep(text: str) -> SweepSpec:
     parts = tuple(p for p in path.split(".") if p)
     if not parts:
         raise ValueError(f"invalid sweep {text!r}: no parameter named")
-    values = tuple(yaml.safe_load(v.strip()) if v.strip() else None for v in raw_values.split(","))
+    values = tuple(_value(text, v.strip()) if v.strip() else None for v in raw_values.split(","))
     return SweepSpec(rule or None, parts, values)
+
+
+def _value(text: str, raw: str) -> Any:
+    """One swept value: a YAML scalar (a number, a duration, true/false, text)."""
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError:
+        raise ValueError(f"invalid sweep {text!r}: {raw!r} is not a value (quote text with a colon, a quote or "
+                         "a leading * or &)") from None
+    if isinstance(value, (dict, list)):
+        raise ValueError(f"invalid sweep {text!r}: {raw!r} is not a single value")
+    return value
 
 
 def _set(data: dict[str, Any], path: Sequence[str], value: Any) -> None:
