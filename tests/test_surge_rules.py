@@ -43,6 +43,12 @@ SURGE = "    surge: {group_by: [ci], window: 15m, threshold: 3"
                  "    late_children: {while: surge}\n", 3, "id: r", "'while: surge' needs a surge",
                  id="while-without-surge"),
     pytest.param(SURGE + "}\n    late_children: 4\n", 5, "4", "needs a unit", id="short-form-without-unit"),
+    pytest.param(SURGE + "}\n    late_children: {while: surge, tail: 2h, max: 30m}\n", 5, "{while",
+                 "max (30m) is shorter than tail (2h)", id="max-shorter-than-tail"),
+    pytest.param(SURGE + "}\n    late_children: {while: surge, max: 0s}\n", 5, "{while",
+                 "max must be longer than 0s", id="max-zero"),
+    pytest.param(SURGE + ", baseline: {floor: 100000000000000000000}}\n", 4, "1000", "less than or equal to 100000",
+                 id="floor-beyond-any-count"),
 ])
 def test_a_mistake_in_the_new_rule_syntax_is_located(tmp_path: Path, body: str, line: int, at: str,
                                                      fragment: str) -> None:

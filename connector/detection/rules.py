@@ -25,7 +25,7 @@ from typing import Any, Callable, ClassVar, Literal
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from connector.core.durations import Duration
+from connector.core.durations import Duration, format_duration
 from connector.core.mapping import Mapping
 from connector.core.ticket import (
     CANONICAL_FIELDS,
@@ -198,7 +198,7 @@ class BaselineSpec(Strict):
     normally gets at that hour of the week."""
 
     probability: float = Field(default=1e-4, gt=0, lt=1)
-    floor: int | None = Field(default=None, ge=1)
+    floor: int | None = Field(default=None, ge=1, le=MAX_THRESHOLD)
     """The smallest count that may fire (default: the surge's threshold)."""
     model: Literal["poisson", "negative_binomial"] = "poisson"
     seasonality: Literal["hour_of_week", "none"] = "hour_of_week"
@@ -324,6 +324,15 @@ class LateChildren(Strict):
                 raise ValueError(f"{', '.join(extra)} only apply to 'while: surge'")
             if self.for_ < timedelta(0):
                 raise ValueError("late_children must not be negative")
+        else:
+            if self.tail_period < timedelta(0):
+                raise ValueError("tail must not be negative")
+            if self.max_period <= timedelta(0):
+                raise ValueError("max must be longer than 0s: nothing would ever join")
+            if self.max_period < self.tail_period:
+                raise ValueError(f"max ({format_duration(self.max_period)}) is shorter than tail "
+                                 f"({format_duration(self.tail_period)}): the tail could "
+                                 "never be used; make max at least as long")
         return self
 
     @property
