@@ -19,6 +19,7 @@ from connector.detection.rules import load_rules
 from connector.job.baselines import load_baselines
 from connector.job.cycle import run_cycle
 from connector.job.store import StateStore
+from connector.platforms.errors import PlatformError
 from connector.process.processfile import ProcessFile
 from connector.tools.baselines import relearn
 from tests.fakes import Clock, FakePlatform
@@ -162,6 +163,23 @@ def test_mim_baseline_learn_forgets_and_learns_again(env) -> None:
     assert store.baseline_rules()["ci-surge"]["start"] == int((clock() - timedelta(weeks=1)).timestamp() // 3600)
     with pytest.raises(ValueError, match="no surge rule with a baseline named p1-critical"):
         relearn(platform, store, RULES, clock(), timedelta(weeks=1), ["p1-critical"])
+
+
+def test_a_relearn_that_fails_reading_history_keeps_what_was_learned(env) -> None:
+    clock, platform, store, _ = env
+    history(platform, per_hour=3, weeks=2)
+    cycle(platform, store, clock)
+    before = (store.baseline_rules(), sorted(store.baseline_groups("ci-surge")))
+    readable = platform.fetch_history
+
+    def failing(since, fields):
+        yield from list(readable(since, fields))[:100]
+        raise PlatformError("connection reset by peer")
+
+    platform.fetch_history = failing  # type: ignore[method-assign]
+    with pytest.raises(PlatformError):
+        relearn(platform, store, RULES, clock(), timedelta(weeks=4))
+    assert (store.baseline_rules(), sorted(store.baseline_groups("ci-surge"))) == before
 
 
 def test_explain_shows_observed_against_expected_and_the_probability(env, monkeypatch: pytest.MonkeyPatch) -> None:

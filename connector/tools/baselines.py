@@ -10,7 +10,7 @@ from typing import Any, Callable, Sequence
 from connector.detection.baseline import HOURS_PER_WEEK, Baselines, RuleBaseline
 from connector.detection.engine import window_horizon
 from connector.detection.rules import Rule
-from connector.job.baselines import WarmUp, load_baselines, save_baselines, warm_up
+from connector.job.baselines import WarmUp, save_baselines, warm_up
 from connector.job.cycle import HORIZON_MARGIN
 from connector.job.store import StateStore
 from connector.platforms.base import Platform
@@ -20,19 +20,21 @@ DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 
 def relearn(platform: Platform, store: StateStore, rules: Sequence[Rule], now: datetime, weeks: timedelta,
             only: Sequence[str] = (), progress: Callable[[int], None] | None = None) -> WarmUp:
-    """Forget what the baselines of ``rules`` (or of the rule ids in ``only``) learned and learn them again from
-    ``weeks`` of the platform's history, up to where the next cycle's replay starts; saved in ``store``."""
+    """Learn the baselines of ``rules`` (or of the rule ids in ``only``) again from ``weeks`` of the platform's
+    history, up to where the next cycle's replay starts, and replace what they had learned in ``store`` with
+    it. The old baselines stay until the new ones are learned: a read that fails leaves them as they were."""
     chosen = [r for r in rules if r.surge is not None and r.surge.baseline is not None and (not only or r.id in only)]
     unknown = sorted(set(only) - {r.id for r in chosen})
     if unknown:
         raise ValueError(f"no surge rule with a baseline named {', '.join(unknown)}")
-    with store.transaction():
-        for rule in chosen:
-            store.clear_baseline(rule.id)
-    baselines = load_baselines(store, chosen)
+    baselines = Baselines(chosen)
+    for model in baselines.rules.values():
+        model.track_changes = True  # every group learned is saved
     until = now - (window_horizon(rules) + HORIZON_MARGIN)
     result = warm_up(platform, baselines, chosen, now, until, weeks, progress, force=True)
     with store.transaction():
+        for rule in chosen:
+            store.clear_baseline(rule.id)
         save_baselines(store, baselines)
     return result
 
