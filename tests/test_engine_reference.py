@@ -483,9 +483,10 @@ def late_children(draw: st.DrawFn, surge: bool) -> Any:
     """A fixed period, or (surge rules) ``while: surge`` with a tail, a cap, a level and ``same`` fields."""
     if not surge or draw(st.booleans()):
         return f"{draw(st.integers(0, 30))}m"
-    spec: dict[str, Any] = {"while": "surge", "tail": f"{draw(st.integers(0, 30))}m"}
-    if draw(st.booleans()):
-        spec["max"] = f"{draw(st.integers(1, 120))}m"
+    tail = draw(st.integers(0, 30))
+    spec: dict[str, Any] = {"while": "surge", "tail": f"{tail}m"}
+    if draw(st.booleans()):  # a cap, never shorter than the tail (that is refused)
+        spec["max"] = f"{tail + draw(st.integers(1, 90))}m"
     if draw(st.booleans()):
         spec["probability"] = draw(st.sampled_from([0.5, 0.05, 0.001]))
     if draw(st.booleans()):
@@ -643,8 +644,8 @@ def learning_rules(draw: st.DrawFn) -> list[Rule]:
                                    "min_history": draw(st.sampled_from(["1h", "2h"])),
                                    "seasonality": draw(st.sampled_from(["hour_of_week", "hour_of_week", "none"])),
                                    "floor": draw(st.integers(1, 3))}},
-            "late_children": {"while": "surge", "tail": f"{draw(st.integers(0, 20))}m",
-                              "max": f"{draw(st.integers(5, 90))}m",
+            "late_children": {"while": "surge", "tail": f"{(tail := draw(st.integers(0, 20)))}m",
+                              "max": f"{tail + draw(st.integers(1, 70))}m",
                               "probability": draw(st.sampled_from([0.5, 0.2, 0.05])),
                               **({"same": ["category"]} if draw(st.booleans()) else {})},
         }

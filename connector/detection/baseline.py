@@ -362,17 +362,18 @@ class RuleBaseline:
         learned); returns how many."""
         if self.learned_to is None:
             return 0
-        before = self.groups()
+        touched: set[Key] = set()
         for slot, sums in enumerate(self.by_slot):
             decay = math.exp(-(self._weeks_seen(slot)[1] - self.base_week) * self.k_week)
             for key in [key for key, value in sums.items() if value * decay < FORGET]:
                 del sums[key]
-        doomed = before - self.groups()
+                touched.add(key)
+        doomed = touched - self.groups() if touched else set()
         for key in doomed:
             self.moments.pop(key, None)
             self.capped.pop(key, None)
         if self.track_changes:
-            self.changed.update(before)  # a group that lost a slot is saved without it
+            self.changed.update(touched)  # a group that lost a slot is saved without it (the others are as they were)
         return len(doomed)
 
     def groups(self) -> set[Key]:
