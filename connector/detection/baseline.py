@@ -241,13 +241,15 @@ class RuleBaseline:
             self._next_prune = hour + self.prune_every
             self._changed()
 
-    def fold(self, hour: int, counts: Mapping[Key, int]) -> None:
+    def fold(self, hour: int, counts: Mapping[Key, int], observed: bool = False) -> None:
         """Learn one UTC hour: ``counts`` are the groups' tickets opened in it (groups without any are
         absent). Hours before :attr:`learned_to` are already learned and ignored; hours skipped since are
-        learned as hours without tickets (unless they are a silence, see :meth:`advance`)."""
+        learned as hours without tickets (unless they are a silence in a replayed stream, see :meth:`advance`;
+        ``observed``: the platform's own history was read over them)."""
         if self.learned_to is not None and hour < self.learned_to:
             return
-        self._restart_after_silence(hour)
+        if not observed:
+            self._restart_after_silence(hour)
         self.begin(hour)
         if (hour - self.base) * self.k_hour > REBASE:
             self._rebase(hour)
@@ -261,15 +263,16 @@ class RuleBaseline:
             self.prune()
             self._next_prune = hour + self.prune_every
 
-    def advance(self, to_hour: int) -> None:
-        """Every hour before ``to_hour`` is learned (those not folded had no tickets). When the rule got no
-        ticket at all for longer than :attr:`silence_hours` (its ``history``, at least four weeks), that was
-        not a quiet desk but missing history -- a stray ticket dated 1970 in an export, a platform connected
-        long after its first ticket: what was learned before is forgotten and learning starts again at the
-        next ticket, with the fixed threshold until ``min_history`` is learned."""
+    def advance(self, to_hour: int, observed: bool = False) -> None:
+        """Every hour before ``to_hour`` is learned (those not folded had no tickets). In a replayed stream
+        (the engine's, a history file's), a rule that got no ticket at all for longer than
+        :attr:`silence_hours` (its ``history``, at least four weeks) was not a quiet desk but a hole in the
+        history -- a stray ticket dated 1970 in an export: what was learned before is forgotten and learning
+        starts again at the next ticket, with the fixed threshold until ``min_history`` is learned. A span of
+        the platform's own history read by a warm-up (``observed``) was truly quiet and is learned as such."""
         if self.start is None:
             return  # nothing learned yet: the learning starts at the first folded hour
-        if self._restart_after_silence(to_hour):
+        if not observed and self._restart_after_silence(to_hour):
             return
         if self.learned_to is None or to_hour > self.learned_to:
             self.learned_to = to_hour
@@ -702,14 +705,16 @@ left out when baselines learn from history."""
 
 
 def learn_tickets(baselines: Baselines, rules: Sequence[Rule], tickets: Iterable[Ticket],
-                  until: datetime | None = None, since: datetime | None = None) -> int:
+                  until: datetime | None = None, since: datetime | None = None, observed: bool = False) -> int:
     """Teach ``baselines`` from history (a first sync's warm-up, ``mim baseline learn``, the weeks before a
     backtest's ``--from``): for each rule with a baseline, every ticket opened before ``until`` that meets
     the rule's conditions on fields a ticket has when it arrives (conditions on its lifecycle -- state,
     major incident flag, parent, stage... -- are left out: history shows tickets as they are now) counts
     towards its group's hour. Hours are folded in order; returns how many tickets were read. ``since`` is
     where the history read starts: a baseline learning for the first time starts there (the hours before
-    the first ticket were quiet, and that is learned too)."""
+    the first ticket were quiet, and that is learned too). ``observed``: the tickets are the platform's
+    own history over the whole span (a warm-up), so a long silence in it was truly quiet (see
+    :meth:`RuleBaseline.advance`)."""
     plans: list[tuple[RuleBaseline, Callable[[dict[str, Any]], bool] | None, Callable[[dict[str, object]], Key | None],
                       dict[int, dict[Key, int]]]] = []
     for rule in rules:
@@ -741,9 +746,9 @@ def learn_tickets(baselines: Baselines, rules: Sequence[Rule], tickets: Iterable
         if since is not None:
             model.begin(utc_hour(since))
         for hour in sorted(hours):
-            model.fold(hour, hours[hour])
+            model.fold(hour, hours[hour], observed)
         if end is not None:
-            model.advance(end)
+            model.advance(end, observed)
     return read
 
 

@@ -147,7 +147,7 @@ def warm_up(platform: Platform, baselines: Baselines, rules: Sequence[Rule], now
     subset = Baselines([])
     subset.rules = {rule_id: baselines.rules[rule_id] for rule_id in due}
     tickets = history_tickets(platform, since, baseline_fields(chosen), result.skipped, progress)
-    result.tickets = learn_tickets(subset, chosen, tickets, until, since)
+    result.tickets = learn_tickets(subset, chosen, tickets, until, since, observed=True)
     return result
 
 

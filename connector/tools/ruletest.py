@@ -120,7 +120,7 @@ def _actual(case: Case, rules: list[Rule]) -> list[dict[str, Any]]:
     if case.history is not None and baselines:
         start = min((t.opened_at for t in tickets), default=case.now).replace(minute=0, second=0, microsecond=0)
         since = start - timedelta(weeks=case.history.weeks)
-        learn_tickets(baselines, rules, _history_tickets(case, case.history, since, start), start, since)
+        learn_tickets(baselines, rules, _history_tickets(case, case.history, since, start), start, since, observed=True)
     decisions = decide(tickets, known, rules, case.now, baselines=baselines)
     found: dict[str, dict[str, Any]] = {}
     for d in decisions.declarations:
