@@ -325,8 +325,30 @@ class Detector:
         ts = opened.timestamp()
         if ts >= self._next_fold:
             self._fold_due(ts)
-        if self._learning:
-            self._learn(values, ts)
+        # every baseline counts the ticket when it meets its rule's conditions on arrival, whatever happens to it
+        # (counted, consumed, linked, suppressed, resolved by the time a cycle replays it); capped when its hour
+        # is learned. Inlined: this runs for every ticket.
+        for cr in self._learning:
+            arrival = cr.arrival
+            if arrival is not None and not arrival(values):
+                continue
+            field = cr.field
+            if field is None:
+                key = cr.key_of(values)
+                if key is None:
+                    continue
+            else:
+                key = values[field]
+                if key is None or key == "":
+                    continue
+                if type(key) is not str:
+                    key = str(key)
+            if ts >= cr.hour_end:
+                hour = int(ts // 3600)
+                cr.hour_end = (hour + 1) * 3600.0
+                cr.hour_counts = cr.pending.setdefault(hour, {})
+            counts = cr.hour_counts
+            counts[key] = counts.get(key, 0) + 1
         # Linked tickets and any ticket humans or we already put in the major incident lifecycle (including
         # a rejected candidate) are left alone (they still show that a surge goes on).
         if values["parent"] is not None or values["major"] != "none":
@@ -427,31 +449,6 @@ class Detector:
                 del windows[key]
                 return [self._declare(cr, cr.group(key), [e[_TICKET] for e in members], ts)]
         return []
-
-    def _learn(self, values: Fields, ts: float) -> None:
-        """Every baseline rule counts the ticket towards its group's hour when it meets the rule's conditions
-        on arrival, whatever happens to it (counted, consumed, linked, suppressed; winsorised per hour)."""
-        for cr in self._learning:
-            arrival = cr.arrival
-            if arrival is not None and not arrival(values):
-                continue
-            field = cr.field
-            if field is None:
-                key = cr.key_of(values)
-                if key is None:
-                    continue
-            else:  # cr.key_of inlined
-                key = values[field]
-                if key is None or key == "":
-                    continue
-                if type(key) is not str:
-                    key = str(key)
-            if ts >= cr.hour_end:
-                hour = int(ts // 3600)
-                cr.hour_end = (hour + 1) * 3600.0
-                cr.hour_counts = cr.pending.setdefault(hour, {})
-            counts = cr.hour_counts
-            counts[key] = counts.get(key, 0) + 1
 
     def _late_link(self, ticket: Ticket, values: Fields, ts: float) -> LateLink | None:
         """A late ticket joins an open major incident of the same group (any rule that collects late
