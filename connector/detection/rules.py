@@ -17,7 +17,7 @@ operators: ``eq ne in not_in lt lte gt gte exists contains matches``.
 
 from __future__ import annotations
 
-import re
+import regex
 from datetime import timedelta
 from enum import Enum
 from pathlib import Path
@@ -45,7 +45,6 @@ from connector.core.yamlfile import (
     problems,
     validate,
 )
-from connector.detection.regexes import exponential_problem
 
 RULE_FIELDS = tuple(f for f in CANONICAL_FIELDS if f not in ("id", "url", "raw"))
 _ENUMS: dict[str, type[Enum]] = {"state": State, "major": Major, "stage": Stage}
@@ -77,12 +76,9 @@ class Condition(Strict):
     def _regex(cls, value: str | None) -> str | None:
         if value is not None:
             try:
-                re.compile(value)
-            except re.error as exc:
+                regex.compile(value)
+            except regex.error as exc:
                 raise ValueError(f"invalid regular expression: {exc}") from exc
-            slow = exponential_problem(value)
-            if slow is not None:
-                raise ValueError(slow)
         return value
 
     @model_validator(mode="after")
@@ -151,13 +147,9 @@ def _condition_problems(name: str, cond: dict[Any, Any], shorthand: str | None) 
             found.append((at(op), f"{op} applies to text fields, not {name}", False))
         elif op == "matches":
             try:
-                re.compile(arg)
-            except re.error as exc:
+                regex.compile(arg)
+            except regex.error as exc:
                 found.append((at(op), f"invalid regular expression: {exc}", False))
-            else:
-                slow = exponential_problem(arg)
-                if slow is not None:
-                    found.append((at(op), slow, False))
     ordering = [op for op in _ORDERING if op in cond]
     if ordering and name not in INT_FIELDS:
         # comparing text with < would fail at run time on the first ticket, not here
@@ -492,9 +484,26 @@ def _field_predicates(name: str, cond: Condition) -> list[FieldsPredicate]:
         needle = cond.contains.casefold()
         out.append(lambda f: isinstance(v := f[name], str) and needle in v.casefold())
     if cond.matches is not None:
-        search = re.compile(cond.matches).search
-        out.append(lambda f: isinstance(v := f[name], str) and search(v) is not None)
+        out.append(_bounded_search(name, regex.compile(cond.matches).search))
     return out
+
+
+MATCH_TIMEOUT = 0.05
+"""Seconds a ``matches:`` search may take on one ticket's text; longer counts as no match. A pattern with nested or
+overlapping repeats (``(.|\\s)*x``) can otherwise take minutes on one hostile title and hold every sync."""
+
+
+def _bounded_search(name: str, search: Callable[..., Any]) -> FieldsPredicate:
+    def matches(f: dict[str, Any]) -> bool:
+        value = f[name]
+        if not isinstance(value, str):
+            return False
+        try:
+            return search(value, timeout=MATCH_TIMEOUT) is not None
+        except TimeoutError:
+            return False
+
+    return matches
 
 
 def _all_of(predicates: list[FieldsPredicate]) -> FieldsPredicate:
