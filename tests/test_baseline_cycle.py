@@ -123,6 +123,11 @@ def test_a_dry_run_after_a_rule_edit_keeps_what_the_old_rule_learned(env) -> Non
     "UPDATE baseline_rules SET data = 'garbage'",
     "UPDATE baseline_rules SET data = json_set(data, '$.learned_to', 'abc')",
     "UPDATE baseline_rules SET data = json_set(data, '$.shape', json('[\"x\"]'))",
+    "UPDATE baseline_rules SET data = json_set(data, '$.base', 1e300)",
+    "UPDATE baseline_rules SET data = replace(data, '\"base\": ', '\"base\": Infinity, \"was\": ')",
+    "UPDATE baseline_rules SET data = json_set(data, '$.learned_to', 100000000000000)",
+    "UPDATE baseline_groups SET data = json_set(data, '$.moments', json('[1.0]'))",
+    "UPDATE baseline_groups SET data = json_set(data, '$.capped', json('[100000, 492000]'))",
 ])
 def test_a_damaged_baseline_row_is_reported_and_learned_again_never_a_crash(env, damage: str) -> None:
     clock, platform, store, _ = env

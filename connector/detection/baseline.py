@@ -566,12 +566,14 @@ class RuleBaseline:
             return False, []
         try:
             start, learned_to = _hour_or_none(meta.get("start")), _hour_or_none(meta.get("learned_to"))
-            base, base_week = int(meta.get("base") or 0), int(meta.get("base_week") or 0)
+            base, base_week = _hour_or_none(meta.get("base") or 0), int(meta.get("base_week") or 0)
+            if base is None or abs(base_week) > _LAST_HOUR // HOURS_PER_WEEK + 1:
+                raise ValueError("scaling base out of range")
             shape = [_finite(value) for value in meta.get("shape") or []]
             if (start is None) != (learned_to is None) or (learned_to is not None and start is not None
                                                            and learned_to < start):
                 raise ValueError("inconsistent learning span")
-        except (TypeError, ValueError, AttributeError):
+        except (TypeError, ValueError, AttributeError, OverflowError):
             return False, []
         self.start, self.learned_to, self.base, self.base_week = start, learned_to, base, base_week
         if len(shape) == HOURS_PER_WEEK:
@@ -584,8 +586,15 @@ class RuleBaseline:
                 if not slots or any(not 0 <= slot < HOURS_PER_WEEK for slot in slots):
                     raise ValueError("no slot, or a slot outside the week")
                 moments = [_finite(v) for v in state["moments"]] if state.get("moments") else None
-                capped = (int(state["capped"][0]), int(state["capped"][1])) if state.get("capped") else None
-            except (TypeError, ValueError, AttributeError, KeyError, IndexError):
+                if moments is not None and len(moments) != 2:
+                    raise ValueError("moments are a sum and a sum of squares")
+                capped: tuple[int, int] | None = None
+                if state.get("capped"):
+                    times, last = int(state["capped"][0]), _hour_or_none(state["capped"][1])
+                    if last is None or not 0 <= times <= 1000:  # the cap doubles every 6: a streak stays short
+                        raise ValueError("not a capped streak")
+                    capped = (times, last)
+            except (TypeError, ValueError, AttributeError, KeyError, IndexError, OverflowError):
                 damaged.append(text)
                 continue
             for slot, value in slots.items():
@@ -629,17 +638,23 @@ def decode_key(text: str) -> Key:
     return values[0] if len(values) == 1 else tuple(values)
 
 
+_LAST_HOUR = 10_000_000
+"""Hours since 1970 up to the year 3110: a saved hour beyond it is damage, not a date."""
+_LARGEST_SUM = 1e250
+"""Scaled sums stay far below this (they are rebased at exp(REBASE))."""
+
+
 def _hour_or_none(value: Any) -> int | None:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int):
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= _LAST_HOUR:
         raise ValueError(f"not an hour: {value!r}")
     return value
 
 
 def _finite(value: Any) -> float:
     number = float(value)
-    if not math.isfinite(number) or number < 0:
+    if not math.isfinite(number) or not 0 <= number < _LARGEST_SUM:
         raise ValueError(f"not a count: {value!r}")
     return number
 
