@@ -36,8 +36,8 @@ The semantics the reference spells out (and the engine must keep):
   ``t``, it folds every hour ``H`` with ``H + 1h <= t - window`` not learned yet: its tickets per group,
   each count winsorised at ``max(floor, 4 x expected)`` (an hour without any is not folded: it is
   learned as empty once a later one is). The learning starts at the first folded hour; learned hours are
-  those from there to the boundary. A rule without any ticket for longer than its ``history`` (at least four
-  weeks) forgets everything and starts again at its next ticket.
+  those from there to the boundary. A hole in the stream (no ticket at all, of any rule, for longer than a
+  baseline's ``history``, at least four weeks) makes it forget everything, and it starts again after the hole.
 """
 
 from __future__ import annotations
@@ -204,17 +204,13 @@ class ReferenceBaseline:
     def silence(self) -> int:
         return max(int(self.spec.history.total_seconds() // 3600), 4 * 168)
 
-    def forget_after_silence(self, hour: int) -> bool:
-        """No ticket of the rule for longer than the silence before ``hour``: it all starts again."""
-        if self.learned_to is None or hour - self.learned_to <= self.silence:
-            return False
+    def forget(self) -> None:
+        """A hole in the stream longer than the silence: everything learned before it is forgotten."""
         self.folded, self.totals, self.capped = [], {}, []
         self.start = self.learned_to = None
         self._memo.clear()
-        return True
 
     def learn(self, hour: int, counts: dict[Group, int]) -> None:
-        self.forget_after_silence(hour)
         if self.start is None:
             self.start = hour
         slot = slot_week(hour)[0]
@@ -267,6 +263,8 @@ class Reference:
     rejected: dict[tuple[str, Group], datetime] = field(default_factory=dict)
     baselines: dict[str, ReferenceBaseline] = field(default_factory=dict)
     surging_ids: dict[str, tuple[str, Group]] = field(default_factory=dict)
+    last_seen: datetime | None = None
+    """When the previous ticket of the stream was opened (a longer hole than a baseline's silence: it forgets)."""
     """The most recently opened ``while: surge`` incident of each id (an id can be declared twice while
     its first declaration has not reached the platform)."""
 
@@ -304,7 +302,7 @@ class Reference:
             for hour in sorted(hours):
                 if baseline.learned_to is None or hour >= baseline.learned_to:
                     baseline.learn(hour, hours[hour])
-            if baseline.start is not None and not baseline.forget_after_silence(boundary):
+            if baseline.start is not None:
                 baseline.learned_to = max(baseline.learned_to or boundary, boundary)
             baseline.done_to = boundary
 
@@ -322,6 +320,11 @@ class Reference:
 
     def feed(self, ticket: Ticket) -> list[Declaration | LateLink]:
         now = ticket.opened_at
+        last, self.last_seen = self.last_seen, now
+        for rule_id, baseline in self.baselines.items():
+            if last is not None and (now - last).total_seconds() > baseline.silence * 3600:
+                baseline.forget()
+                self.learned = [entry for entry in self.learned if entry[0] != rule_id]
         self.learn(now)
         for rule in self.rules:
             if rule.id in self.baselines and all(_holds(rule, name, ticket) for name in rule.when

@@ -165,7 +165,10 @@ class RuleBaseline:
         self.k_week = HOURS_PER_WEEK / hours
         self.min_hours = max(1, math.ceil(spec.min_history.total_seconds() / 3600.0))
         self.silence_hours = max(int(hours), SILENCE_HOURS)
-        """A rule that got no ticket at all for longer than this starts learning afresh (see :meth:`advance`)."""
+        """A replayed stream (``mim backtest``, the engine's) without any ticket at all for longer than this has a
+        hole, not a quiet desk -- a stray ticket dated 1970 in an export: the baseline forgets what it learned
+        before the hole (:meth:`forget`) and starts again after it, with the fixed threshold until
+        ``min_history``. The platform's own history read by a warm-up is taken as it is."""
         self.prune_every = max(PRUNE_EVERY, int(hours))
         """Hours between passes that forget decayed groups (a weight takes about 14 x history to decay
         below :data:`FORGET`, so looking more often than once a history finds nothing new)."""
@@ -241,15 +244,12 @@ class RuleBaseline:
             self._next_prune = hour + self.prune_every
             self._changed()
 
-    def fold(self, hour: int, counts: Mapping[Key, int], observed: bool = False) -> None:
+    def fold(self, hour: int, counts: Mapping[Key, int]) -> None:
         """Learn one UTC hour: ``counts`` are the groups' tickets opened in it (groups without any are
         absent). Hours before :attr:`learned_to` are already learned and ignored; hours skipped since are
-        learned as hours without tickets (unless they are a silence in a replayed stream, see :meth:`advance`;
-        ``observed``: the platform's own history was read over them)."""
+        learned as hours without tickets."""
         if self.learned_to is not None and hour < self.learned_to:
             return
-        if not observed:
-            self._restart_after_silence(hour)
         self.begin(hour)
         if (hour - self.base) * self.k_hour > REBASE:
             self._rebase(hour)
@@ -263,25 +263,19 @@ class RuleBaseline:
             self.prune()
             self._next_prune = hour + self.prune_every
 
-    def advance(self, to_hour: int, observed: bool = False) -> None:
-        """Every hour before ``to_hour`` is learned (those not folded had no tickets). In a replayed stream
-        (the engine's, a history file's), a rule that got no ticket at all for longer than
-        :attr:`silence_hours` (its ``history``, at least four weeks) was not a quiet desk but a hole in the
-        history -- a stray ticket dated 1970 in an export: what was learned before is forgotten and learning
-        starts again at the next ticket, with the fixed threshold until ``min_history`` is learned. A span of
-        the platform's own history read by a warm-up (``observed``) was truly quiet and is learned as such."""
+    def advance(self, to_hour: int) -> None:
+        """Every hour before ``to_hour`` is learned (those not folded had no tickets)."""
         if self.start is None:
             return  # nothing learned yet: the learning starts at the first folded hour
-        if not observed and self._restart_after_silence(to_hour):
-            return
         if self.learned_to is None or to_hour > self.learned_to:
             self.learned_to = to_hour
             self._changed()
 
-    def _restart_after_silence(self, hour: int) -> bool:
-        """Forget everything when ``hour`` comes after a silence (see :meth:`advance`); True if it did."""
-        if self.learned_to is None or hour - self.learned_to <= self.silence_hours:
-            return False
+    def forget(self) -> None:
+        """Forget everything learned; learning starts again at the next folded hour. For a hole in a replayed
+        history: see :attr:`silence_hours`."""
+        if self.start is None:
+            return
         if self.track_changes:
             self.changed.update(self.groups())  # saved as forgotten
         self.start = self.learned_to = None
@@ -291,7 +285,6 @@ class RuleBaseline:
         self.shape = [0.0] * HOURS_PER_WEEK
         self._next_prune = None
         self._changed()
-        return True
 
     def _fold_counts(self, hour: int, counts: Mapping[Key, int]) -> None:
         # the hot loop of learning (once per group and hour with tickets): kept to plain arithmetic
@@ -727,9 +720,10 @@ def learn_tickets(baselines: Baselines, rules: Sequence[Rule], tickets: Iterable
     major incident flag, parent, stage... -- are left out: history shows tickets as they are now) counts
     towards its group's hour. Hours are folded in order; returns how many tickets were read. ``since`` is
     where the history read starts: a baseline learning for the first time starts there (the hours before
-    the first ticket were quiet, and that is learned too). ``observed``: the tickets are the platform's
-    own history over the whole span (a warm-up), so a long silence in it was truly quiet (see
-    :meth:`RuleBaseline.advance`)."""
+    the first ticket were quiet, and that is learned too). A hole in the tickets (no ticket at all for
+    longer than a baseline's :attr:`~RuleBaseline.silence_hours`) makes it forget and start again, as the engine
+    does, unless ``observed``: the tickets are the platform's own history over the whole span (a warm-up), so a
+    quiet span in it was truly quiet."""
     plans: list[tuple[RuleBaseline, Callable[[dict[str, Any]], bool] | None, Callable[[dict[str, object]], Key | None],
                       dict[int, dict[Key, int]]]] = []
     for rule in rules:
@@ -741,12 +735,14 @@ def learn_tickets(baselines: Baselines, rules: Sequence[Rule], tickets: Iterable
                       {}))
     end = utc_hour(until) if until is not None else None
     read = 0
+    stream_hours: set[int] = set()
     for ticket in tickets:
         read += 1
         values = ticket.__dict__
         hour = int(values["opened_at"].timestamp() // 3600)
         if end is not None and hour >= end:
             continue
+        stream_hours.add(hour)
         for _, predicate, key_of, hours in plans:
             if predicate is not None and not predicate(values):
                 continue
@@ -757,13 +753,19 @@ def learn_tickets(baselines: Baselines, rules: Sequence[Rule], tickets: Iterable
             if counts is None:
                 counts = hours[hour] = {}
             counts[key] = counts.get(key, 0) + 1
+    ordered = sorted(stream_hours)
     for model, _, _, hours in plans:
         if since is not None:
             model.begin(utc_hour(since))
-        for hour in sorted(hours):
-            model.fold(hour, hours[hour], observed)
+        holes = set() if observed else {later for earlier, later in zip(ordered, ordered[1:])
+                                        if later - earlier > model.silence_hours}
+        for hour in sorted(hours.keys() | holes):
+            if hour in holes:
+                model.forget()
+            if hour in hours:
+                model.fold(hour, hours[hour])
         if end is not None:
-            model.advance(end, observed)
+            model.advance(end)
     return read
 
 

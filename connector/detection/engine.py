@@ -281,6 +281,10 @@ class Detector:
             elif threshold is not None:
                 cr.min_limit = 1
         self._next_fold = float("-inf") if self._learning else float("inf")
+        # a hole in the stream longer than a baseline's silence makes it forget (see RuleBaseline.silence_hours)
+        self._silence = min((cr.model.silence_hours * 3600.0 for cr in self._learning if cr.model is not None),
+                            default=float("inf"))
+        self._last_ts: float | None = None
         # open while: surge incidents by id, so their tickets linked earlier still count as surging
         self._surging: dict[str, tuple[_CompiledRule, Key]] = {}
         # rules with the same conditions share one predicate, so that consecutive ones evaluate it once
@@ -323,6 +327,9 @@ class Detector:
         values: Fields = ticket.__dict__
         opened: datetime = values["opened_at"]  # type: ignore[assignment]
         ts = opened.timestamp()
+        last, self._last_ts = self._last_ts, ts
+        if last is not None and ts - last > self._silence:
+            self._hole(last, ts)
         if ts >= self._next_fold:
             self._fold_due(ts)
         # every baseline counts the ticket when it meets its rule's conditions on arrival, whatever happens to it
@@ -540,6 +547,23 @@ class Detector:
         """Forget the id of a ``while: surge`` incident no longer open (unless the id now names another)."""
         if cr.surging and self._surging.get(old[0].id) == (cr, key):
             del self._surging[old[0].id]
+
+    def _hole(self, last: float, ts: float) -> None:
+        """No ticket at all between ``last`` and ``ts``: the baselines whose silence the gap exceeds forget what
+        they learned before it, pending hours included (a stray ticket years before the rest of a history). A
+        ticket older than what a baseline has learned (an old ticket updated today, in a cycle's replay) teaches
+        it nothing and opens no hole for it."""
+        for cr in self._learning:
+            model = cr.model
+            if model is None or ts - last <= model.silence_hours * 3600.0:
+                continue
+            if model.learned_to is not None and last < model.learned_to * 3600.0:
+                continue
+            model.forget()
+            cr.pending.clear()
+            cr.hour_end, cr.hour_counts = float("-inf"), {}
+            cr.folded_to, cr.next_fold = -(2 ** 62), float("-inf")
+        self._next_fold = float("-inf")
 
     def _fold_due(self, ts: float) -> None:
         """Learn the hours whose tickets have all left the window by ``ts``, for every baseline rule."""
