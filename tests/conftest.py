@@ -3,6 +3,7 @@ real server started once per session, see :mod:`tests.pgserver`)."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -86,3 +87,12 @@ def new_state(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[], St
 def state(new_state: Callable[[], StateLocation]) -> StateLocation:
     """An empty state on each backend in turn."""
     return new_state()
+
+
+@pytest.fixture()
+def isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The shipped rules and mappings, whatever MIM_* variables or mim.toml the developer's shell has: every
+    MIM_* variable unset, and the working folder an empty one."""
+    for name in [n for n in os.environ if n.startswith("MIM_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import gzip
 import io
 import json
-import os
 import zipfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -23,12 +22,7 @@ UCI_ZIP = ROOT.parent / "shared" / "data" / "uci-incident-event-log" / "incident
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
 
-@pytest.fixture(autouse=True)
-def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """The shipped rules and mappings, whatever MIM_* variables or mim.toml the developer has."""
-    for name in [n for n in os.environ if n.startswith("MIM_")]:
-        monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
+pytestmark = pytest.mark.usefixtures("isolated")  # no MIM_* variable or mim.toml of the developer's shell
 
 
 def backtest(*args: str) -> Result:

@@ -3,7 +3,6 @@ located ``file:line:col`` errors, within the loader's limits, and a file it pass
 
 from __future__ import annotations
 
-import os
 import re
 import resource
 import time
@@ -24,11 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 LINE = re.compile(r"^(?P<path>.+?):(?P<line>\d+):(?P<col>\d+): (?P<message>.+)$")
 
 
-@pytest.fixture(autouse=True)
-def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    for name in [n for n in os.environ if n.startswith("MIM_")]:
-        monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
+pytestmark = pytest.mark.usefixtures("isolated")  # no MIM_* variable or mim.toml of the developer's shell
 
 
 def check(path: Path) -> tuple[int, list[tuple[int, int, str]], str]:

@@ -4,7 +4,6 @@ columns that fit their values, the demo's count of children it linked."""
 from __future__ import annotations
 
 import json
-import os
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -16,11 +15,7 @@ from connector.core.text import one_line
 from tests.shipped import servicenow_sim
 
 
-@pytest.fixture(autouse=True)
-def _clean(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    for name in [n for n in os.environ if n.startswith("MIM_")]:
-        monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
+pytestmark = pytest.mark.usefixtures("isolated")  # no MIM_* variable or mim.toml of the developer's shell
 
 
 def test_a_line_break_in_a_ticket_value_does_not_split_a_dry_run_line(tmp_path: Path) -> None:

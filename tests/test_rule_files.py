@@ -16,12 +16,7 @@ from connector.core.durations import format_duration, parse_duration
 LINE = re.compile(r"^(?P<path>.+?):(?P<line>\d+):(?P<col>\d+): (?P<message>.+)$")
 
 
-@pytest.fixture(autouse=True)
-def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """No MIM_* variable or mim.toml from the developer's shell changes what is checked."""
-    for name in [n for n in __import__("os").environ if n.startswith("MIM_")]:
-        monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
+pytestmark = pytest.mark.usefixtures("isolated")  # no MIM_* variable or mim.toml of the developer's shell
 
 
 def write(path: Path, text: str) -> Path:

@@ -3,7 +3,6 @@ error of ``mim rules check``, and every default lives in the model."""
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 from datetime import timedelta
@@ -22,12 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 LINE = re.compile(r"^(?P<path>.+?):(?P<line>\d+):(?P<col>\d+): (?P<message>.+)$")
 
 
-@pytest.fixture(autouse=True)
-def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """No MIM_* variable or mim.toml from the developer's shell changes what is checked."""
-    for name in [n for n in os.environ if n.startswith("MIM_")]:
-        monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
+pytestmark = pytest.mark.usefixtures("isolated")  # no MIM_* variable or mim.toml of the developer's shell
 
 
 def copy_with(tmp_path: Path, platform: str, old: str, new: str) -> Path:
