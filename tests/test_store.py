@@ -283,3 +283,27 @@ def test_text_sorts_bytewise_as_in_sqlite_whatever_the_database_locale(postgres)
             assert locale_order == ["note:a", "note:B"], "the database's own collation would order them otherwise"
     finally:
         postgres.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def test_a_second_runner_is_refused_by_the_lock_before_it_waits_on_a_busy_database(tmp_path: Path) -> None:
+    # it used to open and migrate the database first: behind the first runner's write it waited for SQLite's
+    # 30 s and then said "stayed locked by another process" instead of naming the runner that holds the state
+    import fcntl
+    import sqlite3
+
+    state = tmp_path / "state.sqlite"
+    with StateStore(state, "servicenow"):
+        pass
+    holder = os.open(str(state) + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(holder, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    writer = sqlite3.connect(state, isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")  # the first runner in the middle of a write
+    try:
+        started = time.monotonic()
+        with pytest.raises(LockHeld, match="in use by another mim process"):
+            StateStore(state, "servicenow", lock=True)
+        assert time.monotonic() - started < 5
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
+        os.close(holder)

@@ -59,15 +59,8 @@ def open_job(settings: Settings, lock: bool = True) -> Job:
     policy = RetryPolicy()
     platform = make_platform(settings, mapping, policy)  # raises SettingsError when no platform is configured
     try:
-        store = StateStore(settings.state, settings.platform or "")
+        store = StateStore(settings.state, settings.platform or "", lock=lock)  # the lock before anything else
     except BaseException:
-        platform.close()
-        raise
-    try:
-        if lock:
-            store.acquire_lock()
-    except BaseException:
-        store.close()
         platform.close()
         raise
     return Job(settings, rules, process, mapping, platform, store, WebhookNotifier(settings.webhooks), policy)

@@ -158,7 +158,7 @@ class SqliteBackend:
 
     dialect = "sqlite"
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, lock: bool = False) -> None:
         self.path = path
         self.location = str(path)
         self._lock_fd: int | None = None
@@ -171,12 +171,26 @@ class SqliteBackend:
             raise StateError(f"cannot create the folder of the state file {path}: {exc.strerror or exc}",
                              f"create {path.parent} and make it writable for the user running mim "
                              f"(uid {os.getuid()}), or point MIM_STATE at a writable location") from None
+        # the runner lock first: a second runner stops here, before it opens (and waits on) the database. A lock
+        # file that cannot be created is left to the opening below, which says why in the words every command uses
+        if lock:
+            try:
+                taken = self.try_lock()
+            except StateError:
+                taken = True  # (not taken: StateStore.acquire_lock tries again once the database is open)
+            if not taken:
+                raise lock_held(self.location, self.holder(), self.lock_fix())
         try:
             self.db = sqlite3.connect(str(path), timeout=30, isolation_level=None)
         except sqlite3.Error as exc:
+            self.release_lock()
             raise sqlite_error(path, exc) from None
-        for pragma in ("PRAGMA journal_mode=WAL", "PRAGMA synchronous=NORMAL", "PRAGMA busy_timeout=30000"):
-            self.execute(pragma)
+        try:
+            for pragma in ("PRAGMA journal_mode=WAL", "PRAGMA synchronous=NORMAL", "PRAGMA busy_timeout=30000"):
+                self.execute(pragma)
+        except BaseException:
+            self.close()
+            raise
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Rows:
         try:
@@ -541,11 +555,19 @@ class PostgresBackend:
 Backend = SqliteBackend | PostgresBackend
 
 
-def open_backend(location: str | Path) -> Backend:
-    """The backend for ``location``: a ``postgresql://`` URL or a SQLite file path."""
+def lock_held(description: str, holder: str | None, fix: str) -> LockHeld:
+    """The error of a runner that finds the state's runner lock taken."""
+    return LockHeld(f"{description} is in use by another mim process{f' ({holder})' if holder else ''}; "
+                    "only one mim sync/run may use a state at a time", fix)
+
+
+def open_backend(location: str | Path, lock: bool = False) -> Backend:
+    """The backend for ``location``: a ``postgresql://`` URL or a SQLite file path. With ``lock`` a SQLite
+    backend takes the runner lock before it opens the database (raises :class:`LockHeld`); a PostgreSQL one
+    takes it once connected (:meth:`connector.job.store.StateStore.acquire_lock`)."""
     if is_url(location):
         return PostgresBackend(str(location))
-    return SqliteBackend(Path(location))
+    return SqliteBackend(Path(location), lock=lock)
 
 
 def state_exists(location: str | Path) -> bool:

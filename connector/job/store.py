@@ -29,7 +29,7 @@ from connector.core.actions import Action
 from connector.core.ticket import Ticket
 from connector.detection.registry import MIRecord
 from connector.job.migrations import upgrade_records_to_v2
-from connector.job.statedb import LockHeld, LockLost, StateDb, StateError, is_url, open_backend, redact
+from connector.job.statedb import LockHeld, LockLost, StateDb, StateError, is_url, lock_held, open_backend, redact
 from connector.platforms.base import ApplyResult, Watermark
 
 SCHEMA_VERSION = 3
@@ -89,13 +89,15 @@ class StateStore:
     URL). Use as a context manager or call :meth:`close`. Opening brings the schema up to date; every problem
     with the store is a :class:`~connector.job.statedb.StateError` (one message and its fix)."""
 
-    def __init__(self, location: str | Path, platform: str) -> None:
+    def __init__(self, location: str | Path, platform: str, lock: bool = False) -> None:
         self.location = str(location)
         self.platform = platform
-        self.backend = open_backend(location)
+        self.backend = open_backend(location, lock=lock)
         self.db = self.backend
         self._locked = False
         try:
+            if lock:  # before the migration: a second runner touches nothing
+                self.acquire_lock()
             self._migrate()
         except BaseException:
             self.backend.close()
@@ -162,9 +164,7 @@ class StateStore:
     def acquire_lock(self) -> None:
         """Become the single runner for this state, or raise :class:`LockHeld` naming the holder."""
         if not self.try_lock():
-            holder = self.backend.holder()
-            raise LockHeld(f"{self.description} is in use by another mim process{f' ({holder})' if holder else ''}; "
-                           "only one mim sync/run may use a state at a time", self.backend.lock_fix())
+            raise lock_held(self.description, self.backend.holder(), self.backend.lock_fix())
 
     def lock_holder(self) -> str | None:
         """Who holds the runner lock (pid, host, since when), when it is known."""
