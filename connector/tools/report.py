@@ -261,28 +261,19 @@ def timeline_svg(mi: dict[str, Any], now: datetime) -> str:
     for index, (event, moment) in enumerate(stages):
         if moment is None:
             continue
-        xpos = x(moment)
+        value = event.get("value")
         if event.get("event") == "decision":
-            label = f"{event.get('value')} by a person"
-            parts.append(f'<g class="decision" data-decision="{escape(str(event.get("value")))}" '
-                         f'data-at="{escape(event["at"])}">'
-                         f'<line class="decision" x1="{xpos:.1f}" y1="{20 + 14 * (index % 4)}" x2="{xpos:.1f}" y2="130"/>'
-                         f'{_label(xpos, 30 + 14 * (index % 4), label)}'
-                         f"<title>{escape(label)} at {moment:%Y-%m-%d %H:%M} UTC</title></g>")
-            continue
-        if event.get("event") == "change_state":
-            label = f"change {event.get('value')}"
-            parts.append(f'<g class="change-state" data-change-state="{escape(str(event.get("value")))}" '
-                         f'data-at="{escape(event["at"])}">'
-                         f'<line class="change" x1="{xpos:.1f}" y1="{20 + 14 * (index % 4)}" x2="{xpos:.1f}" y2="130"/>'
-                         f'{_label(xpos, 30 + 14 * (index % 4), label)}'
-                         f"<title>{escape(label)} at {moment:%Y-%m-%d %H:%M} UTC</title></g>")
-            continue
-        cls = "stage human" if event.get("by") == "human" else "stage"
-        label = f"{event.get('value')}" + (" (by hand)" if event.get("by") == "human" else "")
-        parts.append(f'<g class="stage-change" data-stage="{escape(str(event.get("value")))}" data-at="{escape(event["at"])}">'
-                     f'<line class="{cls}" x1="{xpos:.1f}" y1="{20 + 14 * (index % 4)}" x2="{xpos:.1f}" y2="130"/>'
-                     f'{_label(xpos, 30 + 14 * (index % 4), label)}'
+            group, data, line, label = "decision", "data-decision", "decision", f"{value} by a person"
+        elif event.get("event") == "change_state":
+            group, data, line, label = "change-state", "data-change-state", "change", f"change {value}"
+        else:
+            by_hand = event.get("by") == "human"
+            group, data, line = "stage-change", "data-stage", "stage human" if by_hand else "stage"
+            label = f"{value}" + (" (by hand)" if by_hand else "")
+        xpos, top = x(moment), 20 + 14 * (index % 4)
+        parts.append(f'<g class="{group}" {data}="{escape(str(value))}" data-at="{escape(event["at"])}">'
+                     f'<line class="{line}" x1="{xpos:.1f}" y1="{top}" x2="{xpos:.1f}" y2="130"/>'
+                     f'{_label(xpos, top + 10, label)}'
                      f"<title>{escape(label)} at {moment:%Y-%m-%d %H:%M} UTC</title></g>")
     for arrival, moment in arrivals:
         if moment is None:
