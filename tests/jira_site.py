@@ -68,6 +68,7 @@ def process() -> ProcessFile:
 
 @pytest.fixture(scope="session")
 def contract() -> bool:
+    """Whether the OpenAPI document is available (contract checks are skipped without it)."""
     try:
         jira_openapi.load_spec()
         jira_openapi._openapi()

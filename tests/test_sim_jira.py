@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import email.utils
 import threading
-import warnings
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Iterator
@@ -20,6 +19,7 @@ import requests
 from connector.sim.base import SimServer
 from connector.sim.jira import SEARCH_REMOVED, JiraSim, adf_from_text, jira_time
 from tests import jira_openapi
+from tests.jira_site import contract  # noqa: F401  (a fixture: whether the OpenAPI document is there)
 
 EMAIL = "admin@example.com"
 TOKEN = "s3cret-token"
@@ -72,18 +72,6 @@ class Site:
     def keys(self, jql: str, **body: Any) -> list[str]:
         body.setdefault("fields", ["summary"])
         return [issue["key"] for issue in self.search(jql, **body)["issues"]]
-
-
-@pytest.fixture(scope="session")
-def contract() -> bool:
-    """Whether the OpenAPI document is available (contract checks are skipped without it)."""
-    try:
-        jira_openapi.load_spec()
-        jira_openapi._openapi()
-    except (FileNotFoundError, ImportError) as exc:
-        warnings.warn(f"Jira contract checks skipped: {exc}", stacklevel=1)
-        return False
-    return True
 
 
 @pytest.fixture
